@@ -1,0 +1,3 @@
+"""infercheck: measure what LLM inference engines really do."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,143 @@
+"""The `infercheck` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import httpx
+import pytest
+import typer
+from rich.console import Console
+
+from harness.engines import UnknownEngineError, adapter_classes, get_adapter
+from harness.paths import REPO_ROOT, cache_dir, default_report_dir, default_results_dir
+from harness.results import record_json_schema
+
+app = typer.Typer(help="Measure what LLM inference engines really do, and regenerate the comparison table.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+console = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    console.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _progress(message: str) -> None:
+    console.print(f"[cyan]•[/cyan] {message}", highlight=False)
+
+
+@app.command()
+def setup(engine: str = typer.Argument("llama.cpp", help="engine to set up"),
+          backend: str = typer.Option("cpu", help="llama.cpp backend: cpu or cuda")) -> None:
+    """Build or check the engine, then synthesize the models (both cached)."""
+    from harness.models import ensure_models
+    from harness.toolchain import llamacpp as toolchain
+
+    try:
+        get_adapter(engine)
+    except UnknownEngineError as exc:
+        _fail(str(exc))
+    build = toolchain.ensure_build(cache_dir(), backend=backend, progress=_progress)
+    artifacts = ensure_models(cache_dir(), build.quantize, progress=_progress)
+    _progress(f"{len(artifacts)} model files ready under {cache_dir() / 'models'}")
+
+
+@app.command()
+def run(engine: str = typer.Option("llama.cpp", help="engine adapter"),
+        base_url: Optional[str] = typer.Option(None, help="attach to a running server instead of launching"),
+        attach_model: str = typer.Option("llama", help="synthesized model the attached server serves"),
+        attach_format: Optional[str] = typer.Option(None, help="its format (default: the adapter's)"),
+        results_dir: Path = typer.Option(default_results_dir(), help="where records are written"),
+        report_dir: Path = typer.Option(default_report_dir(), help="where the report is regenerated"),
+        select: Optional[str] = typer.Option(None, "-k", help="pytest -k expression to pick probes"),
+        report: bool = typer.Option(True, help="regenerate the report afterwards")) -> None:
+    """Run the probes against one engine and record the verdicts."""
+    try:
+        get_adapter(engine)
+    except UnknownEngineError as exc:
+        _fail(str(exc))
+    if base_url:
+        _check_reachable(base_url, get_adapter(engine).health_path)
+    args = [str(REPO_ROOT / "probes"), "--engine", engine, "--results-dir", str(results_dir),
+            "--attach-model", attach_model, "-p", "no:cacheprovider", "-q"]
+    if base_url:
+        args += ["--base-url", base_url]
+    if attach_format:
+        args += ["--attach-format", attach_format]
+    if select:
+        args += ["-k", select]
+    code = pytest.main(args)
+    if code == pytest.ExitCode.USAGE_ERROR:
+        raise typer.Exit(2)
+    if report:
+        report_command(results_dir=results_dir, out_dir=report_dir)
+    if code not in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+        _fail(f"some probes could not finish (pytest exit {int(code)}); their records say why", code=1)
+
+
+def _check_reachable(base_url: str, health_path: str) -> None:
+    try:
+        httpx.get(base_url.rstrip("/") + health_path, timeout=5).raise_for_status()
+    except httpx.HTTPError as exc:
+        _fail(f"cannot reach {base_url}{health_path}: {type(exc).__name__}: {exc}")
+
+
+@app.command("report")
+def report_command(claims: Path = typer.Option(default_report_dir() / "claims.json", help="claimed table (JSON)"),
+                   results_dir: Path = typer.Option(default_results_dir(), help="result records"),
+                   out_dir: Path = typer.Option(default_report_dir(), help="output folder")) -> None:
+    """Regenerate the comparison table from the claims and the result records."""
+    from harness.claims import ClaimsParseError
+    from harness.report import write_report
+
+    if not claims.exists():
+        _fail(f"claims file not found: {claims} (run `infercheck claims-import`)")
+    try:
+        written = write_report(claims, results_dir, out_dir)
+    except (ClaimsParseError, ValueError) as exc:
+        _fail(str(exc).splitlines()[0])
+    for path in written:
+        _progress(f"wrote {path}")
+
+
+@app.command("claims-import")
+def claims_import(markdown: Path = typer.Argument(..., help="markdown comparison table"),
+                  source: str = typer.Option(..., help="where the table comes from (URL)"),
+                  out_dir: Path = typer.Option(default_report_dir(), help="output folder")) -> None:
+    """Import a (newer) markdown comparison table as the claims."""
+    from harness.claims import ClaimsParseError, import_claims
+
+    if not markdown.exists():
+        _fail(f"table not found: {markdown}")
+    try:
+        import_claims(markdown, source, out_dir)
+    except ClaimsParseError as exc:
+        _fail(f"malformed table {markdown}: {exc}")
+    _progress(f"claims imported into {out_dir}")
+
+
+@app.command()
+def schema(out: Path = typer.Option(default_results_dir() / "record.schema.json", help="output file")) -> None:
+    """Write the JSON Schema of a result record."""
+    out.write_text(json.dumps(record_json_schema(), indent=2) + "\n")
+    _progress(f"wrote {out}")
+
+
+@app.command()
+def engines() -> None:
+    """List the engine adapters."""
+    for name, cls in sorted(adapter_classes().items()):
+        typer.echo(f"{name}\t{cls.__module__}\tnative format: {cls.native_format}")
+
+
+def main() -> None:
+    """Entry point that keeps tracebacks for real bugs only."""
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

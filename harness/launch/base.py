@@ -1,0 +1,79 @@
+"""What every launcher provides: start an engine, wait for health, capture logs, stop it."""
+
+from __future__ import annotations
+
+import socket
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+
+class EngineStartError(RuntimeError):
+    """The engine did not come up: it exited, or never became healthy."""
+
+
+@dataclass
+class RunningEngine:
+    """A started (or attached) engine: where to reach it and where its log goes."""
+
+    base_url: str
+    log_path: Path | None
+    command: list[str] = field(default_factory=list)
+    launcher: str = "process"
+    image_digest: str | None = None
+
+    def log_text(self) -> str:
+        """The engine's captured output so far ("" when attached)."""
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines of the engine's log, for error messages."""
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+
+class Launcher(ABC):
+    """Starts one engine and guarantees it is stopped again."""
+
+    name: str
+
+    @abstractmethod
+    def start(self, command: list[str], port: int, health_path: str, log_path: Path,
+              env: dict[str, str] | None = None, timeout_s: float = 120.0) -> RunningEngine:
+        """Start the engine and return once its health endpoint answers 200."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop the engine; safe to call twice."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_healthy(url: str, timeout_s: float, still_running: Callable[[], bool],
+                 describe_exit: Callable[[], str]) -> None:
+    """Poll `url` until it answers 200; fail early when the engine exits, or at the timeout."""
+    deadline = time.monotonic() + timeout_s
+    last_error = "no answer yet"
+    with httpx.Client(timeout=5.0) as client:
+        while time.monotonic() < deadline:
+            if not still_running():
+                raise EngineStartError(f"engine exited before it became healthy: {describe_exit()}")
+            try:
+                response = client.get(url)
+                if response.status_code == 200:
+                    return
+                last_error = f"HTTP {response.status_code}"
+            except httpx.HTTPError as exc:
+                last_error = type(exc).__name__
+            time.sleep(0.25)
+    raise EngineStartError(f"engine not healthy after {timeout_s:.0f}s at {url} ({last_error})")

@@ -1,0 +1,92 @@
+"""Every constant that decides what the synthesized models are; `recipe_hash` names the cache."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+
+from pydantic import BaseModel
+
+from harness.models import corpus
+
+CORPUS_SEED = 1234
+CORPUS_LINES = 4000
+BPE_VOCAB_SIZE = 512
+VOCAB_MULTIPLE = 64
+BOS, EOS, UNK = "<s>", "</s>", "<unk>"
+CHAT_TOKENS = ("<|user|>", "<|assistant|>", "<|end|>")
+SPECIAL_TOKENS = (BOS, EOS, UNK, *CHAT_TOKENS)
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}<|assistant|>\n{{ message['content'] }}<|end|>\n"
+    "{% else %}<|user|>\n{{ message['content'] }}<|end|>\n{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+SHAPE = {
+    "hidden_size": 256,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "head_dim": 64,
+    "intermediate_size": 512,
+    "num_hidden_layers": 2,
+    "max_position_embeddings": 2048,
+    "rms_norm_eps": 1e-5,
+    "rope_theta": 10000.0,
+    "tie_word_embeddings": False,
+}
+INITIALIZER_RANGE = 0.1
+LM_HEAD_STD = 0.2
+
+PROMPTS = (
+    "the old man walks to the river",
+    "she read a book about the king and",
+    "one day the small dog saw a",
+    "the train from the city was late because",
+)
+NEW_TOKENS = 16
+TOP_LOGPROB_POSITIONS = 4
+TOP_K = 10
+
+
+class ModelSpec(BaseModel):
+    """One synthetic model: which HF class, which seed, which config overrides."""
+
+    name: str
+    family: str
+    seed: int
+    overrides: dict[str, int | float] = {}
+    first_layers_of: str | None = None
+
+
+MODEL_SPECS = (
+    ModelSpec(name="llama", family="llama", seed=0),
+    ModelSpec(name="mistral", family="mistral", seed=1, overrides={"sliding_window": 4096}),
+    ModelSpec(
+        name="mixtral",
+        family="mixtral",
+        seed=2,
+        overrides={"num_local_experts": 4, "num_experts_per_tok": 2, "intermediate_size": 256},
+    ),
+    ModelSpec(name="llama-draft", family="llama", seed=0, overrides={"num_hidden_layers": 1}, first_layers_of="llama"),
+    ModelSpec(name="llama-alt", family="llama", seed=100),
+)
+
+GGUF_FORMATS = ("f16", "q8_0", "q4_k_m")
+QUANT_TYPES = {"q8_0": "Q8_0", "q4_k_m": "Q4_K_M"}
+
+
+def recipe_hash(library_versions: dict[str, str]) -> str:
+    """Short hash of every recipe constant, the corpus generator and the libraries that run it."""
+    recipe = {
+        name: value.model_dump() if isinstance(value, BaseModel) else value
+        for name, value in globals().items()
+        if name.isupper()
+    }
+    recipe["MODEL_SPECS"] = [spec.model_dump() for spec in MODEL_SPECS]
+    recipe["corpus_source"] = inspect.getsource(corpus)
+    recipe["libraries"] = library_versions
+    blob = json.dumps(recipe, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

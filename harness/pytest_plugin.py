@@ -1,0 +1,189 @@
+"""pytest glue for probes: options, the engine pool, the recorder, and the verdict summary.
+
+A probe is a test that takes the `probe` fixture, asks it for an engine (the launch
+configuration comes from the `launch` marker), and records one Verdict. Exceptions map to
+verdicts: NotMeasurable -> not measured (test skipped), Unsupported -> fail with the
+documented absence, anything else -> error (test fails). Each record is written atomically
+as soon as its probe ends, so an interrupted run keeps what it measured.
+"""
+
+from __future__ import annotations
+
+import signal
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.engines import UnknownEngineError
+from harness.engines.base import LaunchSpec, NotMeasurable, Unsupported
+from harness.features import row_for
+from harness.paths import cache_dir, default_results_dir
+from harness.provenance import harness_info, host_info
+from harness.results import Evidence, ResultRecord, Status, Verdict, write_record
+from harness.run_context import RunContext
+from harness.session import EngineSession
+
+_CONTEXT_KEY = pytest.StashKey[RunContext]()
+_VERDICTS_KEY = pytest.StashKey[list[ResultRecord]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("infercheck")
+    group.addoption("--engine", default="llama.cpp", help="engine adapter to probe (default: llama.cpp)")
+    group.addoption("--base-url", default=None, help="attach to a server you started instead of launching one")
+    group.addoption("--attach-model", default="llama", help="synthesized model the attached server serves")
+    group.addoption("--attach-format", default=None, help="its format (default: the adapter's native format)")
+    group.addoption("--results-dir", default=str(default_results_dir()), help="where result records go")
+    group.addoption("--run-id", default=None, help="run id (default: time + random suffix)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_VERDICTS_KEY] = []
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, _terminate)
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _launch_spec(item: pytest.Item) -> LaunchSpec:
+    marker = item.get_closest_marker("launch")
+    return LaunchSpec(**(marker.kwargs if marker else {}))
+
+
+def _is_probe(item: pytest.Item) -> bool:
+    return "probe" in getattr(item, "fixturenames", ())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Group probes by launch configuration so each configuration starts once."""
+    probes = [item for item in items if _is_probe(item)]
+    others = [item for item in items if not _is_probe(item)]
+    probes.sort(key=lambda item: (_launch_spec(item) != LaunchSpec(), _launch_spec(item).key()))
+    items[:] = others + probes
+
+
+@pytest.fixture(scope="session")
+def run_context(request: pytest.FixtureRequest) -> Any:
+    """The run's adapter, models and engine pool; stops every engine at the end."""
+    config = request.config
+    attach_spec = LaunchSpec(model=config.getoption("--attach-model"), model_format=config.getoption("--attach-format"))
+    try:
+        context = RunContext.create(
+            engine=config.getoption("--engine"), results_dir=Path(config.getoption("--results-dir")),
+            cache=cache_dir(), attach_url=config.getoption("--base-url"), attach_spec=attach_spec,
+            run_id=config.getoption("--run-id"),
+        )
+    except (UnknownEngineError, FileNotFoundError) as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[_CONTEXT_KEY] = context
+    yield context
+    context.pool.close()
+
+
+class ProbeRecorder:
+    """Hands a probe its engine and turns its verdict into a ResultRecord on disk."""
+
+    def __init__(self, item: pytest.Item, context: RunContext) -> None:
+        self.item = item
+        self.context = context
+        self.spec = _launch_spec(item)
+        self.session: EngineSession | None = None
+        self.started_at = datetime.now(timezone.utc)
+        self.record_written: ResultRecord | None = None
+
+    @property
+    def probe_id(self) -> str:
+        name = self.item.name.removeprefix("test_")
+        return name.replace("[", "_").replace("]", "").replace("-", "_")
+
+    @property
+    def feature(self) -> str:
+        marker = self.item.get_closest_marker("feature")
+        if marker is None or not marker.args:
+            raise RuntimeError(f"probe {self.item.nodeid} has no @pytest.mark.feature(...)")
+        row_for(marker.args[0])
+        return str(marker.args[0])
+
+    def engine(self) -> EngineSession:
+        """The running engine for this probe's launch configuration."""
+        self.session = self.context.pool.session(self.spec)
+        self.context.last_identity = self.session.identity
+        self.session.client.take_exchanges()
+        return self.session
+
+    def record(self, verdict: Verdict) -> ResultRecord:
+        """Write the verdict with full provenance (once per probe)."""
+        if self.record_written is not None:
+            raise RuntimeError(f"probe {self.probe_id} recorded twice")
+        session = self.session
+        evidence = verdict.evidence
+        if session is not None:
+            evidence = evidence.model_copy(update={"exchanges": [*evidence.exchanges, *session.client.take_exchanges()]})
+        record = ResultRecord(
+            run_id=self.context.run_id, probe=self.probe_id, feature=self.feature,
+            engine=session.identity if session else self.context.identity(),
+            launch=session.launch if session else None, model=session.model_info() if session else None,
+            host=host_info(), harness=harness_info(), status=verdict.status, reason=verdict.reason,
+            evidence=evidence, started_at=self.started_at, finished_at=datetime.now(timezone.utc),
+        )
+        write_record(record, self.context.run_dir)
+        self.record_written = record
+        self.item.config.stash[_VERDICTS_KEY].append(record)
+        return record
+
+
+@pytest.fixture
+def probe(request: pytest.FixtureRequest, run_context: RunContext) -> ProbeRecorder:
+    """The recorder of one probe."""
+    recorder = ProbeRecorder(request.node, run_context)
+    request.node.stash[_RECORDER_KEY] = recorder
+    return recorder
+
+
+_RECORDER_KEY = pytest.StashKey[ProbeRecorder]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    """Map what a probe raised to a verdict; a probe that recorded nothing is an error."""
+    recorder = item.stash.get(_RECORDER_KEY, None)
+    if recorder is None:
+        return (yield)
+    try:
+        result = yield
+    except NotMeasurable as exc:
+        recorder.record(Verdict(status=Status.NOT_MEASURED, reason=str(exc)))
+        pytest.skip(f"not measured: {exc}")
+    except Unsupported as exc:
+        recorder.record(Verdict(status=Status.FAIL, reason=f"not expressible in the engine's API: {exc}",
+                                evidence=Evidence(notes=["documented absence (adapter), no request sent"])))
+        return None
+    except (pytest.skip.Exception, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        if recorder.record_written is None:
+            recorder.record(Verdict(status=Status.ERROR, reason=f"{type(exc).__name__}: {exc}".strip()[:2000],
+                                    evidence=Evidence(notes=traceback.format_exception_only(exc)[-1:])))
+        raise
+    if recorder.record_written is None:
+        recorder.record(Verdict(status=Status.ERROR, reason="probe finished without a verdict"))
+        raise AssertionError("probe finished without recording a verdict")
+    return result
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Print the verdicts of this run."""
+    records = config.stash.get(_VERDICTS_KEY, [])
+    if not records:
+        return
+    context = config.stash.get(_CONTEXT_KEY, None)
+    terminalreporter.section("infercheck verdicts")
+    for record in records:
+        terminalreporter.write_line(f"{record.status.value:>12}  {record.probe:<32} {record.reason[:110]}")
+    if context is not None:
+        terminalreporter.write_line(f"records: {context.run_dir}")

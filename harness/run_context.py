@@ -1,0 +1,54 @@
+"""Everything one probe run shares: the adapter, the models, the engine pool and where records go."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from harness.engines import get_adapter
+from harness.engines.base import EngineAdapter, LaunchSpec
+from harness.models import ModelArtifact, ensure_models
+from harness.provenance import gpu_names
+from harness.results import EngineIdentity, run_dir_for
+from harness.session import EnginePool
+from harness.toolchain import llamacpp as llamacpp_toolchain
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id: UTC time plus a short random suffix."""
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+@dataclass
+class RunContext:
+    """The state of one `infercheck run` / `pytest probes` invocation."""
+
+    run_id: str
+    run_dir: Path
+    adapter: EngineAdapter
+    artifacts: list[ModelArtifact]
+    pool: EnginePool
+    last_identity: EngineIdentity | None = None
+
+    @classmethod
+    def create(cls, engine: str, results_dir: Path, cache: Path, attach_url: str | None = None,
+               attach_spec: LaunchSpec | None = None, run_id: str | None = None,
+               progress: Callable[[str], None] = print) -> RunContext:
+        """Resolve the engine, make sure the models exist, and prepare the engine pool."""
+        adapter = get_adapter(engine)
+        if attach_url is None:
+            adapter.prepare()
+        build = llamacpp_toolchain.find_build(cache)
+        artifacts = ensure_models(cache, build.quantize if build else None, progress=progress)
+        run_id = run_id or new_run_id()
+        run_dir = run_dir_for(results_dir, adapter.name, run_id)
+        pool = EnginePool(adapter, artifacts, run_dir, devices=len(gpu_names()), attach_url=attach_url,
+                          attach_spec=attach_spec)
+        return cls(run_id=run_id, run_dir=run_dir, adapter=adapter, artifacts=artifacts, pool=pool)
+
+    def identity(self) -> EngineIdentity:
+        """The engine identity seen last in this run (before any start: the adapter's name only)."""
+        return self.last_identity or EngineIdentity(name=self.adapter.name, version="not started")

@@ -1,0 +1,120 @@
+"""Engine sessions: start each launch configuration once and hand it to every probe that needs it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.client import EvidenceClient
+from harness.engines.base import EngineAdapter, LaunchSpec, NotMeasurable, ResolvedModels
+from harness.launch.base import EngineStartError, RunningEngine, free_port
+from harness.launch.process import ProcessLauncher
+from harness.models import ModelArtifact, find_artifact
+from harness.results import EngineIdentity, LaunchInfo, ModelInfo
+
+
+@dataclass
+class EngineSession:
+    """A running engine serving one launch configuration."""
+
+    adapter: EngineAdapter
+    spec: LaunchSpec
+    running: RunningEngine
+    identity: EngineIdentity
+    model: ModelArtifact
+    served_model: str
+    client: EvidenceClient
+    launch: LaunchInfo
+    artifacts: list[ModelArtifact] = field(default_factory=list)
+
+    def model_info(self) -> ModelInfo:
+        """Provenance of the served model."""
+        return ModelInfo(name=self.model.name, family=self.model.family, format=self.model.format,
+                         sha256=self.model.sha256)
+
+
+class EnginePool:
+    """Starts engines per launch spec (one at a time) or attaches to a server the user runs."""
+
+    def __init__(self, adapter: EngineAdapter, artifacts: list[ModelArtifact], run_dir: Path,
+                 devices: int = 0, attach_url: str | None = None, attach_spec: LaunchSpec | None = None) -> None:
+        self.adapter = adapter
+        self.artifacts = artifacts
+        self.run_dir = run_dir
+        self.devices = devices
+        self.attach_url = attach_url.rstrip("/") if attach_url else None
+        self.attach_spec = attach_spec or LaunchSpec()
+        self._current: tuple[LaunchSpec, EngineSession, ProcessLauncher | None] | None = None
+        self._failed: dict[LaunchSpec, str] = {}
+
+    def session(self, spec: LaunchSpec) -> EngineSession:
+        """The engine for `spec`, starting it (and stopping the previous one) if needed."""
+        if self._current and self._current[0] == spec:
+            return self._current[1]
+        if spec in self._failed:
+            raise EngineStartError(self._failed[spec])
+        if self.attach_url:
+            if spec != self.attach_spec:
+                raise NotMeasurable(f"attach mode serves one configuration ({self.attach_spec.key()}); "
+                                    f"this probe needs {spec.key()}")
+            return self._attach(spec)
+        self.adapter.check_launchable(spec, self.devices)
+        self.close()
+        try:
+            return self._launch(spec)
+        except EngineStartError as exc:
+            self._failed[spec] = str(exc)
+            raise
+
+    def _model_for(self, spec: LaunchSpec) -> tuple[ModelArtifact, ModelArtifact | None]:
+        fmt = spec.model_format or self.adapter.native_format
+        try:
+            model = find_artifact(self.artifacts, spec.model, fmt)
+            draft = find_artifact(self.artifacts, spec.draft_model, fmt) if spec.draft_model else None
+        except KeyError as exc:
+            raise NotMeasurable(f"no such model on this host: {exc}") from None
+        return model, draft
+
+    def _launch(self, spec: LaunchSpec) -> EngineSession:
+        model, draft = self._model_for(spec)
+        resolved = ResolvedModels(model=model.path, draft_model=draft.path if draft else None)
+        port = free_port()
+        command = self.adapter.launch_command(spec, resolved, port)
+        launcher = ProcessLauncher()
+        log_path = self.run_dir / "logs" / f"{spec.key().replace('/', '_')}.log"
+        running = launcher.start(command, port, spec.api_prefix + self.adapter.health_path, log_path,
+                                 timeout_s=self.adapter.startup_timeout_s)
+        try:
+            session = self._make_session(spec, running, model, resolved, "process")
+        except BaseException:
+            launcher.stop()
+            raise
+        self._current = (spec, session, launcher)
+        return session
+
+    def _attach(self, spec: LaunchSpec) -> EngineSession:
+        model, draft = self._model_for(spec)
+        running = RunningEngine(base_url=self.attach_url or "", log_path=None, launcher="attach")
+        resolved = ResolvedModels(model=model.path, draft_model=draft.path if draft else None)
+        session = self._make_session(spec, running, model, resolved, "attach")
+        self._current = (spec, session, None)
+        return session
+
+    def _make_session(self, spec: LaunchSpec, running: RunningEngine, model: ModelArtifact,
+                      resolved: ResolvedModels, launcher: str) -> EngineSession:
+        identity = self.adapter.identity(running)
+        launch = LaunchInfo(launcher=launcher, config=spec.key(), command=running.command,
+                            base_url=running.base_url, options={k: v for k, v in vars(spec).items()})
+        return EngineSession(adapter=self.adapter, spec=spec, running=running, identity=identity, model=model,
+                             served_model=self.adapter.served_model_name(resolved),
+                             client=EvidenceClient(running.base_url), launch=launch, artifacts=self.artifacts)
+
+    def close(self) -> None:
+        """Stop the engine this pool started, if any."""
+        if self._current is None:
+            return
+        _, session, launcher = self._current
+        session.client.close()
+        if launcher is not None:
+            launcher.stop()
+        self._current = None

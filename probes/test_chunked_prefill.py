@@ -1,0 +1,69 @@
+"""Chunked prefill (the table's "Dyn. SplitFuse"): a long prompt does not stall running decodes.
+
+A request decodes steadily; meanwhile a long prompt arrives. An engine that prefills the
+whole prompt in one forward pass stalls the decode for the whole prefill; one that splits
+the prompt into chunks and fuses them with decode steps keeps the decode's gaps short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from harness.results import Evidence, Status, Verdict
+from harness.session import EngineSession
+from harness.streaming import stream_request
+
+CHUNK_TOKENS = 64
+PROMPT_WORDS = 700
+DECODE_TOKENS = 400
+STALL_SHARE = 0.5  # a decode gap above this share of the prefill time means the prefill was not split
+
+
+def _long_prompt() -> str:
+    words = ["the", "cat", "sat", "on", "a", "red", "mat", "and", "ate", "fish"]
+    return " ".join(words[i % len(words)] for i in range(PROMPT_WORDS))
+
+
+async def _measure(session: EngineSession) -> dict[str, float]:
+    adapter, model = session.adapter, session.served_model
+    async with httpx.AsyncClient(base_url=session.running.base_url, timeout=300) as client:
+        warm_prompt = adapter.fixed_length_request(model, _long_prompt(), 1, stream=True)
+        await stream_request(client, warm_prompt)
+        decoding = asyncio.Event()
+        decode_task = asyncio.create_task(stream_request(
+            client, adapter.fixed_length_request(model, "the cat", DECODE_TOKENS, stream=True), decoding.set))
+        await decoding.wait()
+        await asyncio.sleep(0.05)
+        prefill = await stream_request(client, adapter.fixed_length_request(
+            model, _long_prompt() + " again", 1, stream=True))
+        decode = await decode_task
+    window = [gap for at, gap in zip(decode.token_times[1:], decode.gaps_s)
+              if prefill.sent_at <= at <= prefill.finished_at + 0.5]
+    ordinary = sorted(decode.gaps_s)[len(decode.gaps_s) // 2] if decode.gaps_s else float("nan")
+    return {"prefill_ttft_s": round(prefill.ttft_s, 4), "max_decode_gap_during_prefill_s": round(max(window or [0]), 4),
+            "median_decode_gap_s": round(ordinary, 4), "prompt_tokens": (prefill.usage or {}).get("prompt_tokens")}
+
+
+def check_chunked_prefill(session: EngineSession) -> Verdict:
+    """Pass: the longest decode gap during the prefill stays under STALL_SHARE of the prefill time."""
+    numbers = asyncio.run(_measure(session))
+    share = numbers["max_decode_gap_during_prefill_s"] / numbers["prefill_ttft_s"]
+    numbers["stall_share"] = round(share, 3)
+    evidence = Evidence(numbers=numbers)
+    if numbers["prefill_ttft_s"] < 10 * numbers["median_decode_gap_s"]:
+        return Verdict(status=Status.ERROR, reason="prefill too short to tell chunked from whole", evidence=evidence)
+    if share < STALL_SHARE:
+        return Verdict(status=Status.PASS, reason=f"decode kept running during a {numbers['prompt_tokens']}-token "
+                       f"prefill: longest gap {share:.0%} of the prefill time", evidence=evidence)
+    return Verdict(status=Status.FAIL, reason=f"decode stalled for {share:.0%} of a {numbers['prompt_tokens']}-token "
+                   "prefill: the prompt was processed in one piece", evidence=evidence)
+
+
+@pytest.mark.cpu
+@pytest.mark.feature("chunked_prefill")
+@pytest.mark.launch(prefill_chunk_tokens=CHUNK_TOKENS)
+def test_chunked_prefill(probe):
+    probe.record(check_chunked_prefill(probe.engine()))

@@ -1,0 +1,43 @@
+"""Fixtures for the project's own tests: the real llama.cpp build, the models, engine sessions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.engines.base import EngineAdapter, LaunchSpec
+from harness.engines.llamacpp import LlamaCppAdapter
+from harness.models import ModelArtifact, ensure_models
+from harness.paths import cache_dir
+from harness.session import EnginePool, EngineSession
+from harness.toolchain import llamacpp as toolchain
+
+
+@pytest.fixture(scope="session")
+def llama_build() -> toolchain.LlamaCppBuild:
+    """llama-server and llama-quantize, built once into the shared cache (minutes the first time)."""
+    return toolchain.ensure_build(cache_dir())
+
+
+@pytest.fixture(scope="session")
+def artifacts(llama_build: toolchain.LlamaCppBuild) -> list[ModelArtifact]:
+    """The synthesized models in every format (cached)."""
+    return ensure_models(cache_dir(), llama_build.quantize, progress=lambda message: None)
+
+
+@pytest.fixture
+def start_engine(artifacts: list[ModelArtifact], llama_build: toolchain.LlamaCppBuild,
+                 tmp_path: Path) -> Iterator:
+    """Start a real engine for a launch spec; everything started is stopped afterwards."""
+    pools: list[EnginePool] = []
+
+    def start(spec: LaunchSpec = LaunchSpec(), adapter: EngineAdapter | None = None) -> EngineSession:
+        pool = EnginePool(adapter or LlamaCppAdapter(llama_build.server), artifacts, tmp_path / f"run{len(pools)}")
+        pools.append(pool)
+        return pool.session(spec)
+
+    yield start
+    for pool in pools:
+        pool.close()

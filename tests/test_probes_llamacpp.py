@@ -1,0 +1,161 @@
+"""Every probe on real llama-server: it passes where the feature is on, and fails where it is off.
+
+The negative cases are real engine configurations or real requests the server ignores,
+never mocks: one slot instead of four, no draft model, flash attention off, the prompt
+prefilled in one piece, a wrong model's weights, schema/grammar fields the server ignores.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from harness.engines.base import ApiRequest, GrammarSpec, LaunchSpec, NotMeasurable, Unsupported
+from harness.engines.llamacpp import LlamaCppAdapter
+from harness.models import find_artifact
+from harness.results import Status
+from probes.test_attention import check_flash_attention, check_paged_attention
+from probes.test_beam_search import check_beam_search
+from probes.test_chunked_prefill import CHUNK_TOKENS, check_chunked_prefill
+from probes.test_continuous_batching import check_continuous_batching
+from probes.test_grammar import check_grammar
+from probes.test_json_schema import check_json_schema
+from probes.test_model_families import check_matches_reference
+from probes.test_openai_api import check_openai_api
+from probes.test_quantized import check_quantized
+from probes.test_speculative import DRAFT_MODEL, check_speculative
+
+pytestmark = pytest.mark.engine_integration
+
+
+class IgnoredFieldsAdapter(LlamaCppAdapter):
+    """Asks for features with fields llama-server does not know (vLLM's legacy ones): it ignores them."""
+
+    def json_schema_request(self, model: str, prompt: str, schema: dict[str, Any], max_tokens: int) -> ApiRequest:
+        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
+                                              "temperature": 0, "guided_json": schema})
+
+    def grammar_request(self, model: str, prompt: str, grammar: GrammarSpec, max_tokens: int) -> ApiRequest:
+        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
+                                              "temperature": 0, "guided_grammar": grammar.gbnf})
+
+    def beam_search_request(self, model: str, prompt: str, beams: int, max_tokens: int) -> ApiRequest:
+        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
+                                              "temperature": 0, "n": beams, "use_beam_search": True,
+                                              "logprobs": 1})
+
+
+def test_openai_api(start_engine):
+    assert check_openai_api(start_engine()).status is Status.PASS
+
+
+def test_openai_api_absent_under_other_prefix(start_engine):
+    verdict = check_openai_api(start_engine(LaunchSpec(api_prefix="/native")))
+    assert verdict.status is Status.FAIL, verdict.reason
+
+
+def test_json_schema(start_engine):
+    verdict = check_json_schema(start_engine())
+    assert verdict.status is Status.PASS, verdict.evidence.numbers
+
+
+def test_json_schema_ignored_field(start_engine, llama_build):
+    verdict = check_json_schema(start_engine(adapter=IgnoredFieldsAdapter(llama_build.server)))
+    assert verdict.status is Status.FAIL and "not honoured" in verdict.reason
+
+
+def test_grammar(start_engine):
+    verdict = check_grammar(start_engine())
+    assert verdict.status is Status.PASS, verdict.evidence.numbers
+    assert not any(outcome["control_parses"] for outcome in verdict.evidence.numbers["outcomes"].values())
+
+
+def test_grammar_ignored_field(start_engine, llama_build):
+    verdict = check_grammar(start_engine(adapter=IgnoredFieldsAdapter(llama_build.server)))
+    assert verdict.status is Status.FAIL and "not honoured" in verdict.reason
+
+
+def test_beam_search_not_expressible(start_engine):
+    with pytest.raises(Unsupported):
+        check_beam_search(start_engine())
+
+
+def test_beam_search_parameter_ignored(start_engine, llama_build):
+    verdict = check_beam_search(start_engine(adapter=IgnoredFieldsAdapter(llama_build.server)))
+    assert verdict.status is Status.PARTIAL and "identical" in verdict.reason
+
+
+def test_speculative_decoding(start_engine):
+    session = start_engine(LaunchSpec(draft_model=DRAFT_MODEL))
+    verdict = check_speculative(session, session.model.references)
+    assert verdict.status is Status.PASS, verdict.evidence.numbers
+
+
+def test_speculative_without_draft(start_engine):
+    session = start_engine()
+    assert check_speculative(session, session.model.references).status is Status.FAIL
+
+
+def test_continuous_batching(start_engine):
+    verdict = check_continuous_batching(start_engine())
+    assert verdict.status is Status.PASS, verdict.evidence.numbers
+
+
+def test_continuous_batching_single_slot(start_engine):
+    verdict = check_continuous_batching(start_engine(LaunchSpec(parallel_slots=1)))
+    assert verdict.status is Status.FAIL, verdict.evidence.numbers
+
+
+@pytest.mark.parametrize("fmt", ["f16", "q8_0", "q4_k_m"])
+def test_gguf_formats(start_engine, fmt):
+    verdict = check_quantized(start_engine(LaunchSpec(model_format=fmt)), fmt)
+    assert verdict.status is Status.PASS, verdict.evidence.numbers
+
+
+def test_gguf_wrong_weights(start_engine, artifacts):
+    session = start_engine(LaunchSpec(model="llama-alt", model_format="q8_0"))
+    session.model = session.model.model_copy(update={"references": find_artifact(artifacts, "llama", "q8_0").references})
+    assert check_quantized(session, "q8_0").status is Status.FAIL
+
+
+@pytest.mark.parametrize("family", ["llama", "mistral", "mixtral"])
+def test_model_families(start_engine, family):
+    session = start_engine(LaunchSpec(model=family))
+    verdict = check_matches_reference(session, session.model.references)
+    assert verdict.status is Status.PASS, verdict.evidence.numbers
+
+
+def test_model_family_wrong_weights(start_engine, artifacts):
+    session = start_engine(LaunchSpec(model="llama-alt"))
+    verdict = check_matches_reference(session, find_artifact(artifacts, "llama", "f16").references)
+    assert verdict.status is Status.FAIL
+
+
+def test_flash_attention(start_engine):
+    assert check_flash_attention(start_engine(LaunchSpec(flash_attention=True))).status is Status.PASS
+
+
+def test_flash_attention_off(start_engine):
+    assert check_flash_attention(start_engine(LaunchSpec(flash_attention=False))).status is Status.FAIL
+
+
+def test_paged_attention_absent(start_engine):
+    verdict = check_paged_attention(start_engine())
+    assert verdict.status is Status.FAIL and verdict.evidence.engine_log
+
+
+def test_chunked_prefill(start_engine):
+    verdict = check_chunked_prefill(start_engine(LaunchSpec(prefill_chunk_tokens=CHUNK_TOKENS)))
+    assert verdict.status is Status.PASS, verdict.evidence.numbers
+
+
+def test_whole_prompt_prefill(start_engine):
+    verdict = check_chunked_prefill(start_engine())
+    assert verdict.status is Status.FAIL, verdict.evidence.numbers
+
+
+@pytest.mark.parametrize("spec", [LaunchSpec(tensor_parallel=2), LaunchSpec(pipeline_parallel=2)])
+def test_parallel_not_measurable_on_cpu(start_engine, spec):
+    with pytest.raises(NotMeasurable, match="GPUs"):
+        start_engine(spec)
