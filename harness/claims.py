@@ -187,7 +187,7 @@ def _body(lines: list[str], first: int, end: int, engines: list[str]) -> tuple[l
             raise ClaimsParseError(f"line {index + 1}: duplicate row label {label!r}")
         rows.append(Row(raw_label=raw_label, label=label, section=sections[-1] if sections else None,
                         footnotes=_REF.findall(raw_label),
-                        cells={engine: _cell(value) for engine, value in zip(engines, values)}))
+                        cells={engine: _cell(value) for engine, value in zip(engines, values, strict=True)}))
     if not rows:
         raise ClaimsParseError(f"line {first}: table has no feature rows")
     return sections, rows

@@ -1,14 +1,8 @@
-"""Every constant that decides what the synthesized models are; `recipe_hash` names the cache."""
+"""Every constant that decides what the synthesized models are."""
 
 from __future__ import annotations
 
-import hashlib
-import inspect
-import json
-
 from pydantic import BaseModel
-
-from harness.models import corpus
 
 CORPUS_SEED = 1234
 CORPUS_LINES = 4000
@@ -74,19 +68,5 @@ MODEL_SPECS = (
     ModelSpec(name="llama-alt", family="llama", seed=100),
 )
 
-GGUF_FORMATS = ("f16", "q8_0", "q4_k_m")
 QUANT_TYPES = {"q8_0": "Q8_0", "q4_k_m": "Q4_K_M"}
 
-
-def recipe_hash(library_versions: dict[str, str]) -> str:
-    """Short hash of every recipe constant, the corpus generator and the libraries that run it."""
-    recipe = {
-        name: value.model_dump() if isinstance(value, BaseModel) else value
-        for name, value in globals().items()
-        if name.isupper()
-    }
-    recipe["MODEL_SPECS"] = [spec.model_dump() for spec in MODEL_SPECS]
-    recipe["corpus_source"] = inspect.getsource(corpus)
-    recipe["libraries"] = library_versions
-    blob = json.dumps(recipe, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]

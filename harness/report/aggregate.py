@@ -10,8 +10,8 @@ from harness.features import row_for
 from harness.results import ResultRecord, Status
 
 ERROR_MARK = "⚠"
-_MARKS = {Status.PASS: "✅", Status.FAIL: "❌"}
 MIXED_MARK = "🌩️"
+_MARKS = {Status.PASS: "✅", Status.FAIL: "❌"}
 
 
 class CellResult(BaseModel):
@@ -53,10 +53,10 @@ def measured_mark(records: list[ResultRecord]) -> str | None:
     return MIXED_MARK
 
 
-def cell_results(records: list[ResultRecord]) -> dict[tuple[str, str], CellResult]:
-    """Counted records grouped by (engine name, table row), each group combined into a mark."""
+def cell_results(counted: list[ResultRecord]) -> dict[tuple[str, str], CellResult]:
+    """Counted records (see counted_records) grouped by (engine name, table row), each group combined into a mark."""
     groups: dict[tuple[str, str], list[ResultRecord]] = defaultdict(list)
-    for record in counted_records(records):
+    for record in counted:
         groups[(record.engine.name, row_for(record.feature))].append(record)
     results = {}
     for key, group in sorted(groups.items()):

@@ -1,0 +1,73 @@
+"""Synthesize every recipe model as a transformers directory plus an f16 GGUF, with references."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from harness.models import recipe
+from harness.models.gguf_export import export_f16_gguf
+from harness.models.reference import reference_case
+from harness.models.schema import ModelArtifact
+from harness.models.synth import build_model, make_config
+from harness.models.tokenizer import save_tokenizer, train_tokenizer
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _silent_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """Tokens the models never predict: special ones and those not decoding to printable text alone."""
+
+    def printable(token_id: int) -> bool:
+        text = tokenizer.decode([token_id])
+        return "\ufffd" not in text and all(char.isprintable() or char in " \n" for char in text)
+
+    special = set(tokenizer.all_special_ids)
+    return [i for i in range(len(tokenizer)) if i in special or not printable(i)]
+
+
+def _save_hf(model: PreTrainedModel, directory: Path) -> None:
+    """save_pretrained plus a top-level rope_theta, which transformers v4 readers (vLLM) look for."""
+    model.save_pretrained(directory)
+    config_path = directory / "config.json"
+    config = json.loads(config_path.read_text())
+    config["rope_theta"] = recipe.SHAPE["rope_theta"]
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def build_base(root: Path, progress: Callable[[str], None]) -> list[ModelArtifact]:
+    """Write `<root>/<name>/hf` and `<root>/<name>/<name>-f16.gguf` for every recipe model."""
+    tokenizer_dir = root / "tokenizer"
+    tokenizer_dir.mkdir(parents=True)
+    save_tokenizer(train_tokenizer(), tokenizer_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    silent = _silent_ids(tokenizer)
+    built: dict[str, PreTrainedModel] = {}
+    artifacts = []
+    for spec in recipe.MODEL_SPECS:
+        progress(f"synthesizing {spec.name}")
+        config = make_config(spec, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
+        model = built[spec.name] = build_model(spec, config, silent, built)
+        hf_dir = root / spec.name / "hf"
+        _save_hf(model, hf_dir)
+        for tokenizer_file in sorted(tokenizer_dir.iterdir()):
+            shutil.copy(tokenizer_file, hf_dir)
+        references = [reference_case(model, tokenizer, prompt) for prompt in recipe.PROMPTS]
+        gguf_path = root / spec.name / f"{spec.name}-f16.gguf"
+        export_f16_gguf(hf_dir, gguf_path, spec.name)
+        common = {"name": spec.name, "family": spec.family, "references": references}
+        artifacts.append(ModelArtifact(format="hf", path=hf_dir, sha256=sha256_file(hf_dir / "model.safetensors"), **common))
+        artifacts.append(ModelArtifact(format="f16", path=gguf_path, sha256=sha256_file(gguf_path), **common))
+    return artifacts

@@ -1,0 +1,101 @@
+"""Build the synthetic models once per recipe version and reload them from a manifest afterwards."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import importlib.metadata
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from harness.models import recipe
+from harness.models.build import build_base, sha256_file
+from harness.models.quantize import quantize_gguf
+from harness.models.schema import Manifest, ModelArtifact
+
+RECIPE_MODULES = ("corpus", "recipe", "tokenizer", "synth", "reference", "gguf_export", "build")
+RECIPE_LIBRARIES = ("torch", "transformers", "tokenizers", "safetensors", "gguf")
+MANIFEST = "manifest.json"
+
+
+def recipe_version() -> str:
+    """Hash of the synthesis source files (all recipe constants live there) and library versions."""
+    digest = hashlib.sha256()
+    for module in RECIPE_MODULES:
+        digest.update((Path(__file__).parent / f"{module}.py").read_bytes())
+    for library in RECIPE_LIBRARIES:
+        digest.update(f"{library}=={importlib.metadata.version(library)}".encode())
+    return digest.hexdigest()[:16]
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock file so concurrent callers build only once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _write_manifest(root: Path, manifest: Manifest) -> None:
+    """Write the manifest atomically (temp file, then rename)."""
+    temporary = root / f"{MANIFEST}.tmp"
+    temporary.write_text(manifest.model_dump_json(indent=2))
+    os.replace(temporary, root / MANIFEST)
+
+
+def _load_manifest(root: Path) -> Manifest | None:
+    """The finished manifest of `root`, or None when the build never completed."""
+    path = root / MANIFEST
+    return Manifest.model_validate_json(path.read_text()) if path.is_file() else None
+
+
+def _add_quants(root: Path, manifest: Manifest, quantize_bin: Path, progress: Callable[[str], None]) -> bool:
+    """Quantize each f16 artifact to every missing recipe quant type; True when something was added."""
+    have = {(artifact.name, artifact.format) for artifact in manifest.artifacts}
+    added = False
+    for f16 in [artifact for artifact in manifest.artifacts if artifact.format == "f16"]:
+        for fmt, qtype in recipe.QUANT_TYPES.items():
+            if (f16.name, fmt) in have:
+                continue
+            progress(f"quantizing {f16.name} to {qtype}")
+            target = f16.path.with_name(f"{f16.name}-{fmt}.gguf")
+            quantize_gguf(quantize_bin, f16.path, target, qtype)
+            manifest.artifacts.append(f16.model_copy(update={"format": fmt, "path": target, "sha256": sha256_file(target)}))
+            added = True
+    return added
+
+
+def ensure_models(
+    cache_dir: Path, quantize_bin: Path | None, progress: Callable[[str], None] | None = None
+) -> list[ModelArtifact]:
+    """All synthetic model artifacts under `cache_dir/models/<version>`, building what is missing.
+
+    Without `quantize_bin` only the "hf" and "f16" formats are returned.
+    """
+    report = progress or (lambda message: None)
+    version = recipe_version()
+    root = cache_dir / "models" / version
+    with _locked(cache_dir / "models" / f"{version}.lock"):
+        manifest = _load_manifest(root)
+        if manifest is None:
+            shutil.rmtree(root, ignore_errors=True)
+            report(f"building synthetic models into {root}")
+            manifest = Manifest(version=version, artifacts=build_base(root, report))
+            _write_manifest(root, manifest)
+        if quantize_bin is not None and _add_quants(root, manifest, quantize_bin, report):
+            _write_manifest(root, manifest)
+    wanted = {"hf", "f16", *(recipe.QUANT_TYPES if quantize_bin is not None else ())}
+    return [artifact for artifact in manifest.artifacts if artifact.format in wanted]
+
+
+def find_artifact(artifacts: list[ModelArtifact], name: str, fmt: str) -> ModelArtifact:
+    """The artifact of model `name` in format `fmt`; KeyError listing what exists otherwise."""
+    for artifact in artifacts:
+        if artifact.name == name and artifact.format == fmt:
+            return artifact
+    available = ", ".join(sorted(f"{artifact.name}/{artifact.format}" for artifact in artifacts))
+    raise KeyError(f"no model artifact {name}/{fmt}; available: {available}")

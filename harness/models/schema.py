@@ -1,0 +1,37 @@
+"""Data records of the synthesized models: reference cases, artifacts and the cache manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel
+
+
+class RefCase(BaseModel):
+    """One reference prompt and what HF transformers (float32, greedy) generates from it."""
+
+    prompt: str
+    prompt_ids: list[int]
+    greedy_ids: list[int]
+    greedy_text: str
+    top_logprobs: list[dict[str, float]]
+    top_token_ids: list[list[int]]
+    min_margin: float
+
+
+class ModelArtifact(BaseModel):
+    """One model in one format, with the float32 references of its weights."""
+
+    name: str
+    family: str
+    format: str
+    path: Path
+    sha256: str
+    references: list[RefCase]
+
+
+class Manifest(BaseModel):
+    """What one cache version holds; written last, so its presence means the build finished."""
+
+    version: str
+    artifacts: list[ModelArtifact]

@@ -1,0 +1,48 @@
+"""Regenerate the report folder from the claimed table and the result records."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness.claims import ClaimsTable, load_claims
+from harness.report.context import build_context
+from harness.report.footnotes import footnote_definitions
+from harness.report.sections import DEFAULT_SECTIONS, SectionRenderer
+from harness.report.table import asterisk_notes, comparison_table, header
+from harness.results import ResultRecord, load_records
+
+REPORT_FILE = "comparison.md"
+
+
+def render_report(claims: ClaimsTable, records: list[ResultRecord], extra_engines: Sequence[str] = (), *,
+                  results_href: str = "../results",
+                  sections: Sequence[SectionRenderer] = DEFAULT_SECTIONS) -> dict[str, str]:
+    """Report file name -> content; the same inputs always give the same bytes."""
+    context = build_context(claims, records, extra_engines, results_href)
+    rendered = [section(context) for section in sections]
+    parts = [header(context), comparison_table(context), asterisk_notes(context),
+             *(section.markdown for section in rendered), footnote_definitions(context)]
+    files = {REPORT_FILE: "\n\n".join(part.strip("\n") for part in parts if part.strip()) + "\n"}
+    for section in rendered:
+        for name, content in section.files.items():
+            if name in files:
+                raise ValueError(f"two report sections write the same file {name!r}")
+            files[name] = content
+    return dict(sorted(files.items()))
+
+
+def write_report(claims_path: Path, results_dir: Path, out_dir: Path, extra_engines: Sequence[str] = ()) -> list[Path]:
+    """Render from claims.json and a results folder into out_dir; returns the files written, sorted."""
+    out_dir = Path(out_dir)
+    href = Path(os.path.relpath(Path(results_dir).resolve(), out_dir.resolve())).as_posix()
+    files = render_report(load_claims(Path(claims_path)), load_records(Path(results_dir)), extra_engines,
+                          results_href=href)
+    written = []
+    for name, content in files.items():
+        path = out_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content.encode("utf-8"))
+        written.append(path)
+    return written

@@ -1,0 +1,69 @@
+"""The regenerated comparison table: title, legend, the grid and the claimed asterisk notes."""
+
+from __future__ import annotations
+
+from harness.report.context import NO_CLAIM, ReportCell, ReportContext, ReportRow
+from harness.report.format import relink_refs, table_cell, timestamp
+
+UNVERIFIED = "·"
+CLAIMS_ONLY = "†"
+MEASURED_LEGEND = ("✅ pass | 🌩️ partial, or mixed pass and fail | ❌ fail | "
+                   f"⚠ error (the probe could not finish) | {UNVERIFIED} unverified (no measurement)")
+
+
+def header(context: ReportContext) -> str:
+    """Title, where the claims and the results come from, and how to read a cell."""
+    claims = context.claims
+    source = f"<{claims.source}>" if claims.source.startswith(("http://", "https://")) else f"`{claims.source}`"
+    runs = {record.run_id for record in context.records}
+    results = "no result records yet"
+    if context.records:
+        latest = max(record.finished_at for record in context.records)
+        results = (f"{len(context.records)} probe result(s) from {len(runs)} run(s), "
+                   f"the latest finished {timestamp(latest)}")
+    claimed_legend = " | ".join(f"{mark} {meaning}" for mark, meaning in claims.legend.items())
+    lines = [
+        "# Inference engines: claimed vs measured",
+        "",
+        f"Claims: {source} (sha256 `{claims.source_sha256[:12]}`, kept in `claims-source.md`). Results: {results}.",
+        "",
+        "Each cell reads `claimed → measured`; a footnote on the measured mark holds the evidence.",
+        "",
+        f"- Claimed: {claimed_legend}" if claimed_legend else "- Claimed: the source table's marks",
+        f"- Measured: {MEASURED_LEGEND}",
+        f"- Also: `{NO_CLAIM}` no claim (engine or row not in the claimed table); "
+        f"`{CLAIMS_ONLY}` claims only (no probe measures this row)",
+    ]
+    return "\n".join(lines)
+
+
+def comparison_table(context: ReportContext) -> str:
+    """The grid: claimed sections and rows in their order, then extra columns and rows."""
+    width = len(context.engines)
+    lines = ["| | " + " | ".join(table_cell(engine) for engine in context.engines) + " |",
+             "|---" * (width + 1) + "|"]
+    for section in [None, *context.sections]:
+        if section is not None:
+            lines.append(f"| **{table_cell(section)}** |" + " |" * width)
+        lines += [_row(row, context) for row in context.rows if row.section == section]
+    return "\n".join(lines)
+
+
+def asterisk_notes(context: ReportContext) -> str:
+    """The claimed table's asterisk notes, as written."""
+    return "\n\n".join(note.marker + relink_refs(note.text, context.claimed_labels) for note in context.claims.notes)
+
+
+def _row(row: ReportRow, context: ReportContext) -> str:
+    label = relink_refs(table_cell(row.raw_label), context.claimed_labels)
+    label += f" {CLAIMS_ONLY}" if row.claims_only else ""
+    return f"| {label} | " + " | ".join(_cell(cell, context) for cell in row.cells) + " |"
+
+
+def _cell(cell: ReportCell, context: ReportContext) -> str:
+    claimed = relink_refs(table_cell(cell.claimed.raw), context.claimed_labels) if cell.claimed else ""
+    if cell.measured is None:
+        return claimed
+    measured = cell.measured.mark or UNVERIFIED
+    reference = f"[^{cell.footnote}]" if cell.footnote else ""
+    return f"{claimed or NO_CLAIM} → {measured}{reference}"
