@@ -31,17 +31,17 @@ def _progress(message: str) -> None:
 
 
 @app.command()
-def setup(engine: str = typer.Argument("llama.cpp", help="engine to set up"),
-          backend: str = typer.Option("cpu", help="llama.cpp backend: cpu or cuda")) -> None:
-    """Build or check the engine, then synthesize the models (both cached)."""
+def setup(engine: str = typer.Argument("llama.cpp", help="engine to set up")) -> None:
+    """Install the engine (cached), then synthesize the models (llama-quantize makes the GGUF quants)."""
     from harness.models import ensure_models
     from harness.toolchain import llamacpp as toolchain
 
     try:
-        get_adapter(engine)
+        adapter = get_adapter(engine)
     except UnknownEngineError as exc:
         _fail(str(exc))
-    build = toolchain.ensure_build(cache_dir(), backend=backend, progress=_progress)
+    adapter.install(_progress)
+    build = toolchain.ensure_build(cache_dir(), progress=_progress)
     artifacts = ensure_models(cache_dir(), build.quantize, progress=_progress)
     _progress(f"{len(artifacts)} model files ready under {cache_dir() / 'models'}")
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import signal
 import traceback
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness.engines import UnknownEngineError
+from harness.engines import UnknownEngineError, adapter_classes
 from harness.engines.base import LaunchSpec, NotMeasurable, Unsupported
 from harness.features import row_for
 from harness.paths import cache_dir, default_results_dir
@@ -40,7 +41,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--run-id", default=None, help="run id (default: time + random suffix)")
 
 
+MARKERS = (
+    "cpu: probe runs on a CPU-only host",
+    "gpu: probe needs a GPU",
+    "multi_gpu: probe needs more than one GPU",
+    "feature(name): the comparison-table row a probe measures (harness.features)",
+    "launch(**spec): the LaunchSpec fields the probe's engine needs",
+    "engine_integration: test starts a real engine",
+)
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    for marker in MARKERS:
+        config.addinivalue_line("markers", marker)
     config.stash[_VERDICTS_KEY] = []
     if hasattr(signal, "SIGTERM"):
         signal.signal(signal.SIGTERM, _terminate)
@@ -60,10 +73,18 @@ def _is_probe(item: pytest.Item) -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Group probes by launch configuration so each configuration starts once."""
+    """Group probes by launch configuration so each configuration starts once (the base one first)."""
+    adapter = adapter_classes().get(config.getoption("--engine"))
+    native = adapter.native_format if adapter else None
+
+    def normalized(item: pytest.Item) -> LaunchSpec:
+        spec = _launch_spec(item)
+        return replace(spec, model_format=spec.model_format or native)
+
+    base = LaunchSpec(model_format=native)
     probes = [item for item in items if _is_probe(item)]
     others = [item for item in items if not _is_probe(item)]
-    probes.sort(key=lambda item: (_launch_spec(item) != LaunchSpec(), _launch_spec(item).key()))
+    probes.sort(key=lambda item: (normalized(item) != base, normalized(item).key()))
     items[:] = others + probes
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from harness.client import EvidenceClient
@@ -43,12 +43,14 @@ class EnginePool:
         self.run_dir = run_dir
         self.devices = devices
         self.attach_url = attach_url.rstrip("/") if attach_url else None
-        self.attach_spec = attach_spec or LaunchSpec()
+        attach_spec = attach_spec or LaunchSpec()
+        self.attach_spec = replace(attach_spec, model_format=attach_spec.model_format or adapter.native_format)
         self._current: tuple[LaunchSpec, EngineSession, ProcessLauncher | None] | None = None
         self._failed: dict[LaunchSpec, str] = {}
 
     def session(self, spec: LaunchSpec) -> EngineSession:
         """The engine for `spec`, starting it (and stopping the previous one) if needed."""
+        spec = replace(spec, model_format=spec.model_format or self.adapter.native_format)
         if self._current and self._current[0] == spec:
             return self._current[1]
         if spec in self._failed:
@@ -83,7 +85,7 @@ class EnginePool:
         launcher = ProcessLauncher()
         log_path = self.run_dir / "logs" / f"{spec.key().replace('/', '_')}.log"
         running = launcher.start(command, port, spec.api_prefix + self.adapter.health_path, log_path,
-                                 timeout_s=self.adapter.startup_timeout_s)
+                                 env=self.adapter.launch_env(spec), timeout_s=self.adapter.startup_timeout_s)
         try:
             session = self._make_session(spec, running, model, resolved, "process")
         except BaseException:

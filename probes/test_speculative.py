@@ -14,18 +14,18 @@ DRAFT_MODEL = "llama-draft"
 
 def check_speculative(session: EngineSession, references: list[RefCase]) -> Verdict:
     """Pass: the engine reports accepted draft tokens and every output equals the reference greedy text."""
-    accepted = proposed = 0
+    responses, outputs = [], []
     identical = 0
-    outputs = []
     for case in references:
         request = session.adapter.greedy_request(session.served_model, case.prompt, MAX_TOKENS, top_logprobs=0)
         _, response = session.client.send(request)
         text = session.adapter.parse_greedy(response).text
-        stats = session.adapter.speculative_stats(response, None)
-        proposed += int(stats.get("draft_n", 0))
-        accepted += int(stats.get("draft_n_accepted", 0))
+        responses.append(response)
         identical += text == case.greedy_text
-        outputs.append({"prompt": case.prompt, "engine": text, "greedy_reference": case.greedy_text, **stats})
+        outputs.append({"prompt": case.prompt, "engine": text, "greedy_reference": case.greedy_text})
+    status_code, metrics = session.client.get("/metrics", check=False)
+    stats = session.adapter.speculative_stats(responses, metrics if status_code == 200 else None)
+    proposed, accepted = int(stats.get("draft_tokens", 0)), int(stats.get("accepted_tokens", 0))
     numbers = {"draft_tokens_proposed": proposed, "draft_tokens_accepted": accepted,
                "acceptance_rate": round(accepted / proposed, 3) if proposed else None,
                "identical_to_greedy": f"{identical}/{len(references)}", "outputs": outputs}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -91,7 +92,10 @@ class EngineAdapter(ABC):
     # -- launching -----------------------------------------------------------------
     @abstractmethod
     def prepare(self) -> None:
-        """Make sure the engine is installed here; raise with a clear message if not."""
+        """Make sure the engine is installed here; raise FileNotFoundError with a clear message if not."""
+
+    def install(self, progress: Callable[[str], None]) -> None:
+        """Install the engine on this host (cached); engines run only in containers have nothing to do."""
 
     @abstractmethod
     def check_launchable(self, spec: LaunchSpec, devices: int) -> None:
@@ -104,6 +108,10 @@ class EngineAdapter(ABC):
     @abstractmethod
     def identity(self, running: RunningEngine) -> EngineIdentity:
         """The exact engine build answering at `running`."""
+
+    def launch_env(self, spec: LaunchSpec) -> dict[str, str]:
+        """Extra environment variables for the engine process."""
+        return {}
 
     def served_model_name(self, models: ResolvedModels) -> str:
         """The model name clients must send."""
@@ -152,8 +160,8 @@ class EngineAdapter(ABC):
             texts.append(choice["message"]["content"] if "message" in choice else choice["text"])
         return texts
 
-    def speculative_stats(self, response: dict[str, Any], metrics: str | None) -> dict[str, float]:
-        """Draft tokens proposed/accepted as the engine reports them ({} when it reports none)."""
+    def speculative_stats(self, responses: list[dict[str, Any]], metrics: str | None) -> dict[str, float]:
+        """Draft tokens proposed and accepted over `responses`, as the engine reports them."""
         return {}
 
     def attention_evidence(self, running: RunningEngine) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -57,6 +58,9 @@ class LlamaCppAdapter(EngineAdapter):
 
     def prepare(self) -> None:
         self.server_binary()
+
+    def install(self, progress: Callable[[str], None]) -> None:
+        toolchain.ensure_build(cache_dir(), progress=progress)
 
     def check_launchable(self, spec: LaunchSpec, devices: int) -> None:
         split = max(spec.tensor_parallel, spec.pipeline_parallel)
@@ -114,9 +118,13 @@ class LlamaCppAdapter(EngineAdapter):
         raise Unsupported("llama-server's API has no beam search (tools/server/README.md documents no beam "
                           "parameter; the old examples/beam-search program was removed from llama.cpp)")
 
-    def speculative_stats(self, response: dict[str, Any], metrics: str | None) -> dict[str, float]:
-        timings = response.get("timings", {})
-        return {key: timings[key] for key in ("draft_n", "draft_n_accepted") if key in timings}
+    def speculative_stats(self, responses: list[dict[str, Any]], metrics: str | None) -> dict[str, float]:
+        totals = {"draft_tokens": 0.0, "accepted_tokens": 0.0}
+        for response in responses:
+            timings = response.get("timings", {})
+            totals["draft_tokens"] += timings.get("draft_n", 0)
+            totals["accepted_tokens"] += timings.get("draft_n_accepted", 0)
+        return totals
 
     def attention_evidence(self, running: RunningEngine) -> dict[str, Any]:
         lines = [line.strip() for line in running.log_text().splitlines() if _ATTENTION_LOG.search(line)]

@@ -12,7 +12,7 @@ from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from harness.models import recipe
 from harness.models.gguf_export import export_f16_gguf
-from harness.models.reference import reference_case
+from harness.models.reference import select_references
 from harness.models.schema import ModelArtifact
 from harness.models.synth import build_model, make_config
 from harness.models.tokenizer import save_tokenizer, train_tokenizer
@@ -64,7 +64,7 @@ def build_base(root: Path, progress: Callable[[str], None]) -> list[ModelArtifac
         _save_hf(model, hf_dir)
         for tokenizer_file in sorted(tokenizer_dir.iterdir()):
             shutil.copy(tokenizer_file, hf_dir)
-        references = [reference_case(model, tokenizer, prompt) for prompt in recipe.PROMPTS]
+        references = select_references(model, tokenizer)
         gguf_path = root / spec.name / f"{spec.name}-f16.gguf"
         export_f16_gguf(hf_dir, gguf_path, spec.name)
         common = {"name": spec.name, "family": spec.family, "references": references}

@@ -72,3 +72,9 @@ def build_corpus(seed: int, n_lines: int) -> list[str]:
         else:
             lines.append(" ".join(_sentence(rng) for _ in range(rng.randint(1, 3))))
     return lines
+
+
+def prompt_candidates(seed: int, count: int) -> list[str]:
+    """`count` short lowercase word sequences, fully determined by `seed`."""
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 8))) for _ in range(count)]

@@ -31,16 +31,19 @@ SHAPE = {
     "rope_theta": 10000.0,
     "tie_word_embeddings": False,
 }
-INITIALIZER_RANGE = 0.1
-LM_HEAD_STD = 0.2
+# Body init std (transformers' initializer_range) and a wider lm_head init: 0.05 keeps the two layers
+# close to linear, so f16/Q8_0 rounding barely moves the logits; the 0.3 lm_head makes them peaked.
+INITIALIZER_RANGE = 0.05
+LM_HEAD_STD = 0.3
 
-PROMPTS = (
-    "the old man walks to the river",
-    "she read a book about the king and",
-    "one day the small dog saw a",
-    "the train from the city was late because",
-)
+# Reference prompts: the first PROMPTS_PER_MODEL of a seeded candidate pool whose greedy continuation
+# keeps a top-1/top-2 logit gap of MIN_MARGIN at every step and is not a loop of a few tokens.
+PROMPT_SEED = 7
+PROMPT_POOL = 1000
+PROMPTS_PER_MODEL = 4
 NEW_TOKENS = 16
+MIN_MARGIN = 0.2
+MIN_DISTINCT_TOKENS = 8
 TOP_LOGPROB_POSITIONS = 4
 TOP_K = 10
 

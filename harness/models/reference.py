@@ -1,4 +1,4 @@
-"""Greedy float32 reference continuations from transformers."""
+"""Greedy float32 reference continuations from transformers, screened for robustness."""
 
 from __future__ import annotations
 
@@ -6,34 +6,56 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from harness.models import recipe
+from harness.models.corpus import prompt_candidates
 from harness.models.schema import RefCase
+
+
+class NoRobustPromptsError(RuntimeError):
+    """Too few candidate prompts give a continuation that passes the recipe's robustness bar."""
+
+
+def _margin(logits: torch.Tensor) -> float:
+    """Top-1 minus top-2 logit."""
+    first, second = torch.topk(logits, 2).values
+    return float(first - second)
+
+
+@torch.no_grad()
+def _greedy_logits(model: PreTrainedModel, prompt_ids: list[int]) -> list[torch.Tensor] | None:
+    """Next-token logits of NEW_TOKENS greedy steps (KV cached); None once a step's margin is too small."""
+    out = model(input_ids=torch.tensor([prompt_ids]), use_cache=True)
+    steps = []
+    for _ in range(recipe.NEW_TOKENS):
+        logits = out.logits[0, -1].float()
+        if _margin(logits) < recipe.MIN_MARGIN:
+            return None
+        steps.append(logits)
+        next_id = torch.argmax(logits).view(1, 1)
+        out = model(input_ids=next_id, past_key_values=out.past_key_values, use_cache=True)
+    return steps
 
 
 def _top(logits: torch.Tensor, tokenizer: PreTrainedTokenizerBase) -> tuple[dict[str, float], list[int]]:
     """Top-k log-probabilities of one position, keyed by token text, and their ids."""
-    values, ids = torch.topk(torch.log_softmax(logits.float(), dim=-1), recipe.TOP_K)
+    values, ids = torch.topk(torch.log_softmax(logits, dim=-1), recipe.TOP_K)
     id_list = ids.tolist()
     return {tokenizer.decode([i]): float(v) for i, v in zip(id_list, values)}, id_list
 
 
-def reference_case(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompt: str) -> RefCase:
-    """Generate NEW_TOKENS greedy tokens from `prompt` (no BOS) and record the top log-probs."""
+def reference_case(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompt: str) -> RefCase | None:
+    """The greedy reference of `prompt` (no BOS), or None when it is not robust enough to compare engines.
+
+    Robust means every step's top-1/top-2 logit gap is at least MIN_MARGIN, and the continuation
+    uses at least MIN_DISTINCT_TOKENS different tokens.
+    """
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    with torch.no_grad():
-        out = model.generate(
-            torch.tensor([prompt_ids]),
-            attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long),
-            max_new_tokens=recipe.NEW_TOKENS,
-            min_new_tokens=recipe.NEW_TOKENS,
-            do_sample=False,
-            output_logits=True,
-            return_dict_in_generate=True,
-            pad_token_id=tokenizer.eos_token_id,
-        )
-    greedy_ids = out.sequences[0, len(prompt_ids) :].tolist()
-    logits = [step[0] for step in out.logits]
-    tops = [_top(step, tokenizer) for step in logits[: recipe.TOP_LOGPROB_POSITIONS]]
-    margins = [float(pair[0] - pair[1]) for pair in (torch.topk(step, 2).values for step in logits)]
+    steps = _greedy_logits(model, prompt_ids)
+    if steps is None:
+        return None
+    greedy_ids = [int(torch.argmax(logits)) for logits in steps]
+    if len(set(greedy_ids)) < recipe.MIN_DISTINCT_TOKENS:
+        return None
+    tops = [_top(logits, tokenizer) for logits in steps[: recipe.TOP_LOGPROB_POSITIONS]]
     return RefCase(
         prompt=prompt,
         prompt_ids=prompt_ids,
@@ -41,5 +63,17 @@ def reference_case(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, p
         greedy_text=tokenizer.decode(greedy_ids),
         top_logprobs=[top for top, _ in tops],
         top_token_ids=[ids for _, ids in tops],
-        min_margin=min(margins),
+        margins=[_margin(logits) for logits in steps],
     )
+
+
+def select_references(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[RefCase]:
+    """The first PROMPTS_PER_MODEL robust reference cases from the seeded candidate prompts."""
+    chosen: list[RefCase] = []
+    for prompt in prompt_candidates(recipe.PROMPT_SEED, recipe.PROMPT_POOL):
+        case = reference_case(model, tokenizer, prompt)
+        if case is not None:
+            chosen.append(case)
+            if len(chosen) == recipe.PROMPTS_PER_MODEL:
+                return chosen
+    raise NoRobustPromptsError(f"only {len(chosen)} of {recipe.PROMPT_POOL} candidate prompts are robust")

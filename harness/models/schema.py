@@ -16,7 +16,7 @@ class RefCase(BaseModel):
     greedy_text: str
     top_logprobs: list[dict[str, float]]
     top_token_ids: list[list[int]]
-    min_margin: float
+    margins: list[float]  # top-1 minus top-2 logit at each generated position
 
 
 class ModelArtifact(BaseModel):

@@ -57,13 +57,19 @@ class LlamaCppBuild:
         return self.bin_dir / "llama-quantize"
 
 
+def default_backend() -> str:
+    """$INFERCHECK_LLAMA_BACKEND (cpu or cuda), else cpu."""
+    return os.environ.get("INFERCHECK_LLAMA_BACKEND", "cpu")
+
+
 def build_dir_for(cache: Path, backend: str) -> Path:
     """The cache folder of one build flavour."""
     return cache / "llama.cpp" / f"{PACKAGE_VERSION}-{backend}"
 
 
-def find_build(cache: Path, backend: str = "cpu") -> LlamaCppBuild | None:
+def find_build(cache: Path, backend: str | None = None) -> LlamaCppBuild | None:
     """A finished build in the cache, or None."""
+    backend = backend or default_backend()
     root = build_dir_for(cache, backend)
     manifest = root / "build.json"
     if not manifest.exists():
@@ -74,9 +80,10 @@ def find_build(cache: Path, backend: str = "cpu") -> LlamaCppBuild | None:
     return build if build.server.exists() and build.quantize.exists() else None
 
 
-def ensure_build(cache: Path, backend: str = "cpu", jobs: int | None = None,
+def ensure_build(cache: Path, backend: str | None = None, jobs: int | None = None,
                  progress: Callable[[str], None] = print) -> LlamaCppBuild:
-    """Return the cached build, building it first if needed (about 5 minutes on 2 cores)."""
+    """Return the cached build, building it first if needed (10-15 minutes on 2 cores)."""
+    backend = backend or default_backend()
     existing = find_build(cache, backend)
     if existing:
         return existing

