@@ -12,6 +12,7 @@ import pytest
 import typer
 from rich.console import Console
 
+from harness.bench.command import bench_command
 from harness.engines import UnknownEngineError, adapter_classes, get_adapter
 from harness.paths import REPO_ROOT, cache_dir, default_report_dir, default_results_dir
 from harness.results import record_json_schema
@@ -74,7 +75,7 @@ def run(engine: str = typer.Option("llama.cpp", help="engine adapter"),
     if code == pytest.ExitCode.USAGE_ERROR:
         raise typer.Exit(2)
     if report:
-        report_command(results_dir=results_dir, out_dir=report_dir)
+        _write_report(default_report_dir() / "claims.json", results_dir, report_dir)
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
         _fail(f"some probes could not finish (pytest exit {int(code)}); their records say why", code=1)
 
@@ -91,6 +92,10 @@ def report_command(claims: Path = typer.Option(default_report_dir() / "claims.js
                    results_dir: Path = typer.Option(default_results_dir(), help="result records"),
                    out_dir: Path = typer.Option(default_report_dir(), help="output folder")) -> None:
     """Regenerate the comparison table from the claims and the result records."""
+    _write_report(claims, results_dir, out_dir)
+
+
+def _write_report(claims: Path, results_dir: Path, out_dir: Path) -> None:
     from harness.claims import ClaimsParseError
     from harness.report import write_report
 
@@ -132,6 +137,9 @@ def engines() -> None:
     """List the engine adapters."""
     for name, cls in sorted(adapter_classes().items()):
         typer.echo(f"{name}\t{cls.__module__}\tnative format: {cls.native_format}")
+
+
+app.command("bench")(bench_command)
 
 
 def main() -> None:

@@ -18,11 +18,12 @@ from typing import Any
 
 import pytest
 
+from harness.containers import SpecError, select_spec
 from harness.engines import UnknownEngineError, adapter_classes
 from harness.engines.base import LaunchSpec, NotMeasurable, Unsupported
 from harness.features import row_for
 from harness.paths import cache_dir, default_results_dir
-from harness.provenance import harness_info, host_info
+from harness.provenance import gpu_names, harness_info, host_info
 from harness.results import Evidence, ResultRecord, Status, Verdict, write_record
 from harness.run_context import RunContext
 from harness.session import EngineSession
@@ -39,6 +40,33 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--attach-format", default=None, help="its format (default: the adapter's native format)")
     group.addoption("--results-dir", default=str(default_results_dir()), help="where result records go")
     group.addoption("--run-id", default=None, help="run id (default: time + random suffix)")
+    group.addoption("--launcher", choices=("process", "docker"), default="process",
+                    help="run engines as native processes or in containers (containers/<name>/spec.yaml)")
+    group.addoption("--container", default=None,
+                    help="with --launcher docker: the container spec (default: the engine's that suits this host)")
+    group.addoption("--pull", action="store_true", help="with --launcher docker: pull a missing image")
+    group.addoption("--docker-gpus", default=None,
+                    help="with --launcher docker: GPUs for the container: all, a count, or device=0,1")
+
+
+def _docker_options(config: pytest.Config) -> Any:
+    """DockerOptions when --launcher docker is asked for, else None."""
+    if config.getoption("--launcher") != "docker":
+        return None
+    from harness.launch.containers import DockerOptions
+    return DockerOptions(container=config.getoption("--container"), pull=config.getoption("--pull"),
+                         gpus=config.getoption("--docker-gpus"))
+
+
+def _container_needs_gpu(config: pytest.Config) -> bool:
+    """With --launcher docker: whether the engine's image needs a GPU (then so does every probe)."""
+    if config.getoption("--launcher") != "docker":
+        return False
+    try:
+        spec = select_spec(config.getoption("--engine"), len(gpu_names()), config.getoption("--container"))
+    except SpecError:
+        return False
+    return spec.gpu.required
 
 
 MARKERS = (
@@ -72,6 +100,7 @@ def _is_probe(item: pytest.Item) -> bool:
     return "probe" in getattr(item, "fixturenames", ())
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m deselects: the gpu mark may be added here
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Group probes by launch configuration so each configuration starts once (the base one first)."""
     adapter = adapter_classes().get(config.getoption("--engine"))
@@ -85,6 +114,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     probes = [item for item in items if _is_probe(item)]
     others = [item for item in items if not _is_probe(item)]
     probes.sort(key=lambda item: (normalized(item) != base, normalized(item).key()))
+    if _container_needs_gpu(config):
+        for item in probes:
+            item.add_marker(pytest.mark.gpu)
     items[:] = others + probes
 
 
@@ -97,9 +129,9 @@ def run_context(request: pytest.FixtureRequest) -> Any:
         context = RunContext.create(
             engine=config.getoption("--engine"), results_dir=Path(config.getoption("--results-dir")),
             cache=cache_dir(), attach_url=config.getoption("--base-url"), attach_spec=attach_spec,
-            run_id=config.getoption("--run-id"),
+            run_id=config.getoption("--run-id"), docker=_docker_options(config),
         )
-    except (UnknownEngineError, FileNotFoundError) as exc:
+    except (UnknownEngineError, FileNotFoundError, SpecError) as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[_CONTEXT_KEY] = context
     yield context
@@ -187,9 +219,13 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
     except (pytest.skip.Exception, KeyboardInterrupt):
         raise
     except Exception as exc:
+        exited = recorder.context.pool.engine_exit() if recorder.session is not None else None
         if recorder.record_written is None:
-            recorder.record(Verdict(status=Status.ERROR, reason=f"{type(exc).__name__}: {exc}".strip()[:2000],
+            reason = f"{type(exc).__name__}: {exc}".strip()[:2000] + (f"\n{exited[-3000:]}" if exited else "")
+            recorder.record(Verdict(status=Status.ERROR, reason=reason,
                                     evidence=Evidence(notes=traceback.format_exception_only(exc)[-1:])))
+        if exited:
+            raise RuntimeError(exited) from exc
         raise
     if recorder.record_written is None:
         recorder.record(Verdict(status=Status.ERROR, reason="probe finished without a verdict"))

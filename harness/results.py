@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 SCHEMA_VERSION = 1
+BENCH_FILE = "bench.json"  # a run's benchmark record (harness.bench), beside its probe records
 
 
 class Status(str, Enum):
@@ -145,13 +146,17 @@ def record_json_schema() -> dict[str, Any]:
 
 def write_record(record: ResultRecord, run_dir: Path) -> Path:
     """Write one record atomically (temp file + rename); never rewrites an existing record."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    target = run_dir / record.file_name()
+    return write_model(record, run_dir / record.file_name())
+
+
+def write_model(model: BaseModel, target: Path) -> Path:
+    """Write a model as indented JSON atomically (temp file + rename); never rewrites an existing file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
         raise FileExistsError(f"result record already exists: {target}")
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=run_dir)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=target.parent)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(record.model_dump_json(indent=2))
+        handle.write(model.model_dump_json(indent=2))
         handle.write("\n")
         handle.flush()
         os.fsync(handle.fileno())
@@ -160,10 +165,10 @@ def write_record(record: ResultRecord, run_dir: Path) -> Path:
 
 
 def load_records(results_dir: Path) -> list[ResultRecord]:
-    """Every record under a results folder, in a stable order."""
+    """Every probe record under a results folder, in a stable order (benchmark records are not probe records)."""
     records = []
     for path in sorted(results_dir.rglob("*.json")):
-        if path.name.startswith(".tmp-") or path.name == "record.schema.json":
+        if path.name.startswith(".tmp-") or path.name in ("record.schema.json", BENCH_FILE):
             continue
         records.append(ResultRecord.model_validate(json.loads(path.read_text(encoding="utf-8"))))
     return records

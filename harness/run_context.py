@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.engines import get_adapter
 from harness.engines.base import EngineAdapter, LaunchSpec
@@ -15,6 +16,9 @@ from harness.provenance import gpu_names
 from harness.results import EngineIdentity, run_dir_for
 from harness.session import EnginePool
 from harness.toolchain import llamacpp as llamacpp_toolchain
+
+if TYPE_CHECKING:
+    from harness.launch.containers import DockerOptions
 
 
 def new_run_id() -> str:
@@ -36,17 +40,22 @@ class RunContext:
     @classmethod
     def create(cls, engine: str, results_dir: Path, cache: Path, attach_url: str | None = None,
                attach_spec: LaunchSpec | None = None, run_id: str | None = None,
-               progress: Callable[[str], None] = print) -> RunContext:
+               progress: Callable[[str], None] = print, docker: DockerOptions | None = None) -> RunContext:
         """Resolve the engine, make sure the models exist, and prepare the engine pool."""
         adapter = get_adapter(engine)
-        if attach_url is None:
+        if attach_url is None and docker is None:
             adapter.prepare()
         build = llamacpp_toolchain.find_build(cache)
         artifacts = ensure_models(cache, build.quantize if build else None, progress=progress)
         run_id = run_id or new_run_id()
         run_dir = run_dir_for(results_dir, adapter.name, run_id)
-        pool = EnginePool(adapter, artifacts, run_dir, devices=len(gpu_names()), attach_url=attach_url,
-                          attach_spec=attach_spec)
+        devices = len(gpu_names())
+        containers = None
+        if docker is not None and attach_url is None:
+            from harness.launch.containers import ContainerRunner
+            containers = ContainerRunner.create(adapter.name, artifacts, run_id, devices, docker, progress)
+        pool = EnginePool(adapter, artifacts, run_dir, devices=devices, attach_url=attach_url,
+                          attach_spec=attach_spec, containers=containers)
         return cls(run_id=run_id, run_dir=run_dir, adapter=adapter, artifacts=artifacts, pool=pool)
 
     def identity(self) -> EngineIdentity:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.client import EvidenceClient
 from harness.engines.base import EngineAdapter, LaunchSpec, NotMeasurable, ResolvedModels
-from harness.launch.base import EngineStartError, RunningEngine, free_port
+from harness.launch.base import EngineStartError, Launcher, RunningEngine, free_port
 from harness.launch.process import ProcessLauncher
 from harness.models import ModelArtifact, find_artifact
 from harness.results import EngineIdentity, LaunchInfo, ModelInfo
+
+if TYPE_CHECKING:
+    from harness.launch.containers import ContainerRunner
 
 
 @dataclass
@@ -37,7 +41,8 @@ class EnginePool:
     """Starts engines per launch spec (one at a time) or attaches to a server the user runs."""
 
     def __init__(self, adapter: EngineAdapter, artifacts: list[ModelArtifact], run_dir: Path,
-                 devices: int = 0, attach_url: str | None = None, attach_spec: LaunchSpec | None = None) -> None:
+                 devices: int = 0, attach_url: str | None = None, attach_spec: LaunchSpec | None = None,
+                 containers: ContainerRunner | None = None) -> None:
         self.adapter = adapter
         self.artifacts = artifacts
         self.run_dir = run_dir
@@ -45,13 +50,14 @@ class EnginePool:
         self.attach_url = attach_url.rstrip("/") if attach_url else None
         attach_spec = attach_spec or LaunchSpec()
         self.attach_spec = replace(attach_spec, model_format=attach_spec.model_format or adapter.native_format)
-        self._current: tuple[LaunchSpec, EngineSession, ProcessLauncher | None] | None = None
+        self.containers = containers  # set: engines run in containers (--launcher docker)
+        self._current: tuple[LaunchSpec, EngineSession, Launcher | None] | None = None
         self._failed: dict[LaunchSpec, str] = {}
 
     def session(self, spec: LaunchSpec) -> EngineSession:
         """The engine for `spec`, starting it (and stopping the previous one) if needed."""
         spec = replace(spec, model_format=spec.model_format or self.adapter.native_format)
-        if self._current and self._current[0] == spec:
+        if self._current and self._current[0] == spec and self.engine_exit() is None:
             return self._current[1]
         if spec in self._failed:
             raise EngineStartError(self._failed[spec])
@@ -82,12 +88,16 @@ class EnginePool:
         resolved = ResolvedModels(model=model.path, draft_model=draft.path if draft else None)
         port = free_port()
         command = self.adapter.launch_command(spec, resolved, port)
-        launcher = ProcessLauncher()
+        launcher: Launcher = ProcessLauncher()
+        if self.containers is not None:
+            launcher, command = self.containers.launcher(command)
         log_path = self.run_dir / "logs" / f"{spec.key().replace('/', '_')}.log"
         running = launcher.start(command, port, spec.api_prefix + self.adapter.health_path, log_path,
                                  env=self.adapter.launch_env(spec), timeout_s=self.adapter.startup_timeout_s)
         try:
-            session = self._make_session(spec, running, model, resolved, "process")
+            session = self._make_session(spec, running, model, resolved, launcher.name)
+            if self.containers is not None:
+                session.identity = self.containers.identity(session.identity, launcher)
         except BaseException:
             launcher.stop()
             raise
@@ -110,6 +120,14 @@ class EnginePool:
         return EngineSession(adapter=self.adapter, spec=spec, running=running, identity=identity, model=model,
                              served_model=self.adapter.served_model_name(resolved),
                              client=EvidenceClient(running.base_url), launch=launch, artifacts=self.artifacts)
+
+    def engine_exit(self) -> str | None:
+        """Why the engine this pool started is gone, with its log tail; None while it runs."""
+        if self._current is None or self._current[2] is None or self._current[2].is_running():
+            return None
+        _, session, launcher = self._current
+        return (f"the engine exited while probes ran: {launcher.describe_exit()}\n"
+                f"--- engine log tail ---\n{session.running.log_tail()}")
 
     def close(self) -> None:
         """Stop the engine this pool started, if any."""

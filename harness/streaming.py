@@ -1,9 +1,19 @@
-"""Timed SSE streaming: when each token arrived, as read off the socket."""
+"""Timed SSE streaming: when a request left and when each token arrived, stamped at the socket.
+
+The send time is stamped just before the HTTP client writes the request body, the request's
+last bytes, onto its connection (httpcore's `trace` extension), so building the request,
+waiting for a pooled connection and the client's own HTTP overhead do not count as engine
+latency. Every raw chunk is stamped the moment `aiter_raw` hands it over, before it is split
+into events or parsed, so parsing never shifts a timestamp. An event that spans chunks gets
+the time its last byte arrived; events in one chunk share its stamp.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,48 +21,142 @@ import httpx
 
 from harness.engines.base import ApiRequest
 
+_ERROR_BODY_CHARS = 300
+
+
+class StreamError(RuntimeError):
+    """The engine answered with an error status or an error event, or sent something unparsable."""
+
 
 @dataclass
 class StreamTiming:
-    """Arrival times (perf_counter seconds) of one streamed completion."""
+    """Arrival times (perf_counter seconds) of one streamed completion, and what the engine reported."""
 
-    sent_at: float
-    token_times: list[float] = field(default_factory=list)
+    sent_at: float  # when the request's last bytes were written to the connection
+    token_times: list[float] = field(default_factory=list)  # one per SSE event that carries text
     text: str = ""
     usage: dict[str, Any] | None = None
+    engine_timings: dict[str, Any] | None = None  # the engine's own `timings` (llama-server), if sent
     finished_at: float = 0.0
 
     @property
     def ttft_s(self) -> float:
-        return self.token_times[0] - self.sent_at if self.token_times else float("nan")
+        """Time to first token: from sending to the first text-bearing event."""
+        return self.token_times[0] - self.sent_at if self.token_times else math.nan
 
     @property
     def gaps_s(self) -> list[float]:
+        """Every inter-token gap (between consecutive text-bearing events)."""
         return [later - earlier for earlier, later in zip(self.token_times, self.token_times[1:])]
+
+    @property
+    def output_tokens(self) -> int:
+        """Generated tokens as the engine's usage counts them, else one per text-bearing event."""
+        counted = (self.usage or {}).get("completion_tokens")
+        return int(counted) if counted is not None else len(self.token_times)
+
+    @property
+    def prompt_tokens(self) -> int | None:
+        """Prompt tokens as the engine's usage counts them (None when it sent no usage)."""
+        counted = (self.usage or {}).get("prompt_tokens")
+        return int(counted) if counted is not None else None
+
+    @property
+    def tpot_s(self) -> float:
+        """Time per output token after the first: decode time over the remaining tokens."""
+        if len(self.token_times) < 2 or self.output_tokens < 2:
+            return math.nan
+        return (self.token_times[-1] - self.token_times[0]) / (self.output_tokens - 1)
+
+    @property
+    def e2e_s(self) -> float:
+        """End-to-end latency: from sending to the end of the stream."""
+        return self.finished_at - self.sent_at
+
+
+class SSEDecoder:
+    """Splits a byte stream into the `data` payloads of complete server-sent events."""
+
+    def __init__(self) -> None:
+        self._pending = b""
+        self._data: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """The payloads of the events that `chunk` completes (LF or CRLF line ends)."""
+        *lines, self._pending = (self._pending + chunk).split(b"\n")
+        payloads = []
+        for line in lines:
+            line = line.rstrip(b"\r")
+            if not line:
+                payloads += self._end_event()
+            elif line.startswith(b"data:"):
+                value = line[5:]
+                self._data.append(value[1:] if value.startswith(b" ") else value)
+        return payloads
+
+    def close(self) -> list[bytes]:
+        """The payload of an event left unterminated when the stream ended."""
+        return self.feed(b"\n\n") if self._pending or self._data else []
+
+    def _end_event(self) -> list[bytes]:
+        payload, self._data = b"\n".join(self._data), []
+        return [payload] if payload else []
+
+
+async def stream_into(client: httpx.AsyncClient, request: ApiRequest, timing: StreamTiming,
+                      on_first_token: Callable[[], object] | None = None) -> None:
+    """Send a streaming request, filling `timing` as events arrive; raises on errors."""
+
+    async def stamp_send(name: str, info: dict[str, Any]) -> None:
+        if name.endswith(".send_request_body.started"):
+            timing.sent_at = time.perf_counter()
+
+    async with client.stream(request.method, request.path, json=request.body,
+                             extensions={"trace": stamp_send}) as response:
+        if response.status_code >= 400:
+            body = (await response.aread()).decode("utf-8", "replace")
+            raise StreamError(f"HTTP {response.status_code}: {body[:_ERROR_BODY_CHARS]}")
+        decoder = SSEDecoder()
+        arrived = time.perf_counter()
+        async for chunk in response.aiter_raw():
+            arrived = time.perf_counter()
+            for payload in decoder.feed(chunk):
+                _take_event(timing, payload, arrived, on_first_token)
+        for payload in decoder.close():
+            _take_event(timing, payload, arrived, on_first_token)
+    if not timing.finished_at:
+        timing.finished_at = arrived
 
 
 async def stream_request(client: httpx.AsyncClient, request: ApiRequest,
-                         on_first_token: Any = None) -> StreamTiming:
-    """Send a streaming request and time every SSE event that carries text."""
+                         on_first_token: Callable[[], object] | None = None) -> StreamTiming:
+    """Send a streaming request and time every SSE event that carries text; raises on errors."""
     timing = StreamTiming(sent_at=time.perf_counter())
-    async with client.stream(request.method, request.path, json=request.body) as response:
-        response.raise_for_status()
-        async for line in response.aiter_lines():
-            arrived = time.perf_counter()
-            if not line.startswith("data:"):
-                continue
-            data = line[5:].strip()
-            if data == "[DONE]":
-                break
-            event = json.loads(data)
-            if event.get("usage"):
-                timing.usage = event["usage"]
-            for choice in event.get("choices", []):
-                piece = choice.get("text") or (choice.get("delta") or {}).get("content") or ""
-                if piece:
-                    timing.text += piece
-                    timing.token_times.append(arrived)
-                    if on_first_token is not None and len(timing.token_times) == 1:
-                        on_first_token()
-    timing.finished_at = time.perf_counter()
+    await stream_into(client, request, timing, on_first_token)
     return timing
+
+
+def _take_event(timing: StreamTiming, payload: bytes, arrived: float,
+                on_first_token: Callable[[], object] | None) -> None:
+    if payload == b"[DONE]":
+        timing.finished_at = arrived
+        return
+    try:
+        event = json.loads(payload)
+    except ValueError:
+        raise StreamError(f"unparsable SSE event: {payload[:_ERROR_BODY_CHARS]!r}") from None
+    if not isinstance(event, dict):
+        raise StreamError(f"unexpected SSE event: {payload[:_ERROR_BODY_CHARS]!r}")
+    if "error" in event:
+        raise StreamError(f"error event: {json.dumps(event['error'])[:_ERROR_BODY_CHARS]}")
+    if event.get("usage"):
+        timing.usage = event["usage"]
+    if event.get("timings"):
+        timing.engine_timings = event["timings"]
+    for choice in event.get("choices") or []:
+        piece = choice.get("text") or (choice.get("delta") or {}).get("content") or ""
+        if piece:
+            timing.text += piece
+            timing.token_times.append(arrived)
+            if on_first_token is not None and len(timing.token_times) == 1:
+                on_first_token()

@@ -3,47 +3,48 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import httpx
 import pytest
 
+from harness.loadgen import Lengths, Workload, run_load, summarize
 from harness.results import Evidence, Status, Verdict
 from harness.session import EngineSession
 from harness.streaming import stream_request
 
 CONCURRENCY = 4
 TOKENS = 64
-LONG_TOKENS = 256
+PROMPT_TOKENS = 8
+LONG_TOKENS = 1024
 SHORT_TOKENS = 8
 MIN_SPEEDUP = 1.5
 PROMPT = "the cat"
 
 
 async def _measure(session: EngineSession) -> dict[str, float | bool]:
-    adapter, model = session.adapter, session.served_model
-    request = adapter.fixed_length_request(model, PROMPT, TOKENS, stream=True)
-    async with httpx.AsyncClient(base_url=session.running.base_url, timeout=300) as client:
-        await stream_request(client, request)  # warm-up
-        started = time.perf_counter()
-        for _ in range(CONCURRENCY):
-            await stream_request(client, request)
-        sequential_s = time.perf_counter() - started
-        started = time.perf_counter()
-        await asyncio.gather(*(stream_request(client, request) for _ in range(CONCURRENCY)))
-        concurrent_s = time.perf_counter() - started
+    adapter, model, url = session.adapter, session.served_model, session.running.base_url
+    batch = [Workload(Lengths(PROMPT_TOKENS), Lengths(TOKENS), seed=seed).requests(adapter, model, CONCURRENCY)
+             for seed in range(3)]
+    await run_load(url, batch[0][:1], concurrency=1)  # warm-up
+    sequential = summarize(await run_load(url, batch[1], concurrency=1))
+    concurrent = summarize(await run_load(url, batch[2], concurrency=CONCURRENCY))
+    failed = sequential.errors + concurrent.errors
+    if failed:
+        raise RuntimeError(f"requests failed: {failed[0]}")
 
+    async with httpx.AsyncClient(base_url=url, timeout=300) as client:
         long_started = asyncio.Event()
         long_task = asyncio.create_task(stream_request(
             client, adapter.fixed_length_request(model, PROMPT, LONG_TOKENS, stream=True), long_started.set))
         await long_started.wait()
         short = await stream_request(client, adapter.fixed_length_request(model, PROMPT, SHORT_TOKENS, stream=True))
         long = await long_task
-    return {"sequential_s": round(sequential_s, 4), "concurrent_s": round(concurrent_s, 4),
-            "speedup": round(sequential_s / concurrent_s, 3),
+    return {"sequential_s": round(sequential.duration_s, 4), "concurrent_s": round(concurrent.duration_s, 4),
+            "speedup": round(sequential.duration_s / concurrent.duration_s, 3),
+            "sequential_output_tok_s": round(sequential.output_throughput, 2),
+            "concurrent_output_tok_s": round(concurrent.output_throughput, 2),
             "short_finished_first": short.finished_at < long.finished_at,
-            "short_latency_s": round(short.finished_at - short.sent_at, 4),
-            "long_latency_s": round(long.finished_at - long.sent_at, 4)}
+            "short_latency_s": round(short.e2e_s, 4), "long_latency_s": round(long.e2e_s, 4)}
 
 
 def check_continuous_batching(session: EngineSession) -> Verdict:

@@ -9,12 +9,14 @@ from harness.session import EngineSession
 from probes.reference import Tolerance, compare_to_reference, within
 
 # Engineering tolerances per format: f16 must reproduce greedy exactly, 8-bit may drift late, 4-bit more.
+# 4-bit on these random-weight models moves first-token logprobs by up to ~1.3 nats (measured); a model
+# with other weights agrees on 0% of first tokens and the reference token leaves its top 5 (the tests).
 TOLERANCES: dict[str, Tolerance] = {
     "f16": Tolerance(min_exact_prompts=1.0, min_top1_agreement=1.0, max_logprob_diff=0.05),
     "q8_0": Tolerance(min_exact_prompts=0.5, min_top1_agreement=1.0, max_logprob_diff=0.25),
-    "q4_k_m": Tolerance(min_exact_prompts=0.0, min_top1_agreement=0.75, max_logprob_diff=1.0),
-    "awq": Tolerance(min_exact_prompts=0.0, min_top1_agreement=0.75, max_logprob_diff=1.0),
-    "exl2": Tolerance(min_exact_prompts=0.0, min_top1_agreement=0.75, max_logprob_diff=1.0),
+    "q4_k_m": Tolerance(min_exact_prompts=0.0, min_top1_agreement=0.75, max_logprob_diff=2.0),
+    "awq": Tolerance(min_exact_prompts=0.0, min_top1_agreement=0.75, max_logprob_diff=2.0),
+    "exl2": Tolerance(min_exact_prompts=0.0, min_top1_agreement=0.75, max_logprob_diff=2.0),
 }
 
 

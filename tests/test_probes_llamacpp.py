@@ -113,10 +113,11 @@ def test_gguf_formats(start_engine, fmt):
     assert verdict.status is Status.PASS, verdict.evidence.numbers
 
 
-def test_gguf_wrong_weights(start_engine, artifacts):
-    session = start_engine(LaunchSpec(model="llama-alt", model_format="q8_0"))
-    session.model = session.model.model_copy(update={"references": find_artifact(artifacts, "llama", "q8_0").references})
-    assert check_quantized(session, "q8_0").status is Status.FAIL
+@pytest.mark.parametrize("fmt", ["q8_0", "q4_k_m"])
+def test_gguf_wrong_weights(start_engine, artifacts, fmt):
+    session = start_engine(LaunchSpec(model="llama-alt", model_format=fmt))
+    session.model = session.model.model_copy(update={"references": find_artifact(artifacts, "llama", fmt).references})
+    assert check_quantized(session, fmt).status is Status.FAIL
 
 
 @pytest.mark.parametrize("family", ["llama", "mistral", "mixtral"])

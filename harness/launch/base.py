@@ -24,6 +24,7 @@ class RunningEngine:
     log_path: Path | None
     command: list[str] = field(default_factory=list)
     launcher: str = "process"
+    image: str | None = None
     image_digest: str | None = None
 
     def log_text(self) -> str:
@@ -50,6 +51,14 @@ class Launcher(ABC):
     @abstractmethod
     def stop(self) -> None:
         """Stop the engine; safe to call twice."""
+
+    @abstractmethod
+    def is_running(self) -> bool:
+        """Whether the engine is still up (False once it exited or was stopped)."""
+
+    @abstractmethod
+    def describe_exit(self) -> str:
+        """How the engine ended (exit code and the like), for error messages."""
 
 
 def free_port() -> int:

@@ -61,7 +61,7 @@ class ProcessLauncher(Launcher):
         try:
             wait_healthy(self.running.base_url + health_path, timeout_s,
                          still_running=lambda: self._proc is not None and self._proc.poll() is None,
-                         describe_exit=self._describe_exit)
+                         describe_exit=self.describe_exit)
         except BaseException as exc:
             self.stop()
             if isinstance(exc, EngineStartError):
@@ -69,7 +69,7 @@ class ProcessLauncher(Launcher):
             raise
         return self.running
 
-    def _describe_exit(self) -> str:
+    def describe_exit(self) -> str:
         code = self._proc.returncode if self._proc else None
         return f"exit code {code}"
 

@@ -68,6 +68,7 @@ def build_base(root: Path, progress: Callable[[str], None]) -> list[ModelArtifac
         gguf_path = root / spec.name / f"{spec.name}-f16.gguf"
         export_f16_gguf(hf_dir, gguf_path, spec.name)
         common = {"name": spec.name, "family": spec.family, "references": references}
-        artifacts.append(ModelArtifact(format="hf", path=hf_dir, sha256=sha256_file(hf_dir / "model.safetensors"), **common))
+        hf_sha = sha256_file(hf_dir / "model.safetensors")
+        artifacts.append(ModelArtifact(format="hf", path=hf_dir, sha256=hf_sha, **common))
         artifacts.append(ModelArtifact(format="f16", path=gguf_path, sha256=sha256_file(gguf_path), **common))
     return artifacts

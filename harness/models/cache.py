@@ -16,13 +16,13 @@ from harness.models.build import build_base, sha256_file
 from harness.models.quantize import quantize_gguf
 from harness.models.schema import Manifest, ModelArtifact
 
-RECIPE_MODULES = ("corpus", "recipe", "tokenizer", "synth", "reference", "gguf_export", "build")
+RECIPE_MODULES = ("corpus", "recipe", "tokenizer", "synth", "reference", "gguf_export", "build", "schema")
 RECIPE_LIBRARIES = ("torch", "transformers", "tokenizers", "safetensors", "gguf")
 MANIFEST = "manifest.json"
 
 
 def recipe_version() -> str:
-    """Hash of the synthesis source files (all recipe constants live there) and library versions."""
+    """Hash of the synthesis source files (every recipe constant lives there) and library versions."""
     digest = hashlib.sha256()
     for module in RECIPE_MODULES:
         digest.update((Path(__file__).parent / f"{module}.py").read_bytes())
@@ -40,33 +40,38 @@ def _locked(path: Path) -> Iterator[None]:
         yield
 
 
+def _rebase(manifest: Manifest, old: Path, new: Path) -> Manifest:
+    """The manifest with every artifact path moved from under `old` to under `new`."""
+    artifacts = [a.model_copy(update={"path": new / a.path.relative_to(old)}) for a in manifest.artifacts]
+    return manifest.model_copy(update={"artifacts": artifacts})
+
+
 def _write_manifest(root: Path, manifest: Manifest) -> None:
-    """Write the manifest atomically (temp file, then rename)."""
+    """Write the manifest (paths relative to `root`) atomically: temp file, then rename."""
     temporary = root / f"{MANIFEST}.tmp"
-    temporary.write_text(manifest.model_dump_json(indent=2))
+    temporary.write_text(_rebase(manifest, root, Path()).model_dump_json(indent=2))
     os.replace(temporary, root / MANIFEST)
 
 
 def _load_manifest(root: Path) -> Manifest | None:
-    """The finished manifest of `root`, or None when the build never completed."""
+    """The finished manifest of `root` with absolute paths, or None when the build never completed."""
     path = root / MANIFEST
-    return Manifest.model_validate_json(path.read_text()) if path.is_file() else None
+    return _rebase(Manifest.model_validate_json(path.read_text()), Path(), root) if path.is_file() else None
 
 
-def _add_quants(root: Path, manifest: Manifest, quantize_bin: Path, progress: Callable[[str], None]) -> bool:
-    """Quantize each f16 artifact to every missing recipe quant type; True when something was added."""
-    have = {(artifact.name, artifact.format) for artifact in manifest.artifacts}
-    added = False
-    for f16 in [artifact for artifact in manifest.artifacts if artifact.format == "f16"]:
+def _quantize_all(manifest: Manifest, quantize_bin: Path, progress: Callable[[str], None]) -> Manifest:
+    """The manifest with every f16 artifact quantized to every recipe quant type by `quantize_bin`."""
+    base = [artifact for artifact in manifest.artifacts if artifact.format in ("hf", "f16")]
+    quantized = []
+    for f16 in [artifact for artifact in base if artifact.format == "f16"]:
         for fmt, qtype in recipe.QUANT_TYPES.items():
-            if (f16.name, fmt) in have:
-                continue
             progress(f"quantizing {f16.name} to {qtype}")
             target = f16.path.with_name(f"{f16.name}-{fmt}.gguf")
             quantize_gguf(quantize_bin, f16.path, target, qtype)
-            manifest.artifacts.append(f16.model_copy(update={"format": fmt, "path": target, "sha256": sha256_file(target)}))
-            added = True
-    return added
+            update = {"format": fmt, "path": target, "sha256": sha256_file(target)}
+            quantized.append(f16.model_copy(update=update))
+    update = {"artifacts": base + quantized, "quantizer_sha256": sha256_file(quantize_bin)}
+    return manifest.model_copy(update=update)
 
 
 def ensure_models(
@@ -74,7 +79,8 @@ def ensure_models(
 ) -> list[ModelArtifact]:
     """All synthetic model artifacts under `cache_dir/models/<version>`, building what is missing.
 
-    Without `quantize_bin` only the "hf" and "f16" formats are returned.
+    Without `quantize_bin` only the "hf" and "f16" formats are returned; with it, quantized files made
+    by a different llama-quantize binary are made again.
     """
     report = progress or (lambda message: None)
     version = recipe_version()
@@ -86,7 +92,8 @@ def ensure_models(
             report(f"building synthetic models into {root}")
             manifest = Manifest(version=version, artifacts=build_base(root, report))
             _write_manifest(root, manifest)
-        if quantize_bin is not None and _add_quants(root, manifest, quantize_bin, report):
+        if quantize_bin is not None and manifest.quantizer_sha256 != sha256_file(quantize_bin):
+            manifest = _quantize_all(manifest, quantize_bin, report)
             _write_manifest(root, manifest)
     wanted = {"hf", "f16", *(recipe.QUANT_TYPES if quantize_bin is not None else ())}
     return [artifact for artifact in manifest.artifacts if artifact.format in wanted]

@@ -109,7 +109,8 @@ def export_f16_gguf(model_dir: Path, out_path: Path, name: str) -> None:
     writer = gguf.GGUFWriter(out_path, ARCH)
     _add_hparams(writer, config, name)
     _add_tokenizer(writer, model_dir)
-    for tensor_name, tensor in sorted(_gguf_tensors(load_file(model_dir / "model.safetensors"), config).items()):
+    tensors = _gguf_tensors(load_file(model_dir / "model.safetensors"), config)
+    for tensor_name, tensor in sorted(tensors.items()):
         as_f32 = tensor.ndim == 1 or any(marker in tensor_name for marker in F32_TENSORS)
         writer.add_tensor(tensor_name, tensor.astype(np.float32 if as_f32 else np.float16))
     writer.write_header_to_file()

@@ -16,4 +16,5 @@ def quantize_gguf(quantize_bin: Path, source: Path, target: Path, qtype: str) ->
         [str(quantize_bin), str(source), str(target), qtype], capture_output=True, text=True, check=False
     )
     if result.returncode != 0:
-        raise QuantizeError(f"{quantize_bin} {qtype} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        output = f"{result.stdout}\n{result.stderr}"
+        raise QuantizeError(f"{quantize_bin} {qtype} failed ({result.returncode}):\n{output}")

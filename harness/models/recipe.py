@@ -35,6 +35,9 @@ SHAPE = {
 # close to linear, so f16/Q8_0 rounding barely moves the logits; the 0.3 lm_head makes them peaked.
 INITIALIZER_RANGE = 0.05
 LM_HEAD_STD = 0.3
+# Layers after the first write this much less into the residual stream, so "llama-draft" (llama's
+# first layer only) often predicts what llama does.
+LATER_LAYER_OUTPUT_SCALE = 0.25
 
 # Reference prompts: the first PROMPTS_PER_MODEL of a seeded candidate pool whose greedy continuation
 # keeps a top-1/top-2 logit gap of MIN_MARGIN at every step and is not a loop of a few tokens.
@@ -49,7 +52,10 @@ TOP_K = 10
 
 
 class ModelSpec(BaseModel):
-    """One synthetic model: which HF class, which seed, which config overrides."""
+    """One synthetic model: its family (HF class), init seed and config overrides.
+
+    With `first_layers_of`, the model is instead that earlier model cut to its first layers.
+    """
 
     name: str
     family: str
@@ -67,7 +73,13 @@ MODEL_SPECS = (
         seed=2,
         overrides={"num_local_experts": 4, "num_experts_per_tok": 2, "intermediate_size": 256},
     ),
-    ModelSpec(name="llama-draft", family="llama", seed=0, overrides={"num_hidden_layers": 1}, first_layers_of="llama"),
+    ModelSpec(
+        name="llama-draft",
+        family="llama",
+        seed=0,
+        overrides={"num_hidden_layers": 1},
+        first_layers_of="llama",
+    ),
     ModelSpec(name="llama-alt", family="llama", seed=100),
 )
 

@@ -22,16 +22,19 @@ def _margin(logits: torch.Tensor) -> float:
 
 @torch.no_grad()
 def _greedy_logits(model: PreTrainedModel, prompt_ids: list[int]) -> list[torch.Tensor] | None:
-    """Next-token logits of NEW_TOKENS greedy steps (KV cached); None once a step's margin is too small."""
-    out = model(input_ids=torch.tensor([prompt_ids]), use_cache=True)
+    """Next-token logits of NEW_TOKENS greedy steps; None as soon as a step's margin is too small.
+
+    Each step re-runs the whole sequence (no KV cache): the models are tiny and this is the plainest
+    reference, the same on every transformers version.
+    """
+    ids = list(prompt_ids)
     steps = []
     for _ in range(recipe.NEW_TOKENS):
-        logits = out.logits[0, -1].float()
+        logits = model(input_ids=torch.tensor([ids])).logits[0, -1].float()
         if _margin(logits) < recipe.MIN_MARGIN:
             return None
         steps.append(logits)
-        next_id = torch.argmax(logits).view(1, 1)
-        out = model(input_ids=next_id, past_key_values=out.past_key_values, use_cache=True)
+        ids.append(int(torch.argmax(logits)))
     return steps
 
 

@@ -31,7 +31,11 @@ class ModelArtifact(BaseModel):
 
 
 class Manifest(BaseModel):
-    """What one cache version holds; written last, so its presence means the build finished."""
+    """What one cache version holds; written last, so its presence means the build finished.
+
+    Artifact paths are stored relative to the version directory, so the cache can move.
+    """
 
     version: str
     artifacts: list[ModelArtifact]
+    quantizer_sha256: str | None = None  # the llama-quantize that made the quantized artifacts

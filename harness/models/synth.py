@@ -22,6 +22,8 @@ FAMILIES: dict[str, tuple[type[PretrainedConfig], type[PreTrainedModel]]] = {
     "mistral": (MistralConfig, MistralForCausalLM),
     "mixtral": (MixtralConfig, MixtralForCausalLM),
 }
+# Attention output, then dense MLP down (llama, mistral) or fused expert down (mixtral, transformers v5).
+RESIDUAL_OUTPUTS = ("self_attn.o_proj.weight", "mlp.down_proj.weight", "mlp.experts.down_proj")
 
 
 def make_config(spec: ModelSpec, vocab_size: int, bos_id: int, eos_id: int) -> PretrainedConfig:
@@ -33,19 +35,29 @@ def make_config(spec: ModelSpec, vocab_size: int, bos_id: int, eos_id: int) -> P
         initializer_range=recipe.INITIALIZER_RANGE,
         bos_token_id=bos_id,
         eos_token_id=eos_id,
-        torch_dtype="float32",
         **fields,
     )
 
 
 def _random_model(spec: ModelSpec, config: PretrainedConfig, silent_ids: list[int]) -> PreTrainedModel:
-    """Seeded random init; a wider lm_head makes next-token choices peaked, silent ids never win."""
+    """Seeded random init: a wider lm_head (peaked choices), silent ids never win, quieter later layers."""
     torch.manual_seed(spec.seed)
     model = FAMILIES[spec.family][1](config)
     with torch.no_grad():
         model.lm_head.weight.normal_(0.0, recipe.LM_HEAD_STD)
         model.lm_head.weight[silent_ids] = 0.0
+        for layer in model.model.layers[1:]:
+            _scale_residual_outputs(layer, recipe.LATER_LAYER_OUTPUT_SCALE)
     return model
+
+
+def _scale_residual_outputs(layer: torch.nn.Module, factor: float) -> None:
+    """Scale the projections a decoder layer writes into the residual stream (attention and MLP out)."""
+    outputs = [param for name, param in layer.named_parameters() if name.endswith(RESIDUAL_OUTPUTS)]
+    if len(outputs) != 2:
+        raise ValueError(f"expected an attention and an MLP output in {RESIDUAL_OUTPUTS}, got {len(outputs)}")
+    for param in outputs:
+        param.mul_(factor)
 
 
 def _truncated_copy(config: PretrainedConfig, source: PreTrainedModel) -> PreTrainedModel:
@@ -59,9 +71,16 @@ def _truncated_copy(config: PretrainedConfig, source: PreTrainedModel) -> PreTra
 def build_model(
     spec: ModelSpec, config: PretrainedConfig, silent_ids: list[int], built: dict[str, PreTrainedModel]
 ) -> PreTrainedModel:
-    """The float32 eval-mode model of `spec`; `built` holds earlier models a draft copies from."""
+    """The float32 eval-mode model of `spec`; `built` holds earlier models a draft copies from.
+
+    Every weight is rounded to a float16-representable value, so the f16 GGUF holds exactly the
+    weights the float32 reference ran with.
+    """
     if spec.first_layers_of is not None:
         model = _truncated_copy(config, built[spec.first_layers_of])
     else:
         model = _random_model(spec, config, silent_ids)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.copy_(param.half().float())
     return model.to(torch.float32).eval()

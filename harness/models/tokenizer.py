@@ -43,6 +43,7 @@ def save_tokenizer(tokenizer: Tokenizer, directory: Path) -> None:
         "model_max_length": recipe.SHAPE["max_position_embeddings"],
         "chat_template": recipe.CHAT_TEMPLATE,
     }
-    special = {key: config[key] for key in ("bos_token", "eos_token", "unk_token", "additional_special_tokens")}
+    special_keys = ("bos_token", "eos_token", "unk_token", "additional_special_tokens")
+    special = {key: config[key] for key in special_keys}
     (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
     (directory / "special_tokens_map.json").write_text(json.dumps(special, indent=2) + "\n")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from harness.bench.records import BenchRecord
 from harness.claims import Cell, ClaimsTable, Footnote
 from harness.features import FEATURE_ROWS
 from harness.report.aggregate import CellResult, cell_results, counted_records
@@ -65,6 +66,7 @@ class ReportContext(BaseModel):
     rows: list[ReportRow]
     records: list[ResultRecord]  # the counted records, one per (engine, probe)
     results_href: str  # relative link from the report folder to the results folder
+    bench: list[BenchRecord] = Field(default_factory=list)  # every benchmark record (harness.bench)
 
     def cells(self) -> Iterator[tuple[ReportRow, ReportCell]]:
         """Every cell in table order: rows top to bottom, engines left to right."""
@@ -88,7 +90,7 @@ class ReportContext(BaseModel):
 
 
 def build_context(claims: ClaimsTable, records: list[ResultRecord], extra_engines: Sequence[str],
-                  results_href: str) -> ReportContext:
+                  results_href: str, bench: Sequence[BenchRecord] = ()) -> ReportContext:
     """Combine claims and records; extra engines and unclaimed probed rows are appended, sorted."""
     counted = counted_records(records)
     results = cell_results(counted)
@@ -108,7 +110,7 @@ def build_context(claims: ClaimsTable, records: list[ResultRecord], extra_engine
              for label in unclaimed]
     sections = claims.sections + ([MEASURED_ONLY] if unclaimed and MEASURED_ONLY not in claims.sections else [])
     context = ReportContext(claims=claims, engines=engines, sections=sections, rows=rows,
-                            records=counted, results_href=results_href)
+                            records=counted, results_href=results_href, bench=list(bench))
     evidenced = [cell for _, cell in context.cells() if cell.needs_evidence]
     for number, cell in enumerate(evidenced, start=1):
         cell.footnote = f"m{number}"

@@ -6,6 +6,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from harness.bench.records import BenchRecord, load_bench_records
 from harness.claims import ClaimsTable, load_claims
 from harness.report.context import build_context
 from harness.report.footnotes import footnote_definitions
@@ -17,10 +18,10 @@ REPORT_FILE = "comparison.md"
 
 
 def render_report(claims: ClaimsTable, records: list[ResultRecord], extra_engines: Sequence[str] = (), *,
-                  results_href: str = "../results",
-                  sections: Sequence[SectionRenderer] = DEFAULT_SECTIONS) -> dict[str, str]:
+                  results_href: str = "../results", sections: Sequence[SectionRenderer] = DEFAULT_SECTIONS,
+                  bench: Sequence[BenchRecord] = ()) -> dict[str, str]:
     """Report file name -> content; the same inputs always give the same bytes."""
-    context = build_context(claims, records, extra_engines, results_href)
+    context = build_context(claims, records, extra_engines, results_href, bench)
     rendered = [section(context) for section in sections]
     parts = [header(context), comparison_table(context), asterisk_notes(context),
              *(section.markdown for section in rendered), footnote_definitions(context)]
@@ -38,7 +39,7 @@ def write_report(claims_path: Path, results_dir: Path, out_dir: Path, extra_engi
     out_dir = Path(out_dir)
     href = Path(os.path.relpath(Path(results_dir).resolve(), out_dir.resolve())).as_posix()
     files = render_report(load_claims(Path(claims_path)), load_records(Path(results_dir)), extra_engines,
-                          results_href=href)
+                          results_href=href, bench=load_bench_records(Path(results_dir)))
     written = []
     for name, content in files.items():
         path = out_dir / name

@@ -107,4 +107,12 @@ def _harness(record: ResultRecord) -> str:
     return f"{harness.version}{commit}{' (dirty)' if harness.git_dirty else ''}"
 
 
-DEFAULT_SECTIONS: tuple[SectionRenderer, ...] = (diff_section, not_measured_section, runs_section)
+def performance_section(context: ReportContext) -> ReportSection:
+    """Benchmark tables and plots (harness.bench); imported on use, so matplotlib loads only here."""
+    from harness.bench.report_section import render_performance
+
+    return render_performance(context)
+
+
+DEFAULT_SECTIONS: tuple[SectionRenderer, ...] = (diff_section, not_measured_section, performance_section,
+                                                 runs_section)

@@ -1,0 +1,222 @@
+"""Calibrate the load generator: against the null engine's known pace, against llama-server's own
+timings, and against vLLM's `bench serve` driving the same server in the same run.
+
+    python -m harness.bench.calibrate null    # TTFT/ITL error at the median and the sustained request rate
+    python -m harness.bench.calibrate llama   # output throughput against llama-server's timings and vLLM's bench
+
+Prints markdown tables; `--out FILE` also writes every figure as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from harness.engines.base import EngineAdapter, LaunchSpec
+from harness.engines.llamacpp import LlamaCppAdapter
+from harness.loadgen import Lengths, LoadResult, LoadStats, Workload, run_load, summarize
+from harness.loadgen.null_engine import MODEL as NULL_MODEL
+from harness.loadgen.null_engine import NullPace, running_null_engine
+from harness.paths import cache_dir
+from harness.toolchain import vllm_cpu
+
+NULL_PACE = NullPace(ttft_s=0.1, itl_s=0.01)
+NULL_LEVELS = (1, 4, 16)
+NULL_RATES = (10.0, 20.0, 40.0, 80.0, 160.0)
+RATE_WINDOW_S = 4.0  # each rate sends this many seconds' worth of requests
+MAX_ERROR = 0.01  # a rate is sustained while the median TTFT and ITL errors stay under 1%
+INPUT_TOKENS = 32
+NULL_OUTPUT_TOKENS = 50
+LLAMA_OUTPUT_TOKENS = 64
+LLAMA_LEVELS = (1, 4)
+
+
+class Figures(BaseModel):
+    """One run's comparable figures (latencies in ms) from either load generator."""
+
+    tool: str
+    concurrency: int | None
+    rate: float | None
+    completed: int
+    failed: int
+    request_tps: float
+    output_tps: float
+    ttft_p50_ms: float
+    itl_p50_ms: float
+    tpot_p50_ms: float
+    e2e_p50_ms: float
+    engine_ttft_p50_ms: float | None = None  # what the engine says its time to first token was
+    decode_tps_p50: float | None = None  # per request: output tokens over first-to-last token time
+    engine_decode_tps_p50: float | None = None  # the same, as the engine timed it
+
+    @classmethod
+    def of_load(cls, load: LoadResult) -> Figures:
+        """Our load generator's figures, with the engine's own timings where it sent them."""
+        stats: LoadStats = summarize(load)
+        assert stats.ttft_s and stats.itl_s and stats.tpot_s and stats.e2e_s, stats.errors
+        done = [result.timing for result in load.results if result.ok]
+        reported = [timing.engine_timings or {} for timing in done]
+        return cls(tool="infercheck", concurrency=load.concurrency, rate=load.rate, completed=stats.completed,
+                   failed=stats.failed, request_tps=stats.request_throughput, output_tps=stats.output_throughput,
+                   ttft_p50_ms=stats.ttft_s.p50 * 1000, itl_p50_ms=stats.itl_s.p50 * 1000,
+                   tpot_p50_ms=stats.tpot_s.p50 * 1000, e2e_p50_ms=stats.e2e_s.p50 * 1000,
+                   engine_ttft_p50_ms=_median([r["first_token_ms"] for r in reported if "first_token_ms" in r]),
+                   decode_tps_p50=_median([t.output_tokens / (t.token_times[-1] - t.token_times[0])
+                                           for t in done if t.token_times[-1] > t.token_times[0]]),
+                   engine_decode_tps_p50=_median([r["predicted_per_second"] for r in reported
+                                                  if "predicted_per_second" in r]))
+
+    @classmethod
+    def of_vllm(cls, result: dict[str, Any], concurrency: int | None, rate: float | None) -> Figures:
+        """`vllm bench serve`'s figures from its saved result."""
+        return cls(tool="vllm bench serve", concurrency=concurrency, rate=rate, completed=result["completed"],
+                   failed=result["failed"], request_tps=result["request_throughput"],
+                   output_tps=result["output_throughput"], ttft_p50_ms=result["median_ttft_ms"],
+                   itl_p50_ms=result["median_itl_ms"], tpot_p50_ms=result["median_tpot_ms"],
+                   e2e_p50_ms=result["median_e2el_ms"])
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _error(measured: float, true: float) -> float:
+    return measured / true - 1
+
+
+def _ours(url: str, adapter: EngineAdapter, model: str, output_tokens: int, count: int, *,
+          concurrency: int | None = None, rate: float | None = None, seed: int = 0) -> Figures:
+    workload = Workload(Lengths(INPUT_TOKENS), Lengths(output_tokens), seed=seed)
+    return Figures.of_load(asyncio.run(run_load(url, workload.requests(adapter, model, count),
+                                                concurrency=concurrency, rate=rate, seed=seed)))
+
+
+def _vllm(url: str, model: str, tokenizer: Path, output_tokens: int, count: int, *,
+          concurrency: int | None = None, rate: float | None = None) -> Figures:
+    from harness.bench.vllm_bench import VllmBenchRun, run_vllm_bench
+
+    install = vllm_cpu.find_install(cache_dir())
+    if install is None:
+        raise FileNotFoundError("vLLM CPU is not installed: run `infercheck setup vllm`")
+    run = VllmBenchRun(base_url=url, model=model, tokenizer=tokenizer, input_tokens=INPUT_TOKENS,
+                       output_tokens=output_tokens, num_prompts=count, concurrency=concurrency, rate=rate)
+    return Figures.of_vllm(run_vllm_bench(install.python, run), concurrency, rate)
+
+
+def _tokenizer() -> Path:
+    """The synthesized llama's Hugging Face folder (vLLM's random dataset needs a tokenizer)."""
+    from harness.models import ensure_models, find_artifact
+
+    return find_artifact(ensure_models(cache_dir(), None), "llama", "hf").path
+
+
+def calibrate_null() -> dict[str, list[Figures]]:
+    """TTFT/ITL error at closed-loop levels, then Poisson rates, for both tools on one null engine."""
+    adapter, tokenizer = LlamaCppAdapter(), _tokenizer()
+    figures: dict[str, list[Figures]] = {"levels": [], "rates": []}
+    with running_null_engine(NULL_PACE) as url:
+        _ours(url, adapter, NULL_MODEL, 5, 4, concurrency=4)  # warm-up
+        for level in NULL_LEVELS:
+            count = max(24, 4 * level)
+            figures["levels"] += [_ours(url, adapter, NULL_MODEL, NULL_OUTPUT_TOKENS, count, concurrency=level),
+                                  _vllm(url, NULL_MODEL, tokenizer, NULL_OUTPUT_TOKENS, count, concurrency=level)]
+        for rate in NULL_RATES:
+            count = min(640, max(20, int(rate * RATE_WINDOW_S)))
+            figures["rates"] += [_ours(url, adapter, NULL_MODEL, NULL_OUTPUT_TOKENS, count, rate=rate),
+                                 _vllm(url, NULL_MODEL, tokenizer, NULL_OUTPUT_TOKENS, count, rate=rate)]
+    return figures
+
+
+def calibrate_llama() -> dict[str, list[Figures]]:
+    """Output throughput against llama-server's own timings, and against vLLM's bench, at each level."""
+    from harness.models import ensure_models
+    from harness.run_context import new_run_id
+    from harness.session import EnginePool
+    from harness.toolchain import llamacpp
+
+    build = llamacpp.find_build(cache_dir())
+    artifacts = ensure_models(cache_dir(), build.quantize if build else None)
+    pool = EnginePool(LlamaCppAdapter(), artifacts, cache_dir() / "calibrate" / new_run_id())
+    figures: list[Figures] = []
+    try:
+        session = pool.session(LaunchSpec(parallel_slots=max(LLAMA_LEVELS)))
+        url, model = session.running.base_url, session.served_model
+        _ours(url, session.adapter, model, 8, 4, concurrency=4, seed=99)  # warm-up
+        for level in LLAMA_LEVELS:
+            count = 8 * level
+            figures += [_ours(url, session.adapter, model, LLAMA_OUTPUT_TOKENS, count, concurrency=level, seed=level),
+                        _vllm(url, model, _tokenizer(), LLAMA_OUTPUT_TOKENS, count, concurrency=level)]
+    finally:
+        pool.close()
+    return {"levels": figures}
+
+
+def null_tables(figures: dict[str, list[Figures]]) -> str:
+    """Median TTFT/ITL error against the null engine's pace, per tool, and the sustained rates."""
+    def row(f: Figures) -> str:
+        engine = f"{_error(f.ttft_p50_ms, f.engine_ttft_p50_ms):+.2%}" if f.engine_ttft_p50_ms else "—"
+        return (f"| {f.tool} | {f.concurrency or '—'} | {f.rate or '—'} | {f.completed}/{f.failed} | "
+                f"{f.request_tps:.1f} | {f.ttft_p50_ms:.2f} | {_error(f.ttft_p50_ms, NULL_PACE.ttft_s * 1000):+.2%} | "
+                f"{engine} | {f.itl_p50_ms:.3f} | {_error(f.itl_p50_ms, NULL_PACE.itl_s * 1000):+.2%} |")
+
+    header = ("| tool | concurrency | rate (req/s) | ok/failed | req/s | TTFT p50 (ms) | TTFT error | "
+              "vs engine's own TTFT | ITL p50 (ms) | ITL error |\n|---|---|---|---|---|---|---|---|---|---|")
+    lines = [f"Null engine pace: TTFT {NULL_PACE.ttft_s * 1000:g} ms, ITL {NULL_PACE.itl_s * 1000:g} ms, "
+             f"{NULL_OUTPUT_TOKENS} output tokens", "", header, *(row(f) for f in figures["levels"] + figures["rates"])]
+    for tool in sorted({f.tool for f in figures["rates"]}):
+        lines.append(f"\nSustained rate ({tool}): {sustained_rate(figures['rates'], tool)} req/s "
+                     f"(highest offered rate with median TTFT and ITL error under {MAX_ERROR:.0%}, no failures)")
+    return "\n".join(lines)
+
+
+def sustained_rate(figures: list[Figures], tool: str) -> float | None:
+    """The highest rate at which the tool's median TTFT and ITL stay within MAX_ERROR of the pace."""
+    good = [f.rate for f in figures if f.tool == tool and f.rate and not f.failed
+            and abs(_error(f.ttft_p50_ms, NULL_PACE.ttft_s * 1000)) < MAX_ERROR
+            and abs(_error(f.itl_p50_ms, NULL_PACE.itl_s * 1000)) < MAX_ERROR]
+    return max(good) if good else None
+
+
+def llama_table(figures: dict[str, list[Figures]]) -> str:
+    """Output throughput and decode speed per tool, against llama-server's own timings and each other."""
+    lines = ["| tool | concurrency | ok/failed | output tok/s | vs vllm bench | decode tok/s p50 (client) | "
+             "decode tok/s p50 (engine) | client vs engine | TTFT p50 (ms) | TPOT p50 (ms) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    by_level = {(f.tool, f.concurrency): f for f in figures["levels"]}
+    for f in figures["levels"]:
+        vllm = by_level.get(("vllm bench serve", f.concurrency))
+        versus = f"{_error(f.output_tps, vllm.output_tps):+.2%}" if vllm and f is not vllm else "—"
+        engine = (f"{_error(f.decode_tps_p50, f.engine_decode_tps_p50):+.2%}"
+                  if f.decode_tps_p50 and f.engine_decode_tps_p50 else "—")
+        lines.append(f"| {f.tool} | {f.concurrency} | {f.completed}/{f.failed} | {f.output_tps:.1f} | {versus} | "
+                     f"{_fmt(f.decode_tps_p50)} | {_fmt(f.engine_decode_tps_p50)} | {engine} | "
+                     f"{f.ttft_p50_ms:.2f} | {f.tpot_p50_ms:.3f} |")
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None or math.isnan(value) else f"{value:.1f}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("target", choices=("null", "llama"))
+    parser.add_argument("--out", type=Path, help="also write the figures as JSON")
+    args = parser.parse_args(argv)
+    figures = calibrate_null() if args.target == "null" else calibrate_llama()
+    print(null_tables(figures) if args.target == "null" else llama_table(figures))
+    if args.out:
+        args.out.write_text(json.dumps({key: [f.model_dump() for f in value] for key, value in figures.items()},
+                                       indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Benchmark records: one sweep of one engine, with the same provenance as a probe record."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel
+
+from harness.loadgen import LoadStats, Percentiles, Workload
+from harness.results import BENCH_FILE, EngineIdentity, HarnessInfo, HostInfo, LaunchInfo, ModelInfo, write_model
+
+BENCH_SCHEMA_VERSION = 1
+
+
+class BenchWorkload(BaseModel):
+    """What every level of the sweep sent: EOS-ignoring requests of these lengths (uniform in n*(1 +- r))."""
+
+    api: Literal["completions", "chat"]
+    input_tokens: int
+    input_range_ratio: float
+    output_tokens: int
+    output_range_ratio: float
+    seed: int
+    warmup_requests: int
+
+    @classmethod
+    def of(cls, workload: Workload, warmup_requests: int) -> BenchWorkload:
+        """The record of a load generator workload."""
+        return cls(api=workload.api, input_tokens=workload.input_tokens.mean,
+                   input_range_ratio=workload.input_tokens.range_ratio, output_tokens=workload.output_tokens.mean,
+                   output_range_ratio=workload.output_tokens.range_ratio, seed=workload.seed,
+                   warmup_requests=warmup_requests)
+
+
+class BenchLevel(BaseModel):
+    """One level of the sweep: the load generator's figures and the engine's own."""
+
+    stats: LoadStats
+    engine_decode_tps: Percentiles | None = None  # per-request decode tokens/s the engine reported, if it did
+
+
+class BenchRecord(BaseModel):
+    """A concurrency sweep of one engine in one run."""
+
+    schema_version: int = BENCH_SCHEMA_VERSION
+    run_id: str
+    engine: EngineIdentity
+    launch: LaunchInfo | None = None
+    model: ModelInfo | None = None
+    host: HostInfo
+    harness: HarnessInfo
+    workload: BenchWorkload
+    levels: list[BenchLevel]
+    started_at: datetime
+    finished_at: datetime
+
+
+def write_bench_record(record: BenchRecord, run_dir: Path) -> Path:
+    """Write the run's bench.json atomically; never rewrites one."""
+    return write_model(record, run_dir / BENCH_FILE)
+
+
+def load_bench_records(results_dir: Path) -> list[BenchRecord]:
+    """Every benchmark record under a results folder, in a stable order."""
+    return [BenchRecord.model_validate(json.loads(path.read_text(encoding="utf-8")))
+            for path in sorted(Path(results_dir).rglob(BENCH_FILE))]
+
+
+def latest_per_engine(records: list[BenchRecord]) -> list[BenchRecord]:
+    """The latest record of each engine (by finished time, then run id), sorted by engine name."""
+    latest: dict[str, BenchRecord] = {}
+    for record in records:
+        current = latest.get(record.engine.name)
+        if current is None or (record.finished_at, record.run_id) > (current.finished_at, current.run_id):
+            latest[record.engine.name] = record
+    return [latest[name] for name in sorted(latest)]

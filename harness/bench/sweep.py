@@ -1,0 +1,75 @@
+"""A concurrency sweep on a launched or attached engine, recorded with provenance."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+from harness.bench.records import BenchLevel, BenchRecord, BenchWorkload, write_bench_record
+from harness.engines.base import LaunchSpec
+from harness.loadgen import SLO, LoadResult, Percentiles, Workload, run_load, summarize
+from harness.paths import cache_dir
+from harness.provenance import harness_info, host_info
+from harness.run_context import RunContext
+from harness.session import EngineSession
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """What to send at each level."""
+
+    levels: Sequence[int]  # concurrency levels, closed loop
+    workload: Workload = Workload()
+    requests_per_level: int | None = None  # None: max(8, 4 x concurrency)
+    warmup_requests: int = 2
+    slo: SLO | None = None
+
+    def requests_at(self, concurrency: int) -> int:
+        """How many requests the level at `concurrency` sends."""
+        return self.requests_per_level or max(8, 4 * concurrency)
+
+
+def sweep(session: EngineSession, plan: SweepPlan, progress: Callable[[str], None] = print) -> list[BenchLevel]:
+    """Warm the engine up, then run each concurrency level; each level gets its own prompts."""
+    base_url, adapter, model = session.running.base_url, session.adapter, session.served_model
+    warmup = replace(plan.workload, seed=plan.workload.seed - 1).requests(adapter, model, plan.warmup_requests)
+    if warmup:
+        asyncio.run(run_load(base_url, warmup, concurrency=1))
+    levels = []
+    for concurrency in plan.levels:
+        workload = replace(plan.workload, seed=plan.workload.seed + concurrency)
+        load = asyncio.run(run_load(base_url, workload.requests(adapter, model, plan.requests_at(concurrency)),
+                                    concurrency=concurrency))
+        stats = summarize(load, plan.slo)
+        progress(f"concurrency {concurrency}: {stats.completed}/{stats.requests} ok, "
+                 f"{stats.output_throughput:.1f} output tok/s, {stats.request_throughput:.2f} req/s")
+        levels.append(BenchLevel(stats=stats, engine_decode_tps=engine_decode_tps(load)))
+    return levels
+
+
+def engine_decode_tps(load: LoadResult) -> Percentiles | None:
+    """Per-request decode speed as the engine itself timed it (llama-server's `timings.predicted_per_second`)."""
+    return Percentiles.of([float(result.timing.engine_timings["predicted_per_second"]) for result in load.results
+                           if result.ok and "predicted_per_second" in (result.timing.engine_timings or {})])
+
+
+def run_bench(engine: str, plan: SweepPlan, results_dir: Path, *, base_url: str | None = None,
+              model: str = "llama", progress: Callable[[str], None] = print) -> tuple[BenchRecord, Path]:
+    """Launch (or attach to) the engine with enough slots for the highest level, sweep, write bench.json."""
+    started_at = datetime.now(timezone.utc)
+    spec = LaunchSpec(model=model, parallel_slots=max(plan.levels))
+    context = RunContext.create(engine, results_dir, cache_dir(), attach_url=base_url, attach_spec=spec,
+                                progress=progress)
+    try:
+        session = context.pool.session(spec)
+        levels = sweep(session, plan, progress)
+    finally:
+        context.pool.close()
+    record = BenchRecord(
+        run_id=context.run_id, engine=session.identity, launch=session.launch, model=session.model_info(),
+        host=host_info(), harness=harness_info(), workload=BenchWorkload.of(plan.workload, plan.warmup_requests),
+        levels=levels, started_at=started_at, finished_at=datetime.now(timezone.utc))
+    return record, write_bench_record(record, context.run_dir)

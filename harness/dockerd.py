@@ -1,0 +1,128 @@
+"""Reach a Docker daemon: the user's (DOCKER_HOST or the default socket) or infercheck's private one.
+
+The private daemon is for hosts without a running Docker (CI, this project's machines): root
+installs `docker.io` with apt when `dockerd` is missing and starts it with its own data root
+(kept in the cache, so built images survive), exec root, pid file and unix socket.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+from docker.errors import DockerException
+
+from harness.paths import cache_dir
+
+
+class DockerUnavailable(RuntimeError):
+    """No Docker daemon can be reached (or started) here."""
+
+
+def private_runtime_dir() -> Path:
+    """Socket, exec root and pid file of the private daemon (short path: unix sockets are limited)."""
+    return Path(f"/tmp/infercheck-docker-{os.getuid()}")
+
+
+def private_socket() -> Path:
+    """The private daemon's API socket."""
+    return private_runtime_dir() / "docker.sock"
+
+
+@dataclass(frozen=True)
+class DockerConnection:
+    """A client and the URL it talks to (handed to helper processes)."""
+
+    client: docker.DockerClient
+    url: str
+
+
+def _ping(url: str) -> DockerConnection | None:
+    try:
+        client = docker.DockerClient(base_url=url, timeout=60)
+        client.ping()
+        return DockerConnection(client=client, url=url)
+    except DockerException:
+        return None
+
+
+def connect() -> DockerConnection:
+    """The first daemon that answers: DOCKER_HOST (or the default socket), then the private socket."""
+    default = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    for url in (default, f"unix://{private_socket()}"):
+        connection = _ping(url)
+        if connection is not None:
+            return connection
+    raise DockerUnavailable(f"no Docker daemon answers at {default} or unix://{private_socket()} "
+                            "(start one: `infercheck dockerd`, as root)")
+
+
+def apt_install(packages: list[str], progress: Callable[[str], None]) -> None:
+    """`apt-get install` packages (root on Debian/Ubuntu only)."""
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise DockerUnavailable(f"{', '.join(packages)} missing and cannot be installed here (needs root and apt-get)")
+    progress(f"installing {', '.join(packages)} with apt-get")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *packages]):
+        result = subprocess.run(command, env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise DockerUnavailable(f"{' '.join(command)} failed: {result.stderr.strip()[-500:]}")
+
+
+def install_docker(progress: Callable[[str], None]) -> None:
+    """Install docker.io when dockerd is missing."""
+    if shutil.which("dockerd") is None:
+        apt_install(["docker.io"], progress)
+
+
+@dataclass
+class PrivateDaemon:
+    """A dockerd this process started; `stop()` ends it."""
+
+    process: subprocess.Popen[bytes]
+    base_url: str
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """SIGTERM dockerd and wait for it (it stops its containerd too)."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_private_daemon(progress: Callable[[str], None] = print, timeout_s: float = 60.0) -> PrivateDaemon:
+    """Start infercheck's own dockerd (installing docker.io first if needed) and wait until it answers."""
+    install_docker(progress)
+    runtime = private_runtime_dir()
+    data_root = cache_dir() / "docker" / "data"
+    for path in (runtime, data_root):
+        path.mkdir(parents=True, exist_ok=True)
+    socket_path = private_socket()
+    socket_path.unlink(missing_ok=True)
+    log = open(runtime / "dockerd.log", "ab")
+    command = ["dockerd", "--data-root", str(data_root), "--exec-root", str(runtime / "exec"),
+               "--pidfile", str(runtime / "dockerd.pid"), "-H", f"unix://{socket_path}"]
+    progress(f"starting a private dockerd at unix://{socket_path} (data root {data_root})")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                               start_new_session=True)
+    log.close()
+    daemon = PrivateDaemon(process=process, base_url=f"unix://{socket_path}")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = (runtime / "dockerd.log").read_text(errors="replace").splitlines()[-15:]
+            raise DockerUnavailable(f"dockerd exited with {process.returncode}:\n" + "\n".join(tail))
+        if socket_path.exists() and _ping(daemon.base_url) is not None:
+            return daemon
+        time.sleep(0.5)
+    daemon.stop()
+    raise DockerUnavailable(f"dockerd did not answer within {timeout_s:.0f}s (log: {runtime / 'dockerd.log'})")

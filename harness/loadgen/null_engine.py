@@ -1,0 +1,222 @@
+"""The null engine: an OpenAI-compatible streaming server whose timings are known exactly.
+
+It generates nothing: every completion or chat request streams `max_tokens` placeholder
+tokens, the first `ttft_s` after the request's last byte arrived and the k-th at `ttft_s + k * itl_s`
+(absolute deadlines, so waiting errors never accumulate; it learns its own wake-up lateness and
+wakes that much early), then a final event with the usage and
+its own `timings` (when it really wrote the tokens, as llama-server reports them) and `[DONE]`.
+It is the ruler the load generator is calibrated against. HTTP/1.1 comes from h11; the
+event loop uses select(), whose timeout has microsecond resolution (epoll rounds to 1 ms).
+
+Run it in its own process so that it never shares an event loop with the load generator:
+`python -m harness.loadgen.null_engine --ttft 0.1 --itl 0.01` prints `listening on PORT`,
+or use `running_null_engine(pace)` from Python.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import selectors
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import h11
+
+MODEL = "null"
+READ_BYTES = 65536
+MAX_LEAD_S = 0.002  # the most it wakes early to make up for its own lateness
+LEAD_GAIN = 0.05
+_GENERATION_PATHS = {"/v1/completions": "text_completion", "/v1/chat/completions": "chat.completion.chunk"}
+
+
+@dataclass(frozen=True)
+class NullPace:
+    """How the null engine answers."""
+
+    ttft_s: float = 0.1
+    itl_s: float = 0.01
+    tokens_per_event: int = 1  # >1 bundles tokens into one SSE event, as llama-server sometimes does
+    fail_every: int = 0  # every n-th generation request gets HTTP 500 (0: never)
+
+    def arguments(self) -> list[str]:
+        """The command-line form of this pace."""
+        return ["--ttft", repr(self.ttft_s), "--itl", repr(self.itl_s),
+                "--tokens-per-event", str(self.tokens_per_event), "--fail-every", str(self.fail_every)]
+
+
+class NullEngine:
+    """Serves one pace; counts generation requests for `fail_every`."""
+
+    def __init__(self, pace: NullPace) -> None:
+        self.pace = pace
+        self._requests = itertools.count(1)
+        self._lead_s = 0.0  # how early it wakes so that writes land on their deadlines on average
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Serve one keep-alive connection until the client closes it."""
+        connection = h11.Connection(h11.SERVER)
+        try:
+            while (received := await _read_request(connection, reader)) is not None:
+                await self._respond(connection, writer, *received)
+                if connection.our_state is h11.MUST_CLOSE:
+                    break
+                connection.start_next_cycle()
+        except (h11.ProtocolError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def _respond(self, connection: h11.Connection, writer: asyncio.StreamWriter,
+                       request: h11.Request, body: bytes, arrived: float) -> None:
+        path = request.target.decode().split("?")[0]
+        if request.method == b"GET" and path in ("/health", "/v1/models"):
+            answer = {"status": "ok"} if path == "/health" else {"object": "list", "data": [{"id": MODEL}]}
+            await _send_json(connection, writer, 200, answer)
+        elif request.method != b"POST" or path not in _GENERATION_PATHS:
+            await _send_json(connection, writer, 404, {"error": {"message": f"no route {path}"}})
+        elif self.pace.fail_every and next(self._requests) % self.pace.fail_every == 0:
+            await _send_json(connection, writer, 500, {"error": {"message": "injected failure"}})
+        else:
+            await self._stream(connection, writer, _GENERATION_PATHS[path], json.loads(body), arrived)
+
+    async def _stream(self, connection: h11.Connection, writer: asyncio.StreamWriter, kind: str,
+                      params: dict[str, Any], arrived: float) -> None:
+        if not params.get("stream"):
+            await _send_json(connection, writer, 400, {"error": {"message": "the null engine only streams"}})
+            return
+        tokens = int(params.get("max_tokens") or params.get("max_completion_tokens") or 16)
+        writer.write(connection.send(h11.Response(status_code=200, headers=[
+            ("content-type", "text/event-stream"), ("cache-control", "no-cache")])))
+        loop, pace = asyncio.get_running_loop(), self.pace
+        written = []
+        for first in range(0, tokens, pace.tokens_per_event):
+            count = min(pace.tokens_per_event, tokens - first)
+            chunk = connection.send(h11.Data(data=_sse(_token_event(kind, count, first + count == tokens))))
+            deadline = arrived + pace.ttft_s + (first + count - 1) * pace.itl_s
+            await asyncio.sleep(deadline - self._lead_s - loop.time())
+            writer.write(chunk)
+            written.append(loop.time())
+            self._lead_s = min(MAX_LEAD_S, max(0.0, self._lead_s + LEAD_GAIN * (written[-1] - deadline)))
+            await writer.drain()
+        final = {"object": kind, "model": MODEL, "choices": [], "timings": _timings(arrived, written, tokens)}
+        if (params.get("stream_options") or {}).get("include_usage"):
+            prompt = _prompt_tokens(params)
+            final["usage"] = {"prompt_tokens": prompt, "completion_tokens": tokens, "total_tokens": prompt + tokens}
+        writer.write(connection.send(h11.Data(data=_sse(final) + b"data: [DONE]\n\n")))
+        writer.write(connection.send(h11.EndOfMessage()))
+        await writer.drain()
+
+
+def _token_event(kind: str, count: int, last: bool) -> dict[str, Any]:
+    text = " tok" * count
+    finish = "length" if last else None
+    choice = ({"index": 0, "delta": {"content": text}, "finish_reason": finish} if kind == "chat.completion.chunk"
+              else {"index": 0, "text": text, "finish_reason": finish})
+    return {"object": kind, "model": MODEL, "choices": [choice]}
+
+
+def _timings(arrived: float, written: list[float], tokens: int) -> dict[str, float]:
+    """What the engine itself measured, named as llama-server names them, plus its real time to first token."""
+    timings = {"first_token_ms": (written[0] - arrived) * 1000, "predicted_n": tokens,
+               "predicted_ms": (written[-1] - written[0]) * 1000}
+    if written[-1] > written[0]:
+        timings["predicted_per_second"] = tokens / (written[-1] - written[0])
+    return timings
+
+
+def _sse(event: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(event).encode() + b"\n\n"
+
+
+def _prompt_tokens(params: dict[str, Any]) -> int:
+    """One token per whitespace-separated word (or per id of a token-id prompt)."""
+    if "messages" in params:
+        return sum(len(str(message.get("content", "")).split()) for message in params["messages"])
+    prompt = params.get("prompt", "")
+    return len(prompt) if isinstance(prompt, list) else len(str(prompt).split())
+
+
+async def _read_request(connection: h11.Connection,
+                        reader: asyncio.StreamReader) -> tuple[h11.Request, bytes, float] | None:
+    """The next request, its body and when its last bytes arrived; None once the client has closed."""
+    loop = asyncio.get_running_loop()
+    request, body, arrived = None, bytearray(), loop.time()
+    while True:
+        event = connection.next_event()
+        if event is h11.NEED_DATA:
+            data = await reader.read(READ_BYTES)
+            arrived = loop.time()
+            connection.receive_data(data)
+        elif isinstance(event, h11.Request):
+            request = event
+        elif isinstance(event, h11.Data):
+            body += event.data
+        elif isinstance(event, h11.EndOfMessage) and request is not None:
+            return request, bytes(body), arrived
+        elif isinstance(event, h11.ConnectionClosed):
+            return None
+
+
+async def _send_json(connection: h11.Connection, writer: asyncio.StreamWriter, status: int,
+                     answer: dict[str, Any]) -> None:
+    body = json.dumps(answer).encode()
+    writer.write(connection.send(h11.Response(status_code=status, headers=[
+        ("content-type", "application/json"), ("content-length", str(len(body)))])))
+    writer.write(connection.send(h11.Data(data=body)))
+    writer.write(connection.send(h11.EndOfMessage()))
+    await writer.drain()
+
+
+async def serve(pace: NullPace, host: str = "127.0.0.1", port: int = 0) -> None:
+    """Serve forever; prints `listening on PORT` once the socket is bound."""
+    server = await asyncio.start_server(NullEngine(pace).handle, host, port, backlog=1024)
+    print(f"listening on {server.sockets[0].getsockname()[1]}", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command-line entry: run the null engine until interrupted."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0: any free port")
+    parser.add_argument("--ttft", type=float, default=NullPace.ttft_s, help="seconds to the first token")
+    parser.add_argument("--itl", type=float, default=NullPace.itl_s, help="seconds between tokens")
+    parser.add_argument("--tokens-per-event", type=int, default=NullPace.tokens_per_event)
+    parser.add_argument("--fail-every", type=int, default=NullPace.fail_every)
+    args = parser.parse_args(argv)
+    pace = NullPace(args.ttft, args.itl, args.tokens_per_event, args.fail_every)
+    loop = asyncio.SelectorEventLoop(selectors.SelectSelector())
+    try:
+        loop.run_until_complete(serve(pace, args.host, args.port))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        loop.close()
+
+
+@contextmanager
+def running_null_engine(pace: NullPace = NullPace()) -> Iterator[str]:
+    """Start the null engine in its own process; yields its base URL and stops it afterwards."""
+    process = subprocess.Popen([sys.executable, "-m", "harness.loadgen.null_engine", *pace.arguments()],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        if not line.startswith("listening on "):
+            raise RuntimeError(f"the null engine did not start (exit {process.poll()}): {line!r}")
+        yield f"http://127.0.0.1:{int(line.split()[-1])}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()

