@@ -55,7 +55,10 @@ def run(engine: str = typer.Option("llama.cpp", help="engine adapter"),
         results_dir: Path = typer.Option(default_results_dir(), help="where records are written"),
         report_dir: Path = typer.Option(default_report_dir(), help="where the report is regenerated"),
         select: Optional[str] = typer.Option(None, "-k", help="pytest -k expression to pick probes"),
-        report: bool = typer.Option(True, help="regenerate the report afterwards")) -> None:
+        report: bool = typer.Option(True, help="regenerate the report afterwards"),
+        launcher: str = typer.Option("process", help="process, or docker (containers/<name>/spec.yaml)"),
+        container: Optional[str] = typer.Option(None, help="with --launcher docker: the container spec"),
+        pull: bool = typer.Option(False, help="with --launcher docker: pull a missing image")) -> None:
     """Run the probes against one engine and record the verdicts."""
     try:
         get_adapter(engine)
@@ -71,6 +74,7 @@ def run(engine: str = typer.Option("llama.cpp", help="engine adapter"),
         args += ["--attach-format", attach_format]
     if select:
         args += ["-k", select]
+    args += ["--launcher", launcher] + (["--container", container] if container else []) + (["--pull"] if pull else [])
     code = pytest.main(args)
     if code == pytest.ExitCode.USAGE_ERROR:
         raise typer.Exit(2)
@@ -140,6 +144,28 @@ def engines() -> None:
 
 
 app.command("bench")(bench_command)
+
+
+@app.command()
+def doctor(as_json: bool = typer.Option(False, "--json", help="print the report as JSON")) -> None:
+    """Say what this host can run: Docker, NVIDIA runtime, GPUs, disk, and each engine's container."""
+    from harness.doctor import diagnose, render
+
+    report = diagnose()
+    typer.echo(report.model_dump_json(indent=2) if as_json else render(report))
+
+
+@app.command()
+def dockerd() -> None:
+    """Start infercheck's private Docker daemon for --launcher docker (root; installs docker.io if missing)."""
+    from harness.dockerd import DockerUnavailable, start_private_daemon
+
+    try:
+        daemon = start_private_daemon(_progress)
+    except DockerUnavailable as exc:
+        _fail(str(exc))
+    pid = daemon.process.pid
+    _progress(f"dockerd (pid {pid}) answers at {daemon.base_url}; stop it with `kill {pid}`")
 
 
 def main() -> None:

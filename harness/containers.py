@@ -68,14 +68,6 @@ class BuildSpec(_Strict):
     buildable_here: bool = True  # False: its base image comes from a registry
 
 
-class GpuSpec(_Strict):
-    """What the image needs from the host's GPUs."""
-
-    required: bool
-    min_memory_gib: float | None = None
-    runtime: Literal["nvidia"] | None = "nvidia"
-
-
 class LaunchVariant(_Strict):
     """Arguments for one launch configuration, or why the engine cannot run it."""
 
@@ -103,7 +95,7 @@ class ContainerSpec(_Strict):
     port: int = Field(gt=0, lt=65536)
     health: str
     version: VersionProbe
-    gpu: GpuSpec
+    needs_gpu: bool  # NVIDIA GPUs through the NVIDIA container toolkit
     shm_size: str | None = None
     ulimits: dict[str, int] = Field(default_factory=dict)
     ipc_mode: Literal["host", "private", "shareable"] | None = None
@@ -200,6 +192,6 @@ def select_spec(engine: str, gpus: int, name: str | None = None) -> ContainerSpe
     candidates = [spec for spec in all_specs() if spec.engine.lower() == engine.lower()]
     if not candidates:
         raise SpecError(f"no container spec for engine {engine!r}")
-    runnable = [spec for spec in candidates if gpus > 0 or not spec.gpu.required] or candidates
-    runnable.sort(key=lambda spec: (gpus > 0 and not spec.gpu.required, spec.build is None))
+    runnable = [spec for spec in candidates if gpus > 0 or not spec.needs_gpu] or candidates
+    runnable.sort(key=lambda spec: (gpus > 0 and not spec.needs_gpu, spec.build is None))
     return runnable[0]

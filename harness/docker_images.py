@@ -88,7 +88,7 @@ def base_image(client: docker.DockerClient, progress: Callable[[str], None]) -> 
     return tag
 
 
-def _artifacts(spec: ContainerSpec) -> dict[str, Path]:
+def build_artifacts(spec: ContainerSpec) -> dict[str, Path]:
     """Host files the build copies in, by their name in the build context."""
     paths: dict[str, Path] = {}
     for artifact, name in spec.build.artifacts.items() if spec.build else ():
@@ -131,7 +131,7 @@ def ensure_image(client: docker.DockerClient, spec: ContainerSpec, pull: bool = 
                  progress: Callable[[str], None] = print) -> Image:
     """The spec's image: present and current, built here (Dockerfile), or pulled when `pull` is set."""
     build_here = spec.build is not None and spec.build.buildable_here
-    artifacts = _artifacts(spec) if build_here else {}
+    artifacts = build_artifacts(spec) if build_here else {}
     labels = {f"{ARTIFACT_LABEL}.{name}.sha256": _sha256(path) for name, path in artifacts.items()}
     lock_path = cache_dir() / "docker" / "images.lock"
     lock_path.parent.mkdir(parents=True, exist_ok=True)

@@ -66,7 +66,7 @@ def _container_needs_gpu(config: pytest.Config) -> bool:
         spec = select_spec(config.getoption("--engine"), len(gpu_names()), config.getoption("--container"))
     except SpecError:
         return False
-    return spec.gpu.required
+    return spec.needs_gpu
 
 
 MARKERS = (
@@ -138,6 +138,10 @@ def run_context(request: pytest.FixtureRequest) -> Any:
     context.pool.close()
 
 
+class EngineExited(RuntimeError):
+    """The engine died while a probe ran (the message carries its exit and log tail)."""
+
+
 class ProbeRecorder:
     """Hands a probe its engine and turns its verdict into a ResultRecord on disk."""
 
@@ -174,6 +178,10 @@ class ProbeRecorder:
         if self.record_written is not None:
             raise RuntimeError(f"probe {self.probe_id} recorded twice")
         session = self.session
+        exited = self.context.pool.engine_exit() if session is not None else None
+        if exited:  # a verdict against a dead engine says nothing about the feature
+            verdict = verdict.model_copy(update={"status": Status.ERROR, "reason": (
+                f"{exited[-3000:]}\n(the probe saw: {verdict.status.value}: {verdict.reason[:1000]})")})
         evidence = verdict.evidence
         if session is not None:
             evidence = evidence.model_copy(update={"exchanges": [*evidence.exchanges, *session.client.take_exchanges()]})
@@ -187,6 +195,8 @@ class ProbeRecorder:
         write_record(record, self.context.run_dir)
         self.record_written = record
         self.item.config.stash[_VERDICTS_KEY].append(record)
+        if exited:
+            raise EngineExited(exited)
         return record
 
 
@@ -219,13 +229,9 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
     except (pytest.skip.Exception, KeyboardInterrupt):
         raise
     except Exception as exc:
-        exited = recorder.context.pool.engine_exit() if recorder.session is not None else None
         if recorder.record_written is None:
-            reason = f"{type(exc).__name__}: {exc}".strip()[:2000] + (f"\n{exited[-3000:]}" if exited else "")
-            recorder.record(Verdict(status=Status.ERROR, reason=reason,
+            recorder.record(Verdict(status=Status.ERROR, reason=f"{type(exc).__name__}: {exc}".strip()[:2000],
                                     evidence=Evidence(notes=traceback.format_exception_only(exc)[-1:])))
-        if exited:
-            raise RuntimeError(exited) from exc
         raise
     if recorder.record_written is None:
         recorder.record(Verdict(status=Status.ERROR, reason="probe finished without a verdict"))

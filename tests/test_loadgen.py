@@ -66,14 +66,14 @@ def test_closed_loop_measures_the_null_engine_pace(null_url: str) -> None:
     assert (stats.completed, stats.failed, stats.output_tokens, stats.input_tokens) == (8, 0, 160, 96)
     assert all(len(result.timing.token_times) == 20 for result in load.results)
     assert stats.ttft_s and stats.itl_s and stats.tpot_s and stats.e2e_s
-    assert PACE.ttft_s <= stats.ttft_s.p50 < PACE.ttft_s * 1.5
-    assert PACE.itl_s * 0.7 < stats.itl_s.p50 < PACE.itl_s * 1.3
-    assert PACE.itl_s * 0.9 < stats.tpot_s.p50 < PACE.itl_s * 1.3
+    assert PACE.ttft_s <= stats.ttft_s.p50 < PACE.ttft_s * 3
+    assert PACE.itl_s * 0.5 < stats.itl_s.p50 < PACE.itl_s * 1.5
+    assert PACE.itl_s * 0.5 < stats.tpot_s.p50 < PACE.itl_s * 1.5
     assert stats.itl_s.count == 8 * 19
     nominal_e2e = PACE.ttft_s + 19 * PACE.itl_s
-    assert nominal_e2e <= stats.e2e_s.p50 < nominal_e2e * 1.5
+    assert nominal_e2e <= stats.e2e_s.p50 < nominal_e2e * 2
     # two waves of four: about twice one request's latency, and the throughputs agree with it
-    assert 2 * nominal_e2e <= stats.duration_s < 4 * nominal_e2e
+    assert 2 * nominal_e2e <= stats.duration_s < 5 * nominal_e2e
     assert stats.request_throughput == pytest.approx(8 / stats.duration_s)
     assert stats.output_throughput == pytest.approx(160 / stats.duration_s)
     assert stats.total_token_throughput == pytest.approx(256 / stats.duration_s)

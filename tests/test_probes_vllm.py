@@ -35,7 +35,8 @@ pytestmark = pytest.mark.engine_integration
 
 
 class LegacyFieldsAdapter(VllmCpuAdapter):
-    """Asks with parameters vLLM 0.32 accepts but ignores (pre-`structured_outputs` names, no beam flag)."""
+    """Asks with parameters vLLM 0.32 accepts but ignores (pre-`structured_outputs` names), and for
+    n greedy samples without the beam-search flag (which vLLM rejects)."""
 
     def json_schema_request(self, model: str, prompt: str, schema: dict[str, Any], max_tokens: int) -> ApiRequest:
         return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
@@ -93,9 +94,9 @@ def test_beam_search(vllm_pool):
     assert verdict.status is Status.PASS, verdict.evidence.numbers
 
 
-def test_n_samples_are_not_beams(vllm_pool):
+def test_greedy_n_without_beam_flag_is_rejected(vllm_pool):
     verdict = check_beam_search(_with_adapter(vllm_pool.session(LaunchSpec()), LegacyFieldsAdapter()))
-    assert verdict.status is Status.PARTIAL and "identical" in verdict.reason
+    assert verdict.status is Status.FAIL and "rejected" in verdict.reason
 
 
 def test_paged_attention(vllm_pool):

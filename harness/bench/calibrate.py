@@ -38,6 +38,13 @@ LLAMA_OUTPUT_TOKENS = 64
 LLAMA_LEVELS = (1, 4)
 
 
+class OneThreadLlamaCpp(LlamaCppAdapter):
+    """llama-server on one thread: the other core is left to the load generator, so on a 2-core host
+    neither tool's own CPU use slows the engine down (each would otherwise perturb what it measures)."""
+
+    threads = 1
+
+
 class Figures(BaseModel):
     """One run's comparable figures (latencies in ms) from either load generator."""
 
@@ -53,7 +60,7 @@ class Figures(BaseModel):
     tpot_p50_ms: float
     e2e_p50_ms: float
     engine_ttft_p50_ms: float | None = None  # what the engine says its time to first token was
-    decode_tps_p50: float | None = None  # per request: output tokens over first-to-last token time
+    decode_tps_p50: float | None = None  # per request: 1 / TPOT, what llama-server calls predicted_per_second
     engine_decode_tps_p50: float | None = None  # the same, as the engine timed it
 
     @classmethod
@@ -68,8 +75,7 @@ class Figures(BaseModel):
                    ttft_p50_ms=stats.ttft_s.p50 * 1000, itl_p50_ms=stats.itl_s.p50 * 1000,
                    tpot_p50_ms=stats.tpot_s.p50 * 1000, e2e_p50_ms=stats.e2e_s.p50 * 1000,
                    engine_ttft_p50_ms=_median([r["first_token_ms"] for r in reported if "first_token_ms" in r]),
-                   decode_tps_p50=_median([t.output_tokens / (t.token_times[-1] - t.token_times[0])
-                                           for t in done if t.token_times[-1] > t.token_times[0]]),
+                   decode_tps_p50=_median([1 / t.tpot_s for t in done if t.tpot_s > 0]),
                    engine_decode_tps_p50=_median([r["predicted_per_second"] for r in reported
                                                   if "predicted_per_second" in r]))
 
@@ -143,7 +149,7 @@ def calibrate_llama() -> dict[str, list[Figures]]:
 
     build = llamacpp.find_build(cache_dir())
     artifacts = ensure_models(cache_dir(), build.quantize if build else None)
-    pool = EnginePool(LlamaCppAdapter(), artifacts, cache_dir() / "calibrate" / new_run_id())
+    pool = EnginePool(OneThreadLlamaCpp(), artifacts, cache_dir() / "calibrate" / new_run_id())
     figures: list[Figures] = []
     try:
         session = pool.session(LaunchSpec(parallel_slots=max(LLAMA_LEVELS)))

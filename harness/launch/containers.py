@@ -63,12 +63,12 @@ class ContainerRunner:
         """Pick the spec for `engine` and get its image ready; what fails is kept for the probes to report."""
         spec = select_spec(engine, devices, options.container)
         runner = cls(spec=spec, run_id=run_id, host_models=models_root(artifacts),
-                     gpus=options.gpus or ("all" if spec.gpu.required else None))
+                     gpus=options.gpus or ("all" if spec.needs_gpu else None))
         runner.problem = runner._prepare(devices, options.pull, progress)
         return runner
 
     def _prepare(self, devices: int, pull: bool, progress: Callable[[str], None]) -> Exception | None:
-        if self.spec.gpu.required and devices == 0:
+        if self.spec.needs_gpu and devices == 0:
             return NotMeasurable(f"{self.spec.image} needs an NVIDIA GPU; this host has none")
         try:
             client = connect().client

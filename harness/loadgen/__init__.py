@@ -7,10 +7,10 @@
 Calibrated against the null engine (`harness.loadgen.null_engine`), whose pace is known.
 """
 
-from harness.loadgen.runner import LoadResult, RequestResult, measure, run_load
+from harness.loadgen.runner import LoadResult, RequestResult, run_load
 from harness.loadgen.schedule import arrival_offsets
 from harness.loadgen.stats import SLO, LoadStats, Percentiles, summarize
 from harness.loadgen.workload import Lengths, Workload, as_chat
 
 __all__ = ["SLO", "Lengths", "LoadResult", "LoadStats", "Percentiles", "RequestResult", "Workload",
-           "arrival_offsets", "as_chat", "measure", "run_load", "summarize"]
+           "arrival_offsets", "as_chat", "run_load", "summarize"]

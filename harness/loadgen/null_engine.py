@@ -123,11 +123,12 @@ def _token_event(kind: str, count: int, last: bool) -> dict[str, Any]:
 
 
 def _timings(arrived: float, written: list[float], tokens: int) -> dict[str, float]:
-    """What the engine itself measured, named as llama-server names them, plus its real time to first token."""
+    """What the engine itself measured, as llama-server reports it (its decode rate is (predicted_n - 1) /
+    predicted_ms, the gaps after the first token), plus its real time to first token."""
     timings = {"first_token_ms": (written[0] - arrived) * 1000, "predicted_n": tokens,
                "predicted_ms": (written[-1] - written[0]) * 1000}
     if written[-1] > written[0]:
-        timings["predicted_per_second"] = tokens / (written[-1] - written[0])
+        timings["predicted_per_second"] = (tokens - 1) / (written[-1] - written[0])
     return timings
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 import httpx
 
 from harness.engines.base import ApiRequest
+from harness.loadgen.connections import ConnectionClients
 from harness.loadgen.schedule import arrival_offsets
 from harness.streaming import StreamError, StreamTiming, stream_into
 
@@ -55,13 +57,15 @@ async def run_load(base_url: str, requests: Sequence[ApiRequest], *, concurrency
     if concurrency is not None and concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
     offsets = arrival_offsets(len(requests), rate, seed)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base_url, timeout=timeout_s, limits=limits) as client:
-        slots = asyncio.Semaphore(concurrency) if concurrency else None
+    clients = ConnectionClients(base_url, timeout_s)
+    slots = asyncio.Semaphore(concurrency) if concurrency else None
+    try:
         started_at = time.perf_counter()
-        results = await asyncio.gather(*(_scheduled(client, request, started_at + offset, slots)
+        results = await asyncio.gather(*(_scheduled(clients, request, started_at + offset, slots)
                                          for request, offset in zip(requests, offsets)))
         finished_at = time.perf_counter()
+    finally:
+        await clients.aclose()
     return LoadResult(results=list(results), started_at=started_at, finished_at=finished_at,
                       concurrency=concurrency, rate=rate)
 
@@ -78,10 +82,8 @@ async def measure(client: httpx.AsyncClient, request: ApiRequest) -> RequestResu
     return RequestResult(timing)
 
 
-async def _scheduled(client: httpx.AsyncClient, request: ApiRequest, send_at: float,
+async def _scheduled(clients: ConnectionClients, request: ApiRequest, send_at: float,
                      slots: asyncio.Semaphore | None) -> RequestResult:
     await asyncio.sleep(send_at - time.perf_counter())
-    if slots is None:
-        return await measure(client, request)
-    async with slots:
+    async with slots or contextlib.nullcontext(), clients.client() as client:
         return await measure(client, request)

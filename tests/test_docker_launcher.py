@@ -1,0 +1,122 @@
+"""The Docker launcher on a real daemon: isolation, health wait, early exit, timeout, clean-up, sweep."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from harness.containers import spec_named
+from harness.launch.base import EngineStartError, free_port
+from harness.launch.containers import models_root, translate_command
+from harness.launch.docker import (
+    LABEL, OWNER_LABEL, RUN_LABEL, ContainerConfig, DockerLauncher, device_requests, owner_alive, owner_token,
+    sweep_leftovers,
+)
+from harness.models import find_artifact
+from tests.docker_support import docker_connection, infercheck_containers, llama_image  # noqa: F401 (fixtures)
+
+SPEC = spec_named("llama.cpp-cpu")
+
+
+def _llama(artifacts, run_id: str, **config) -> tuple[DockerLauncher, list[str], int]:
+    """A launcher of the llama.cpp CPU image and the spec's base command for the f16 model."""
+    root = models_root(artifacts)
+    model = find_artifact(artifacts, "llama", "f16").path
+    port = free_port()
+    command = SPEC.command(["base"], model=f"/models/{model.relative_to(root)}", port=port)
+    launcher = DockerLauncher(ContainerConfig(image=SPEC.image, run_id=run_id, mounts={str(root): "/models"}, **config))
+    return launcher, command[len(SPEC.entrypoint):], port
+
+
+def test_translate_command_for_the_container(tmp_path: Path):
+    command = ["/cache/bin/llama-server", "--model", f"{tmp_path}/llama/x.gguf", "--host", "127.0.0.1",
+               "--spec-draft-model", f"{tmp_path}/d.gguf", "--port", "8000"]
+    assert translate_command(command, tmp_path, "/models") == [
+        "--model", "/models/llama/x.gguf", "--host", "0.0.0.0", "--spec-draft-model", "/models/d.gguf", "--port", "8000"]
+    python = ["/venv/bin/python", "-m", "vllm.entrypoints.openai.api_server", "--model", str(tmp_path / "hf")]
+    assert translate_command(python, tmp_path, "/models") == ["--model", "/models/hf"]
+
+
+def test_gpu_requests_and_owners():
+    assert device_requests(None) == []
+    assert device_requests("all")[0]["Count"] == -1
+    assert device_requests("2")[0]["Count"] == 2
+    assert device_requests("device=0,1")[0]["DeviceIDs"] == ["0", "1"]
+    assert owner_alive(owner_token())
+    assert not owner_alive(f"{socket.gethostname()}/999999999/1")
+    assert owner_alive("another-host/1/1")
+
+
+@pytest.mark.engine_integration
+def test_container_is_isolated_logged_and_removed(docker_connection, llama_image, artifacts, tmp_path: Path,
+                                                  monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_value")
+    launcher, command, port = _llama(artifacts, "t-healthy", passthrough_env=("HF_TOKEN",))
+    running = launcher.start(command, port, SPEC.health, tmp_path / "engine.log", timeout_s=60)
+    try:
+        container = docker_connection.client.containers.get(infercheck_containers(docker_connection, "t-healthy")[0])
+        assert container.attrs["HostConfig"]["PortBindings"][f"{port}/tcp"] == [
+            {"HostIp": "127.0.0.1", "HostPort": str(port)}]
+        assert [(m["Destination"], m["RW"]) for m in container.attrs["Mounts"]] == [("/models", False)]
+        assert "Read-only file system" in launcher.exec(["sh", "-c", "touch /models/x 2>&1"])
+        assert launcher.exec(["printenv", "HF_TOKEN"]) == "hf_secret_value"
+        assert container.labels[OWNER_LABEL] == owner_token()
+        assert httpx.get(running.base_url + SPEC.health).status_code == 200
+        assert running.image_digest == llama_image.id and running.command[0] == SPEC.entrypoint[0]
+    finally:
+        launcher.stop()
+    assert f"0.0.0.0:{port}" in running.log_text()  # the engine's own output, captured into the run folder
+    assert "hf_secret_value" not in running.log_text() + repr(running)
+    assert infercheck_containers(docker_connection, "t-healthy") == []
+    assert not launcher.is_running()
+
+
+@pytest.mark.engine_integration
+def test_exit_at_start_is_a_clear_error_with_log_tail(docker_connection, llama_image, artifacts, tmp_path: Path):
+    launcher, command, port = _llama(artifacts, "t-exit")
+    command[command.index("--model") + 1] = "/models/missing.gguf"
+    with pytest.raises(EngineStartError, match="exited before it became healthy: container exit code 1") as info:
+        launcher.start(command, port, SPEC.health, tmp_path / "engine.log", timeout_s=60)
+    assert "container log tail" in str(info.value) and "missing.gguf" in str(info.value)
+    assert infercheck_containers(docker_connection, "t-exit") == []
+
+
+@pytest.mark.engine_integration
+def test_never_healthy_times_out_and_is_removed(docker_connection, llama_image, artifacts, tmp_path: Path):
+    launcher, _, port = _llama(artifacts, "t-timeout", entrypoint=["/bin/sleep"])
+    started = time.monotonic()
+    with pytest.raises(EngineStartError, match="not healthy after 2s"):
+        launcher.start(["60"], port, SPEC.health, tmp_path / "engine.log", timeout_s=2)
+    assert time.monotonic() - started < 20
+    assert infercheck_containers(docker_connection, "t-timeout") == []
+
+
+@pytest.mark.engine_integration
+def test_files_are_mounted_read_only(docker_connection, llama_image, artifacts, tmp_path: Path):
+    files = {"/infercheck/draft.yaml": "speculative_config:\n  max_draft_len: 4\n"}
+    launcher, _, port = _llama(artifacts, "t-files", entrypoint=["/bin/cat"], files=files)
+    with pytest.raises(EngineStartError, match="container exit code 0") as info:
+        launcher.start(["/infercheck/draft.yaml"], port, SPEC.health, tmp_path / "engine.log", timeout_s=20)
+    assert "max_draft_len: 4" in str(info.value)
+    assert infercheck_containers(docker_connection, "t-files") == []
+
+
+@pytest.mark.engine_integration
+def test_sweep_removes_only_containers_of_dead_owners(docker_connection, llama_image):
+    client = docker_connection.client
+
+    def create(owner: str):
+        return client.containers.create(llama_image.id, entrypoint=["/bin/sleep"], command=["60"],
+                                        labels={LABEL: "1", RUN_LABEL: "t-sweep", OWNER_LABEL: owner})
+
+    dead, alive = create(f"{socket.gethostname()}/999999999/1"), create(owner_token())
+    try:
+        removed = sweep_leftovers(client)
+        assert dead.name in removed and alive.name not in removed
+    finally:
+        alive.remove(force=True)
+    assert infercheck_containers(docker_connection, "t-sweep") == []
