@@ -29,7 +29,8 @@ def check_flash_attention(session: EngineSession) -> Verdict:
         return Verdict(status=Status.NOT_MEASURED, reason="engine did not report its attention kernel",
                        evidence=evidence)
     if str(state).lower() in _ENABLED:
-        return Verdict(status=Status.PASS, reason=f"engine reports flash attention {state}", evidence=evidence)
+        note = f" ({report['note']})" if report.get("note") else ""
+        return Verdict(status=Status.PASS, reason=f"engine reports flash attention {state}{note}", evidence=evidence)
     return Verdict(status=Status.FAIL, reason=f"engine reports flash attention {state}", evidence=evidence)
 
 

@@ -13,7 +13,7 @@ from harness.session import EngineSession
 from harness.streaming import stream_request
 
 CONCURRENCY = 4
-TOKENS = 64
+TOKENS = 256
 PROMPT_TOKENS = 8
 LONG_TOKENS = 1024
 SHORT_TOKENS = 8

@@ -18,7 +18,8 @@ from harness.engines.base import ApiRequest
 from harness.engines.llamacpp import LlamaCppAdapter
 from harness.launch.base import free_port
 from harness.loadgen import (
-    SLO, Lengths, LoadResult, Percentiles, RequestResult, Workload, arrival_offsets, as_chat, run_load, summarize,
+    SLO, Lengths, LoadResult, Percentiles, PromptScale, RequestResult, Workload, arrival_offsets, as_chat,
+    measure_prompt_scale, run_load, summarize,
 )
 from harness.loadgen.null_engine import NullPace, running_null_engine
 from harness.streaming import SSEDecoder, StreamTiming
@@ -183,6 +184,14 @@ def test_workload_is_seeded_and_lengths_stay_in_range() -> None:
     assert Lengths(7).sample(random.Random(0)) == 7
     with pytest.raises(ValueError):
         Lengths(0)
+
+
+def test_prompt_scale_is_measured_from_usage(null_url: str) -> None:
+    assert asyncio.run(measure_prompt_scale(null_url, ADAPTER, "null")) == PromptScale(1.0, 0.0)  # a word a token
+    scale = PromptScale(per_word=2.0, overhead=1.0)  # a small vocabulary: two tokens a word, plus BOS
+    assert scale.words_for(33) == 16 and scale.words_for(1) == 1
+    (request,) = Workload(Lengths(33), Lengths(4), prompt_scale=scale).requests(ADAPTER, "m", 1)
+    assert len(request.body["prompt"].split()) == 16
 
 
 def test_as_chat_moves_the_prompt_into_one_user_message() -> None:

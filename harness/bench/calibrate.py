@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from harness.engines.base import EngineAdapter, LaunchSpec
 from harness.engines.llamacpp import LlamaCppAdapter
-from harness.loadgen import Lengths, LoadResult, LoadStats, Workload, run_load, summarize
+from harness.loadgen import Lengths, LoadResult, LoadStats, Workload, measure_prompt_scale, run_load, summarize
 from harness.loadgen.null_engine import MODEL as NULL_MODEL
 from harness.loadgen.null_engine import NullPace, running_null_engine
 from harness.paths import cache_dir
@@ -99,7 +99,8 @@ def _error(measured: float, true: float) -> float:
 
 def _ours(url: str, adapter: EngineAdapter, model: str, output_tokens: int, count: int, *,
           concurrency: int | None = None, rate: float | None = None, seed: int = 0) -> Figures:
-    workload = Workload(Lengths(INPUT_TOKENS), Lengths(output_tokens), seed=seed)
+    scale = asyncio.run(measure_prompt_scale(url, adapter, model))
+    workload = Workload(Lengths(INPUT_TOKENS), Lengths(output_tokens), seed=seed, prompt_scale=scale)
     return Figures.of_load(asyncio.run(run_load(url, workload.requests(adapter, model, count),
                                                 concurrency=concurrency, rate=rate, seed=seed)))
 

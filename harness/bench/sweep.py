@@ -10,7 +10,7 @@ from pathlib import Path
 
 from harness.bench.records import BenchLevel, BenchRecord, BenchWorkload, write_bench_record
 from harness.engines.base import LaunchSpec
-from harness.loadgen import SLO, LoadResult, Percentiles, Workload, run_load, summarize
+from harness.loadgen import SLO, LoadResult, Percentiles, Workload, measure_prompt_scale, run_load, summarize
 from harness.paths import cache_dir
 from harness.provenance import harness_info, host_info
 from harness.run_context import RunContext
@@ -33,14 +33,16 @@ class SweepPlan:
 
 
 def sweep(session: EngineSession, plan: SweepPlan, progress: Callable[[str], None] = print) -> list[BenchLevel]:
-    """Warm the engine up, then run each concurrency level; each level gets its own prompts."""
+    """Size prompts in the engine's tokens, warm it up, then run each level; each level gets its own prompts."""
     base_url, adapter, model = session.running.base_url, session.adapter, session.served_model
-    warmup = replace(plan.workload, seed=plan.workload.seed - 1).requests(adapter, model, plan.warmup_requests)
+    scale = asyncio.run(measure_prompt_scale(base_url, adapter, model))
+    base = replace(plan.workload, prompt_scale=scale)
+    warmup = replace(base, seed=base.seed - 1).requests(adapter, model, plan.warmup_requests)
     if warmup:
         asyncio.run(run_load(base_url, warmup, concurrency=1))
     levels = []
     for concurrency in plan.levels:
-        workload = replace(plan.workload, seed=plan.workload.seed + concurrency)
+        workload = replace(base, seed=base.seed + concurrency)
         load = asyncio.run(run_load(base_url, workload.requests(adapter, model, plan.requests_at(concurrency)),
                                     concurrency=concurrency))
         stats = summarize(load, plan.slo)

@@ -22,7 +22,7 @@ _ENDPOINTS = {"completions": ("openai", "/v1/completions"), "chat": ("openai-cha
 
 @dataclass(frozen=True)
 class VllmBenchRun:
-    """One `vllm bench serve` invocation: random dataset, fixed lengths, EOS ignored."""
+    """One `vllm bench serve` invocation: random dataset, fixed lengths, EOS ignored, greedy (as ours)."""
 
     base_url: str
     model: str
@@ -41,7 +41,8 @@ class VllmBenchRun:
         arguments = ["--backend", backend, "--base-url", self.base_url, "--endpoint", endpoint,
                      "--model", self.model, "--tokenizer", str(self.tokenizer), "--dataset-name", "random",
                      "--random-input-len", str(self.input_tokens), "--random-output-len", str(self.output_tokens),
-                     "--num-prompts", str(self.num_prompts), "--ignore-eos", "--seed", str(self.seed),
+                     "--num-prompts", str(self.num_prompts), "--ignore-eos", "--temperature", "0",
+                     "--seed", str(self.seed),
                      "--request-rate", str(self.rate or "inf"), "--disable-tqdm",
                      "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,90,99",
                      "--save-result", "--result-dir", str(result_dir), "--result-filename", "result.json"]

@@ -138,4 +138,5 @@ class LlamaCppAdapter(EngineAdapter):
         if kv_lines:
             layout = "one K and one V tensor per layer, indexed by cell (llama_kv_cache), no block table"
         return {"flash_attention": flash,
+                "note": "ggml's own flash-attention kernel; the engine's report does not say it is FlashAttention-2",
                 "paged_kv_cache": False if kv_lines else None, "kv_layout": layout, "log": lines[:20]}

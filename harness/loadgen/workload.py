@@ -8,8 +8,8 @@ from typing import Literal
 
 from harness.engines.base import ApiRequest, EngineAdapter
 
-# Common English words: most byte-level BPE vocabularies hold each as one token with its leading
-# space, so a prompt of n words is close to n tokens. The engine's usage field gives the exact count.
+# Common English words: large byte-level BPE vocabularies hold each as one token with its leading
+# space; for other tokenizers `harness.loadgen.tokens` measures how many tokens a word makes.
 PROMPT_WORDS = (
     "the of and to in is was for on with as by at from that this it be are or an have not they "
     "cat dog bird fish tree river stone hill road house door window table chair book page city town "
@@ -38,13 +38,30 @@ class Lengths:
 
 
 @dataclass(frozen=True)
+class PromptScale:
+    """Tokens of a prompt of random prompt words: overhead + per_word * words."""
+
+    per_word: float = 1.0
+    overhead: float = 0.0
+
+    def words_for(self, tokens: int) -> int:
+        """How many words make a prompt of about `tokens` tokens (at least one)."""
+        return max(1, round((tokens - self.overhead) / self.per_word))
+
+
+@dataclass(frozen=True)
 class Workload:
-    """A seeded request mix: random-word prompts and EOS-ignoring outputs of controlled length."""
+    """A seeded request mix: random-word prompts and EOS-ignoring outputs of controlled length.
+
+    Prompt lengths become words through `prompt_scale` (measured by `harness.loadgen.tokens`
+    for the engine's tokenizer; the default takes one word for one token).
+    """
 
     input_tokens: Lengths = Lengths(32)
     output_tokens: Lengths = Lengths(64)
     api: Literal["completions", "chat"] = "completions"
     seed: int = 0
+    prompt_scale: PromptScale = PromptScale()
 
     def requests(self, adapter: EngineAdapter, model: str, count: int) -> list[ApiRequest]:
         """`count` streaming requests in the engine's own API (the same seed gives the same requests).
@@ -54,7 +71,8 @@ class Workload:
         rng = random.Random(self.seed)
         requests = []
         for _ in range(count):
-            prompt = " ".join(rng.choice(PROMPT_WORDS) for _ in range(self.input_tokens.sample(rng)))
+            words = self.prompt_scale.words_for(self.input_tokens.sample(rng))
+            prompt = " ".join(rng.choice(PROMPT_WORDS) for _ in range(words))
             request = adapter.fixed_length_request(model, prompt, self.output_tokens.sample(rng), stream=True)
             requests.append(as_chat(request) if self.api == "chat" else request)
         return requests
