@@ -149,7 +149,10 @@ app.command("bench")(bench_command)
 @app.command()
 def doctor(as_json: bool = typer.Option(False, "--json", help="print the report as JSON")) -> None:
     """Say what this host can run: Docker, NVIDIA runtime, GPUs, disk, and each engine's container."""
-    from harness.doctor import diagnose, render
+    try:
+        from harness.doctor import diagnose, render
+    except ImportError as exc:
+        _fail(f"the Docker SDK is missing ({exc.name}): pip install -e '.[docker]'")
 
     report = diagnose()
     typer.echo(report.model_dump_json(indent=2) if as_json else render(report))
@@ -158,14 +161,15 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="print the report 
 @app.command()
 def dockerd() -> None:
     """Start infercheck's private Docker daemon for --launcher docker (root; installs docker.io if missing)."""
-    from harness.dockerd import DockerUnavailable, start_private_daemon
-
     try:
-        daemon = start_private_daemon(_progress)
+        from harness.dockerd import DockerUnavailable, start_private_daemon
+    except ImportError as exc:
+        _fail(f"the Docker SDK is missing ({exc.name}): pip install -e '.[docker]'")
+    try:
+        pid = start_private_daemon(_progress)
     except DockerUnavailable as exc:
         _fail(str(exc))
-    pid = daemon.process.pid
-    _progress(f"dockerd (pid {pid}) answers at {daemon.base_url}; stop it with `kill {pid}`")
+    _progress(f"dockerd (pid {pid}) answers; stop it with `kill {pid}`")
 
 
 def main() -> None:

@@ -35,7 +35,8 @@ class EvidenceClient:
 
     def __init__(self, base_url: str, timeout_s: float = 120.0) -> None:
         self.base_url = base_url
-        self._http = httpx.Client(base_url=base_url, timeout=timeout_s)
+        # Engines close idle keep-alive connections on their own schedule; never reuse a stale one.
+        self._http = httpx.Client(base_url=base_url, timeout=timeout_s, limits=httpx.Limits(keepalive_expiry=0.5))
         self.exchanges: list[Exchange] = []
 
     def send(self, request: ApiRequest, check: bool = True) -> tuple[int, Any]:

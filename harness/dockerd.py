@@ -7,11 +7,14 @@ installs `docker.io` with apt when `dockerd` is missing and starts it with its o
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
+import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,26 +84,8 @@ def install_docker(progress: Callable[[str], None]) -> None:
         apt_install(["docker.io"], progress)
 
 
-@dataclass
-class PrivateDaemon:
-    """A dockerd this process started; `stop()` ends it."""
-
-    process: subprocess.Popen[bytes]
-    base_url: str
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """SIGTERM dockerd and wait for it (it stops its containerd too)."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def start_private_daemon(progress: Callable[[str], None] = print, timeout_s: float = 60.0) -> PrivateDaemon:
-    """Start infercheck's own dockerd (installing docker.io first if needed) and wait until it answers."""
+def start_private_daemon(progress: Callable[[str], None] = print, timeout_s: float = 60.0) -> int:
+    """Start infercheck's own dockerd (installing docker.io first if needed); its pid once it answers."""
     install_docker(progress)
     runtime = private_runtime_dir()
     data_root = cache_dir() / "docker" / "data"
@@ -108,21 +93,65 @@ def start_private_daemon(progress: Callable[[str], None] = print, timeout_s: flo
         path.mkdir(parents=True, exist_ok=True)
     socket_path = private_socket()
     socket_path.unlink(missing_ok=True)
-    log = open(runtime / "dockerd.log", "ab")
     command = ["dockerd", "--data-root", str(data_root), "--exec-root", str(runtime / "exec"),
                "--pidfile", str(runtime / "dockerd.pid"), "-H", f"unix://{socket_path}"]
     progress(f"starting a private dockerd at unix://{socket_path} (data root {data_root})")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                               start_new_session=True)
-    log.close()
-    daemon = PrivateDaemon(process=process, base_url=f"unix://{socket_path}")
+    with open(runtime / "dockerd.log", "ab") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             tail = (runtime / "dockerd.log").read_text(errors="replace").splitlines()[-15:]
             raise DockerUnavailable(f"dockerd exited with {process.returncode}:\n" + "\n".join(tail))
-        if socket_path.exists() and _ping(daemon.base_url) is not None:
-            return daemon
+        connection = _ping(f"unix://{socket_path}") if socket_path.exists() else None
+        if connection is not None:
+            connection.client.close()
+            return process.pid
         time.sleep(0.5)
-    daemon.stop()
+    process.kill()
     raise DockerUnavailable(f"dockerd did not answer within {timeout_s:.0f}s (log: {runtime / 'dockerd.log'})")
+
+
+def stop_private_daemon(timeout_s: float = 30.0) -> None:
+    """SIGTERM the private dockerd (it stops its containerd) and wait until it is gone."""
+    try:
+        pid = int((private_runtime_dir() / "dockerd.pid").read_text())
+        os.kill(pid, signal.SIGTERM)
+    except (OSError, ValueError):
+        return
+    deadline = time.monotonic() + timeout_s
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+@contextmanager
+def shared_daemon(progress: Callable[[str], None] = print) -> Iterator[DockerConnection]:
+    """A daemon for one test session: the host's, else the private one, started if needed.
+
+    Sessions hold a shared lock while they use it; the last one out stops a private daemon
+    that a test session started (never the user's, nor one started by `infercheck dockerd`).
+    """
+    runtime = private_runtime_dir()
+    runtime.mkdir(parents=True, exist_ok=True)
+    marker = runtime / "started-by-tests"
+    with open(runtime / "sessions.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            connection = connect()
+        except DockerUnavailable:
+            start_private_daemon(progress)
+            marker.touch()
+            connection = connect()
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        try:
+            yield connection
+        finally:
+            connection.client.close()
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return  # another session still uses the daemon
+            if connection.url == f"unix://{private_socket()}" and marker.exists():
+                stop_private_daemon()
+                marker.unlink()

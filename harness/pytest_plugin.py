@@ -53,7 +53,10 @@ def _docker_options(config: pytest.Config) -> Any:
     """DockerOptions when --launcher docker is asked for, else None."""
     if config.getoption("--launcher") != "docker":
         return None
-    from harness.launch.containers import DockerOptions
+    try:
+        from harness.launch.containers import DockerOptions
+    except ImportError as exc:
+        raise pytest.UsageError(f"--launcher docker needs the Docker SDK ({exc.name}): pip install -e '.[docker]'")
     return DockerOptions(container=config.getoption("--container"), pull=config.getoption("--pull"),
                          gpus=config.getoption("--docker-gpus"))
 
@@ -131,7 +134,7 @@ def run_context(request: pytest.FixtureRequest) -> Any:
             cache=cache_dir(), attach_url=config.getoption("--base-url"), attach_spec=attach_spec,
             run_id=config.getoption("--run-id"), docker=_docker_options(config),
         )
-    except (UnknownEngineError, FileNotFoundError, SpecError) as exc:
+    except (UnknownEngineError, FileNotFoundError, KeyError, SpecError) as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[_CONTEXT_KEY] = context
     yield context

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from harness.engines import get_adapter
 from harness.engines.base import EngineAdapter, LaunchSpec
-from harness.models import ModelArtifact, ensure_models
+from harness.models import ModelArtifact, ensure_models, find_artifact
 from harness.provenance import gpu_names
 from harness.results import EngineIdentity, run_dir_for
 from harness.session import EnginePool
@@ -47,6 +47,9 @@ class RunContext:
             adapter.prepare()
         build = llamacpp_toolchain.find_build(cache)
         artifacts = ensure_models(cache, build.quantize if build else None, progress=progress)
+        if attach_url is not None:
+            spec = attach_spec or LaunchSpec()
+            find_artifact(artifacts, spec.model, spec.model_format or adapter.native_format)
         run_id = run_id or new_run_id()
         run_dir = run_dir_for(results_dir, adapter.name, run_id)
         devices = len(gpu_names())

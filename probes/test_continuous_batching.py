@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import statistics
 
 import httpx
 import pytest
@@ -18,20 +19,25 @@ PROMPT_TOKENS = 8
 LONG_TOKENS = 1024
 SHORT_TOKENS = 8
 MIN_SPEEDUP = 1.5
+ROUNDS = 3
 PROMPT = "the cat"
 
 
 async def _measure(session: EngineSession) -> dict[str, float | bool]:
+    """Medians over ROUNDS rounds: one round runs CONCURRENCY requests one after another, then at once."""
     adapter, model, url = session.adapter, session.served_model, session.running.base_url
-    batch = [Workload(Lengths(PROMPT_TOKENS), Lengths(TOKENS), seed=seed).requests(adapter, model, CONCURRENCY)
-             for seed in range(3)]
-    await run_load(url, batch[0][:1], concurrency=1)  # warm-up
-    sequential = summarize(await run_load(url, batch[1], concurrency=1))
-    concurrent = summarize(await run_load(url, batch[2], concurrency=CONCURRENCY))
-    failed = sequential.errors + concurrent.errors
-    if failed:
-        raise RuntimeError(f"requests failed: {failed[0]}")
-
+    sequential_s, concurrent_s = [], []
+    for round_index in range(ROUNDS + 1):
+        batch = [Workload(Lengths(PROMPT_TOKENS), Lengths(TOKENS), seed=10 * round_index + seed)
+                 .requests(adapter, model, CONCURRENCY) for seed in range(2)]
+        sequential = await run_load(url, batch[0], concurrency=1)
+        concurrent = await run_load(url, batch[1], concurrency=CONCURRENCY)
+        failed = summarize(sequential).errors + summarize(concurrent).errors
+        if failed:
+            raise RuntimeError(f"requests failed: {failed[0]}")
+        if round_index:  # round 0 warms the engine up
+            sequential_s.append(summarize(sequential).duration_s)
+            concurrent_s.append(summarize(concurrent).duration_s)
     async with httpx.AsyncClient(base_url=url, timeout=300) as client:
         long_started = asyncio.Event()
         long_task = asyncio.create_task(stream_request(
@@ -39,10 +45,11 @@ async def _measure(session: EngineSession) -> dict[str, float | bool]:
         await long_started.wait()
         short = await stream_request(client, adapter.fixed_length_request(model, PROMPT, SHORT_TOKENS, stream=True))
         long = await long_task
-    return {"sequential_s": round(sequential.duration_s, 4), "concurrent_s": round(concurrent.duration_s, 4),
-            "speedup": round(sequential.duration_s / concurrent.duration_s, 3),
-            "sequential_output_tok_s": round(sequential.output_throughput, 2),
-            "concurrent_output_tok_s": round(concurrent.output_throughput, 2),
+    sequential_median, concurrent_median = statistics.median(sequential_s), statistics.median(concurrent_s)
+    return {"rounds": ROUNDS, "sequential_s": [round(v, 4) for v in sequential_s],
+            "concurrent_s": [round(v, 4) for v in concurrent_s],
+            "speedup": round(sequential_median / concurrent_median, 3),
+            "output_tokens_per_round": CONCURRENCY * TOKENS,
             "short_finished_first": short.finished_at < long.finished_at,
             "short_latency_s": round(short.e2e_s, 4), "long_latency_s": round(long.e2e_s, 4)}
 

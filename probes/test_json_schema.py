@@ -49,11 +49,13 @@ def check_json_schema(session: EngineSession) -> Verdict:
             outcomes[name] = f"rejected: HTTP {exc.exchange.status_code}"
             continue
         text = session.adapter.completion_text(response)[0]
+        truncated = response["choices"][0].get("finish_reason") == "length"
         try:
             jsonschema.validate(json.loads(text), schema)
             outcomes[name] = "valid"
         except json.JSONDecodeError as exc:
-            outcomes[name] = f"not JSON: {exc.msg}"
+            outcomes[name] = (f"truncated at max_tokens={MAX_TOKENS}: {text[:60]!r}" if truncated
+                              else f"not JSON: {exc.msg}")
         except jsonschema.ValidationError as exc:
             outcomes[name] = f"invalid: {exc.message[:200]}"
     valid = sum(outcome == "valid" for outcome in outcomes.values())

@@ -14,7 +14,7 @@ from docker.models.images import Image
 
 from harness.containers import spec_named
 from harness.docker_images import ensure_image
-from harness.dockerd import DockerConnection, DockerUnavailable, connect, start_private_daemon
+from harness.dockerd import DockerConnection, DockerUnavailable, shared_daemon
 from harness.launch.docker import LABEL, OWNER_LABEL, owner_alive, owner_token
 from harness.toolchain import llamacpp as toolchain
 
@@ -27,22 +27,15 @@ def infercheck_containers(connection: DockerConnection, run_id: str | None = Non
 
 @pytest.fixture(scope="session")
 def docker_connection() -> Iterator[DockerConnection]:
-    """A reachable Docker daemon; started (and stopped at the end) by the tests when none runs."""
-    daemon = None
+    """A reachable Docker daemon: the host's, else a private one (installed and started here if needed)."""
     try:
-        connection = connect()
-    except DockerUnavailable:
-        try:
-            daemon = start_private_daemon(progress=lambda message: None)
-            connection = connect()
-        except DockerUnavailable as exc:
-            pytest.skip(f"Docker cannot run on this host: {exc}")
-    yield connection
-    mine = [c.name for c in connection.client.containers.list(all=True, filters={"label": LABEL})
-            if c.labels.get(OWNER_LABEL) == owner_token() or not owner_alive(c.labels.get(OWNER_LABEL, ""))]
-    if daemon is not None:
-        daemon.stop()
-    assert not mine, f"infercheck containers left behind: {mine}"
+        with shared_daemon(progress=lambda message: None) as connection:
+            yield connection
+            mine = [c.name for c in connection.client.containers.list(all=True, filters={"label": LABEL})
+                    if c.labels.get(OWNER_LABEL) == owner_token() or not owner_alive(c.labels.get(OWNER_LABEL, ""))]
+            assert not mine, f"infercheck containers left behind: {mine}"
+    except DockerUnavailable as exc:
+        pytest.skip(f"Docker cannot run on this host: {exc}")
 
 
 @pytest.fixture(scope="session")

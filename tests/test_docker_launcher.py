@@ -22,13 +22,14 @@ from tests.docker_support import docker_connection, infercheck_containers, llama
 SPEC = spec_named("llama.cpp-cpu")
 
 
-def _llama(artifacts, run_id: str, **config) -> tuple[DockerLauncher, list[str], int]:
+def _llama(artifacts, run_id: str, stop_timeout_s: float = 10.0, **config) -> tuple[DockerLauncher, list[str], int]:
     """A launcher of the llama.cpp CPU image and the spec's base command for the f16 model."""
     root = models_root(artifacts)
     model = find_artifact(artifacts, "llama", "f16").path
     port = free_port()
     command = SPEC.command(["base"], model=f"/models/{model.relative_to(root)}", port=port)
-    launcher = DockerLauncher(ContainerConfig(image=SPEC.image, run_id=run_id, mounts={str(root): "/models"}, **config))
+    config = ContainerConfig(image=SPEC.image, run_id=run_id, mounts={str(root): "/models"}, **config)
+    launcher = DockerLauncher(config, stop_timeout_s=stop_timeout_s)
     return launcher, command[len(SPEC.entrypoint):], port
 
 
@@ -36,7 +37,8 @@ def test_translate_command_for_the_container(tmp_path: Path):
     command = ["/cache/bin/llama-server", "--model", f"{tmp_path}/llama/x.gguf", "--host", "127.0.0.1",
                "--spec-draft-model", f"{tmp_path}/d.gguf", "--port", "8000"]
     assert translate_command(command, tmp_path, "/models") == [
-        "--model", "/models/llama/x.gguf", "--host", "0.0.0.0", "--spec-draft-model", "/models/d.gguf", "--port", "8000"]
+        "--model", "/models/llama/x.gguf", "--host", "0.0.0.0", "--spec-draft-model", "/models/d.gguf",
+        "--port", "8000"]
     python = ["/venv/bin/python", "-m", "vllm.entrypoints.openai.api_server", "--model", str(tmp_path / "hf")]
     assert translate_command(python, tmp_path, "/models") == ["--model", "/models/hf"]
 
@@ -87,7 +89,8 @@ def test_exit_at_start_is_a_clear_error_with_log_tail(docker_connection, llama_i
 
 @pytest.mark.engine_integration
 def test_never_healthy_times_out_and_is_removed(docker_connection, llama_image, artifacts, tmp_path: Path):
-    launcher, _, port = _llama(artifacts, "t-timeout", entrypoint=["/bin/sleep"])
+    # sleep, as the container's first process, ignores SIGTERM: a short grace before SIGKILL
+    launcher, _, port = _llama(artifacts, "t-timeout", stop_timeout_s=1, entrypoint=["/bin/sleep"])
     started = time.monotonic()
     with pytest.raises(EngineStartError, match="not healthy after 2s"):
         launcher.start(["60"], port, SPEC.health, tmp_path / "engine.log", timeout_s=2)

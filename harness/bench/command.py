@@ -15,7 +15,7 @@ def bench_command(
     base_url: Optional[str] = typer.Option(None, help="attach to a running server instead of launching"),
     model: str = typer.Option("llama", help="synthesized model to serve (or that the attached server serves)"),
     concurrency: str = typer.Option("1,2,4,8", help="comma-separated concurrency levels"),
-    requests: Optional[int] = typer.Option(None, help="requests per level (default: max(8, 4 x concurrency))"),
+    requests: Optional[int] = typer.Option(None, help="requests per level (default: max(16, 8 x concurrency))"),
     input_tokens: int = typer.Option(32, help="prompt length in tokens"),
     output_tokens: int = typer.Option(64, help="generated tokens per request (EOS ignored)"),
     range_ratio: float = typer.Option(0.0, help="lengths uniform in n*(1 +- r); 0: fixed"),

@@ -23,13 +23,13 @@ class SweepPlan:
 
     levels: Sequence[int]  # concurrency levels, closed loop
     workload: Workload = Workload()
-    requests_per_level: int | None = None  # None: max(8, 4 x concurrency)
+    requests_per_level: int | None = None  # None: max(16, 8 x concurrency)
     warmup_requests: int = 2
     slo: SLO | None = None
 
     def requests_at(self, concurrency: int) -> int:
         """How many requests the level at `concurrency` sends."""
-        return self.requests_per_level or max(8, 4 * concurrency)
+        return self.requests_per_level or max(16, 8 * concurrency)
 
 
 def sweep(session: EngineSession, plan: SweepPlan, progress: Callable[[str], None] = print) -> list[BenchLevel]:

@@ -71,7 +71,7 @@ class LlamaCppAdapter(EngineAdapter):
 
     def launch_command(self, spec: LaunchSpec, models: ResolvedModels, port: int) -> list[str]:
         command = [str(self.server_binary()), "--model", str(models.model), "--host", "127.0.0.1",
-                   "--port", str(port), "--threads", str(self.threads), "--ctx-size", str(2048 * spec.parallel_slots),
+                   "--port", str(port), "--threads", str(self.threads), "--poll", "0", "--ctx-size", str(2048 * spec.parallel_slots),
                    "--parallel", str(spec.parallel_slots), "--metrics", "--no-webui", "--verbosity", "4",
                    "--cont-batching" if spec.continuous_batching else "--no-cont-batching"]
         if spec.flash_attention is not None:

@@ -104,9 +104,9 @@ class VllmCpuAdapter(EngineAdapter):
         return ApiRequest("/v1/completions", body)
 
     def json_schema_request(self, model: str, prompt: str, schema: dict[str, Any], max_tokens: int) -> ApiRequest:
-        """`structured_outputs.json` with `disable_any_whitespace`: plain `response_format` lets the grammar
-        take any amount of whitespace between tokens, and the synthesized model then loops on
-        whitespace until max_tokens (measured: 200 tokens of tabs and newlines after `{"color":"green"`)."""
+        """`structured_outputs.json`, asking for compact JSON (`disable_any_whitespace`): with either this or
+        `response_format`, vLLM 0.32 CPU still let the synthesized model emit tabs and newlines after
+        `{"color":"green"` until max_tokens (measured 2026-11-25); the probe records that as truncation."""
         return ApiRequest("/v1/chat/completions", {
             "model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
             "temperature": 0, "structured_outputs": {"json": schema, "disable_any_whitespace": True},

@@ -130,7 +130,6 @@ class DockerLauncher(Launcher):
         except ImageNotFound:
             raise EngineStartError(f"image {self.config.image} is not on this Docker host") from None
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_path.write_bytes(b"")
         entrypoint = self.config.entrypoint or image.attrs["Config"].get("Entrypoint") or []
         digests = image.attrs.get("RepoDigests") or []
         self.running = RunningEngine(base_url=f"http://127.0.0.1:{port}", log_path=log_path,

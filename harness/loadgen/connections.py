@@ -19,12 +19,13 @@ import httpx
 class ConnectionClients:
     """A free list of single-connection clients to one server."""
 
-    def __init__(self, base_url: str, timeout_s: float) -> None:
+    def __init__(self, base_url: str, timeout_s: float, ready: int = 1) -> None:
+        """`ready` clients are made at once, so making them does not delay the first requests."""
         self._base_url = base_url
         self._timeout_s = timeout_s
         self._ssl = httpx.create_ssl_context()  # made once: loading the CA bundle takes tens of ms
-        self._free: list[httpx.AsyncClient] = []
         self._all: list[httpx.AsyncClient] = []
+        self._free = [self._open() for _ in range(ready)]
 
     @asynccontextmanager
     async def client(self) -> AsyncIterator[httpx.AsyncClient]:

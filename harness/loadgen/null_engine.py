@@ -1,12 +1,12 @@
 """The null engine: an OpenAI-compatible streaming server whose timings are known exactly.
 
 It generates nothing: every completion or chat request streams `max_tokens` placeholder
-tokens, the first `ttft_s` after the request's last byte arrived and the k-th at `ttft_s + k * itl_s`
-(absolute deadlines, so waiting errors never accumulate; it learns its own wake-up lateness and
-wakes that much early), then a final event with the usage and
-its own `timings` (when it really wrote the tokens, as llama-server reports them) and `[DONE]`.
-It is the ruler the load generator is calibrated against. HTTP/1.1 comes from h11; the
-event loop uses select(), whose timeout has microsecond resolution (epoll rounds to 1 ms).
+tokens, the first `ttft_s` after the request's last byte arrived and the k-th `k * itl_s`
+later (absolute deadlines, so waiting errors never accumulate; it learns how late it wakes
+and wakes that much early), then a final event with the usage, its own `timings` (when it
+really wrote the tokens, as llama-server reports them) and `[DONE]`. It is the ruler the
+load generator is calibrated against. HTTP/1.1 comes from h11; the event loop uses select(),
+whose timeout has microsecond resolution (epoll rounds it up to the next millisecond).
 
 Run it in its own process so that it never shares an event loop with the load generator:
 `python -m harness.loadgen.null_engine --ttft 0.1 --itl 0.01` prints `listening on PORT`,
@@ -32,7 +32,7 @@ import h11
 MODEL = "null"
 READ_BYTES = 65536
 MAX_LEAD_S = 0.002  # the most it wakes early to make up for its own lateness
-LEAD_GAIN = 0.05
+LEAD_GAIN = 0.05  # how fast the lead follows the lateness it measures
 _GENERATION_PATHS = {"/v1/completions": "text_completion", "/v1/chat/completions": "chat.completion.chunk"}
 
 

@@ -31,7 +31,7 @@ class RequestResult:
 
 @dataclass
 class LoadResult:
-    """Every request of one run, in the order given, and the run's wall-clock span."""
+    """Every request of one run, in the order given; `started_at` is the schedule's origin."""
 
     results: list[RequestResult]
     started_at: float
@@ -41,8 +41,8 @@ class LoadResult:
 
     @property
     def duration_s(self) -> float:
-        """From the first send to the last request's end."""
-        return self.finished_at - self.started_at
+        """From the first request's send to the last request's end (the client's own start-up excluded)."""
+        return self.finished_at - min(result.timing.sent_at for result in self.results)
 
 
 async def run_load(base_url: str, requests: Sequence[ApiRequest], *, concurrency: int | None = None,
@@ -57,7 +57,7 @@ async def run_load(base_url: str, requests: Sequence[ApiRequest], *, concurrency
     if concurrency is not None and concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
     offsets = arrival_offsets(len(requests), rate, seed)
-    clients = ConnectionClients(base_url, timeout_s)
+    clients = ConnectionClients(base_url, timeout_s, ready=min(concurrency or 1, len(requests)))
     slots = asyncio.Semaphore(concurrency) if concurrency else None
     try:
         started_at = time.perf_counter()
