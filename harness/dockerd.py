@@ -121,8 +121,20 @@ def stop_private_daemon(timeout_s: float = 30.0) -> None:
     except (OSError, ValueError):
         return
     deadline = time.monotonic() + timeout_s
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+    while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (reaping it first when it is our own exited child)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 @contextmanager

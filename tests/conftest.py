@@ -13,6 +13,7 @@ from harness.models import ModelArtifact, ensure_models
 from harness.paths import cache_dir
 from harness.session import EnginePool, EngineSession
 from harness.toolchain import llamacpp as toolchain
+from tests.docker_support import docker_connection, llama_image  # noqa: F401 (fixtures, one per session)
 
 
 @pytest.fixture(scope="session")

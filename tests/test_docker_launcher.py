@@ -17,7 +17,7 @@ from harness.launch.docker import (
     sweep_leftovers,
 )
 from harness.models import find_artifact
-from tests.docker_support import docker_connection, infercheck_containers, llama_image  # noqa: F401 (fixtures)
+from tests.docker_support import infercheck_containers
 
 SPEC = spec_named("llama.cpp-cpu")
 

@@ -16,7 +16,7 @@ from harness.doctor import diagnose
 from harness.paths import REPO_ROOT
 from harness.provenance import gpu_names
 from harness.results import ResultRecord, Status, load_records
-from tests.docker_support import docker_connection, infercheck_containers, llama_image  # noqa: F401 (fixtures)
+from tests.docker_support import infercheck_containers
 
 pytestmark = pytest.mark.engine_integration
 TIMING_PROBES = ("continuous_batching",)
