@@ -136,5 +136,5 @@ def test_interrupted_run_keeps_records_and_leaves_no_engine(llama_build, artifac
     assert len(records) >= 2
     for path in tmp_path.rglob("*.json"):
         json.loads(path.read_text())
-    leftover = subprocess.run(["pgrep", "-x", "llama-server"], capture_output=True, text=True).stdout.strip()
+    leftover = subprocess.run(["pgrep", "-f", str(llama_build.server)], capture_output=True, text=True).stdout.strip()
     assert leftover == ""
