@@ -113,6 +113,19 @@ def _write_report(claims: Path, results_dir: Path, out_dir: Path) -> None:
         _progress(f"wrote {path}")
 
 
+@app.command("merge")
+def merge_command(sources: list[Path] = typer.Argument(..., help="uploaded results folders (CI artifacts)"),
+                  results_dir: Path = typer.Option(default_results_dir(), help="results folder to merge into")) -> None:
+    """Merge uploaded result folders into the results folder; refuses to overwrite a record."""
+    from harness.merge import MergeError, merge
+
+    try:
+        written = merge(sources, results_dir)
+    except MergeError as exc:
+        _fail(str(exc))
+    _progress(f"merged {len(written)} new file(s) into {results_dir}")
+
+
 @app.command("claims-import")
 def claims_import(markdown: Path = typer.Argument(..., help="markdown comparison table"),
                   source: str = typer.Option(..., help="where the table comes from (URL)"),
@@ -137,10 +150,12 @@ def schema(out: Path = typer.Option(default_results_dir() / "record.schema.json"
 
 
 @app.command()
-def engines() -> None:
-    """List the engine adapters."""
-    for name, cls in sorted(adapter_classes().items()):
-        typer.echo(f"{name}\t{cls.__module__}\tnative format: {cls.native_format}")
+def engines(as_json: bool = typer.Option(False, "--json", help="print everything, with the reasons, as JSON")) -> None:
+    """List the engine adapters: container specs, the probes each can express, what this host can run."""
+    from harness.capabilities import engine_table, render_table
+
+    table = engine_table()
+    typer.echo(json.dumps(table, indent=2) if as_json else render_table(table))
 
 
 app.command("bench")(bench_command)

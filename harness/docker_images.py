@@ -58,7 +58,7 @@ def rootfs_tarball(progress: Callable[[str], None]) -> Path:
     if tarball.exists():
         return tarball
     if shutil.which("debootstrap") is None:
-        apt_install(["debootstrap"], progress)
+        apt_install(["debootstrap", "debian-archive-keyring"], progress)
     tarball.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=tarball.parent) as work:
         root = Path(work) / "rootfs"
@@ -108,6 +108,14 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _context_sha256(spec: ContainerSpec) -> str:
+    """One hash of the files beside the spec (Dockerfile and all), so an edited Dockerfile rebuilds."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in spec.folder.rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(spec.folder)}\0{_sha256(path)}\0".encode())
+    return digest.hexdigest()
+
+
 def _build(client: docker.DockerClient, spec: ContainerSpec, labels: dict[str, str],
            artifacts: dict[str, Path], progress: Callable[[str], None]) -> Image:
     assert spec.build is not None
@@ -133,6 +141,8 @@ def ensure_image(client: docker.DockerClient, spec: ContainerSpec, pull: bool = 
     build_here = spec.build is not None and spec.build.buildable_here
     artifacts = build_artifacts(spec) if build_here else {}
     labels = {f"{ARTIFACT_LABEL}.{name}.sha256": _sha256(path) for name, path in artifacts.items()}
+    if build_here:
+        labels[f"{ARTIFACT_LABEL}.context.sha256"] = _context_sha256(spec)
     lock_path = cache_dir() / "docker" / "images.lock"
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with lock_path.open("w") as lock:

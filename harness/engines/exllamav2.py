@@ -1,0 +1,116 @@
+"""ExLlamaV2, served through TabbyAPI in its image (containers/exllamav2/spec.yaml).
+
+ExLlamaV2 is a library with no server of its own (https://github.com/turboderp/exllamav2 README points
+to TabbyAPI for an OpenAI-style API). The container runs TabbyAPI pinned at commit 09ddfa8, which
+drives ExLlamaV2's dynamic generator; every record says so in `engine.build`. Written from TabbyAPI's
+source at that commit (https://github.com/theroyallab/tabbyAPI): common/config_models.py and
+common/args.py (`--host`, `--port`, `--disable-auth`, `--model-dir`, `--model-name`, `--max-batch-size`,
+`--chunk-size`, `--tensor-parallel`, `--gpu-split-auto`, `--draft-model-dir`, `--draft-model-name`),
+common/sampling.py (`json_schema`, `regex_pattern`, `grammar_string`, `ban_eos_token` alias
+`ignore_eos`, `logprobs`; no beam search), backends/exllamav2/grammar.py (`grammar_string` is KBNF,
+formatron's dialect, whose start rule is `start`), endpoints/core/router.py (`/health`, `/v1/models`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar
+
+from harness.engines.base import ApiRequest, GrammarSpec, LaunchSpec, ResolvedModels, Unsupported
+from harness.engines.containerized import ContainerEngineAdapter, Limit, unsupported
+
+TABBY_COMMIT = "09ddfa8ffbd7c2471b7a3c9cf3095bf2b90e38c5"
+_TOKEN = re.compile(r'"(?:\\.|[^"\\])*"|\[(?:\\.|[^\]\\])*\]|\{\d+(?:,\d*)?\}|[()|*+?]|[A-Za-z_][\w-]*|\S')
+
+
+def _units(tokens: list[str]) -> list[str]:
+    """GBNF body tokens as KBNF: groups kept whole, character classes as regexes, {m,n} spelled out."""
+    out: list[str] = []
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
+        if token == "(":
+            depth, end = 1, index + 1
+            while depth:
+                depth += {"(": 1, ")": -1}.get(tokens[end], 0)
+                end += 1
+            out.append("(" + " ".join(_units(tokens[index + 1:end - 1])) + ")")
+            index = end
+            continue
+        if token.startswith("{") and out:
+            low, _, high = token[1:-1].partition(",")
+            unit = out.pop()
+            group = unit if unit.startswith("(") else f"({unit})"
+            out += [unit] * int(low)
+            out += [group + "*"] if high == "" and "," in token else [group + "?"] * (int(high or low) - int(low))
+        elif token in "*+?" and out:
+            out[-1] += token
+        else:
+            out.append(f'#"{token}"' if token.startswith("[") else token)
+        index += 1
+    return out
+
+
+def kbnf_from_gbnf(gbnf: str) -> str:
+    """A GBNF grammar (one rule per line) in KBNF: `;` ends each rule and `root` becomes `start`."""
+    rules = []
+    for line in gbnf.strip().splitlines():
+        name, _, body = line.partition("::=")
+        name = "start" if name.strip() == "root" else name.strip()
+        tokens = ["start" if token == "root" else token for token in _TOKEN.findall(body)]
+        rules.append(f"{name} ::= {' '.join(_units(tokens))};")
+    return "\n".join(rules) + "\n"
+
+
+class ExLlamaV2Adapter(ContainerEngineAdapter):
+    """ExLlamaV2's generator behind TabbyAPI's OpenAI-style routes."""
+
+    name: ClassVar[str] = "ExLlamaV2"
+    container_spec: ClassVar[str] = "exllamav2"
+    native_command: ClassVar[str | None] = None  # TabbyAPI runs from its own checkout inside the image
+    loads_formats: ClassVar[tuple[str, ...]] = ("hf", "exl2")
+    limits: ClassVar[dict[str, Limit]] = {
+        "awq": unsupported("ExLlamaV2 loads EXL2, GPTQ and fp16 safetensors checkpoints (turboderp/exllamav2 "
+                           "README); it has no AWQ kernels"),
+    }
+    build_notes: ClassVar[dict[str, str]] = {
+        "server": f"TabbyAPI {TABBY_COMMIT[:7]}: ExLlamaV2 has no server of its own; TabbyAPI drives its dynamic "
+                  "generator behind an OpenAI-style HTTP API"}
+
+    def launch_command(self, spec: LaunchSpec, models: ResolvedModels, port: int) -> list[str]:
+        command = ["python3", "main.py", "--host", "127.0.0.1", "--port", str(port), "--disable-auth", "true",
+                   "--model-dir", str(models.model.parent), "--model-name", models.model.name,
+                   "--max-batch-size", str(spec.parallel_slots)]
+        if spec.prefill_chunk_tokens is not None:
+            command += ["--chunk-size", str(spec.prefill_chunk_tokens)]
+        if models.draft_model is not None:
+            command += ["--draft-model-dir", str(models.draft_model.parent),
+                        "--draft-model-name", models.draft_model.name]
+        if spec.tensor_parallel > 1:
+            command += ["--tensor-parallel", "true"]
+        elif spec.pipeline_parallel > 1:
+            command += ["--gpu-split-auto", "true"]
+        return command
+
+    # -- feature translation -----------------------------------------------------------
+    def json_schema_request(self, model: str, prompt: str, schema: dict[str, Any], max_tokens: int) -> ApiRequest:
+        return ApiRequest("/v1/chat/completions", {
+            "model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
+            "temperature": 0, "json_schema": schema,
+        })
+
+    def grammar_request(self, model: str, prompt: str, grammar: GrammarSpec, max_tokens: int) -> ApiRequest:
+        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
+                                              "temperature": 0, "grammar_string": kbnf_from_gbnf(grammar.gbnf)})
+
+    def beam_search_request(self, model: str, prompt: str, beams: int, max_tokens: int) -> ApiRequest:
+        raise Unsupported("TabbyAPI's sampler (common/sampling.py) has no beam search parameter and ExLlamaV2's "
+                          "dynamic generator samples one sequence per job")
+
+    def completion_text(self, response: dict[str, Any]) -> list[str]:
+        """Without the one newline TabbyAPI's formatter puts after constrained output (formatron
+        FormatterBuilder.append_line, used by backends/exllamav2/grammar.py): it is not part of the grammar."""
+        return [text.removesuffix("\n") for text in super().completion_text(response)]
+
+    def speculative_stats(self, responses: list[dict[str, Any]], metrics: str | None) -> dict[str, float]:
+        raise self.no_draft_statistics()

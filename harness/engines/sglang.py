@@ -1,0 +1,88 @@
+"""SGLang's server (`python -m sglang.launch_server`), run from its image (containers/sglang/spec.yaml).
+
+An extra column beyond the seed table. Written from SGLang's docs and source
+(https://github.com/sgl-project/sglang): docs/advanced_features/server_arguments.md and
+python/sglang/srt/server_args.py (`--model-path`, `--served-model-name`, `--host`, `--port`,
+`--tp-size`, `--pp-size`, `--quantization` (QUANTIZATION_CHOICES: awq, gptq, gguf, fp8, ...; no exl2),
+`--max-running-requests`, `--chunked-prefill-size`, `--enable-metrics`, `--speculative-algorithm
+STANDALONE --speculative-draft-model-path`), docs/advanced_features/structured_outputs.md
+(`response_format` json_schema; `ebnf` in the GGML BNF format of XGrammar, the default backend),
+python/sglang/srt/entrypoints/openai/protocol.py (`CompletionRequest`: `ebnf`, `ignore_eos`,
+`stream_options`, `logprobs`; no beam-search field), docs/basic_usage/sampling_params.md (native
+`/generate`: `sampling_params`, `return_logprob`, `top_logprobs_num`, `return_text_in_logprobs`;
+`meta_info.spec_verify_ct` when speculating), python/sglang/srt/entrypoints/http_server.py
+(`/get_server_info` with `version`, `/health`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from harness.engines.base import ApiRequest, GrammarSpec, GreedyOutput, LaunchSpec, ResolvedModels, Unsupported
+from harness.engines.containerized import ContainerEngineAdapter, Limit, unsupported
+
+SPECULATIVE_STEPS = 3  # draft tokens proposed per verification step (topk 1)
+
+
+class SglangAdapter(ContainerEngineAdapter):
+    """SGLang's native `/generate` and its OpenAI-compatible routes."""
+
+    name: ClassVar[str] = "SGLang"
+    container_spec: ClassVar[str] = "sglang"
+    native_command: ClassVar[str | None] = "sglang.launch_server"
+    loads_formats: ClassVar[tuple[str, ...]] = ("hf", "awq")
+    limits: ClassVar[dict[str, Limit]] = {
+        "exl2": unsupported("SGLang's --quantization choices (python/sglang/srt/server_args.py QUANTIZATION_CHOICES) "
+                            "include awq, gptq, gguf, fp8 and others, not exl2"),
+    }
+    version_path: ClassVar[str | None] = "/get_server_info"
+
+    def launch_command(self, spec: LaunchSpec, models: ResolvedModels, port: int) -> list[str]:
+        command = ["python3", "-m", "sglang.launch_server", "--model-path", str(models.model),
+                   "--served-model-name", self.served_model_name(models), "--host", "127.0.0.1", "--port", str(port),
+                   "--max-running-requests", str(spec.parallel_slots), "--enable-metrics"]
+        if spec.tensor_parallel > 1:
+            command += ["--tp-size", str(spec.tensor_parallel)]
+        if spec.pipeline_parallel > 1:
+            command += ["--pp-size", str(spec.pipeline_parallel)]
+        if spec.model_format == "awq":
+            command += ["--quantization", "awq"]
+        if spec.prefill_chunk_tokens is not None:
+            command += ["--chunked-prefill-size", str(spec.prefill_chunk_tokens)]
+        if models.draft_model is not None:
+            command += ["--speculative-algorithm", "STANDALONE", "--speculative-draft-model-path",
+                        str(models.draft_model), "--speculative-num-steps", str(SPECULATIVE_STEPS),
+                        "--speculative-eagle-topk", "1", "--speculative-num-draft-tokens", str(SPECULATIVE_STEPS + 1)]
+        return command
+
+    # -- feature translation -----------------------------------------------------------
+    def greedy_request(self, model: str, prompt: str, max_tokens: int, top_logprobs: int) -> ApiRequest:
+        body: dict[str, Any] = {"text": prompt, "sampling_params": {"max_new_tokens": max_tokens, "temperature": 0}}
+        if top_logprobs:
+            body.update(return_logprob=True, top_logprobs_num=top_logprobs, return_text_in_logprobs=True)
+        return ApiRequest("/generate", body)
+
+    def parse_greedy(self, response: dict[str, Any]) -> GreedyOutput:
+        """`meta_info.output_top_logprobs`: per position, [logprob, token_id, token_text] entries."""
+        top = response.get("meta_info", {}).get("output_top_logprobs") or []
+        return GreedyOutput(text=response["text"],
+                            top_logprobs=[{entry[2]: entry[0] for entry in position} for position in top if position])
+
+    def grammar_request(self, model: str, prompt: str, grammar: GrammarSpec, max_tokens: int) -> ApiRequest:
+        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
+                                              "temperature": 0, "ebnf": grammar.gbnf})
+
+    def beam_search_request(self, model: str, prompt: str, beams: int, max_tokens: int) -> ApiRequest:
+        raise Unsupported("SGLang's OpenAI CompletionRequest (entrypoints/openai/protocol.py) and native sampling "
+                          "parameters have no beam search; n and best_of sample")
+
+    def speculative_stats(self, responses: list[dict[str, Any]], metrics: str | None) -> dict[str, float]:
+        """Each verification step emits one token plus the drafts it accepted (`spec_verify_ct`, `completion_tokens`)."""
+        steps = tokens = 0
+        for response in responses:
+            meta = response.get("meta_info", {})
+            steps += meta.get("spec_verify_ct", 0)
+            tokens += meta.get("completion_tokens", 0) if "spec_verify_ct" in meta else 0
+        if not steps:
+            raise self.no_draft_statistics()
+        return {"draft_tokens": steps * SPECULATIVE_STEPS, "accepted_tokens": tokens - steps}

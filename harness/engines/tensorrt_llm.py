@@ -1,0 +1,106 @@
+"""NVIDIA TensorRT-LLM's OpenAI-compatible `trtllm-serve`, run from its NGC image (containers/tensorrt-llm).
+
+Written from TensorRT-LLM's docs and source (https://github.com/NVIDIA/TensorRT-LLM):
+tensorrt_llm/commands/serve.py (`trtllm-serve MODEL --host --port --backend pytorch --max_batch_size
+--max_beam_width --max_num_tokens --tp_size --pp_size --enable_chunked_prefill
+--extra_llm_api_options YAML`), tensorrt_llm/serve/openai_protocol.py (`CompletionRequest`:
+`use_beam_search`, `n`, `logprobs`, `ignore_eos`, `top_k`; `response_format` types `json` (with
+`schema`) and `ebnf` (with `ebnf`); choices carry `avg_decoded_tokens_per_iter`), the guided-decoding
+page https://nvidia.github.io/TensorRT-LLM/features/guided-decoding.html ("specifying
+guided_decoding_backend with xgrammar ... in the YAML configuration file"), and
+docs/source/features/speculative-decoding.md (`speculative_config.decoding_type: DraftTarget`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, ClassVar
+
+import yaml
+
+from harness.engines.base import ApiRequest, GrammarSpec, LaunchSpec, ResolvedModels
+from harness.engines.containerized import ContainerEngineAdapter, Limit, unsupported
+
+MAX_DRAFT_LEN = 4
+MAX_BEAM_WIDTH = 4  # the beam-search probe asks for 3 beams; the engine must be built for at least that
+
+
+def llm_api_options(draft_model: Path | None) -> dict[str, Any]:
+    """The LLM API settings trtllm-serve takes only from its YAML file: grammar backend and draft model."""
+    options: dict[str, Any] = {"guided_decoding_backend": "xgrammar"}
+    if draft_model is not None:
+        options["speculative_config"] = {"decoding_type": "DraftTarget", "max_draft_len": MAX_DRAFT_LEN,
+                                         "speculative_model_dir": str(draft_model)}
+        options["disable_overlap_scheduler"] = True
+    return options
+
+
+def write_options(models: ResolvedModels) -> Path:
+    """Write the YAML beside the model, inside the folder the Docker launcher mounts (paths map with it)."""
+    text = yaml.safe_dump(llm_api_options(models.draft_model), sort_keys=True)
+    path = models.model.parent / f".infercheck-trtllm-{hashlib.sha256(text.encode()).hexdigest()[:12]}.yaml"
+    if not path.exists():
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+class TensorRtLlmAdapter(ContainerEngineAdapter):
+    """trtllm-serve with the PyTorch backend (loads HF checkpoints, no engine build)."""
+
+    name: ClassVar[str] = "TensorRT-LLM"
+    container_spec: ClassVar[str] = "tensorrt-llm"
+    native_command: ClassVar[str | None] = "trtllm-serve"
+    loads_formats: ClassVar[tuple[str, ...]] = ("hf", "awq")
+    limits: ClassVar[dict[str, Limit]] = {
+        "exl2": unsupported("trtllm-serve loads HF checkpoints (ModelOpt FP8/NVFP4/INT4-AWQ quantized) or "
+                            "TensorRT engines (serve.py: 'MODEL: model name | HF checkpoint path | TensorRT "
+                            "engine path'); it has no EXL2 loader"),
+    }
+    version_path: ClassVar[str | None] = "/version"
+    model_id_from_server: ClassVar[bool] = True  # the model id is the MODEL argument as the server saw it
+
+    def launch_command(self, spec: LaunchSpec, models: ResolvedModels, port: int) -> list[str]:
+        command = ["trtllm-serve", str(models.model), "--host", "127.0.0.1", "--port", str(port),
+                   "--backend", "pytorch", "--max_batch_size", str(spec.parallel_slots),
+                   "--extra_llm_api_options", str(write_options(models))]
+        if models.draft_model is None:
+            command += ["--max_beam_width", str(MAX_BEAM_WIDTH)]
+        if spec.tensor_parallel > 1:
+            command += ["--tp_size", str(spec.tensor_parallel)]
+        if spec.pipeline_parallel > 1:
+            command += ["--pp_size", str(spec.pipeline_parallel)]
+        if spec.prefill_chunk_tokens is not None:
+            command += ["--enable_chunked_prefill", "--max_num_tokens", str(spec.prefill_chunk_tokens)]
+        return command
+
+    # -- feature translation -----------------------------------------------------------
+    def json_schema_request(self, model: str, prompt: str, schema: dict[str, Any], max_tokens: int) -> ApiRequest:
+        return ApiRequest("/v1/chat/completions", {
+            "model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
+            "temperature": 0, "response_format": {"type": "json", "schema": schema},
+        })
+
+    def grammar_request(self, model: str, prompt: str, grammar: GrammarSpec, max_tokens: int) -> ApiRequest:
+        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
+                                              "temperature": 0, "response_format": {"type": "ebnf",
+                                                                                    "ebnf": grammar.gbnf}})
+
+    def beam_search_request(self, model: str, prompt: str, beams: int, max_tokens: int) -> ApiRequest:
+        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
+                                              "use_beam_search": True, "n": beams, "best_of": beams, "logprobs": 1})
+
+    def speculative_stats(self, responses: list[dict[str, Any]], metrics: str | None) -> dict[str, float]:
+        """From each choice's `avg_decoded_tokens_per_iter`: a step that decodes k tokens accepted k-1 drafts."""
+        drafted = accepted = 0.0
+        for response in responses:
+            per_step = (response.get("choices") or [{}])[0].get("avg_decoded_tokens_per_iter")
+            tokens = (response.get("usage") or {}).get("completion_tokens")
+            if not per_step or not tokens:
+                continue
+            steps = tokens / per_step
+            drafted += steps * MAX_DRAFT_LEN
+            accepted += tokens - steps
+        if not drafted:
+            raise self.no_draft_statistics()
+        return {"draft_tokens": round(drafted), "accepted_tokens": round(accepted)}
