@@ -77,7 +77,7 @@ class SglangAdapter(ContainerEngineAdapter):
                           "parameters have no beam search; n and best_of sample")
 
     def speculative_stats(self, responses: list[dict[str, Any]], metrics: str | None) -> dict[str, float]:
-        """Each verification step emits one token plus the drafts it accepted (`spec_verify_ct`, `completion_tokens`)."""
+        """Each verification step emits one token plus the drafts it accepted (meta_info `spec_verify_ct`)."""
         steps = tokens = 0
         for response in responses:
             meta = response.get("meta_info", {})

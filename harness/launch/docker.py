@@ -145,8 +145,8 @@ class DockerLauncher(Launcher):
             wait_healthy(self.running.base_url + health_path, timeout_s, still_running=self.is_running,
                          describe_exit=self.describe_exit)
         except BaseException as exc:
-            if self._log_thread is not None:
-                self._log_thread.join(timeout=5)
+            if self._log_thread is not None and not self.is_running():
+                self._log_thread.join(timeout=5)  # an exited container's last lines, before it is removed
             self.stop()
             if isinstance(exc, EngineStartError):
                 raise EngineStartError(f"{exc}\n--- container log tail ---\n{self.running.log_tail()}") from None

@@ -1,0 +1,122 @@
+"""The nightly GPU workflow: actionlint accepts it, its matrix covers every engine, and merging the
+uploaded records gives the same report as rendering all of them at once (on committed real CPU-run records)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.bench.records import load_bench_records
+from harness.claims import load_claims
+from harness.engines import adapter_classes
+from harness.merge import MergeError, merge
+from harness.paths import REPO_ROOT
+from harness.report import render_report, write_report
+from harness.results import load_records
+
+WORKFLOW = REPO_ROOT / ".github" / "workflows" / "nightly.yml"
+CLAIMS = REPO_ROOT / "report" / "claims.json"
+COMMITTED = REPO_ROOT / "results"
+
+
+def actionlint() -> str:
+    """The actionlint binary of the dev extra (beside this Python), else on PATH."""
+    found = Path(sys.executable).with_name("actionlint")
+    path = str(found) if found.exists() else shutil.which("actionlint")
+    assert path, "actionlint is missing: pip install -e '.[dev]'"
+    return path
+
+
+def test_actionlint_accepts_the_workflows():
+    result = subprocess.run([actionlint(), str(WORKFLOW)], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_matrix_covers_every_engine_and_uploads_what_the_report_job_downloads():
+    jobs = yaml.safe_load(WORKFLOW.read_text())["jobs"]
+    matrix = jobs["probe"]["strategy"]["matrix"]
+    assert sorted(matrix["engine"]) == sorted(adapter_classes())
+    steps = jobs["probe"]["steps"]
+    probe_step = next(step["run"] for step in steps if step.get("name") == "probes")
+    assert 'pytest probes -m gpu --engine "$ENGINE" --launcher docker' in probe_step
+    upload = next(step["with"] for step in steps if str(step.get("uses", "")).startswith("actions/upload-artifact"))
+    assert upload["path"] == jobs["probe"]["env"]["RECORDS"].split()[0]
+    download = next(step["with"] for step in jobs["report"]["steps"]
+                    if str(step.get("uses", "")).startswith("actions/download-artifact"))
+    assert upload["name"].startswith(download["pattern"].rstrip("*"))
+
+
+def _copy(paths: list[Path], artifact: Path) -> None:
+    for path in paths:
+        target = artifact / path.relative_to(COMMITTED)
+        if path.is_dir():
+            shutil.copytree(path, target)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+
+
+@pytest.fixture
+def artifacts(tmp_path: Path) -> list[Path]:
+    """Two "uploaded artifacts" made from the committed records: one llama.cpp run split across both,
+    the benchmark run in the first, the vLLM run in the second."""
+    probe_runs = sorted(path for path in COMMITTED.glob("*/*") if any(path.glob("*.json"))
+                        and not (path / "bench.json").exists())
+    bench_runs = sorted(path.parent for path in COMMITTED.glob("*/*/bench.json"))
+    assert len({run.parent.name for run in probe_runs}) >= 2 and bench_runs, "the committed CPU-run records are missing"
+    first, second = tmp_path / "records-a", tmp_path / "records-b"
+    split = probe_runs[0]
+    records = sorted(split.glob("*.json"))
+    _copy(records[::2] + [split / "logs"] + bench_runs, first)
+    _copy(records[1::2] + probe_runs[1:], second)
+    return [first, second]
+
+
+def test_merge_gives_the_report_of_all_records(artifacts, tmp_path):
+    merged, report_dir = tmp_path / "results", tmp_path / "report"
+    written = merge(artifacts, merged)
+    uploaded = sorted(p.relative_to(a) for a in artifacts for p in a.rglob("*") if p.is_file())
+    assert sorted(p.relative_to(merged) for p in written) == uploaded
+    write_report(CLAIMS, merged, report_dir)
+    union = render_report(load_claims(CLAIMS), [r for a in artifacts for r in load_records(a)],
+                          results_href="../results", bench=[b for a in artifacts for b in load_bench_records(a)])
+    produced = {p.relative_to(report_dir).as_posix(): p.read_text(encoding="utf-8") for p in report_dir.rglob("*")
+                if p.is_file()}
+    assert "comparison.md" in produced and produced == union
+    assert merge(artifacts, merged) == []  # merging the same uploads again changes nothing
+
+
+def test_merge_refuses_to_overwrite_a_record(artifacts, tmp_path):
+    merged = tmp_path / "results"
+    merge(artifacts[:1], merged)
+    before = {p: p.read_bytes() for p in merged.rglob("*") if p.is_file()}
+    changed = tmp_path / "records-c"
+    shutil.copytree(artifacts[0], changed)
+    record = next(p for p in sorted(changed.rglob("*.json")) if p.name != "bench.json")
+    record.write_text(record.read_text() + " ")
+    with pytest.raises(MergeError, match="refusing to overwrite"):
+        merge([artifacts[1], changed], merged)
+    assert {p: p.read_bytes() for p in merged.rglob("*") if p.is_file()} == before  # all or nothing
+
+
+def test_merge_rejects_a_misplaced_record(artifacts, tmp_path):
+    record = next(p for p in sorted(artifacts[0].rglob("*.json")) if p.name != "bench.json")
+    wrong = tmp_path / "wrong" / "tgi" / "some-run"
+    wrong.mkdir(parents=True)
+    shutil.copyfile(record, wrong / record.name)
+    with pytest.raises(MergeError, match="belongs at"):
+        merge([tmp_path / "wrong"], tmp_path / "results")
+
+
+def test_merge_command(artifacts, tmp_path):
+    command = [sys.executable, "-m", "harness.cli", "merge", *map(str, artifacts), "--results-dir", str(tmp_path / "r")]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr
+    missing = subprocess.run(command[:4] + [str(tmp_path / "none")], capture_output=True, text=True, cwd=REPO_ROOT,
+                             timeout=300)
+    assert missing.returncode == 2 and "not a folder" in missing.stderr
