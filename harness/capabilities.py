@@ -118,8 +118,8 @@ def render_table(table: dict[str, Any]) -> str:
         specs = ", ".join(row["container_specs"]) or "-"
         lines.append(f"{row['engine']:<13} {row['adapter']:<30} specs: {specs:<24} "
                      f"runs here: {', '.join(row['host_can_run']) or 'no'}")
-    lines += ["", "probes each adapter can express (yes; no = documented absence; n/p = not probed; "
-                  "--json gives the reasons):", f"{'':<13} " + " ".join(f"{feature[:11]:>11}" for feature in CHECKS)]
+    lines += ["", "probes each adapter can express (yes; no = documented absence; n/p = not probed; --json: reasons):",
+              f"{'':<13} " + " ".join(f"{feature[:11]:>11}" for feature in CHECKS)]
     lines += [f"{row['engine']:<13} " + " ".join(f"{row['probes'][feature]['mark']:>11}" for feature in CHECKS)
               for row in table["engines"]]
     return "\n".join(lines)

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from harness.bench.command import bench_command
-from harness.engines import UnknownEngineError, adapter_classes, get_adapter
+from harness.engines import UnknownEngineError, get_adapter
 from harness.paths import REPO_ROOT, cache_dir, default_report_dir, default_results_dir
 from harness.results import record_json_schema
 

@@ -1,4 +1,5 @@
-"""The GPU engines' adapters against their engines' documented flags and request fields (no GPU needed).
+"""The GPU engines' adapters against their engines' documented flags and request fields, and the GPU model sets
+(no GPU needed).
 
 Each assertion quotes the documentation or source line it follows; the modules' docstrings name the files.
 """
@@ -14,11 +15,11 @@ import pytest
 import yaml
 
 from harness.capabilities import engine_table, expressible
-from harness.engines import adapter_classes, get_adapter
-from harness.engines import containerized
+from harness.engines import adapter_classes, containerized, get_adapter
 from harness.engines.base import GrammarSpec, LaunchSpec, NotMeasurable, ResolvedModels, Unsupported
 from harness.engines.containerized import ContainerEngineAdapter
 from harness.engines.exllamav2 import kbnf_from_gbnf
+from harness.model_sets import DEFAULT_GPU_SET, ModelSetError, choose, hub_reachable, load_model_set
 from harness.paths import REPO_ROOT
 
 GPU_ENGINES = ["TGI", "TensorRT-LLM", "LightLLM", "Fastgen", "ExLlamaV2", "SGLang"]
@@ -276,3 +277,40 @@ def test_engines_command_lists_all_eight():
     for name in SEED_COLUMNS + ["SGLang"]:
         assert name in result.stdout
     assert "deepspeed-mii" in result.stdout and "documented absence" in result.stdout
+
+
+def test_default_model_set_names_real_checkpoints_for_every_probe_model():
+    from probes.test_speculative import DRAFT_MODEL
+
+    model_set = load_model_set(DEFAULT_GPU_SET)
+    assert {"llama", "mistral", "mixtral", DRAFT_MODEL} <= set(model_set.models)
+    assert model_set.draft_for == {DRAFT_MODEL: "llama"}
+    assert {"hf", "awq", "gptq", "exl2", "q8_0", "q4_k_m"} <= set(model_set.models["llama"].formats)
+    assert model_set.checkpoint("llama", "exl2").revision  # type: ignore[union-attr]  # one bit rate per branch
+    assert model_set.checkpoint("llama", "q4_k_m").file.endswith("Q4_K_M.gguf")  # type: ignore[union-attr]
+    assert choose(model_set, "llama", "awq", online=True).repo.endswith("-AWQ-INT4")  # type: ignore[union-attr]
+    assert choose(model_set, "llama", "awq", online=False) is None  # offline: the synthesized model
+    assert choose(model_set, "llama", "f16", online=True) is None  # left out: the synthesized model
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"models": {"llama": {"family": "llama", "formats": {"q8_0": {"repo": "a/b"}}}}}, "names its .gguf"),
+    ({"models": {"llama": {"family": "llama", "formats": {"hf": {"repo": "a/b", "file": "x.gguf"}}}}},
+     "only GGUF formats"),
+    ({"models": {"llama": {"family": "llama", "formats": {"hf": {"repo": "not a repo"}}}}}, "repo"),
+    ({"draft_for": {"mistral": "llama"}}, "share a tokenizer"),
+    ({"colour": "blue"}, "Extra inputs"),
+])
+def test_invalid_model_sets_are_rejected(tmp_path, change, message):
+    data = {**yaml.safe_load(DEFAULT_GPU_SET.read_text()), **change}
+    path = tmp_path / "set.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ModelSetError, match=message):
+        load_model_set(path)
+    with pytest.raises(ModelSetError, match="cannot read"):
+        load_model_set(tmp_path / "missing.yaml")
+
+
+def test_hub_is_not_asked_when_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert hub_reachable() is False
