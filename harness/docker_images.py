@@ -167,9 +167,3 @@ def ensure_image(client: docker.DockerClient, spec: ContainerSpec, pull: bool = 
             return client.images.pull(spec.image)
         except APIError as exc:
             raise ImageUnavailable(f"cannot pull {spec.image}: {exc.explanation or exc}") from None
-
-
-def image_digest(image: Image) -> str:
-    """The registry digest of a pulled image, else the local image id (sha256 of its config)."""
-    digests = image.attrs.get("RepoDigests") or []
-    return digests[0] if digests else str(image.id)

@@ -30,7 +30,9 @@ def _long_prompt(shift: int) -> str:
 
 async def _measure(session: EngineSession) -> dict[str, float]:
     adapter, model = session.adapter, session.served_model
-    async with httpx.AsyncClient(base_url=session.running.base_url, timeout=300) as client:
+    # llama-server closes kept-alive connections on its own schedule: never reuse one.
+    async with httpx.AsyncClient(base_url=session.running.base_url, timeout=300,
+                                 limits=httpx.Limits(max_keepalive_connections=0)) as client:
         warm_prompt = adapter.fixed_length_request(model, _long_prompt(1), 1, stream=True)
         await stream_request(client, warm_prompt)
         decoding = asyncio.Event()

@@ -38,7 +38,7 @@ async def _measure(session: EngineSession) -> dict[str, float | bool]:
         if round_index:  # round 0 warms the engine up
             sequential_s.append(summarize(sequential).duration_s)
             concurrent_s.append(summarize(concurrent).duration_s)
-    async with httpx.AsyncClient(base_url=url, timeout=300) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=300, limits=httpx.Limits(max_keepalive_connections=0)) as client:
         for _ in range(3):  # the short request must be sent while the long one is still decoding
             long_started = asyncio.Event()
             long_task = asyncio.create_task(stream_request(

@@ -125,9 +125,8 @@ def test_tensorrt_llm(models):
     adapter = get_adapter("TensorRT-LLM")
     command = adapter.launch_command(LaunchSpec(tensor_parallel=2, pipeline_parallel=2, prefill_chunk_tokens=64),
                                      models, 8124)
-    # serve.py: @click.argument("model"); DefaultGroup: "If the first argument is not a recognized subcommand,
-    # assume serve"
-    assert command[:2] == ["trtllm-serve", str(models.model)]
+    # serve.py: main = DefaultGroup(commands={"serve": serve, ...}); @click.command("serve") @click.argument("model")
+    assert command[:2] == ["trtllm-serve", "serve"] and command[-1] == str(models.model)
     # serve.py: @click.option("--tensor_parallel_size", "--tp_size"), ("--pipeline_parallel_size", "--pp_size"),
     # "--backend" ... default="pytorch", "--enable_chunked_prefill", "--max_num_tokens"
     assert (after(command, "--tp_size"), after(command, "--pp_size"), after(command, "--backend")) == ("2", "2",

@@ -61,7 +61,9 @@ class TensorRtLlmAdapter(ContainerEngineAdapter):
     model_id_from_server: ClassVar[bool] = True  # the model id is the MODEL argument as the server saw it
 
     def launch_command(self, spec: LaunchSpec, models: ResolvedModels, port: int) -> list[str]:
-        command = ["trtllm-serve", str(models.model), "--host", "127.0.0.1", "--port", str(port),
+        """`serve` named, MODEL last (click takes options before it): the Docker launcher keeps the arguments
+        from the first option on, so a leading MODEL would be dropped with the executable."""
+        command = ["trtllm-serve", "serve", "--host", "127.0.0.1", "--port", str(port),
                    "--backend", "pytorch", "--max_batch_size", str(spec.parallel_slots),
                    "--extra_llm_api_options", str(write_options(models))]
         if models.draft_model is None:
@@ -72,7 +74,7 @@ class TensorRtLlmAdapter(ContainerEngineAdapter):
             command += ["--pp_size", str(spec.pipeline_parallel)]
         if spec.prefill_chunk_tokens is not None:
             command += ["--enable_chunked_prefill", "--max_num_tokens", str(spec.prefill_chunk_tokens)]
-        return command
+        return [*command, str(models.model)]
 
     # -- feature translation -----------------------------------------------------------
     def json_schema_request(self, model: str, prompt: str, schema: dict[str, Any], max_tokens: int) -> ApiRequest:

@@ -131,7 +131,7 @@ class DockerLauncher(Launcher):
             raise EngineStartError(f"image {self.config.image} is not on this Docker host") from None
         log_path.parent.mkdir(parents=True, exist_ok=True)
         entrypoint = self.config.entrypoint or image.attrs["Config"].get("Entrypoint") or []
-        digests = image.attrs.get("RepoDigests") or []
+        digests = image.attrs.get("RepoDigests") or []  # a pulled image's registry digest, else the local id
         self.running = RunningEngine(base_url=f"http://127.0.0.1:{port}", log_path=log_path,
                                      command=[*entrypoint, *command], launcher=self.name,
                                      image=self.config.image, image_digest=digests[0] if digests else image.id)
