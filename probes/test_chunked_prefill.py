@@ -8,24 +8,41 @@ the prompt into chunks and fuses them with decode steps keeps the decode's gaps 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
+import secrets
+import time
 
 import httpx
 import pytest
 
 from harness.results import Evidence, Status, Verdict
 from harness.session import EngineSession
-from harness.streaming import stream_request
+from harness.streaming import StreamTiming, stream_into, stream_request
 
 CHUNK_TOKENS = 64
 PROMPT_WORDS = 700
-DECODE_TOKENS = 1500
+DECODE_TOKENS_MAX = 1900  # fits a 2048-token context after a two-token prompt
+TOKENS_AFTER_PREFILL = 20  # the decode is stopped once this many tokens followed the prefill
 STALL_SHARE = 0.5  # a decode gap above this share of the prefill time means the prefill was not split
 
 
-def _long_prompt(shift: int) -> str:
-    """A long prompt; different shifts share no prefix, so no prompt cache can shorten the prefill."""
-    words = ["the", "cat", "sat", "on", "a", "red", "mat", "and", "ate", "fish"]
-    return " ".join(words[(i + shift) % len(words)] for i in range(PROMPT_WORDS))
+def _long_prompt() -> str:
+    """A long prompt that starts with a fresh nonce, so no prefix cache can shorten its prefill."""
+    words = itertools.islice(itertools.cycle(["the", "cat", "sat", "on", "a", "red", "mat", "and", "ate", "fish"]),
+                             PROMPT_WORDS)
+    return f"{secrets.randbelow(10**9)} " + " ".join(words)
+
+
+async def _decode_until_after(decode_task: asyncio.Task, decode: StreamTiming, moment: float) -> None:
+    """Let the decode run until TOKENS_AFTER_PREFILL tokens arrived after `moment`, then stop it."""
+    while not decode_task.done() and sum(t > moment for t in decode.token_times) < TOKENS_AFTER_PREFILL:
+        await asyncio.sleep(0.01)
+    if not decode_task.done():
+        decode_task.cancel()
+        decode.finished_at = decode.token_times[-1]
+    with contextlib.suppress(asyncio.CancelledError):
+        await decode_task
 
 
 async def _measure(session: EngineSession) -> dict[str, float]:
@@ -33,16 +50,16 @@ async def _measure(session: EngineSession) -> dict[str, float]:
     # llama-server closes kept-alive connections on its own schedule: never reuse one.
     async with httpx.AsyncClient(base_url=session.running.base_url, timeout=300,
                                  limits=httpx.Limits(max_keepalive_connections=0)) as client:
-        warm_prompt = adapter.fixed_length_request(model, _long_prompt(1), 1, stream=True)
-        await stream_request(client, warm_prompt)
+        await stream_request(client, adapter.fixed_length_request(model, _long_prompt(), 1, stream=True))
         decoding = asyncio.Event()
-        decode_task = asyncio.create_task(stream_request(
-            client, adapter.fixed_length_request(model, "the cat", DECODE_TOKENS, stream=True), decoding.set))
+        decode = StreamTiming(sent_at=time.perf_counter())
+        decode_task = asyncio.create_task(stream_into(
+            client, adapter.fixed_length_request(model, "the cat", DECODE_TOKENS_MAX, stream=True), decode,
+            decoding.set))
         await decoding.wait()
         await asyncio.sleep(0.05)
-        prefill = await stream_request(client, adapter.fixed_length_request(
-            model, _long_prompt(5), 1, stream=True))
-        decode = await decode_task
+        prefill = await stream_request(client, adapter.fixed_length_request(model, _long_prompt(), 1, stream=True))
+        await _decode_until_after(decode_task, decode, prefill.finished_at)
     overlapping = [later - earlier for earlier, later in zip(decode.token_times, decode.token_times[1:])
                    if later >= prefill.sent_at and earlier <= prefill.finished_at]
     ordinary = sorted(decode.gaps_s)[len(decode.gaps_s) // 2] if decode.gaps_s else float("nan")

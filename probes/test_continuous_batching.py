@@ -19,6 +19,7 @@ LONG_TOKENS = 1024
 SHORT_TOKENS = 8
 MIN_SPEEDUP = 1.2  # measured here (best of 3): 1 slot 1.0-1.1x; 4 slots 1.26-1.8x on the tiny models (per-token overhead dominates)
 ROUNDS = 3
+OVERTAKE_ATTEMPTS = 3
 PROMPT = "the cat"
 
 
@@ -38,8 +39,25 @@ async def _measure(session: EngineSession) -> dict[str, float | bool]:
         if round_index:  # round 0 warms the engine up
             sequential_s.append(summarize(sequential).duration_s)
             concurrent_s.append(summarize(concurrent).duration_s)
+    overtaking = await _overtake_attempts(session)
+    sequential_best, concurrent_best = min(sequential_s), min(concurrent_s)
+    return {"rounds": ROUNDS, "sequential_s": [round(v, 4) for v in sequential_s],
+            "concurrent_s": [round(v, 4) for v in concurrent_s],
+            "speedup": round(sequential_best / concurrent_best, 3),
+            "output_tokens_per_round": CONCURRENCY * TOKENS,
+            "short_finished_first": any(attempt["short_finished_first"] for attempt in overtaking),
+            "overtake_attempts": overtaking}
+
+
+async def _overtake_attempts(session: EngineSession) -> list[dict[str, float | bool]]:
+    """Send a short request while a long one decodes, up to OVERTAKE_ATTEMPTS times, until it finishes
+    first. One overtake proves the engine interleaves them: an engine that runs one sequence at a time
+    can never finish the short request first. Retrying covers a stall on a loaded host (the client or
+    the engine's API server starved of CPU) that delays both streams until the long one ends."""
+    adapter, model, url = session.adapter, session.served_model, session.running.base_url
+    attempts: list[dict[str, float | bool]] = []
     async with httpx.AsyncClient(base_url=url, timeout=300, limits=httpx.Limits(max_keepalive_connections=0)) as client:
-        for _ in range(3):  # the short request must be sent while the long one is still decoding
+        while len(attempts) < OVERTAKE_ATTEMPTS and not any(a["short_finished_first"] for a in attempts):
             long_started = asyncio.Event()
             long_task = asyncio.create_task(stream_request(
                 client, adapter.fixed_length_request(model, PROMPT, LONG_TOKENS, stream=True), long_started.set))
@@ -47,16 +65,10 @@ async def _measure(session: EngineSession) -> dict[str, float | bool]:
             short = await stream_request(client, adapter.fixed_length_request(model, PROMPT, SHORT_TOKENS,
                                                                               stream=True))
             long = await long_task
-            if short.sent_at < long.finished_at:
-                break
-    sequential_best, concurrent_best = min(sequential_s), min(concurrent_s)
-    return {"rounds": ROUNDS, "sequential_s": [round(v, 4) for v in sequential_s],
-            "concurrent_s": [round(v, 4) for v in concurrent_s],
-            "speedup": round(sequential_best / concurrent_best, 3),
-            "output_tokens_per_round": CONCURRENCY * TOKENS,
-            "short_sent_during_long": short.sent_at < long.finished_at,
-            "short_finished_first": short.finished_at < long.finished_at,
-            "short_latency_s": round(short.e2e_s, 4), "long_latency_s": round(long.e2e_s, 4)}
+            attempts.append({"short_sent_during_long": short.sent_at < long.finished_at,
+                             "short_finished_first": short.finished_at < long.finished_at,
+                             "short_latency_s": round(short.e2e_s, 4), "long_latency_s": round(long.e2e_s, 4)})
+    return attempts
 
 
 def check_continuous_batching(session: EngineSession) -> Verdict:
@@ -65,9 +77,10 @@ def check_continuous_batching(session: EngineSession) -> Verdict:
     scales = numbers["speedup"] >= MIN_SPEEDUP
     overtakes = bool(numbers["short_finished_first"])
     status = Status.PASS if scales and overtakes else Status.PARTIAL if scales or overtakes else Status.FAIL
+    tries = len(numbers["overtake_attempts"])
     reason = (f"{CONCURRENCY} concurrent requests {numbers['speedup']}x faster than sequential "
-              f"(threshold {MIN_SPEEDUP}x); short request sent during a long one "
-              f"{'finished first' if overtakes else 'waited for it'}")
+              f"(threshold {MIN_SPEEDUP}x); a short request sent during a long one "
+              f"{f'finished first (attempt {tries})' if overtakes else f'waited for it in all {tries} attempts'}")
     return Verdict(status=status, reason=reason, evidence=Evidence(numbers=numbers))
 
 

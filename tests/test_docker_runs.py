@@ -19,10 +19,10 @@ from harness.results import ResultRecord, Status, load_records
 from tests.docker_support import infercheck_containers
 
 pytestmark = pytest.mark.engine_integration
-# Left out of the comparison: their verdicts depend on the load of this shared 2-core host, and their
-# AsyncClients reuse kept-alive connections that llama-server closes (httpx RemoteProtocolError), which
-# stalls them for minutes or forever, natively as in Docker.
-TIMING_PROBES = ("chunked_prefill", "continuous_batching")
+
+# Their verdicts hang on thresholds over timings that the load of this shared 2-core host moves (about
+# one run in five differed here): both launchers must measure them, but their verdicts may differ.
+TIMING_PROBES = {"chunked_prefill", "continuous_batching"}
 
 
 def _pytest(*args: str, results: Path, run_id: str) -> list[str]:
@@ -36,13 +36,16 @@ def _records(results: Path) -> dict[str, ResultRecord]:
 
 def test_probe_verdicts_match_the_process_launcher(docker_connection, llama_image, artifacts, tmp_path: Path):
     for launcher in ("docker", "process"):
-        done = subprocess.run(_pytest("probes", "-k", f"not {' and not '.join(TIMING_PROBES)}", "--timeout", "300",
+        done = subprocess.run(_pytest("probes", "--timeout", "300",
                                       "--launcher", launcher, results=tmp_path / launcher, run_id=f"parity-{launcher}"),
                               cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, done.stdout[-3000:]
     docker, native = _records(tmp_path / "docker"), _records(tmp_path / "process")
-    assert docker.keys() == native.keys() and len(docker) >= 15
-    assert {probe: r.status for probe, r in docker.items()} == {probe: r.status for probe, r in native.items()}
+    assert docker.keys() == native.keys() and len(docker) >= 17
+    assert {p: r.status for p, r in docker.items() if p not in TIMING_PROBES} == \
+        {p: r.status for p, r in native.items() if p not in TIMING_PROBES}
+    measured = {Status.PASS, Status.PARTIAL, Status.FAIL}
+    assert all(docker[p].status in measured and native[p].status in measured for p in TIMING_PROBES)
     started = [record for record in docker.values() if record.launch is not None]
     assert started and all(record.launch.launcher == "docker" for record in started)
     assert all(record.engine.image_digest == llama_image.id for record in started)
