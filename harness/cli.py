@@ -14,6 +14,7 @@ from rich.console import Console
 
 from harness.bench.command import bench_command
 from harness.engines import UnknownEngineError, get_adapter
+from harness.model_sets import ModelSetError, load_model_set
 from harness.paths import REPO_ROOT, cache_dir, default_report_dir, default_results_dir
 from harness.results import record_json_schema
 
@@ -58,11 +59,15 @@ def run(engine: str = typer.Option("llama.cpp", help="engine adapter"),
         report: bool = typer.Option(True, help="regenerate the report afterwards"),
         launcher: str = typer.Option("process", help="process, or docker (containers/<name>/spec.yaml)"),
         container: Optional[str] = typer.Option(None, help="with --launcher docker: the container spec"),
-        pull: bool = typer.Option(False, help="with --launcher docker: pull a missing image")) -> None:
+        pull: bool = typer.Option(False, help="with --launcher docker: pull a missing image"),
+        model_set: Optional[Path] = typer.Option(None, help="YAML of real checkpoints (model-sets/); used when "
+                                                 "the Hugging Face Hub answers, synthesized models otherwise")) -> None:
     """Run the probes against one engine and record the verdicts."""
     try:
         get_adapter(engine)
-    except UnknownEngineError as exc:
+        if model_set is not None:
+            load_model_set(model_set)
+    except (UnknownEngineError, ModelSetError) as exc:
         _fail(str(exc))
     if base_url:
         _check_reachable(base_url, get_adapter(engine).health_path)
@@ -75,6 +80,8 @@ def run(engine: str = typer.Option("llama.cpp", help="engine adapter"),
     if select:
         args += ["-k", select]
     args += ["--launcher", launcher] + (["--container", container] if container else []) + (["--pull"] if pull else [])
+    if model_set is not None:
+        args += ["--model-set", str(model_set)]
     code = pytest.main(args)
     if code == pytest.ExitCode.USAGE_ERROR:
         raise typer.Exit(2)

@@ -21,6 +21,7 @@ import pytest
 from harness.containers import SpecError, select_spec
 from harness.engines import UnknownEngineError, adapter_classes
 from harness.engines.base import LaunchSpec, NotMeasurable, Unsupported
+from harness.model_sets import ModelSetError, load_model_set
 from harness.features import row_for
 from harness.paths import cache_dir, default_results_dir
 from harness.provenance import gpu_names, harness_info, host_info
@@ -38,6 +39,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--base-url", default=None, help="attach to a server you started instead of launching one")
     group.addoption("--attach-model", default="llama", help="synthesized model the attached server serves")
     group.addoption("--attach-format", default=None, help="its format (default: the adapter's native format)")
+    group.addoption("--model-set", default=None,
+                    help="YAML naming real checkpoints per probe model (model-sets/); used when the Hub answers")
     group.addoption("--results-dir", default=str(default_results_dir()), help="where result records go")
     group.addoption("--run-id", default=None, help="run id (default: time + random suffix)")
     group.addoption("--launcher", choices=("process", "docker"), default="process",
@@ -86,6 +89,11 @@ def pytest_configure(config: pytest.Config) -> None:
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
     config.stash[_VERDICTS_KEY] = []
+    if config.getoption("--model-set", None):
+        try:
+            load_model_set(Path(config.getoption("--model-set")))
+        except ModelSetError as exc:
+            raise pytest.UsageError(str(exc)) from None
     if hasattr(signal, "SIGTERM"):
         signal.signal(signal.SIGTERM, _terminate)
 
@@ -133,8 +141,9 @@ def run_context(request: pytest.FixtureRequest) -> Any:
             engine=config.getoption("--engine"), results_dir=Path(config.getoption("--results-dir")),
             cache=cache_dir(), attach_url=config.getoption("--base-url"), attach_spec=attach_spec,
             run_id=config.getoption("--run-id"), docker=_docker_options(config),
+            model_set=Path(config.getoption("--model-set")) if config.getoption("--model-set") else None,
         )
-    except (UnknownEngineError, FileNotFoundError, KeyError, SpecError) as exc:
+    except (UnknownEngineError, FileNotFoundError, KeyError, SpecError, ModelSetError) as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[_CONTEXT_KEY] = context
     yield context

@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING
 
 from harness.engines import get_adapter
 from harness.engines.base import EngineAdapter, LaunchSpec
+from harness.model_sets import hub_reachable, load_model_set
 from harness.models import ModelArtifact, ensure_models, find_artifact
+from harness.models.checkpoints import CheckpointSource, hub_root
 from harness.provenance import gpu_names
 from harness.results import EngineIdentity, run_dir_for
 from harness.session import EnginePool
@@ -40,9 +42,11 @@ class RunContext:
     @classmethod
     def create(cls, engine: str, results_dir: Path, cache: Path, attach_url: str | None = None,
                attach_spec: LaunchSpec | None = None, run_id: str | None = None,
-               progress: Callable[[str], None] = print, docker: DockerOptions | None = None) -> RunContext:
+               progress: Callable[[str], None] = print, docker: DockerOptions | None = None,
+               model_set: Path | None = None) -> RunContext:
         """Resolve the engine, make sure the models exist, and prepare the engine pool."""
         adapter = get_adapter(engine)
+        checkpoints = _checkpoint_source(model_set, cache, progress)
         if attach_url is None and docker is None:
             adapter.prepare()
         build = llamacpp_toolchain.find_build(cache)
@@ -56,11 +60,27 @@ class RunContext:
         containers = None
         if docker is not None and attach_url is None:
             from harness.launch.containers import ContainerRunner
-            containers = ContainerRunner.create(adapter.name, artifacts, run_id, devices, docker, progress)
+            model_paths = [artifact.path for artifact in artifacts] + ([checkpoints.root] if checkpoints else [])
+            containers = ContainerRunner.create(adapter.name, model_paths, run_id, devices, docker, progress)
         pool = EnginePool(adapter, artifacts, run_dir, devices=devices, attach_url=attach_url,
-                          attach_spec=attach_spec, containers=containers)
+                          attach_spec=attach_spec, containers=containers, checkpoints=checkpoints)
         return cls(run_id=run_id, run_dir=run_dir, adapter=adapter, artifacts=artifacts, pool=pool)
 
     def identity(self) -> EngineIdentity:
         """The engine identity seen last in this run (before any start: the adapter's name only)."""
         return self.last_identity or EngineIdentity(name=self.adapter.name, version="not started")
+
+
+def _checkpoint_source(model_set: Path | None, cache: Path,
+                       progress: Callable[[str], None]) -> CheckpointSource | None:
+    """The model set's checkpoints when the Hub answers; None (synthesized models) otherwise."""
+    if model_set is None:
+        return None
+    chosen = load_model_set(model_set)
+    if not hub_reachable():
+        progress(f"model set {chosen.name}: the Hugging Face Hub is unreachable, so the synthesized models "
+                 "stand in wherever the engine can load them")
+        return None
+    root = hub_root(cache)
+    root.mkdir(parents=True, exist_ok=True)
+    return CheckpointSource(chosen, root)

@@ -11,6 +11,7 @@ from harness.engines.base import EngineAdapter, LaunchSpec, NotMeasurable, Resol
 from harness.launch.base import EngineStartError, Launcher, RunningEngine, free_port
 from harness.launch.process import ProcessLauncher
 from harness.models import ModelArtifact, find_artifact
+from harness.models.checkpoints import CheckpointSource
 from harness.results import EngineIdentity, LaunchInfo, ModelInfo
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ class EngineSession:
     def model_info(self) -> ModelInfo:
         """Provenance of the served model."""
         return ModelInfo(name=self.model.name, family=self.model.family, format=self.model.format,
-                         sha256=self.model.sha256)
+                         sha256=self.model.sha256, source=self.model.source)
 
 
 class EnginePool:
@@ -42,7 +43,7 @@ class EnginePool:
 
     def __init__(self, adapter: EngineAdapter, artifacts: list[ModelArtifact], run_dir: Path,
                  devices: int = 0, attach_url: str | None = None, attach_spec: LaunchSpec | None = None,
-                 containers: ContainerRunner | None = None) -> None:
+                 containers: ContainerRunner | None = None, checkpoints: CheckpointSource | None = None) -> None:
         self.adapter = adapter
         self.artifacts = artifacts
         self.run_dir = run_dir
@@ -51,6 +52,7 @@ class EnginePool:
         attach_spec = attach_spec or LaunchSpec()
         self.attach_spec = replace(attach_spec, model_format=attach_spec.model_format or adapter.native_format)
         self.containers = containers  # set: engines run in containers (--launcher docker)
+        self.checkpoints = checkpoints  # set: a model set's real checkpoints replace synthesized models
         self._current: tuple[LaunchSpec, EngineSession, Launcher | None] | None = None
         self._failed: dict[LaunchSpec, str] = {}
 
@@ -76,12 +78,23 @@ class EnginePool:
 
     def _model_for(self, spec: LaunchSpec) -> tuple[ModelArtifact, ModelArtifact | None]:
         fmt = spec.model_format or self.adapter.native_format
+        model = self._artifact(spec.model, fmt)
+        draft = self._artifact(spec.draft_model, fmt) if spec.draft_model else None
+        return model, draft
+
+    def _artifact(self, name: str, fmt: str) -> ModelArtifact:
+        """The model set's checkpoint for `name` in `fmt`, else the synthesized model."""
+        if self.checkpoints is not None:
+            try:
+                real = self.checkpoints.artifact(name, fmt)
+            except Exception as exc:  # the Hub client raises HTTP, OS and validation errors alike
+                raise EngineStartError(f"cannot fetch the model set's {name} ({fmt}): {exc}") from exc
+            if real is not None:
+                return real
         try:
-            model = find_artifact(self.artifacts, spec.model, fmt)
-            draft = find_artifact(self.artifacts, spec.draft_model, fmt) if spec.draft_model else None
+            return find_artifact(self.artifacts, name, fmt)
         except KeyError as exc:
             raise NotMeasurable(f"no such model on this host: {exc}") from None
-        return model, draft
 
     def _launch(self, spec: LaunchSpec) -> EngineSession:
         model, draft = self._model_for(spec)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.engines.base import GreedyOutput
+from harness.engines.base import GreedyOutput, NotMeasurable
 from harness.models import RefCase
 from harness.session import EngineSession
 
@@ -21,6 +21,13 @@ class Tolerance:
     max_logprob_diff: float  # first position: |engine - reference| logprob of the reference's top token
 
 
+def require_references(session: EngineSession, references: list[RefCase]) -> None:
+    """Not measured when there is nothing to compare with (a model set's real checkpoint)."""
+    if not references:
+        raise NotMeasurable(f"{session.model.source} has no float32 reference outputs to compare with "
+                            "(references exist for the synthesized models only)")
+
+
 def run_greedy(session: EngineSession, case: RefCase) -> GreedyOutput:
     """Greedy-decode one reference prompt on the engine."""
     request = session.adapter.greedy_request(session.served_model, case.prompt, MAX_TOKENS, TOP_LOGPROBS)
@@ -30,6 +37,7 @@ def run_greedy(session: EngineSession, case: RefCase) -> GreedyOutput:
 
 def compare_to_reference(session: EngineSession, references: list[RefCase]) -> dict[str, float | list]:
     """Run every reference prompt and measure agreement (numbers for the evidence)."""
+    require_references(session, references)
     exact = top1 = 0
     diffs: list[float] = []
     outputs = []

@@ -7,13 +7,14 @@ import pytest
 from harness.models import RefCase
 from harness.results import Evidence, Status, Verdict
 from harness.session import EngineSession
-from probes.reference import MAX_TOKENS
+from probes.reference import MAX_TOKENS, require_references
 
 DRAFT_MODEL = "llama-draft"
 
 
 def check_speculative(session: EngineSession, references: list[RefCase]) -> Verdict:
     """Pass: the engine reports accepted draft tokens and every output equals the reference greedy text."""
+    require_references(session, references)
     responses, outputs = [], []
     identical = 0
     for case in references:

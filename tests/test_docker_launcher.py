@@ -24,7 +24,7 @@ SPEC = spec_named("llama.cpp-cpu")
 
 def _llama(artifacts, run_id: str, stop_timeout_s: float = 10.0, **config) -> tuple[DockerLauncher, list[str], int]:
     """A launcher of the llama.cpp CPU image and the spec's base command for the f16 model."""
-    root = models_root(artifacts)
+    root = models_root([artifact.path for artifact in artifacts])
     model = find_artifact(artifacts, "llama", "f16").path
     port = free_port()
     command = SPEC.command(["base"], model=f"/models/{model.relative_to(root)}", port=port)

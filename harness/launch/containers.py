@@ -21,13 +21,12 @@ from harness.dockerd import DockerUnavailable, connect
 from harness.engines.base import NotMeasurable
 from harness.launch.base import EngineStartError, Launcher
 from harness.launch.docker import ContainerConfig, DockerLauncher, sweep_leftovers
-from harness.models import ModelArtifact
 from harness.results import EngineIdentity
 
 
-def models_root(artifacts: list[ModelArtifact]) -> Path:
-    """The folder that holds every model artifact (mounted into the container)."""
-    root = Path(os.path.commonpath([str(artifact.path) for artifact in artifacts]))
+def models_root(model_paths: list[Path]) -> Path:
+    """The folder that holds every model file or folder (mounted into the container)."""
+    root = Path(os.path.commonpath([str(path) for path in model_paths]))
     return root.parent if root.is_file() else root
 
 
@@ -58,11 +57,11 @@ class ContainerRunner:
     problem: Exception | None = None  # why containers cannot start here
 
     @classmethod
-    def create(cls, engine: str, artifacts: list[ModelArtifact], run_id: str, devices: int,
+    def create(cls, engine: str, model_paths: list[Path], run_id: str, devices: int,
                options: DockerOptions, progress: Callable[[str], None] = print) -> ContainerRunner:
         """Pick the spec for `engine` and get its image ready; what fails is kept for the probes to report."""
         spec = select_spec(engine, devices, options.container)
-        runner = cls(spec=spec, run_id=run_id, host_models=models_root(artifacts),
+        runner = cls(spec=spec, run_id=run_id, host_models=models_root(model_paths),
                      gpus=options.gpus or ("all" if spec.needs_gpu else None))
         runner.problem = runner._prepare(devices, options.pull, progress)
         return runner

@@ -5,7 +5,9 @@ tokens, the first `ttft_s` after the request's last byte arrived and the k-th `k
 later (absolute deadlines, so waiting errors never accumulate; it learns how late it wakes
 and wakes that much early), then a final event with the usage, its own `timings` (when it
 really wrote the tokens, as llama-server reports them) and `[DONE]`. It is the ruler the
-load generator is calibrated against. HTTP/1.1 comes from h11; the event loop uses select(),
+load generator is calibrated against. "Arrived" is the kernel's receive timestamp of the
+request's last bytes (SO_TIMESTAMPNS), so the time this process takes to wake, accept and
+read never shifts its deadlines. HTTP/1.1 comes from h11; the event loop uses select(),
 whose timeout has microsecond resolution (epoll rounds it up to the next millisecond).
 
 Run it in its own process so that it never shares an event loop with the load generator:
@@ -20,8 +22,11 @@ import asyncio
 import itertools
 import json
 import selectors
+import socket
+import struct
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +36,8 @@ import h11
 
 MODEL = "null"
 READ_BYTES = 65536
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; Python's socket module leaves it out
+ANCILLARY_BYTES = socket.CMSG_SPACE(16)  # one struct timespec
 MAX_LEAD_S = 0.002  # the most it wakes early to make up for its own lateness
 LEAD_GAIN = 0.05  # how fast the lead follows the lateness it measures
 _GENERATION_PATHS = {"/v1/completions": "text_completion", "/v1/chat/completions": "chat.completion.chunk"}
@@ -59,11 +66,11 @@ class NullEngine:
         self._requests = itertools.count(1)
         self._lead_s = 0.0  # how early it wakes so that writes land on their deadlines on average
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def handle(self, sock: socket.socket) -> None:
         """Serve one keep-alive connection until the client closes it."""
-        connection = h11.Connection(h11.SERVER)
+        connection, writer = h11.Connection(h11.SERVER), _Writer(sock)
         try:
-            while (received := await _read_request(connection, reader)) is not None:
+            while (received := await _read_request(connection, sock)) is not None:
                 await self._respond(connection, writer, *received)
                 if connection.our_state is h11.MUST_CLOSE:
                     break
@@ -71,9 +78,9 @@ class NullEngine:
         except (h11.ProtocolError, ConnectionError):
             pass
         finally:
-            writer.close()
+            sock.close()
 
-    async def _respond(self, connection: h11.Connection, writer: asyncio.StreamWriter,
+    async def _respond(self, connection: h11.Connection, writer: _Writer,
                        request: h11.Request, body: bytes, arrived: float) -> None:
         path = request.target.decode().split("?")[0]
         if request.method == b"GET" and path in ("/health", "/v1/models"):
@@ -86,7 +93,7 @@ class NullEngine:
         else:
             await self._stream(connection, writer, _GENERATION_PATHS[path], json.loads(body), arrived)
 
-    async def _stream(self, connection: h11.Connection, writer: asyncio.StreamWriter, kind: str,
+    async def _stream(self, connection: h11.Connection, writer: _Writer, kind: str,
                       params: dict[str, Any], arrived: float) -> None:
         if not params.get("stream"):
             await _send_json(connection, writer, 400, {"error": {"message": "the null engine only streams"}})
@@ -145,15 +152,13 @@ def _prompt_tokens(params: dict[str, Any]) -> int:
 
 
 async def _read_request(connection: h11.Connection,
-                        reader: asyncio.StreamReader) -> tuple[h11.Request, bytes, float] | None:
+                        sock: socket.socket) -> tuple[h11.Request, bytes, float] | None:
     """The next request, its body and when its last bytes arrived; None once the client has closed."""
-    loop = asyncio.get_running_loop()
-    request, body, arrived = None, bytearray(), loop.time()
+    request, body, arrived = None, bytearray(), asyncio.get_running_loop().time()
     while True:
         event = connection.next_event()
         if event is h11.NEED_DATA:
-            data = await reader.read(READ_BYTES)
-            arrived = loop.time()
+            data, arrived = await _receive(sock)
             connection.receive_data(data)
         elif isinstance(event, h11.Request):
             request = event
@@ -165,7 +170,59 @@ async def _read_request(connection: h11.Connection,
             return None
 
 
-async def _send_json(connection: h11.Connection, writer: asyncio.StreamWriter, status: int,
+async def _receive(sock: socket.socket) -> tuple[bytes, float]:
+    """The next bytes on `sock` and, on the event loop's clock, when the kernel received them."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            data, ancillary, _, _ = sock.recvmsg(READ_BYTES, ANCILLARY_BYTES)
+        except BlockingIOError:
+            await _readable(loop, sock)
+            continue
+        return data, _kernel_arrival(ancillary, loop)
+
+
+async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    ready = loop.create_future()
+    loop.add_reader(sock.fileno(), lambda: ready.done() or ready.set_result(None))
+    try:
+        await ready
+    finally:
+        loop.remove_reader(sock.fileno())
+
+
+def _kernel_arrival(ancillary: list[tuple[int, int, bytes]], loop: asyncio.AbstractEventLoop) -> float:
+    """The receive timestamp (wall clock) moved onto the loop's monotonic clock; now, if there is none."""
+    now = loop.time()
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            seconds, nanoseconds = struct.unpack("qq", data[:16])
+            return now - (time.time_ns() - (seconds * 1_000_000_000 + nanoseconds)) / 1e9
+    return now
+
+
+class _Writer:
+    """Writes to a non-blocking socket at once; what the socket cannot take yet waits for `drain`
+    (the two StreamWriter calls the engine uses)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock, self._pending = sock, bytearray()
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            try:
+                data = data[self._sock.send(data):]
+            except BlockingIOError:
+                pass
+        self._pending += data
+
+    async def drain(self) -> None:
+        if self._pending:
+            pending, self._pending = bytes(self._pending), bytearray()
+            await asyncio.get_running_loop().sock_sendall(self._sock, pending)
+
+
+async def _send_json(connection: h11.Connection, writer: _Writer, status: int,
                      answer: dict[str, Any]) -> None:
     body = json.dumps(answer).encode()
     writer.write(connection.send(h11.Response(status_code=status, headers=[
@@ -177,10 +234,18 @@ async def _send_json(connection: h11.Connection, writer: asyncio.StreamWriter, s
 
 async def serve(pace: NullPace, host: str = "127.0.0.1", port: int = 0) -> None:
     """Serve forever; prints `listening on PORT` once the socket is bound."""
-    server = await asyncio.start_server(NullEngine(pace).handle, host, port, backlog=1024)
-    print(f"listening on {server.sockets[0].getsockname()[1]}", flush=True)
-    async with server:
-        await server.serve_forever()
+    loop, engine, connections = asyncio.get_running_loop(), NullEngine(pace), set()
+    with socket.create_server((host, port), backlog=1024) as listener:
+        listener.setblocking(False)
+        print(f"listening on {listener.getsockname()[1]}", flush=True)
+        while True:
+            sock, _ = await loop.sock_accept(listener)
+            sock.setblocking(False)
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            task = loop.create_task(engine.handle(sock))
+            connections.add(task)
+            task.add_done_callback(connections.discard)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -27,7 +27,8 @@ class ModelArtifact(BaseModel):
     format: str
     path: Path
     sha256: str
-    references: list[RefCase]
+    references: list[RefCase]  # empty for a real checkpoint: nothing to compare against
+    source: str = "synthesized"  # or where a real checkpoint came from (hf://repo[@revision][/file])
 
 
 class Manifest(BaseModel):
