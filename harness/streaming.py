@@ -121,9 +121,9 @@ async def stream_into(client: httpx.AsyncClient, request: ApiRequest, timing: St
         async for chunk in response.aiter_raw():
             arrived = time.perf_counter()
             for payload in decoder.feed(chunk):
-                _take_event(timing, payload, arrived, on_first_token)
+                take_event(timing, payload, arrived, on_first_token)
         for payload in decoder.close():
-            _take_event(timing, payload, arrived, on_first_token)
+            take_event(timing, payload, arrived, on_first_token)
     if not timing.finished_at:
         timing.finished_at = arrived
 
@@ -136,8 +136,9 @@ async def stream_request(client: httpx.AsyncClient, request: ApiRequest,
     return timing
 
 
-def _take_event(timing: StreamTiming, payload: bytes, arrived: float,
-                on_first_token: Callable[[], object] | None) -> None:
+def take_event(timing: StreamTiming, payload: bytes, arrived: float,
+               on_first_token: Callable[[], object] | None) -> None:
+    """Add one SSE payload that arrived at `arrived` to `timing`; raises StreamError on an error event."""
     if payload == b"[DONE]":
         timing.finished_at = arrived
         return

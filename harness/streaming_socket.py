@@ -1,0 +1,70 @@
+"""A streaming request read by a bare blocking socket that only receives and stamps while it runs.
+
+The asyncio client (`harness.streaming`) spends a few hundred microseconds of Python per event; a
+tiny model on llama-server makes tokens faster than that, so its stamps fall behind the engine and
+two streams read by one event loop can be stamped out of the order the engine sent them. Here each
+stream has its own thread and socket, the loop does nothing but `recv` and take the time, and the
+HTTP and SSE parsing happen after the stream has ended, each event stamped with its chunk's time.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+
+import h11
+import httpx
+
+from harness.engines.base import ApiRequest
+from harness.streaming import SSEDecoder, StreamError, StreamTiming, take_event
+
+READ_BYTES = 65536
+
+
+def stream_with_socket(base_url: str, request: ApiRequest, first_data: threading.Event | None = None,
+                       timeout_s: float = 300.0) -> StreamTiming:
+    """Send one streaming request on a fresh connection and time its events; `first_data` is set when
+    the first bytes of the response body arrive. Raises StreamError on an error status or event."""
+    url = httpx.URL(base_url)
+    body = json.dumps(request.body).encode()
+    head = (f"{request.method} {url.path.rstrip('/')}{request.path} HTTP/1.1\r\nHost: {url.host}:{url.port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    chunks: list[tuple[float, bytes]] = []
+    with socket.create_connection((url.host, url.port or 80), timeout=timeout_s) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sent_at = time.perf_counter()
+        sock.sendall(head + body)
+        while data := sock.recv(READ_BYTES):
+            chunks.append((time.perf_counter(), data))
+            if first_data is not None and b"data:" in data:
+                first_data.set()
+    if first_data is not None:
+        first_data.set()  # never leave a waiter hanging, even on an empty or failed response
+    return _parse(chunks, sent_at)
+
+
+def _parse(chunks: list[tuple[float, bytes]], sent_at: float) -> StreamTiming:
+    timing = StreamTiming(sent_at=sent_at)
+    connection, decoder = h11.Connection(h11.CLIENT), SSEDecoder()
+    connection.send(h11.Request(method="GET", target="/", headers=[("Host", "x")]))
+    connection.send(h11.EndOfMessage())
+    status, error_body = 0, b""
+    for arrived, data in chunks:
+        connection.receive_data(data)
+        while (event := connection.next_event()) not in (h11.NEED_DATA, h11.PAUSED):
+            if isinstance(event, h11.Response):
+                status = event.status_code
+            elif isinstance(event, h11.Data) and status >= 400:
+                error_body += event.data
+            elif isinstance(event, h11.Data):
+                for payload in decoder.feed(event.data):
+                    take_event(timing, payload, arrived, None)
+            elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+                break
+    if status >= 400 or not status:
+        raise StreamError(f"HTTP {status or 'no response'}: {error_body[:300].decode('utf-8', 'replace')}")
+    if chunks and not timing.finished_at:
+        timing.finished_at = chunks[-1][0]
+    return timing
