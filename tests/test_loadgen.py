@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import statistics
+import threading
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -22,7 +24,8 @@ from harness.loadgen import (
     measure_prompt_scale, run_load, summarize,
 )
 from harness.loadgen.null_engine import NullPace, running_null_engine
-from harness.streaming import SSEDecoder, StreamTiming
+from harness.streaming import SSEDecoder, StreamError, StreamTiming
+from harness.streaming_socket import stream_with_socket
 
 PACE = NullPace(ttft_s=0.05, itl_s=0.005)
 ADAPTER = LlamaCppAdapter(server_binary=None)
@@ -200,3 +203,19 @@ def test_as_chat_moves_the_prompt_into_one_user_message() -> None:
     assert chat.body["messages"] == [{"role": "user", "content": "hello there"}] and chat.body["max_tokens"] == 4
     with pytest.raises(ValueError):
         as_chat(ApiRequest("/completion", {"prompt": "x"}))
+
+
+# -- the bare-socket reader ----------------------------------------------------------------
+
+def test_socket_reader_times_the_null_engine_pace(null_url: str) -> None:
+    started = threading.Event()
+    timing = stream_with_socket(null_url, requests(1, output=20)[0], started)
+    assert started.is_set() and len(timing.token_times) == 20 and timing.usage["completion_tokens"] == 20
+    assert PACE.ttft_s <= timing.ttft_s < PACE.ttft_s * 3
+    assert PACE.itl_s * 0.5 < statistics.median(timing.gaps_s) < PACE.itl_s * 1.5
+    assert timing.finished_at >= timing.token_times[-1]
+
+
+def test_socket_reader_raises_on_an_error_status(null_url: str) -> None:
+    with pytest.raises(StreamError, match="HTTP 404"):
+        stream_with_socket(null_url, ApiRequest("/v1/nothing", {"stream": True}))
