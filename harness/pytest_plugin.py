@@ -21,7 +21,7 @@ import pytest
 from harness.containers import SpecError, select_spec
 from harness.engines import UnknownEngineError, adapter_classes
 from harness.engines.base import LaunchSpec, NotMeasurable, Unsupported
-from harness.model_sets import ModelSetError, load_model_set
+from harness.model_sets import ModelSet, ModelSetError, load_model_set
 from harness.features import row_for
 from harness.paths import cache_dir, default_results_dir
 from harness.provenance import gpu_names, harness_info, host_info
@@ -31,6 +31,7 @@ from harness.session import EngineSession
 
 _CONTEXT_KEY = pytest.StashKey[RunContext]()
 _VERDICTS_KEY = pytest.StashKey[list[ResultRecord]]()
+_MODEL_SET_KEY = pytest.StashKey[ModelSet]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -91,7 +92,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_VERDICTS_KEY] = []
     if config.getoption("--model-set", None):
         try:
-            load_model_set(Path(config.getoption("--model-set")))
+            config.stash[_MODEL_SET_KEY] = load_model_set(Path(config.getoption("--model-set")))
         except ModelSetError as exc:
             raise pytest.UsageError(str(exc)) from None
     if hasattr(signal, "SIGTERM"):
@@ -141,9 +142,9 @@ def run_context(request: pytest.FixtureRequest) -> Any:
             engine=config.getoption("--engine"), results_dir=Path(config.getoption("--results-dir")),
             cache=cache_dir(), attach_url=config.getoption("--base-url"), attach_spec=attach_spec,
             run_id=config.getoption("--run-id"), docker=_docker_options(config),
-            model_set=Path(config.getoption("--model-set")) if config.getoption("--model-set") else None,
+            model_set=config.stash.get(_MODEL_SET_KEY, None),
         )
-    except (UnknownEngineError, FileNotFoundError, KeyError, SpecError, ModelSetError) as exc:
+    except (UnknownEngineError, FileNotFoundError, KeyError, SpecError) as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[_CONTEXT_KEY] = context
     yield context

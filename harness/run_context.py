@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from harness.engines import get_adapter
 from harness.engines.base import EngineAdapter, LaunchSpec
-from harness.model_sets import hub_reachable, load_model_set
+from harness.model_sets import ModelSet, hub_reachable
 from harness.models import ModelArtifact, ensure_models, find_artifact
 from harness.models.checkpoints import CheckpointSource, hub_root
 from harness.provenance import gpu_names
@@ -43,7 +43,7 @@ class RunContext:
     def create(cls, engine: str, results_dir: Path, cache: Path, attach_url: str | None = None,
                attach_spec: LaunchSpec | None = None, run_id: str | None = None,
                progress: Callable[[str], None] = print, docker: DockerOptions | None = None,
-               model_set: Path | None = None) -> RunContext:
+               model_set: ModelSet | None = None) -> RunContext:
         """Resolve the engine, make sure the models exist, and prepare the engine pool."""
         adapter = get_adapter(engine)
         checkpoints = _checkpoint_source(model_set, cache, progress)
@@ -71,16 +71,15 @@ class RunContext:
         return self.last_identity or EngineIdentity(name=self.adapter.name, version="not started")
 
 
-def _checkpoint_source(model_set: Path | None, cache: Path,
+def _checkpoint_source(model_set: ModelSet | None, cache: Path,
                        progress: Callable[[str], None]) -> CheckpointSource | None:
     """The model set's checkpoints when the Hub answers; None (synthesized models) otherwise."""
     if model_set is None:
         return None
-    chosen = load_model_set(model_set)
     if not hub_reachable():
-        progress(f"model set {chosen.name}: the Hugging Face Hub is unreachable, so the synthesized models "
+        progress(f"model set {model_set.name}: the Hugging Face Hub is unreachable, so the synthesized models "
                  "stand in wherever the engine can load them")
         return None
     root = hub_root(cache)
     root.mkdir(parents=True, exist_ok=True)
-    return CheckpointSource(chosen, root)
+    return CheckpointSource(model_set, root)

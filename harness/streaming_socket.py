@@ -29,27 +29,28 @@ def stream_with_socket(base_url: str, request: ApiRequest, first_data: threading
     the first bytes of the response body arrive. Raises StreamError on an error status or event."""
     url = httpx.URL(base_url)
     body = json.dumps(request.body).encode()
-    head = (f"{request.method} {url.path.rstrip('/')}{request.path} HTTP/1.1\r\nHost: {url.host}:{url.port}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    connection = h11.Connection(h11.CLIENT)
+    message = connection.send(h11.Request(method=request.method, target=url.path.rstrip("/") + request.path, headers=[
+        ("Host", f"{url.host}:{url.port}"), ("Content-Type", "application/json"),
+        ("Content-Length", str(len(body))), ("Connection", "close")]))
+    message += connection.send(h11.Data(data=body)) + connection.send(h11.EndOfMessage())
     chunks: list[tuple[float, bytes]] = []
     with socket.create_connection((url.host, url.port or 80), timeout=timeout_s) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sent_at = time.perf_counter()
-        sock.sendall(head + body)
+        sock.sendall(message)
         while data := sock.recv(READ_BYTES):
             chunks.append((time.perf_counter(), data))
             if first_data is not None and b"data:" in data:
                 first_data.set()
     if first_data is not None:
         first_data.set()  # never leave a waiter hanging, even on an empty or failed response
-    return _parse(chunks, sent_at)
+    return _parse(connection, chunks, sent_at)
 
 
-def _parse(chunks: list[tuple[float, bytes]], sent_at: float) -> StreamTiming:
-    timing = StreamTiming(sent_at=sent_at)
-    connection, decoder = h11.Connection(h11.CLIENT), SSEDecoder()
-    connection.send(h11.Request(method="GET", target="/", headers=[("Host", "x")]))
-    connection.send(h11.EndOfMessage())
+def _parse(connection: h11.Connection, chunks: list[tuple[float, bytes]], sent_at: float) -> StreamTiming:
+    """The response read back from its stamped chunks, each event stamped with its chunk's arrival."""
+    timing, decoder = StreamTiming(sent_at=sent_at), SSEDecoder()
     status, error_body = 0, b""
     for arrived, data in chunks:
         connection.receive_data(data)

