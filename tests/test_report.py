@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.claims import ClaimsTable, import_claims, load_claims, parse_claims
+from harness.engines import adapter_classes
 from harness.report import ReportSection, record_relpath, render_report, write_report
 from harness.report.aggregate import counted_records, measured_mark
 from harness.report.sections import DEFAULT_SECTIONS
@@ -227,3 +228,13 @@ def test_write_report(tmp_path: Path) -> None:
     assert (paths[0].parent / link).resolve() == written.resolve()
     assert write_report(claims_path, tmp_path / "results", tmp_path / "report") == paths
     assert paths[0].read_text(encoding="utf-8") == markdown
+
+
+def test_written_report_has_a_column_for_every_adapter(tmp_path: Path) -> None:
+    """An engine with an adapter but no claimed column (SGLang) and no record yet still gets its column."""
+    claims_path = import_claims(REPO / "report" / "claims-source.md", "seed", tmp_path / "report")[0]
+    markdown = write_report(claims_path, tmp_path / "results", tmp_path / "report")[0].read_text(encoding="utf-8")
+    header = table_row(markdown, "|")
+    assert set(adapter_classes()) <= set(header) and "SGLang" in header
+    assert table_row(markdown, "JSON Schema")[header.index("SGLang")] == "— → ·"
+    assert "· not measured on any host yet" in markdown

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from harness.bench.records import BenchRecord, load_bench_records
 from harness.claims import ClaimsTable, load_claims
+from harness.engines import adapter_classes
 from harness.report.context import build_context
 from harness.report.footnotes import footnote_definitions
 from harness.report.sections import DEFAULT_SECTIONS, SectionRenderer
@@ -34,9 +35,15 @@ def render_report(claims: ClaimsTable, records: list[ResultRecord], extra_engine
     return dict(sorted(files.items()))
 
 
-def write_report(claims_path: Path, results_dir: Path, out_dir: Path, extra_engines: Sequence[str] = ()) -> list[Path]:
-    """Render from claims.json and a results folder into out_dir; returns the files written, sorted."""
+def write_report(claims_path: Path, results_dir: Path, out_dir: Path,
+                 extra_engines: Sequence[str] | None = None) -> list[Path]:
+    """Render from claims.json and a results folder into out_dir; returns the files written, sorted.
+
+    Columns: the claimed table's engines, then every other engine with an adapter (`extra_engines`,
+    by default all of them), so an engine beyond the seed table shows up before it is measured."""
     out_dir = Path(out_dir)
+    if extra_engines is None:
+        extra_engines = sorted(adapter_classes())
     href = Path(os.path.relpath(Path(results_dir).resolve(), out_dir.resolve())).as_posix()
     files = render_report(load_claims(Path(claims_path)), load_records(Path(results_dir)), extra_engines,
                           results_href=href, bench=load_bench_records(Path(results_dir)))

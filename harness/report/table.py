@@ -8,7 +8,7 @@ from harness.report.format import relink_refs, table_cell, timestamp
 UNVERIFIED = "·"
 CLAIMS_ONLY = "†"
 MEASURED_LEGEND = ("✅ pass | 🌩️ partial, or mixed pass and fail | ❌ fail | "
-                   f"⚠ error (the probe could not finish) | {UNVERIFIED} unverified (no measurement)")
+                   f"⚠ error (the probe could not finish) | {UNVERIFIED} not measured on any host yet (claimed mark shown, unverified)")
 
 
 def header(context: ReportContext) -> str:
