@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -32,6 +33,11 @@ BASE_CMAKE_ARGS = (
     "-DLLAMA_OPENSSL=OFF",
     f"-DLLAMA_BUILD_NUMBER={PACKAGE_VERSION.split('.')[0]}",
 )
+# The CPU build targets x86-64-v3 (AVX2, FMA, F16C) instead of `-march=native`: the cache outlives a change of
+# machine, and a native build on a Xeon with AMX died with SIGILL (invalid opcode in its AMX kernels under KVM)
+# as soon as it loaded a Q8_0 or Q4_K_M model (measured 2026-12-01).
+PORTABLE_X86_CMAKE_ARGS = ("-DGGML_NATIVE=OFF", "-DGGML_AVX=ON", "-DGGML_AVX2=ON", "-DGGML_FMA=ON",
+                           "-DGGML_F16C=ON", "-DGGML_BMI2=ON")
 BACKEND_CMAKE_ARGS = {"cpu": (), "cuda": ("-DGGML_CUDA=ON",)}
 
 
@@ -67,14 +73,24 @@ def build_dir_for(cache: Path, backend: str) -> Path:
     return cache / "llama.cpp" / f"{PACKAGE_VERSION}-{backend}"
 
 
+def cmake_args_for(backend: str) -> tuple[str, ...]:
+    """The configure flags of one build flavour on this machine's architecture."""
+    if backend not in BACKEND_CMAKE_ARGS:
+        raise LlamaCppBuildError(f"unknown llama.cpp backend {backend!r}; known: {sorted(BACKEND_CMAKE_ARGS)}")
+    portable = PORTABLE_X86_CMAKE_ARGS if backend == "cpu" and platform.machine() in ("x86_64", "AMD64") else ()
+    return BASE_CMAKE_ARGS + portable + BACKEND_CMAKE_ARGS[backend]
+
+
 def find_build(cache: Path, backend: str | None = None) -> LlamaCppBuild | None:
-    """A finished build in the cache, or None."""
+    """A finished build in the cache made with today's flags, or None."""
     backend = backend or default_backend()
     root = build_dir_for(cache, backend)
     manifest = root / "build.json"
     if not manifest.exists():
         return None
     data = json.loads(manifest.read_text())
+    if data.get("cmake_args") != list(cmake_args_for(backend)):
+        return None
     build = LlamaCppBuild(bin_dir=root / "bin", backend=backend,
                           package_version=data["package_version"], cmake_args=tuple(data["cmake_args"]))
     return build if build.server.exists() and build.quantize.exists() else None
@@ -87,10 +103,8 @@ def ensure_build(cache: Path, backend: str | None = None, jobs: int | None = Non
     existing = find_build(cache, backend)
     if existing:
         return existing
-    if backend not in BACKEND_CMAKE_ARGS:
-        raise LlamaCppBuildError(f"unknown llama.cpp backend {backend!r}; known: {sorted(BACKEND_CMAKE_ARGS)}")
     root = build_dir_for(cache, backend)
-    cmake_args = BASE_CMAKE_ARGS + BACKEND_CMAKE_ARGS[backend]
+    cmake_args = cmake_args_for(backend)
     with tempfile.TemporaryDirectory(prefix="llamacpp-build-", dir=cache) as scratch:
         source = _unpack_sdist(Path(scratch), progress)
         build_tree = Path(scratch) / "build"

@@ -1,0 +1,43 @@
+"""The llama.cpp build cache: a build is reused only when it was made with today's flags."""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+import pytest
+
+from harness.toolchain import llamacpp
+
+
+def _fake_build(cache: Path, cmake_args: list[str]) -> None:
+    root = llamacpp.build_dir_for(cache, "cpu")
+    (root / "bin").mkdir(parents=True)
+    for target in llamacpp.TARGETS:
+        (root / "bin" / target).write_text("")
+    (root / "build.json").write_text(json.dumps({"package_version": llamacpp.PACKAGE_VERSION,
+                                                 "cmake_args": cmake_args}))
+
+
+def test_build_with_todays_flags_is_reused(tmp_path: Path) -> None:
+    _fake_build(tmp_path, list(llamacpp.cmake_args_for("cpu")))
+    build = llamacpp.find_build(tmp_path, "cpu")
+    assert build is not None and build.server == llamacpp.build_dir_for(tmp_path, "cpu") / "bin" / "llama-server"
+
+
+def test_build_with_other_flags_is_not_reused(tmp_path: Path) -> None:
+    """A cache from an older harness (a `-march=native` build) is rebuilt, not trusted."""
+    _fake_build(tmp_path, list(llamacpp.BASE_CMAKE_ARGS))
+    assert llamacpp.find_build(tmp_path, "cpu") is None
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="the portable flags are for x86-64")
+def test_cpu_build_is_portable_on_x86() -> None:
+    args = llamacpp.cmake_args_for("cpu")
+    assert "-DGGML_NATIVE=OFF" in args and "-DGGML_AVX2=ON" in args
+
+
+def test_unknown_backend_is_a_clear_error() -> None:
+    with pytest.raises(llamacpp.LlamaCppBuildError, match="unknown llama.cpp backend 'rocm'"):
+        llamacpp.cmake_args_for("rocm")
