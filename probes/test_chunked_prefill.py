@@ -24,7 +24,8 @@ CHUNK_TOKENS = 64
 PROMPT_WORDS = 700
 DECODE_TOKENS_MAX = 1900  # fits a 2048-token context after a two-token prompt
 TOKENS_AFTER_PREFILL = 20  # the decode is stopped once this many tokens followed the prefill
-ATTEMPTS = 3
+ATTEMPTS = 5
+RETRY_PAUSE_S = 2.0  # between inconclusive attempts: an engine whose API server lagged gets time to catch up
 STALL_SHARE = 0.5  # a decode gap above this share of the prefill time means the prefill was not split
 
 
@@ -76,8 +77,11 @@ def check_chunked_prefill(session: EngineSession) -> Verdict:
     """Pass: the longest decode gap during the prefill stays under STALL_SHARE of the prefill time.
 
     A measurement that cannot tell (the decode and the prefill did not overlap, as when a loaded
-    host stalls the engine's API server; or a prefill too short) is repeated, up to ATTEMPTS times."""
+    host stalls the engine's API server; or a prefill too short) is repeated, up to ATTEMPTS times,
+    and stays an error (says nothing about the feature) if none can tell."""
     for attempt in range(1, ATTEMPTS + 1):
+        if attempt > 1:
+            time.sleep(RETRY_PAUSE_S)
         numbers = asyncio.run(_measure(session))
         numbers["attempt"] = attempt
         inconclusive = _inconclusive(numbers)

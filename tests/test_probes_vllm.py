@@ -132,6 +132,14 @@ def test_model_llama(vllm_pool):
     assert verdict.status is Status.PASS, verdict.evidence.numbers
 
 
+def test_whole_prompt_prefill(vllm_pool):
+    """vLLM's default scheduling budget holds the whole 1269-token prompt, so it is prefilled in one step."""
+    verdict = check_chunked_prefill(vllm_pool.session(LaunchSpec()))
+    if verdict.status is Status.ERROR:
+        pytest.xfail(f"inconclusive on this host: {verdict.reason} {verdict.evidence.numbers}")
+    assert verdict.status is Status.FAIL, verdict.evidence.numbers
+
+
 def test_continuous_batching_single_sequence(vllm_pool):
     verdict = check_continuous_batching(vllm_pool.session(LaunchSpec(parallel_slots=1)))
     assert verdict.status is not Status.PASS, verdict.evidence.numbers
@@ -139,7 +147,13 @@ def test_continuous_batching_single_sequence(vllm_pool):
 
 
 def test_chunked_prefill(vllm_pool):
+    """Measured here (2026-12-01): in about one attempt in four, and sometimes several in a row, vLLM CPU's
+    API server on 2 cores delivered a whole 1900-token decode in one burst seconds late, so it never overlapped
+    the prefill. Such an attempt cannot tell; when no attempt can, the probe says error and this test xfails.
+    A fail verdict (a decode stalled by the prefill) still fails it."""
     verdict = check_chunked_prefill(vllm_pool.session(LaunchSpec(prefill_chunk_tokens=CHUNK_TOKENS)))
+    if verdict.status is Status.ERROR:
+        pytest.xfail(f"inconclusive on this host: {verdict.reason} {verdict.evidence.numbers}")
     assert verdict.status is Status.PASS, verdict.evidence.numbers
 
 
