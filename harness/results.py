@@ -75,6 +75,7 @@ class LaunchInfo(BaseModel):
     command: list[str] = Field(default_factory=list)
     base_url: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+    ready_s: float | None = None  # seconds from the launcher's start to the first healthy answer; None when attached
 
 
 class ModelInfo(BaseModel):

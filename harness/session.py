@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -105,10 +106,12 @@ class EnginePool:
         if self.containers is not None:
             launcher, command = self.containers.launcher(command)
         log_path = self.run_dir / "logs" / f"{spec.key().replace('/', '_')}.log"
+        starting = time.monotonic()
         running = launcher.start(command, port, spec.api_prefix + self.adapter.health_path, log_path,
                                  env=self.adapter.launch_env(spec), timeout_s=self.adapter.startup_timeout_s)
+        ready_s = round(time.monotonic() - starting, 2)
         try:
-            session = self._make_session(spec, running, model, resolved, launcher.name)
+            session = self._make_session(spec, running, model, resolved, launcher.name, ready_s)
             if self.containers is not None:
                 session.identity = self.containers.identity(session.identity, launcher)
         except BaseException:
@@ -121,15 +124,15 @@ class EnginePool:
         model, draft = self._model_for(spec)
         running = RunningEngine(base_url=self.attach_url or "", log_path=None, launcher="attach")
         resolved = ResolvedModels(model=model.path, draft_model=draft.path if draft else None)
-        session = self._make_session(spec, running, model, resolved, "attach")
+        session = self._make_session(spec, running, model, resolved, "attach", ready_s=None)
         self._current = (spec, session, None)
         return session
 
     def _make_session(self, spec: LaunchSpec, running: RunningEngine, model: ModelArtifact,
-                      resolved: ResolvedModels, launcher: str) -> EngineSession:
+                      resolved: ResolvedModels, launcher: str, ready_s: float | None) -> EngineSession:
         identity = self.adapter.identity(running)
         launch = LaunchInfo(launcher=launcher, config=spec.key(), command=running.command,
-                            base_url=running.base_url, options={k: v for k, v in vars(spec).items()})
+                            base_url=running.base_url, options={k: v for k, v in vars(spec).items()}, ready_s=ready_s)
         return EngineSession(adapter=self.adapter, spec=spec, running=running, identity=identity, model=model,
                              served_model=self.adapter.served_model_name(resolved),
                              client=EvidenceClient(running.base_url), launch=launch, artifacts=self.artifacts)
