@@ -15,7 +15,9 @@ TOLERANCES: dict[str, Tolerance] = {
     "f16": Tolerance(min_exact_prompts=1.0, min_top1_agreement=1.0, max_logprob_diff=0.05),
     "q8_0": Tolerance(min_exact_prompts=0.5, min_top1_agreement=1.0, max_logprob_diff=0.25),
     "q4_k_m": Tolerance(min_exact_prompts=0.0, min_top1_agreement=0.75, max_logprob_diff=2.0),
-    "awq": Tolerance(min_exact_prompts=0.0, min_top1_agreement=0.75, max_logprob_diff=2.0),
+    # A synthesized AWQ model's references are its own dequantized weights run in float32, so this covers only
+    # the engine's half-precision activations (vLLM CPU, bfloat16: 75% exact, 100% first tokens, 0.15 nats).
+    "awq": Tolerance(min_exact_prompts=0.25, min_top1_agreement=0.75, max_logprob_diff=0.5),
     "exl2": Tolerance(min_exact_prompts=0.0, min_top1_agreement=0.75, max_logprob_diff=2.0),
 }
 

@@ -66,9 +66,9 @@ def test_synthesis_is_deterministic_and_half_built_cache_is_rebuilt(
     rebuilt = ensure_models(tmp_path, None)
     assert not leftover.exists()
     assert {(a.name, a.format, a.sha256) for a in rebuilt} == {
-        (a.name, a.format, a.sha256) for a in artifacts if a.format in ("hf", "f16")
+        (a.name, a.format, a.sha256) for a in artifacts if a.format not in QUANT_TYPES
     }
-    assert [a.references for a in rebuilt] == [a.references for a in artifacts if a.format in ("hf", "f16")]
+    assert [a.references for a in rebuilt] == [a.references for a in artifacts if a.format not in QUANT_TYPES]
 
 
 def test_find_artifact_names_what_exists(artifacts: list[ModelArtifact]) -> None:

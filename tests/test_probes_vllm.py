@@ -28,6 +28,7 @@ from probes.test_grammar import check_grammar
 from probes.test_json_schema import check_json_schema
 from probes.test_model_families import check_matches_reference
 from probes.test_openai_api import check_openai_api
+from probes.test_quantized import check_quantized
 from probes.test_speculative import DRAFT_MODEL, check_speculative
 
 pytestmark = pytest.mark.engine_integration
@@ -168,6 +169,17 @@ def test_model_families(vllm_pool, family):
     session = vllm_pool.session(LaunchSpec(model=family))
     verdict = check_matches_reference(session, session.model.references)
     assert verdict.status is Status.PASS, verdict.evidence.numbers
+
+
+def test_awq(vllm_pool):
+    verdict = check_quantized(vllm_pool.session(LaunchSpec(model_format="awq")), "awq")
+    assert verdict.status is Status.PASS, verdict.evidence.numbers
+
+
+def test_awq_wrong_weights(vllm_pool, artifacts):
+    session = vllm_pool.session(LaunchSpec(model="llama-alt", model_format="awq"))
+    session.model = session.model.model_copy(update={"references": find_artifact(artifacts, "llama", "awq").references})
+    assert check_quantized(session, "awq").status is Status.FAIL
 
 
 def test_model_wrong_weights(vllm_pool, artifacts):

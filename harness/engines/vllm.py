@@ -45,6 +45,7 @@ class VllmCpuAdapter(EngineAdapter):
     startup_timeout_s: ClassVar[float] = 300.0
     kv_cache_gib: ClassVar[int] = 1
     max_model_len: ClassVar[int] = 2048
+    loads_formats: ClassVar[tuple[str, ...]] = ("hf", "awq")
 
     def prepare(self) -> None:
         if vllm_cpu.find_install(cache_dir()) is None:
@@ -58,8 +59,9 @@ class VllmCpuAdapter(EngineAdapter):
         if split > 1 and devices < split:
             raise NotMeasurable(f"needs {split} GPUs to split the model; this host has {devices} "
                                 "(the CPU build's multi-process split is not probed on 2 cores)")
-        if spec.model_format not in (None, "hf"):
-            raise NotMeasurable(f"no {spec.model_format} checkpoint vLLM can load is made on this host")
+        if spec.model_format not in (None, *self.loads_formats):
+            raise NotMeasurable(f"no {spec.model_format} checkpoint vLLM can load is made on this host "
+                                f"(made here: {', '.join(self.loads_formats)})")
         if spec.flash_attention:
             raise NotMeasurable("FlashAttention is a GPU kernel; the CPU build has its own attention backend")
 
@@ -68,7 +70,7 @@ class VllmCpuAdapter(EngineAdapter):
         python = str(install.python) if install else "python3"
         command = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(models.model),
                    "--served-model-name", self.served_model_name(models), "--host", "127.0.0.1", "--port", str(port),
-                   "--dtype", "float32", "--max-model-len", str(self.max_model_len),
+                   "--dtype", self._dtype(spec), "--max-model-len", str(self.max_model_len),
                    "--max-num-seqs", str(spec.parallel_slots), "--seed", "0"]
         if spec.prefill_chunk_tokens is not None:
             command += ["--enable-chunked-prefill", "--max-num-batched-tokens", str(spec.prefill_chunk_tokens)]
@@ -82,6 +84,11 @@ class VllmCpuAdapter(EngineAdapter):
         if spec.api_prefix:
             raise Unsupported("vLLM serves its OpenAI API under /v1 only")
         return command
+
+    @staticmethod
+    def _dtype(spec: LaunchSpec) -> str:
+        """float32 like the HF reference; AWQ's CPU kernel (CPUWNA16) takes float16 or bfloat16 activations only."""
+        return "bfloat16" if spec.model_format == "awq" else "float32"
 
     def launch_env(self, spec: LaunchSpec) -> dict[str, str]:
         return {"VLLM_CPU_KVCACHE_SPACE": str(self.kv_cache_gib),

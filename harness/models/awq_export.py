@@ -6,10 +6,14 @@ point, and packed as AutoAWQ's `WQLinear_GEMM` stores it: `qweight` [in, out/8] 
 [in/group, out/8] int32 with eight 4-bit values per word in the order 0 2 4 6 1 3 5 7, `scales`
 [in/group, out] float16, and `quantization_config` {"quant_method": "awq", "version": "gemm"}
 in config.json (the layout vLLM's AWQ loader reads, vllm/model_executor/layers/quantization/auto_awq.py).
+The references of an AWQ model are computed from the weights the file encodes (dequantized, in
+float32), so a probe measures whether an engine computes what the checkpoint says, apart from the
+quantization error of this simple quantizer.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from pathlib import Path
@@ -17,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+from transformers import PreTrainedModel
 
 BITS = 4
 GROUP_SIZE = 64
@@ -64,18 +69,23 @@ def unpack(words: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(ordered.reshape(raw.shape[0], -1).astype(np.float32))
 
 
-def export_awq(hf_dir: Path, target: Path) -> None:
-    """Write `target` as `hf_dir` with every decoder linear layer in AWQ 4-bit; other files copied."""
+def export_awq(model: PreTrainedModel, hf_dir: Path, target: Path) -> PreTrainedModel:
+    """Write `target` as `hf_dir` (saved from `model`) with every decoder linear layer in AWQ 4-bit and the
+    other tensors in float16; return a float32 copy of `model` holding exactly the weights the file encodes."""
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
     tensors: dict[str, torch.Tensor] = {}
+    encoded: dict[str, torch.Tensor] = {}
     for name, tensor in load_file(hf_dir / WEIGHTS).items():
         layer = name.removesuffix(".weight")
         if name.endswith(".weight") and layer.rsplit(".", 1)[-1] in QUANTIZED_LAYERS:
-            tensors |= {f"{layer}.{part}": value for part, value in quantize_linear(tensor).items()}
+            quantized = quantize_linear(tensor)
+            tensors |= {f"{layer}.{part}": value for part, value in quantized.items()}
+            encoded[name] = dequantize_linear(quantized)
         else:
             tensors[name] = tensor.half()
+            encoded[name] = tensors[name].float()
     save_file(tensors, target / WEIGHTS, metadata={"format": "pt"})
     for path in sorted(hf_dir.iterdir()):
         if path.name not in (WEIGHTS, "config.json"):
@@ -85,3 +95,6 @@ def export_awq(hf_dir: Path, target: Path) -> None:
         "quant_method": "awq", "bits": BITS, "group_size": GROUP_SIZE, "zero_point": True, "version": "gemm"}}
     config.pop("dtype", None)
     (target / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    decoded = copy.deepcopy(model)
+    decoded.load_state_dict(encoded, strict=True)
+    return decoded

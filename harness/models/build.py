@@ -11,6 +11,7 @@ from pathlib import Path
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from harness.models import recipe
+from harness.models.awq_export import export_awq
 from harness.models.gguf_export import export_f16_gguf
 from harness.models.reference import select_references
 from harness.models.schema import ModelArtifact
@@ -48,7 +49,8 @@ def _save_hf(model: PreTrainedModel, directory: Path) -> None:
 
 
 def build_base(root: Path, progress: Callable[[str], None]) -> list[ModelArtifact]:
-    """Write `<root>/<name>/hf` and `<root>/<name>/<name>-f16.gguf` for every recipe model."""
+    """Write `<root>/<name>/hf` and `<root>/<name>/<name>-f16.gguf` for every recipe model, and
+    `<root>/<name>/awq` for the dense ones (AWQ here quantizes linear layers, not MoE experts)."""
     tokenizer_dir = root / "tokenizer"
     tokenizer_dir.mkdir(parents=True)
     save_tokenizer(train_tokenizer(), tokenizer_dir)
@@ -71,4 +73,10 @@ def build_base(root: Path, progress: Callable[[str], None]) -> list[ModelArtifac
         hf_sha = sha256_file(hf_dir / "model.safetensors")
         artifacts.append(ModelArtifact(format="hf", path=hf_dir, sha256=hf_sha, **common))
         artifacts.append(ModelArtifact(format="f16", path=gguf_path, sha256=sha256_file(gguf_path), **common))
+        if spec.family in recipe.AWQ_FAMILIES:
+            awq_dir = root / spec.name / "awq"
+            encoded = export_awq(model, hf_dir, awq_dir)
+            artifacts.append(ModelArtifact(format="awq", path=awq_dir, sha256=sha256_file(awq_dir / "model.safetensors"),
+                                           name=spec.name, family=spec.family,
+                                           references=select_references(encoded, tokenizer)))
     return artifacts

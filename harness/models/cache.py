@@ -16,7 +16,8 @@ from harness.models.build import build_base, sha256_file
 from harness.models.quantize import quantize_gguf
 from harness.models.schema import Manifest, ModelArtifact
 
-RECIPE_MODULES = ("corpus", "recipe", "tokenizer", "synth", "reference", "gguf_export", "build", "schema")
+RECIPE_MODULES = ("corpus", "recipe", "tokenizer", "synth", "reference", "gguf_export", "awq_export", "build",
+                  "schema")
 RECIPE_LIBRARIES = ("torch", "transformers", "tokenizers", "safetensors", "gguf")
 MANIFEST = "manifest.json"
 
@@ -61,7 +62,7 @@ def _load_manifest(root: Path) -> Manifest | None:
 
 def _quantize_all(manifest: Manifest, quantize_bin: Path, progress: Callable[[str], None]) -> Manifest:
     """The manifest with every f16 artifact quantized to every recipe quant type by `quantize_bin`."""
-    base = [artifact for artifact in manifest.artifacts if artifact.format in ("hf", "f16")]
+    base = [artifact for artifact in manifest.artifacts if artifact.format not in recipe.QUANT_TYPES]
     quantized = []
     for f16 in [artifact for artifact in base if artifact.format == "f16"]:
         for fmt, qtype in recipe.QUANT_TYPES.items():
@@ -79,7 +80,7 @@ def ensure_models(
 ) -> list[ModelArtifact]:
     """All synthetic model artifacts under `cache_dir/models/<version>`, building what is missing.
 
-    Without `quantize_bin` only the "hf" and "f16" formats are returned; with it, quantized files made
+    Without `quantize_bin` only the formats made without llama.cpp ("hf", "f16", "awq") are returned; with it, quantized files made
     by a different llama-quantize binary are made again.
     """
     report = progress or (lambda message: None)
@@ -95,7 +96,7 @@ def ensure_models(
         if quantize_bin is not None and manifest.quantizer_sha256 != sha256_file(quantize_bin):
             manifest = _quantize_all(manifest, quantize_bin, report)
             _write_manifest(root, manifest)
-    wanted = {"hf", "f16", *(recipe.QUANT_TYPES if quantize_bin is not None else ())}
+    wanted = {"hf", "f16", "awq", *(recipe.QUANT_TYPES if quantize_bin is not None else ())}
     return [artifact for artifact in manifest.artifacts if artifact.format in wanted]
 
 

@@ -84,4 +84,5 @@ MODEL_SPECS = (
 )
 
 QUANT_TYPES = {"q8_0": "Q8_0", "q4_k_m": "Q4_K_M"}
+AWQ_FAMILIES = ("llama", "mistral")  # dense models get a 4-bit AWQ copy (harness.models.awq_export)
 
