@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from harness.engines.base import ApiRequest, GrammarSpec, LaunchSpec, NotMeasurable
+from harness.engines.base import ApiRequest, GrammarSpec, LaunchSpec, NotMeasurable, Unsupported
 from harness.engines.vllm import VllmCpuAdapter
 from harness.models import ModelArtifact, find_artifact
 from harness.paths import cache_dir
@@ -106,6 +106,12 @@ def test_greedy_n_without_beam_flag_is_rejected(vllm_pool):
 def test_paged_attention(vllm_pool):
     verdict = check_paged_attention(vllm_pool.session(LaunchSpec()))
     assert verdict.status is Status.PASS, verdict.evidence.numbers
+
+
+@pytest.mark.parametrize("fmt", ["f16", "q8_0", "q4_k_m"])
+def test_gguf_is_not_loadable(vllm_pool, fmt):
+    with pytest.raises(Unsupported, match="no GGUF loader"):
+        vllm_pool.session(LaunchSpec(model_format=fmt))
 
 
 def test_flash_attention_not_measurable_on_cpu(vllm_pool):

@@ -26,6 +26,7 @@ from harness.paths import cache_dir
 from harness.results import EngineIdentity
 from harness.toolchain import vllm_cpu
 
+GGUF_FORMATS = ("f16", "q8_0", "q4_k_m")  # the synthesized GGUF files (harness.models)
 _ATTENTION_LOG = re.compile(r"attention backend|attn_backend|block_size|KV cache|CPU blocks|kv cache", re.I)
 
 
@@ -59,6 +60,10 @@ class VllmCpuAdapter(EngineAdapter):
         if split > 1 and devices < split:
             raise NotMeasurable(f"needs {split} GPUs to split the model; this host has {devices} "
                                 "(the CPU build's multi-process split is not probed on 2 cores)")
+        if spec.model_format in GGUF_FORMATS:
+            raise Unsupported("vLLM 0.32 has no GGUF loader: no GGUF load format in vllm/model_executor/model_loader/ "
+                              "and no GGUF entry in QuantizationMethods (vllm/model_executor/layers/quantization/"
+                              "__init__.py) of the installed package")
         if spec.model_format not in (None, *self.loads_formats):
             raise NotMeasurable(f"no {spec.model_format} checkpoint vLLM can load is made on this host "
                                 f"(made here: {', '.join(self.loads_formats)})")
