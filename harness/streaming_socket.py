@@ -24,9 +24,10 @@ READ_BYTES = 65536
 
 
 def stream_with_socket(base_url: str, request: ApiRequest, first_data: threading.Event | None = None,
-                       timeout_s: float = 300.0) -> StreamTiming:
+                       timeout_s: float = 300.0, stop: threading.Event | None = None) -> StreamTiming:
     """Send one streaming request on a fresh connection and time its events; `first_data` is set when
-    the first bytes of the response body arrive. Raises StreamError on an error status or event."""
+    the first bytes of the response body arrive, and once `stop` is set the connection is closed after
+    the next read (the engine sees the client go). Raises StreamError on an error status or event."""
     url = httpx.URL(base_url)
     body = json.dumps(request.body).encode()
     connection = h11.Connection(h11.CLIENT)
@@ -43,6 +44,8 @@ def stream_with_socket(base_url: str, request: ApiRequest, first_data: threading
             chunks.append((time.perf_counter(), data))
             if first_data is not None and b"data:" in data:
                 first_data.set()
+            if stop is not None and stop.is_set():
+                break
     if first_data is not None:
         first_data.set()  # never leave a waiter hanging, even on an empty or failed response
     return _parse(connection, chunks, sent_at)
