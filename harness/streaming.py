@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,8 +102,7 @@ class SSEDecoder:
         return [payload] if payload else []
 
 
-async def stream_into(client: httpx.AsyncClient, request: ApiRequest, timing: StreamTiming,
-                      on_first_token: Callable[[], object] | None = None) -> None:
+async def stream_into(client: httpx.AsyncClient, request: ApiRequest, timing: StreamTiming) -> None:
     """Send a streaming request, filling `timing` as events arrive; raises on errors."""
 
     async def stamp_send(name: str, info: dict[str, Any]) -> None:
@@ -121,23 +119,21 @@ async def stream_into(client: httpx.AsyncClient, request: ApiRequest, timing: St
         async for chunk in response.aiter_raw():
             arrived = time.perf_counter()
             for payload in decoder.feed(chunk):
-                take_event(timing, payload, arrived, on_first_token)
+                take_event(timing, payload, arrived)
         for payload in decoder.close():
-            take_event(timing, payload, arrived, on_first_token)
+            take_event(timing, payload, arrived)
     if not timing.finished_at:
         timing.finished_at = arrived
 
 
-async def stream_request(client: httpx.AsyncClient, request: ApiRequest,
-                         on_first_token: Callable[[], object] | None = None) -> StreamTiming:
+async def stream_request(client: httpx.AsyncClient, request: ApiRequest) -> StreamTiming:
     """Send a streaming request and time every SSE event that carries text; raises on errors."""
     timing = StreamTiming(sent_at=time.perf_counter())
-    await stream_into(client, request, timing, on_first_token)
+    await stream_into(client, request, timing)
     return timing
 
 
-def take_event(timing: StreamTiming, payload: bytes, arrived: float,
-               on_first_token: Callable[[], object] | None) -> None:
+def take_event(timing: StreamTiming, payload: bytes, arrived: float) -> None:
     """Add one SSE payload that arrived at `arrived` to `timing`; raises StreamError on an error event."""
     if payload == b"[DONE]":
         timing.finished_at = arrived
@@ -159,5 +155,3 @@ def take_event(timing: StreamTiming, payload: bytes, arrived: float,
         if piece:
             timing.text += piece
             timing.token_times.append(arrived)
-            if on_first_token is not None and len(timing.token_times) == 1:
-                on_first_token()

@@ -64,7 +64,7 @@ def _parse(connection: h11.Connection, chunks: list[tuple[float, bytes]], sent_a
                 error_body += event.data
             elif isinstance(event, h11.Data):
                 for payload in decoder.feed(event.data):
-                    take_event(timing, payload, arrived, None)
+                    take_event(timing, payload, arrived)
             elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
                 break
     if status >= 400 or not status:
