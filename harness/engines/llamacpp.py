@@ -22,6 +22,7 @@ from harness.engines.base import (
     ApiRequest, EngineAdapter, GrammarSpec, GreedyOutput, LaunchSpec, NotMeasurable, ResolvedModels, Unsupported,
 )
 from harness.launch.base import RunningEngine
+from harness.model_sets import GGUF_FORMATS
 from harness.paths import cache_dir
 from harness.results import EngineIdentity
 from harness.toolchain import llamacpp as toolchain
@@ -66,7 +67,7 @@ class LlamaCppAdapter(EngineAdapter):
         split = max(spec.tensor_parallel, spec.pipeline_parallel)
         if split > 1 and devices < split:
             raise NotMeasurable(f"needs {split} GPUs to split the model; this host has {devices}")
-        if spec.model_format not in (None, "f16", "q8_0", "q4_k_m"):
+        if spec.model_format not in (None, *GGUF_FORMATS):
             raise Unsupported(f"llama-server loads GGUF files only, not {spec.model_format!r}")
 
     def launch_command(self, spec: LaunchSpec, models: ResolvedModels, port: int) -> list[str]:

@@ -22,11 +22,11 @@ from harness.engines.base import (
     ApiRequest, EngineAdapter, GrammarSpec, LaunchSpec, NotMeasurable, ResolvedModels, Unsupported,
 )
 from harness.launch.base import RunningEngine
+from harness.model_sets import GGUF_FORMATS
 from harness.paths import cache_dir
 from harness.results import EngineIdentity
 from harness.toolchain import vllm_cpu
 
-GGUF_FORMATS = ("f16", "q8_0", "q4_k_m")  # the synthesized GGUF files (harness.models)
 _ATTENTION_LOG = re.compile(r"attention backend|attn_backend|block_size|KV cache|CPU blocks|kv cache", re.I)
 
 

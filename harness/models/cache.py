@@ -96,8 +96,8 @@ def ensure_models(
         if quantize_bin is not None and manifest.quantizer_sha256 != sha256_file(quantize_bin):
             manifest = _quantize_all(manifest, quantize_bin, report)
             _write_manifest(root, manifest)
-    wanted = {"hf", "f16", "awq", *(recipe.QUANT_TYPES if quantize_bin is not None else ())}
-    return [artifact for artifact in manifest.artifacts if artifact.format in wanted]
+    return [artifact for artifact in manifest.artifacts
+            if quantize_bin is not None or artifact.format not in recipe.QUANT_TYPES]
 
 
 def find_artifact(artifacts: list[ModelArtifact], name: str, fmt: str) -> ModelArtifact:
