@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from harness.containers import SpecError, all_specs, select_spec
+from harness.docker.specs import SpecError, all_specs, select_spec
 from harness.engines import adapter_classes
 from harness.engines.base import EngineAdapter, GrammarSpec, LaunchSpec, NotMeasurable, Unsupported
 from harness.engines.containerized import docker_problem

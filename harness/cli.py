@@ -184,7 +184,7 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="print the report 
 def dockerd() -> None:
     """Start infercheck's private Docker daemon for --launcher docker (root; installs docker.io if missing)."""
     try:
-        from harness.dockerd import DockerUnavailable, start_private_daemon
+        from harness.docker.daemon import DockerUnavailable, start_private_daemon
     except ImportError as exc:
         _fail(f"the Docker SDK is missing ({exc.name}): pip install -e '.[docker]'")
     try:

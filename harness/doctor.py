@@ -10,9 +10,9 @@ import httpx
 from docker.errors import DockerException, ImageNotFound
 from pydantic import BaseModel
 
-from harness.containers import ContainerSpec, all_specs
-from harness.docker_images import ImageUnavailable, build_artifacts
-from harness.dockerd import DockerConnection, DockerUnavailable, connect
+from harness.docker.specs import ContainerSpec, all_specs
+from harness.docker.images import ImageUnavailable, build_artifacts
+from harness.docker.daemon import DockerConnection, DockerUnavailable, connect
 from harness.engines import adapter_classes
 from harness.provenance import gpu_names
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from harness.containers import SpecError, select_spec
+from harness.docker.specs import SpecError, select_spec
 from harness.engines import UnknownEngineError, adapter_classes
 from harness.engines.base import LaunchSpec, NotMeasurable, Unsupported
 from harness.model_sets import ModelSet, ModelSetError, load_model_set
@@ -58,7 +58,7 @@ def _docker_options(config: pytest.Config) -> Any:
     if config.getoption("--launcher") != "docker":
         return None
     try:
-        from harness.launch.containers import DockerOptions
+        from harness.docker.runner import DockerOptions
     except ImportError as exc:
         raise pytest.UsageError(f"--launcher docker needs the Docker SDK ({exc.name}): pip install -e '.[docker]'")
     return DockerOptions(container=config.getoption("--container"), pull=config.getoption("--pull"),

@@ -20,7 +20,7 @@ from harness.session import EnginePool
 from harness.toolchain import llamacpp as llamacpp_toolchain
 
 if TYPE_CHECKING:
-    from harness.launch.containers import DockerOptions
+    from harness.docker.runner import DockerOptions
 
 
 def new_run_id() -> str:
@@ -59,7 +59,7 @@ class RunContext:
         devices = len(gpu_names())
         containers = None
         if docker is not None and attach_url is None:
-            from harness.launch.containers import ContainerRunner
+            from harness.docker.runner import ContainerRunner
             model_paths = [artifact.path for artifact in artifacts] + ([checkpoints.root] if checkpoints else [])
             containers = ContainerRunner.create(adapter.name, model_paths, run_id, devices, docker, progress)
         pool = EnginePool(adapter, artifacts, run_dir, devices=devices, attach_url=attach_url,

@@ -16,7 +16,7 @@ from harness.models.checkpoints import CheckpointSource
 from harness.results import EngineIdentity, LaunchInfo, ModelInfo
 
 if TYPE_CHECKING:
-    from harness.launch.containers import ContainerRunner
+    from harness.docker.runner import ContainerRunner
 
 
 @dataclass

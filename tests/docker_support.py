@@ -12,10 +12,10 @@ from collections.abc import Iterator
 import pytest
 from docker.models.images import Image
 
-from harness.containers import spec_named
-from harness.docker_images import ensure_image
-from harness.dockerd import DockerConnection, DockerUnavailable, shared_daemon
-from harness.launch.docker import LABEL, OWNER_LABEL, owner_alive, owner_token
+from harness.docker.specs import spec_named
+from harness.docker.images import ensure_image
+from harness.docker.daemon import DockerConnection, DockerUnavailable, shared_daemon
+from harness.docker.launcher import LABEL, OWNER_LABEL, owner_alive, owner_token
 from harness.toolchain import llamacpp as toolchain
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness.containers import spec_named
+from harness.docker.specs import spec_named
 from harness.launch.base import EngineStartError, free_port
-from harness.launch.containers import models_root, translate_command
-from harness.launch.docker import (
+from harness.docker.runner import models_root, translate_command
+from harness.docker.launcher import (
     LABEL, OWNER_LABEL, RUN_LABEL, ContainerConfig, DockerLauncher, device_requests, owner_alive, owner_token,
     sweep_leftovers,
 )

@@ -79,7 +79,7 @@ DYING_PROBES = '''
 import time
 
 import pytest
-from harness.dockerd import connect
+from harness.docker.daemon import connect
 from probes.test_json_schema import check_json_schema
 from probes.test_openai_api import check_openai_api
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.containers import LAUNCH_CONFIGS, SpecError, all_specs, image_tag, load_spec, select_spec, spec_named
+from harness.docker.specs import LAUNCH_CONFIGS, SpecError, all_specs, image_tag, load_spec, select_spec, spec_named
 from harness.paths import REPO_ROOT
 from harness.toolchain import llamacpp as toolchain
 

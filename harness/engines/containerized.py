@@ -28,7 +28,7 @@ Limit = tuple[type[Exception], str]
 def docker_problem() -> str | None:
     """Why no Docker daemon can be used from here (no Docker SDK, no daemon), or None."""
     try:
-        from harness.dockerd import DockerUnavailable, connect
+        from harness.docker.daemon import DockerUnavailable, connect
     except ImportError:
         return "the Docker SDK is not installed (pip install -e '.[docker]')"
     try:

@@ -25,7 +25,7 @@ from docker.models.containers import Container
 from docker.types import DeviceRequest, Mount, Ulimit
 from requests.exceptions import RequestException
 
-from harness.dockerd import DockerConnection, DockerUnavailable, connect
+from harness.docker.daemon import DockerConnection, DockerUnavailable, connect
 from harness.launch.base import EngineStartError, Launcher, RunningEngine, wait_healthy
 
 LABEL = "org.infercheck"
@@ -179,7 +179,7 @@ class DockerLauncher(Launcher):
         except APIError as exc:
             raise EngineStartError(f"docker could not create a container of {config.image}: "
                                    f"{exc.explanation}") from None
-        self._reaper = subprocess.Popen([sys.executable, "-m", "harness.launch.docker_reaper", connection.url,
+        self._reaper = subprocess.Popen([sys.executable, "-m", "harness.docker.reaper", connection.url,
                                          container.id], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL, start_new_session=True)
         return container

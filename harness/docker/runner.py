@@ -15,12 +15,12 @@ from pathlib import Path
 import httpx
 from docker.errors import DockerException
 
-from harness.containers import ContainerSpec, select_spec
-from harness.docker_images import ImageBuildError, ImageUnavailable, ensure_image
-from harness.dockerd import DockerUnavailable, connect
+from harness.docker.specs import ContainerSpec, select_spec
+from harness.docker.images import ImageBuildError, ImageUnavailable, ensure_image
+from harness.docker.daemon import DockerUnavailable, connect
 from harness.engines.base import NotMeasurable
 from harness.launch.base import EngineStartError, Launcher
-from harness.launch.docker import ContainerConfig, DockerLauncher, sweep_leftovers
+from harness.docker.launcher import ContainerConfig, DockerLauncher, sweep_leftovers
 from harness.results import EngineIdentity
 
 

@@ -14,7 +14,7 @@ from docker.errors import DockerException
 
 
 def main(argv: list[str]) -> int:
-    """`python -m harness.launch.docker_reaper DOCKER_URL CONTAINER_ID`"""
+    """`python -m harness.docker.reaper DOCKER_URL CONTAINER_ID`"""
     url, container_id = argv[1], argv[2]
     sys.stdin.buffer.read()
     try:

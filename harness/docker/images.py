@@ -19,8 +19,8 @@ import docker
 from docker.errors import APIError, BuildError, ImageNotFound
 from docker.models.images import Image
 
-from harness.containers import ContainerSpec
-from harness.dockerd import apt_install
+from harness.docker.specs import ContainerSpec
+from harness.docker.daemon import apt_install
 from harness.paths import cache_dir
 from harness.toolchain import llamacpp as llamacpp_toolchain
 
