@@ -20,10 +20,10 @@ from harness.engines.base import ApiRequest
 from harness.engines.llamacpp import LlamaCppAdapter
 from harness.launch.base import free_port
 from harness.loadgen import (
-    SLO, Lengths, LoadResult, Percentiles, PromptScale, RequestResult, Workload, arrival_offsets, as_chat,
-    measure_prompt_scale, run_load, summarize,
+    SLO, ClientLoad, Lengths, LoadResult, Percentiles, PromptScale, RequestResult, Workload, arrival_offsets, as_chat,
+    measure_prompt_scale, offered_rate, run_load, summarize,
 )
-from harness.loadgen.null_engine import NullPace, running_null_engine
+from harness.loadgen.null_engine import MAX_LEAD_S, NullPace, running_null_engine
 from harness.streaming import SSEDecoder, StreamError, StreamTiming
 from harness.streaming_socket import stream_with_socket
 
@@ -70,7 +70,7 @@ def test_closed_loop_measures_the_null_engine_pace(null_url: str) -> None:
     assert (stats.completed, stats.failed, stats.output_tokens, stats.input_tokens) == (8, 0, 160, 96)
     assert all(len(result.timing.token_times) == 20 for result in load.results)
     assert stats.ttft_s and stats.itl_s and stats.tpot_s and stats.e2e_s
-    assert PACE.ttft_s <= stats.ttft_s.p50 < PACE.ttft_s * 3
+    assert PACE.ttft_s - MAX_LEAD_S <= stats.ttft_s.p50 < PACE.ttft_s * 3  # it may wake up to its lead early
     assert PACE.itl_s * 0.5 < stats.itl_s.p50 < PACE.itl_s * 1.5
     assert PACE.itl_s * 0.5 < stats.tpot_s.p50 < PACE.itl_s * 1.5
     assert stats.itl_s.count == 8 * 19
@@ -113,6 +113,49 @@ def test_open_loop_sends_on_the_poisson_schedule(null_url: str) -> None:
     assert summarize(load).completed == count and load.rate == rate
 
 
+def test_several_processes_merge_their_timestamps(null_url: str) -> None:
+    load = run(null_url, requests(8, output=10), concurrency=4, processes=2)
+    stats = summarize(load)
+    assert stats.completed == 8 and stats.client and stats.client.processes == 2
+    assert all(len(result.timing.token_times) == 10 for result in load.results)
+    spans = [(r.timing.sent_at, r.timing.finished_at) for r in load.results]
+    assert all(load.started_at <= sent < end for sent, end in spans)  # one clock for every process
+    assert max(end for _, end in spans) <= load.finished_at
+
+
+def test_open_loop_reports_requested_offered_and_send_rates(null_url: str) -> None:
+    stats = summarize(run(null_url, requests(12, output=4), rate=40.0, seed=7))
+    assert stats.rate == 40.0 and stats.offered_rate == pytest.approx(40.0)
+    assert stats.client and stats.client.send_rate and stats.client.send_lag_s and stats.client.cpu_ms_per_request > 0
+
+
+def test_an_overloaded_client_flags_its_points_as_client_bound(null_url: str) -> None:
+    """Far above any client's ceiling (100,000 req/s): the run says the client, not the engine, limited it."""
+    stats = summarize(run(null_url, requests(300, output=2), rate=100_000.0))
+    assert stats.completed == 300 and stats.client is not None
+    assert stats.client.bound and "could not keep the schedule" in (stats.client.reason or "")
+
+
+def loaded(saturation: float, waiting: float = 0.0) -> LoadResult:
+    results = [timed(0.1, [0.01] * 4) for _ in range(4)]
+    return LoadResult(results=results, started_at=0.0, finished_at=1.0, concurrency=2, rate=None,
+                      client=ClientLoad(processes=1, cpu_s=saturation, wall_s=1.0, saturation=saturation,
+                                        waiting=waiting))
+
+
+def test_a_saturated_or_starved_client_is_client_bound() -> None:
+    assert summarize(loaded(0.97)).client.bound  # type: ignore[union-attr]
+    assert summarize(loaded(0.3, waiting=0.65)).client.bound  # type: ignore[union-attr]
+    calm = summarize(loaded(0.3)).client
+    assert calm and not calm.bound and calm.reason is None and calm.cpu_ms_per_request == pytest.approx(75.0)
+
+
+def test_the_null_engine_holds_more_connections_than_select_could() -> None:
+    with running_null_engine(NullPace(ttft_s=1.0, itl_s=0.01)) as url:
+        stats = summarize(run(url, requests(1500, output=2)))
+    assert (stats.completed, stats.failed) == (1500, 0)
+
+
 # -- errors are failed requests, not crashes ---------------------------------------------------
 
 def test_server_down_fails_every_request_without_raising() -> None:
@@ -128,6 +171,14 @@ def test_http_500_mid_run_counts_as_failed_requests() -> None:
     assert stats.output_tokens == 24 and "HTTP 500" in stats.errors[0] and "injected failure" in stats.errors[0]
 
 
+def test_maximum_error_rate_stops_the_run_and_counts_cancelled_requests() -> None:
+    with running_null_engine(NullPace(ttft_s=0.01, itl_s=0.002, fail_every=2)) as url:
+        stats = summarize(run(url, requests(200, output=4), concurrency=2, max_error_rate=0.2))
+    assert stats.stopped and "maximum error rate" in stats.stopped
+    assert stats.cancelled > 100 and stats.completed + stats.failed + stats.cancelled == 200
+    assert stats.ttft_s is not None and stats.ttft_s.count == stats.completed  # only completed ones
+
+
 def test_unknown_route_is_a_failed_request(null_url: str) -> None:
     load = run(null_url, [ApiRequest("/v1/nowhere", {"stream": True})])
     assert not load.results[0].ok and "HTTP 404" in (load.results[0].error or "")
@@ -140,9 +191,10 @@ def test_poisson_offsets_are_seeded_exponential_arrivals() -> None:
     assert offsets == arrival_offsets(4000, rate=20.0, seed=3) != arrival_offsets(4000, rate=20.0, seed=4)
     assert offsets[0] == 0 and all(b >= a for a, b in zip(offsets, offsets[1:]))
     gaps = [b - a for a, b in zip(offsets, offsets[1:])]
-    assert sum(gaps) / len(gaps) == pytest.approx(1 / 20, rel=0.08)
+    assert sum(gaps) / len(gaps) == pytest.approx(1 / 20)  # rescaled: the schedule offers the requested rate
     assert sorted(gaps)[len(gaps) // 2] == pytest.approx(math.log(2) / 20, rel=0.1)  # exponential median
-    assert arrival_offsets(3, rate=None) == [0.0, 0.0, 0.0]
+    assert offered_rate(arrival_offsets(40, rate=10.0, seed=0)) == pytest.approx(10.0)  # raw draws offered 8.6
+    assert arrival_offsets(3, rate=None) == [0.0, 0.0, 0.0] and offered_rate([0.0, 0.0]) is None
     with pytest.raises(ValueError):
         arrival_offsets(3, rate=0)
 
@@ -171,6 +223,8 @@ def test_goodput_counts_requests_within_every_slo() -> None:
     stats = summarize(load, SLO(ttft_s=0.2, tpot_s=0.02))
     assert stats.goodput == pytest.approx(2 / 2.0)  # the first, and the one-token request (no TPOT)
     assert summarize(load, SLO(ttft_s=0.5)).goodput == pytest.approx(4 / 2.0)
+    assert summarize(load, SLO(itl_s=0.02)).goodput == pytest.approx(3 / 2.0)  # the largest gap of each request
+    assert summarize(load, SLO(e2e_s=0.2)).goodput == pytest.approx(2 / 2.0)
     assert summarize(load).goodput is None
     assert (stats.completed, stats.failed, stats.output_tokens, stats.input_tokens) == (4, 1, 31, 20)
     assert stats.tpot_s is not None and stats.tpot_s.count == 3  # the one-token request has no TPOT
@@ -211,7 +265,7 @@ def test_socket_reader_times_the_null_engine_pace(null_url: str) -> None:
     started = threading.Event()
     timing = stream_with_socket(null_url, requests(1, output=20)[0], started)
     assert started.is_set() and len(timing.token_times) == 20 and timing.usage["completion_tokens"] == 20
-    assert PACE.ttft_s <= timing.ttft_s < PACE.ttft_s * 3
+    assert PACE.ttft_s - MAX_LEAD_S <= timing.ttft_s < PACE.ttft_s * 3
     assert PACE.itl_s * 0.5 < statistics.median(timing.gaps_s) < PACE.itl_s * 1.5
     assert timing.finished_at >= timing.token_times[-1]
 

@@ -7,8 +7,12 @@ and wakes that much early), then a final event with the usage, its own `timings`
 really wrote the tokens, as llama-server reports them) and `[DONE]`. It is the ruler the
 load generator is calibrated against. "Arrived" is the kernel's receive timestamp of the
 request's last bytes (SO_TIMESTAMPNS), so the time this process takes to wake, accept and
-read never shifts its deadlines. HTTP/1.1 comes from h11; the event loop uses select(),
-whose timeout has microsecond resolution (epoll rounds it up to the next millisecond).
+read never shifts its deadlines. HTTP/1.1 comes from h11; the event loop is asyncio's default
+(epoll), so it holds as many connections as its file limit allows (raised to the hard limit at
+start; select() died past 1,024 descriptors). epoll rounds a wait up to the next millisecond:
+the learned lead absorbs the mean of that lateness. Tokens whose deadline has already passed
+go out in one write without a trip through the event loop, so a zero-delay pace costs the
+engine one write per request and it out-runs any client it calibrates.
 
 Run it in its own process so that it never shares an event loop with the load generator:
 `python -m harness.loadgen.null_engine --ttft 0.1 --itl 0.01` prints `listening on PORT`,
@@ -21,7 +25,7 @@ import argparse
 import asyncio
 import itertools
 import json
-import selectors
+import resource
 import socket
 import struct
 import subprocess
@@ -30,6 +34,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import h11
@@ -38,6 +43,7 @@ MODEL = "null"
 READ_BYTES = 65536
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; Python's socket module leaves it out
 ANCILLARY_BYTES = socket.CMSG_SPACE(16)  # one struct timespec
+BACKLOG = 4096  # pending connections the kernel queues (capped by net.core.somaxconn)
 MAX_LEAD_S = 0.002  # the most it wakes early to make up for its own lateness
 LEAD_GAIN = 0.05  # how fast the lead follows the lateness it measures
 _GENERATION_PATHS = {"/v1/completions": "text_completion", "/v1/chat/completions": "chat.completion.chunk"}
@@ -102,31 +108,45 @@ class NullEngine:
         writer.write(connection.send(h11.Response(status_code=200, headers=[
             ("content-type", "text/event-stream"), ("cache-control", "no-cache")])))
         loop, pace = asyncio.get_running_loop(), self.pace
-        written = []
+        written: list[float] = []
+        due: list[bytes] = []  # events whose deadline has passed, sent together in one chunk
         for first in range(0, tokens, pace.tokens_per_event):
             count = min(pace.tokens_per_event, tokens - first)
-            chunk = connection.send(h11.Data(data=_sse(_token_event(kind, count, first + count == tokens))))
             deadline = arrived + pace.ttft_s + (first + count - 1) * pace.itl_s
-            await asyncio.sleep(deadline - self._lead_s - loop.time())
-            writer.write(chunk)
+            wait = deadline - self._lead_s - loop.time()
+            if wait > 0:
+                _send_due(connection, writer, due)
+                await writer.drain()
+                await asyncio.sleep(wait)
+            due.append(_token_event(kind, count, first + count == tokens))
             written.append(loop.time())
-            self._lead_s = min(MAX_LEAD_S, max(0.0, self._lead_s + LEAD_GAIN * (written[-1] - deadline)))
-            await writer.drain()
+            if wait > 0:  # only a wait it slept teaches it how late it wakes
+                self._lead_s = min(MAX_LEAD_S, max(0.0, self._lead_s + LEAD_GAIN * (written[-1] - deadline)))
         final = {"object": kind, "model": MODEL, "choices": [], "timings": _timings(arrived, written, tokens)}
         if (params.get("stream_options") or {}).get("include_usage"):
             prompt = _prompt_tokens(params)
             final["usage"] = {"prompt_tokens": prompt, "completion_tokens": tokens, "total_tokens": prompt + tokens}
-        writer.write(connection.send(h11.Data(data=_sse(final) + b"data: [DONE]\n\n")))
+        due.append(_sse(final) + b"data: [DONE]\n\n")
+        _send_due(connection, writer, due)
         writer.write(connection.send(h11.EndOfMessage()))
         await writer.drain()
 
 
-def _token_event(kind: str, count: int, last: bool) -> dict[str, Any]:
+def _send_due(connection: h11.Connection, writer: _Writer, due: list[bytes]) -> None:
+    """Write the events due so far as one HTTP chunk (nothing when there are none)."""
+    if due:
+        writer.write(connection.send(h11.Data(data=b"".join(due))))
+        due.clear()
+
+
+@lru_cache(maxsize=256)
+def _token_event(kind: str, count: int, last: bool) -> bytes:
+    """The SSE event carrying `count` placeholder tokens (made once per shape)."""
     text = " tok" * count
     finish = "length" if last else None
     choice = ({"index": 0, "delta": {"content": text}, "finish_reason": finish} if kind == "chat.completion.chunk"
               else {"index": 0, "text": text, "finish_reason": finish})
-    return {"object": kind, "model": MODEL, "choices": [choice]}
+    return _sse({"object": kind, "model": MODEL, "choices": [choice]})
 
 
 def _timings(arrived: float, written: list[float], tokens: int) -> dict[str, float]:
@@ -235,7 +255,10 @@ async def _send_json(connection: h11.Connection, writer: _Writer, status: int,
 async def serve(pace: NullPace, host: str = "127.0.0.1", port: int = 0) -> None:
     """Serve forever; prints `listening on PORT` once the socket is bound."""
     loop, engine, connections = asyncio.get_running_loop(), NullEngine(pace), set()
-    with socket.create_server((host, port), backlog=1024) as listener:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    with socket.create_server((host, port), backlog=BACKLOG) as listener:
         listener.setblocking(False)
         print(f"listening on {listener.getsockname()[1]}", flush=True)
         while True:
@@ -259,13 +282,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--fail-every", type=int, default=NullPace.fail_every)
     args = parser.parse_args(argv)
     pace = NullPace(args.ttft, args.itl, args.tokens_per_event, args.fail_every)
-    loop = asyncio.SelectorEventLoop(selectors.SelectSelector())
     try:
-        loop.run_until_complete(serve(pace, args.host, args.port))
+        asyncio.run(serve(pace, args.host, args.port))
     except KeyboardInterrupt:
         pass
-    finally:
-        loop.close()
 
 
 @contextmanager
