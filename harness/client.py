@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from harness.deadline import request_timeout_s
 from harness.engines.base import ApiRequest
 from harness.results import Exchange
 
@@ -23,27 +24,62 @@ def excerpt(value: Any, limit: int = _EXCERPT_CHARS) -> Any:
 
 
 class EngineHTTPError(RuntimeError):
-    """The engine answered a request with an error status."""
+    """The engine answered a request with an error status: `rejected` (4xx, the engine refused the
+    request) or not (5xx, the engine failed: an error verdict, never a rejection)."""
 
-    def __init__(self, exchange: Exchange) -> None:
-        super().__init__(f"HTTP {exchange.status_code} from {exchange.path}: {excerpt(exchange.response, 300)}")
+    def __init__(self, exchange: Exchange, base_url: str = "") -> None:
+        super().__init__(f"HTTP {exchange.status_code} from {base_url}{exchange.path}: "
+                         f"{excerpt(exchange.response, 300)}")
         self.exchange = exchange
+
+    @property
+    def rejected(self) -> bool:
+        """Whether the engine refused the request (4xx) rather than failed on it."""
+        return self.exchange.status_code is not None and 400 <= self.exchange.status_code < 500
+
+
+class EngineRejected(EngineHTTPError):
+    """4xx: the engine refused the request (probes may count this as "rejected")."""
+
+
+class EngineServerError(EngineHTTPError):
+    """5xx: the engine failed on the request (an error, says nothing about the feature)."""
+
+
+class EngineTransportError(RuntimeError):
+    """No complete answer: the connection was refused, reset or timed out (names the endpoint)."""
+
+
+def http_error(exchange: Exchange, base_url: str = "") -> EngineHTTPError:
+    """The exception for an error status: EngineRejected for 4xx, EngineServerError otherwise."""
+    status = exchange.status_code or 0
+    return (EngineRejected if 400 <= status < 500 else EngineServerError)(exchange, base_url)
 
 
 class EvidenceClient:
-    """Sends requests to one engine and keeps the exchanges for the probe's record."""
+    """Sends requests to one engine and keeps the exchanges for the probe's record.
 
-    def __init__(self, base_url: str, timeout_s: float = 120.0) -> None:
+    Each read waits at most `harness.deadline.request_timeout_s()` (cut to the probe's time left)."""
+
+    def __init__(self, base_url: str) -> None:
         self.base_url = base_url
         # Engines close idle keep-alive connections on their own schedule; never reuse a stale one.
-        self._http = httpx.Client(base_url=base_url, timeout=timeout_s, limits=httpx.Limits(keepalive_expiry=0.5))
+        self._http = httpx.Client(base_url=base_url, limits=httpx.Limits(keepalive_expiry=0.5))
         self.exchanges: list[Exchange] = []
 
     def send(self, request: ApiRequest, check: bool = True) -> tuple[int, Any]:
-        """Send one request; returns (status code, parsed JSON or text)."""
+        """Send one request; returns (status code, parsed JSON or text). Raises EngineRejected (4xx),
+        EngineServerError (5xx) or EngineTransportError (refused, reset, timed out)."""
         started = time.perf_counter()
-        response = self._http.request(request.method, request.path,
-                                      json=request.body if request.method != "GET" else None)
+        try:
+            response = self._http.request(request.method, request.path, timeout=request_timeout_s(),
+                                          json=request.body if request.method != "GET" else None)
+        except httpx.HTTPError as exc:
+            elapsed = round(time.perf_counter() - started, 4)
+            self.exchanges.append(Exchange(method=request.method, path=request.path, request=excerpt(request.body),
+                                           response=f"{type(exc).__name__}: {exc}", elapsed_s=elapsed))
+            raise EngineTransportError(f"{request.method} {self.base_url}{request.path}: {type(exc).__name__}"
+                                       f"{f': {exc}' if str(exc) else ''} (after {elapsed:.1f}s)") from None
         elapsed = time.perf_counter() - started
         try:
             payload: Any = response.json()
@@ -53,7 +89,7 @@ class EvidenceClient:
                             status_code=response.status_code, response=excerpt(payload), elapsed_s=round(elapsed, 4))
         self.exchanges.append(exchange)
         if check and response.status_code >= 400:
-            raise EngineHTTPError(exchange)
+            raise http_error(exchange, self.base_url)
         return response.status_code, payload
 
     def get(self, path: str, check: bool = True) -> tuple[int, Any]:

@@ -6,6 +6,10 @@ waiting for a pooled connection and the client's own HTTP overhead do not count 
 latency. Every raw chunk is stamped the moment `aiter_raw` hands it over, before it is split
 into events or parsed, so parsing never shifts a timestamp. An event that spans chunks gets
 the time its last byte arrived; events in one chunk share its stamp.
+
+A stream counts only when complete: it ended with `[DONE]` or a `finish_reason`, and carried no
+more tokens than asked for (exactly as many when the request fixed the length); anything else
+raises StreamError, so a cut stream is never timed as if it were whole.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from harness.deadline import request_timeout_s
 from harness.engines.base import ApiRequest
 
 _ERROR_BODY_CHARS = 300
@@ -37,6 +42,13 @@ class StreamTiming:
     usage: dict[str, Any] | None = None
     engine_timings: dict[str, Any] | None = None  # the engine's own `timings` (llama-server), if sent
     finished_at: float = 0.0
+    done: bool = False  # the `[DONE]` event arrived
+    finish_reason: str | None = None  # the last finish_reason the engine sent
+
+    @property
+    def ended(self) -> bool:
+        """Whether the engine said the stream was over (`[DONE]` or a finish_reason)."""
+        return self.done or self.finish_reason is not None
 
     @property
     def ttft_s(self) -> float:
@@ -109,7 +121,7 @@ async def stream_into(client: httpx.AsyncClient, request: ApiRequest, timing: St
         if name.endswith(".send_request_body.started"):
             timing.sent_at = time.perf_counter()
 
-    async with client.stream(request.method, request.path, json=request.body,
+    async with client.stream(request.method, request.path, json=request.body, timeout=request_timeout_s(),
                              extensions={"trace": stamp_send}) as response:
         if response.status_code >= 400:
             body = (await response.aread()).decode("utf-8", "replace")
@@ -124,6 +136,28 @@ async def stream_into(client: httpx.AsyncClient, request: ApiRequest, timing: St
             take_event(timing, payload, arrived)
     if not timing.finished_at:
         timing.finished_at = arrived
+    check_complete(timing, request)
+
+
+def asked_tokens(request: ApiRequest) -> tuple[int | None, bool]:
+    """How many tokens the request asks for, and whether exactly that many (EOS ignored or a minimum)."""
+    body = request.body or {}
+    asked = next((body[key] for key in ("max_tokens", "max_completion_tokens", "n_predict", "max_new_tokens")
+                  if isinstance(body.get(key), int) and body[key] > 0), None)
+    exact = asked is not None and (body.get("ignore_eos") is True or body.get("min_tokens") == asked)
+    return asked, exact
+
+
+def check_complete(timing: StreamTiming, request: ApiRequest) -> None:
+    """Raise StreamError unless the stream ended as the engine said and carried the tokens asked for."""
+    if not timing.ended:
+        raise StreamError(f"the stream stopped after {len(timing.token_times)} token event(s) without [DONE] "
+                          "or a finish_reason: incomplete")
+    asked, exact = asked_tokens(request)
+    counted = timing.output_tokens
+    if asked is not None and (counted > asked or (exact and counted < asked)):
+        raise StreamError(f"the stream carried {counted} token(s), {'of' if counted < asked else 'beyond'} the "
+                          f"{asked} asked for: incomplete")
 
 
 async def stream_request(client: httpx.AsyncClient, request: ApiRequest) -> StreamTiming:
@@ -137,6 +171,7 @@ def take_event(timing: StreamTiming, payload: bytes, arrived: float) -> None:
     """Add one SSE payload that arrived at `arrived` to `timing`; raises StreamError on an error event."""
     if payload == b"[DONE]":
         timing.finished_at = arrived
+        timing.done = True
         return
     try:
         event = json.loads(payload)
@@ -151,6 +186,8 @@ def take_event(timing: StreamTiming, payload: bytes, arrived: float) -> None:
     if event.get("timings"):
         timing.engine_timings = event["timings"]
     for choice in event.get("choices") or []:
+        if choice.get("finish_reason"):
+            timing.finish_reason = str(choice["finish_reason"])
         piece = choice.get("text") or (choice.get("delta") or {}).get("content") or ""
         if piece:
             timing.text += piece

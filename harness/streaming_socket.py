@@ -5,6 +5,10 @@ tiny model on llama-server makes tokens faster than that, so its stamps fall beh
 two streams read by one event loop can be stamped out of the order the engine sent them. Here each
 stream has its own thread and socket, the loop does nothing but `recv` and take the time, and the
 HTTP and SSE parsing happen after the stream has ended, each event stamped with its chunk's time.
+
+Every read waits at most `harness.deadline.request_timeout_s()` and the whole stream at most
+`timeout_s` (both cut to the probe's time left); a refused, reset or silent connection raises
+StreamError naming the endpoint, and `first_data` is set however the stream ends.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ import time
 import h11
 import httpx
 
+from harness.deadline import remaining_s, request_timeout_s
 from harness.engines.base import ApiRequest
-from harness.streaming import SSEDecoder, StreamError, StreamTiming, take_event
+from harness.streaming import SSEDecoder, StreamError, StreamTiming, check_complete, take_event
 
 READ_BYTES = 65536
 
@@ -36,22 +41,45 @@ def stream_with_socket(base_url: str, request: ApiRequest, first_data: threading
         ("Content-Length", str(len(body))), ("Connection", "close")]))
     message += connection.send(h11.Data(data=body)) + connection.send(h11.EndOfMessage())
     chunks: list[tuple[float, bytes]] = []
-    with socket.create_connection((url.host, url.port or 80), timeout=timeout_s) as sock:
+    endpoint = f"{url.host}:{url.port or 80}{request.path}"
+    try:
+        sent_at, stopped = _read(url, message, chunks, timeout_s, first_data, stop)
+    except OSError as exc:  # refused, reset, timed out
+        raise StreamError(f"{endpoint}: {type(exc).__name__}: {exc} after {len(chunks)} read(s)") from None
+    finally:
+        if first_data is not None:
+            first_data.set()  # never leave a waiter hanging, whatever happened to the stream
+    timing = parse_chunks(connection, chunks, sent_at)
+    if not stopped:
+        check_complete(timing, request)
+    return timing
+
+
+def _read(url: httpx.URL, message: bytes, chunks: list[tuple[float, bytes]], timeout_s: float,
+          first_data: threading.Event | None, stop: threading.Event | None) -> tuple[float, bool]:
+    """Send `message` and stamp every chunk until the server closes; (send time, whether `stop` cut it)."""
+    probe_left = remaining_s()
+    deadline = time.monotonic() + (timeout_s if probe_left is None else min(timeout_s, probe_left))
+    with socket.create_connection((url.host, url.port or 80), timeout=request_timeout_s()) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sent_at = time.perf_counter()
         sock.sendall(message)
-        while data := sock.recv(READ_BYTES):
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"the stream did not end within {timeout_s:g}s")
+            sock.settimeout(min(left, request_timeout_s()))
+            data = sock.recv(READ_BYTES)
+            if not data:
+                return sent_at, False
             chunks.append((time.perf_counter(), data))
             if first_data is not None and b"data:" in data:
                 first_data.set()
             if stop is not None and stop.is_set():
-                break
-    if first_data is not None:
-        first_data.set()  # never leave a waiter hanging, even on an empty or failed response
-    return _parse(connection, chunks, sent_at)
+                return sent_at, True
 
 
-def _parse(connection: h11.Connection, chunks: list[tuple[float, bytes]], sent_at: float) -> StreamTiming:
+def parse_chunks(connection: h11.Connection, chunks: list[tuple[float, bytes]], sent_at: float) -> StreamTiming:
     """The response read back from its stamped chunks, each event stamped with its chunk's arrival."""
     timing, decoder = StreamTiming(sent_at=sent_at), SSEDecoder()
     status, error_body = 0, b""
