@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -16,7 +17,7 @@ from harness.bench.command import bench_command
 from harness.engines import UnknownEngineError, get_adapter
 from harness.model_sets import ModelSetError, load_model_set
 from harness.paths import REPO_ROOT, cache_dir, default_report_dir, default_results_dir
-from harness.results import record_json_schema
+from harness.results import RecordWarning, record_json_schema
 
 app = typer.Typer(help="Measure what LLM inference engines really do, and regenerate the comparison table.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -101,19 +102,27 @@ def _check_reachable(base_url: str, health_path: str) -> None:
 @app.command("report")
 def report_command(claims: Path = typer.Option(default_report_dir() / "claims.json", help="claimed table (JSON)"),
                    results_dir: Path = typer.Option(default_results_dir(), help="result records"),
-                   out_dir: Path = typer.Option(default_report_dir(), help="output folder")) -> None:
-    """Regenerate the comparison table from the claims and the result records."""
-    _write_report(claims, results_dir, out_dir)
+                   out_dir: Path = typer.Option(default_report_dir(), help="output folder"),
+                   include_attach: bool = typer.Option(False, help="count attach-mode records in the table"),
+                   allow_dirty: bool = typer.Option(False, help="count records made from a dirty harness tree")) -> None:
+    """Regenerate the comparison table from the claims and the result records (see `infercheck schema`)."""
+    _write_report(claims, results_dir, out_dir, include_attach=include_attach, allow_dirty=allow_dirty)
 
 
-def _write_report(claims: Path, results_dir: Path, out_dir: Path) -> None:
+def _write_report(claims: Path, results_dir: Path, out_dir: Path, *, include_attach: bool = False,
+                  allow_dirty: bool = False) -> None:
     from harness.claims import ClaimsParseError
     from harness.report import write_report
 
     if not claims.exists():
         _fail(f"claims file not found: {claims} (run `infercheck claims-import`)")
     try:
-        written = write_report(claims, results_dir, out_dir)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RecordWarning)
+            written = write_report(claims, results_dir, out_dir, include_attach=include_attach,
+                                   allow_dirty=allow_dirty)
+        for warning in (w for w in caught if issubclass(w.category, RecordWarning)):
+            console.print(f"[yellow]warning:[/yellow] {warning.message}", highlight=False)
     except (ClaimsParseError, ValueError) as exc:
         _fail(str(exc).splitlines()[0])
     for path in written:

@@ -24,10 +24,25 @@ def host_info() -> HostInfo:
 
 @lru_cache(maxsize=1)
 def harness_info() -> HarnessInfo:
-    """The harness version and the git commit it runs from (dirty when there are local edits)."""
+    """The harness version and the git commit it runs from (dirty when its code has local edits)."""
     commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no")
-    return HarnessInfo(version=__version__, git_commit=commit, git_dirty=None if commit is None else bool(status))
+    return HarnessInfo(version=__version__, git_commit=commit, git_dirty=None if commit is None else git_dirty())
+
+
+# The harness's own outputs: edits there never make a run dirty (records, the report, logs).
+OUTPUT_PATHS = ("results", "report", "logs")
+# Code whose untracked files would change what a run measures.
+CODE_PATHS = ("harness", "probes", "containers", "model-sets", "conftest.py", "pyproject.toml")
+
+
+def git_dirty() -> bool | None:
+    """Whether the tree has uncommitted changes outside the harness's outputs, or untracked code files."""
+    excluded = [f":(exclude){path}" for path in OUTPUT_PATHS]
+    tracked = _git("status", "--porcelain", "--untracked-files=no", "--", ".", *excluded)
+    untracked = _git("status", "--porcelain", "--untracked-files=all", "--", *CODE_PATHS)
+    if tracked is None or untracked is None:
+        return None
+    return bool(tracked) or any(line.startswith("??") for line in untracked.splitlines())
 
 
 def gpu_names() -> list[str]:

@@ -25,7 +25,7 @@ from harness.model_sets import ModelSet, ModelSetError, load_model_set
 from harness.features import row_for
 from harness.paths import cache_dir, default_results_dir
 from harness.provenance import gpu_names, harness_info, host_info
-from harness.results import Evidence, ResultRecord, Status, Verdict, write_record
+from harness.results import LEGACY_ABSENCE_NOTE, Evidence, ResultRecord, Status, Verdict, write_record
 from harness.run_context import RunContext
 from harness.session import EngineSession
 
@@ -237,7 +237,7 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
         pytest.skip(f"not measured: {exc}")
     except Unsupported as exc:
         recorder.record(Verdict(status=Status.FAIL, reason=f"not expressible in the engine's API: {exc}",
-                                evidence=Evidence(notes=["documented absence (adapter), no request sent"])))
+                                evidence=Evidence(notes=[LEGACY_ABSENCE_NOTE], absence_source=exc.source)))
         return None
     except (pytest.skip.Exception, KeyboardInterrupt):
         raise

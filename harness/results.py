@@ -13,8 +13,15 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # version 1 grew optional fields only (compute_dtype, absence_source): old records still load
 BENCH_FILE = "bench.json"  # a run's benchmark record (harness.bench), beside its probe records
+SAFE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"  # a run id or probe name: one path component, never '..'
+LEGACY_ABSENCE_NOTE = "documented absence (adapter), no request sent"  # how records before absence_source said it
+
+
+class RecordWarning(UserWarning):
+    """A record the report leaves out or distrusts; the message names the file or record."""
+
 
 
 class Status(str, Enum):
@@ -45,6 +52,10 @@ class Evidence(BaseModel):
     numbers: dict[str, Any] = Field(default_factory=dict)
     engine_log: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
+    # set when the verdict is a documented absence (no request could be formed): the file and version,
+    # or the docs page, that documents it; the report marks such a cell apart from an observed failure
+    absence_source: str | None = None
+
 
 
 class Verdict(BaseModel):
@@ -76,6 +87,7 @@ class LaunchInfo(BaseModel):
     base_url: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
     ready_s: float | None = None  # seconds from the launcher's start to the first healthy answer; None when attached
+    compute_dtype: str | None = None  # dtype the engine computes in (e.g. float32, bfloat16); None: unknown
 
 
 class ModelInfo(BaseModel):
@@ -107,12 +119,27 @@ class HarnessInfo(BaseModel):
     git_dirty: bool | None = None
 
 
+class MeasurementContext(BaseModel, frozen=True):
+    """How a verdict was obtained; verdicts from different contexts are never merged into one."""
+
+    host_class: str  # "cpu", or "gpu <count>x <model>"
+    launcher: str  # process, docker or attach
+    model_source: str  # synthesized, or hub
+    distribution: str  # package==version, image@digest, or the engine's own version string
+    compute_dtype: str  # e.g. float32; "unknown" when the record does not say
+
+    def describe(self) -> str:
+        """All five dimensions in one line."""
+        return (f"{self.host_class}, {self.launcher}, {self.model_source} model, {self.distribution}, "
+                f"{self.compute_dtype}")
+
+
 class ResultRecord(BaseModel):
     """One probe's result in one run, with full provenance."""
 
     schema_version: int = SCHEMA_VERSION
-    run_id: str
-    probe: str
+    run_id: str = Field(pattern=SAFE_NAME)
+    probe: str = Field(pattern=SAFE_NAME)
     feature: str
     engine: EngineIdentity
     launch: LaunchInfo | None = None
@@ -129,10 +156,38 @@ class ResultRecord(BaseModel):
         """Stable file name of this record inside its run folder."""
         return f"{self.probe}.json"
 
+    def context(self) -> MeasurementContext:
+        """The measurement context, derived from the host, launch, model and engine fields."""
+        gpus = self.host.accelerators
+        host_class = f"gpu {len(gpus)}x {_gpu_model(gpus[0])}" if gpus else "cpu"
+        return MeasurementContext(
+            host_class=host_class, launcher=self.launch.launcher if self.launch else "unknown",
+            model_source=self.model.source if self.model else "unknown", distribution=_distribution(self.engine),
+            compute_dtype=(self.launch.compute_dtype if self.launch else None) or "unknown")
+
+    def absence_source(self) -> str | None:
+        """Where a documented absence is documented; None when the verdict was observed."""
+        if self.evidence.absence_source:
+            return self.evidence.absence_source
+        return "not recorded (adapter assertion)" if LEGACY_ABSENCE_NOTE in self.evidence.notes else None
+
+
+def _gpu_model(accelerator: str) -> str:
+    """`NVIDIA H100 80GB HBM3, 81559 MiB, 550.54` (nvidia-smi csv) -> `NVIDIA H100 80GB HBM3`."""
+    return accelerator.split(",")[0].strip()
+
+
+def _distribution(engine: EngineIdentity) -> str:
+    if engine.image:
+        return f"{engine.image}@{engine.image_digest}" if engine.image_digest else engine.image
+    if engine.package:
+        return f"{engine.package}=={engine.package_version}" if engine.package_version else engine.package
+    return f"{engine.name} {engine.version}"
+
 
 def engine_slug(engine_name: str) -> str:
-    """Folder name of an engine's records: lowercase, only [a-z0-9.-]."""
-    return re.sub(r"[^a-z0-9.-]", "-", engine_name.lower())
+    """Folder name of an engine's records: lowercase, only [a-z0-9.-], never starting with a dot."""
+    return re.sub(r"[^a-z0-9.-]", "-", engine_name.lower()).lstrip(".") or "engine"
 
 
 def run_dir_for(results_dir: Path, engine_name: str, run_id: str) -> Path:

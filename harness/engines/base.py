@@ -18,7 +18,15 @@ from harness.results import EngineIdentity
 
 
 class Unsupported(Exception):
-    """The engine's API has no way to express this feature (a documented absence)."""
+    """The engine's API has no way to express this feature (a documented absence).
+
+    `source` names where the absence is documented: a file at a version (`vllm/.../__init__.py in
+    vllm 0.32.0`) or a docs page. The record keeps it and the report shows it beside the cell.
+    """
+
+    def __init__(self, message: str, source: str | None = None) -> None:
+        super().__init__(message)
+        self.source = source
 
 
 class NotMeasurable(Exception):
@@ -116,6 +124,10 @@ class EngineAdapter(ABC):
     def served_model_name(self, models: ResolvedModels) -> str:
         """The model name clients must send."""
         return models.model.stem
+
+    def compute_dtype(self, spec: LaunchSpec) -> str | None:
+        """The dtype the engine computes in for this spec (part of the measurement context); None: unknown."""
+        return None
 
     # -- feature translation (OpenAI-compatible defaults) ----------------------------
     def greedy_request(self, model: str, prompt: str, max_tokens: int, top_logprobs: int) -> ApiRequest:

@@ -70,6 +70,10 @@ class LlamaCppAdapter(EngineAdapter):
         if spec.model_format not in (None, *GGUF_FORMATS):
             raise Unsupported(f"llama-server loads GGUF files only, not {spec.model_format!r}")
 
+    def compute_dtype(self, spec: LaunchSpec) -> str | None:
+        """ggml's CPU backend dequantizes f16 and quantized GGUF weights and computes in float32."""
+        return "float32"
+
     def launch_command(self, spec: LaunchSpec, models: ResolvedModels, port: int) -> list[str]:
         command = [str(self.server_binary()), "--model", str(models.model), "--host", "127.0.0.1",
                    "--port", str(port), "--threads", str(self.threads), "--poll", "0", "--ctx-size", str(2048 * spec.parallel_slots),

@@ -95,6 +95,9 @@ class VllmCpuAdapter(EngineAdapter):
         """float32 like the HF reference; AWQ's CPU kernel (CPUWNA16) takes float16 or bfloat16 activations only."""
         return "bfloat16" if spec.model_format == "awq" else "float32"
 
+    def compute_dtype(self, spec: LaunchSpec) -> str | None:
+        return self._dtype(spec)
+
     def launch_env(self, spec: LaunchSpec) -> dict[str, str]:
         return {"VLLM_CPU_KVCACHE_SPACE": str(self.kv_cache_gib),
                 "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}

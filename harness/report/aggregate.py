@@ -1,67 +1,252 @@
-"""From result records to measured cells: which record counts, and what mark a cell gets."""
+"""From result records to measured cells: which records count, in which context, and what mark a cell gets.
+
+The rules (issue 9, DESIGN.md "Measurement context"):
+- a record counts only when it is trustworthy for the table: attach-mode and dirty-tree records are left
+  out unless asked for, a record dated in the future is left out with a warning;
+- verdicts are kept apart by measurement context; within a context the newest decisive verdict
+  (pass, partial, fail) of each probe counts, an error only when the probe has no decisive verdict there;
+- a cell shows one mark when its contexts agree, and one mark per context when they do not;
+- a probe may lower its pass to a seed mark (`evidence.numbers["seed_mark"]`, e.g. 🟠 for an engine's own
+  kernel standing in for the one the row names);
+- a fail that is a documented absence gets its own mark;
+- the "Other Quants" seed row combines its per-format sub-rows.
+"""
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel
 
-from harness.features import row_for
-from harness.results import ResultRecord, Status
+from harness.claims import MARKS
+from harness.features import CLAIMED_QUANT_FORMATS, OTHER_QUANTS, parent_row, record_feature, row_for, subrow_name
+from harness.report.layout import record_relpath
+from harness.results import MeasurementContext, RecordWarning, ResultRecord, Status
 
-ERROR_MARK = "⚠"
+PASS_MARK = "✅"
+FAIL_MARK = "❌"
 MIXED_MARK = "🌩️"
-_MARKS = {Status.PASS: "✅", Status.FAIL: "❌"}
+ERROR_MARK = "⚠"
+ABSENCE_MARK = "❌📄"  # a documented absence: no request could be formed; the footnote names the source
+NOT_DECISIVE_MARK = "❔"  # the row's verdict needs more than what was measured (e.g. formats not probed)
+SEED_MARK_KEY = "seed_mark"  # evidence.numbers key: a probe's own seed-table mark for a pass
+FUTURE_SLACK = timedelta(days=1)
+_DECISIVE = (Status.PASS, Status.PARTIAL, Status.FAIL)
+_CONTEXT_FIELDS = ("host_class", "launcher", "model_source", "distribution", "compute_dtype")
+
+
+class LeftOut(BaseModel):
+    """A record the table does not count, and why."""
+
+    record: ResultRecord
+    why: str
+
+
+class ContextResult(BaseModel):
+    """What the counted records of one measurement context say about a cell."""
+
+    context: MeasurementContext
+    label: str  # what sets this context apart from the cell's others ("cpu", "docker, gpu"); "" when alone
+    mark: str | None  # None: only not-measured records
+    records: list[ResultRecord]  # measured (pass, partial, fail, error), one per probe, by probe
+    not_measured: list[ResultRecord]
 
 
 class CellResult(BaseModel):
     """What the counted records say about one (engine, row) cell."""
 
-    mark: str | None  # None: nothing measured, the cell is unverified
-    records: list[ResultRecord]  # measured (pass, partial, fail, error), one per probe, by probe
-    not_measured: list[ResultRecord]  # probes with only not-measured records, by probe
+    contexts: list[ContextResult]  # the contexts whose marks the cell shows (errors hide behind decisive ones)
+    hidden: list[ContextResult] = []  # contexts not shown: only errors or only not-measured beside a verdict
+    note: str = ""  # a combined row's summary, e.g. the formats that passed
+
+    @property
+    def marks(self) -> list[str]:
+        """The distinct marks shown, in context order."""
+        return list(dict.fromkeys(context.mark for context in self.contexts if context.mark))
+
+    @property
+    def mark(self) -> str | None:
+        """The cell's one mark when its contexts agree; None when nothing was measured or they disagree."""
+        marks = self.marks
+        return marks[0] if len(marks) == 1 else None
+
+    @property
+    def records(self) -> list[ResultRecord]:
+        """Every measured record behind the cell, shown contexts first."""
+        return [record for context in self.contexts + self.hidden for record in context.records]
+
+    @property
+    def not_measured(self) -> list[ResultRecord]:
+        """Every not-measured record behind the cell."""
+        return [record for context in self.contexts + self.hidden for record in context.not_measured]
+
+
+def select_records(records: list[ResultRecord], *, include_attach: bool = False, allow_dirty: bool = False,
+                   now: datetime | None = None) -> tuple[list[ResultRecord], list[LeftOut]]:
+    """Split records into those the table counts and those it leaves out (with the reason)."""
+    counted: list[ResultRecord] = []
+    left_out: list[LeftOut] = []
+    for record in records:
+        why = _left_out_because(record, include_attach, allow_dirty, now)
+        if why is None:
+            counted.append(record)
+        else:
+            left_out.append(LeftOut(record=record, why=why))
+    return counted, left_out
+
+
+def _left_out_because(record: ResultRecord, include_attach: bool, allow_dirty: bool,
+                      now: datetime | None) -> str | None:
+    try:
+        row_for(record_feature(record.feature, record.probe))
+    except KeyError:
+        warnings.warn(f"{record_relpath(record)}: unknown feature {record.feature!r}; record skipped",
+                      RecordWarning, stacklevel=2)
+        return f"unknown feature {record.feature!r}"
+    if now is not None and record.finished_at > now + FUTURE_SLACK:
+        warnings.warn(f"{record_relpath(record)}: finished_at {record.finished_at.isoformat()} is in the future; "
+                      "record skipped", RecordWarning, stacklevel=2)
+        return "finished in the future"
+    if record.launch is not None and record.launch.launcher == "attach" and not include_attach:
+        return "attach mode (use --include-attach)"
+    if record.harness.git_dirty and not allow_dirty:
+        return "dirty harness tree (use --allow-dirty)"
+    return None
 
 
 def counted_records(records: list[ResultRecord]) -> list[ResultRecord]:
-    """One record per (engine, probe): the latest measured one (by finished_at, then run_id).
-
-    A not-measured record says nothing about the feature, so it counts only when the probe was
-    never measured for that engine (a CPU-only run must not hide an earlier GPU measurement).
-    """
-    best: dict[tuple[str, str], ResultRecord] = {}
+    """One record per (engine, probe, context): its newest decisive one, else its newest error, else not measured."""
+    best: dict[tuple[str, str, MeasurementContext], ResultRecord] = {}
     for record in records:
-        key = (record.engine.name, record.probe)
+        key = (record.engine.name, record.probe, record.context())
         if key not in best or _rank(record) > _rank(best[key]):
             best[key] = record
-    return [best[key] for key in sorted(best)]
+    return sorted(best.values(), key=lambda r: (r.engine.name, r.probe, r.context().describe()))
 
 
-def _rank(record: ResultRecord) -> tuple[bool, object, str]:
-    return record.status != Status.NOT_MEASURED, record.finished_at, record.run_id
+def _rank(record: ResultRecord) -> tuple[int, datetime, str]:
+    tier = 2 if record.status in _DECISIVE else 1 if record.status == Status.ERROR else 0
+    return tier, record.finished_at, record.run_id
+
+
+def record_mark(record: ResultRecord) -> str | None:
+    """One record's mark: pass ✅ (or the probe's seed mark), partial 🌩️, fail ❌ or ❌📄, error ⚠."""
+    if record.status == Status.PASS:
+        seed = record.evidence.numbers.get(SEED_MARK_KEY)
+        return seed if isinstance(seed, str) and seed in MARKS else PASS_MARK
+    if record.status == Status.FAIL:
+        return ABSENCE_MARK if record.absence_source() else FAIL_MARK
+    return {Status.PARTIAL: MIXED_MARK, Status.ERROR: ERROR_MARK}.get(record.status)
 
 
 def measured_mark(records: list[ResultRecord]) -> str | None:
-    """Combine probes: all pass ✅, all fail ❌, partial or mixed 🌩️, only errors ⚠, none measured None."""
-    statuses = {record.status for record in records} - {Status.NOT_MEASURED}
-    decisive = statuses - {Status.ERROR}
-    if not statuses:
+    """Combine probes: all alike that mark, mixed 🌩️, only errors ⚠, none measured None (errors beside verdicts drop)."""
+    marks = {record_mark(record) for record in records} - {None}
+    decisive = marks - {ERROR_MARK}
+    if not marks:
         return None
     if not decisive:
         return ERROR_MARK
-    if len(decisive) == 1 and (status := next(iter(decisive))) in _MARKS:
-        return _MARKS[status]
-    return MIXED_MARK
+    if decisive == {FAIL_MARK, ABSENCE_MARK}:
+        return FAIL_MARK
+    return next(iter(decisive)) if len(decisive) == 1 else MIXED_MARK
+
+
+def context_results(records: list[ResultRecord]) -> list[ContextResult]:
+    """One result per measurement context of a cell's counted records, labelled by what sets it apart."""
+    groups: dict[MeasurementContext, list[ResultRecord]] = defaultdict(list)
+    for record in records:
+        groups[record.context()].append(record)
+    contexts = sorted(groups, key=lambda context: context.describe())
+    labels = context_labels(contexts)
+    results = []
+    for context in contexts:
+        group = sorted(groups[context], key=lambda record: record.probe)
+        results.append(ContextResult(context=context, label=labels[context], mark=measured_mark(group),
+                                     records=[r for r in group if r.status != Status.NOT_MEASURED],
+                                     not_measured=[r for r in group if r.status == Status.NOT_MEASURED]))
+    return results
+
+
+def context_labels(contexts: list[MeasurementContext]) -> dict[MeasurementContext, str]:
+    """A short label per context naming only the dimensions in which the contexts differ."""
+    differing = [name for name in _CONTEXT_FIELDS if len({getattr(c, name) for c in contexts}) > 1]
+    short_hosts = len({_host_kind(c) for c in contexts}) == len({c.host_class for c in contexts})
+
+    def value(context: MeasurementContext, name: str) -> str:
+        if name == "host_class" and short_hosts:
+            return _host_kind(context)
+        return str(getattr(context, name))
+
+    return {context: ", ".join(value(context, name) for name in differing) for context in contexts}
+
+
+def _host_kind(context: MeasurementContext) -> str:
+    return context.host_class.split(" ", 1)[0]
+
+
+def combine_contexts(results: list[ContextResult]) -> CellResult:
+    """Show contexts with a verdict; contexts with only errors show only when no context has a verdict."""
+    decisive = [result for result in results if result.mark not in (None, ERROR_MARK)]
+    errors = [result for result in results if result.mark == ERROR_MARK]
+    shown = decisive or errors
+    return CellResult(contexts=shown, hidden=[result for result in results if result not in shown])
 
 
 def cell_results(counted: list[ResultRecord]) -> dict[tuple[str, str], CellResult]:
-    """Counted records (see counted_records) grouped by (engine name, table row), each group combined into a mark."""
+    """Counted records (see counted_records) grouped by (engine name, table row), combined per context.
+
+    A seed row with sub-rows (Other Quants) gets a combined cell of its own (see quant_summary)."""
     groups: dict[tuple[str, str], list[ResultRecord]] = defaultdict(list)
     for record in counted:
-        groups[(record.engine.name, row_for(record.feature))].append(record)
-    results = {}
-    for key, group in sorted(groups.items()):
-        group.sort(key=lambda record: record.probe)
-        results[key] = CellResult(mark=measured_mark(group),
-                                  records=[r for r in group if r.status != Status.NOT_MEASURED],
-                                  not_measured=[r for r in group if r.status == Status.NOT_MEASURED])
-    return results
+        groups[(record.engine.name, row_for(record_feature(record.feature, record.probe)))].append(record)
+    results = {key: combine_contexts(context_results(group)) for key, group in sorted(groups.items())}
+    parents: dict[tuple[str, str], dict[str, CellResult]] = defaultdict(dict)
+    for (engine, row), result in results.items():
+        if (parent := parent_row(row)) is not None:
+            parents[(engine, parent)][row] = result
+    for (engine, parent), subrows in parents.items():
+        if parent == OTHER_QUANTS:
+            results[(engine, parent)] = quant_summary(engine, subrows)
+        else:  # the seed row is measured by all its sub-rows' probes together (LMQL: logit_bias and echo)
+            subrow_records = [record for (e, row), group in groups.items() if e == engine and parent_row(row) == parent
+                              for record in group]
+            results[(engine, parent)] = combine_contexts(context_results(subrow_records))
+    return dict(sorted(results.items()))
+
+
+def quant_summary(engine: str, subrows: dict[str, CellResult]) -> CellResult:
+    """The Other Quants seed row: ✅ when any format passes (naming them), ❌ only when every format the
+    engine claims was probed and failed, ❔ otherwise; nothing measured leaves it unmeasured."""
+    passed = [subrow_name(row) for row, cell in subrows.items() if PASS_MARK in cell.marks]
+    failed_rows = {row for row, cell in subrows.items() if cell.marks and set(cell.marks) <= {FAIL_MARK, ABSENCE_MARK}}
+    claimed = {row_for(feature) for feature in CLAIMED_QUANT_FORMATS.get(engine, ())}
+    measured = [cell for cell in subrows.values() if cell.marks and set(cell.marks) != {ERROR_MARK}]
+    if passed:
+        mark, note = PASS_MARK, "passed: " + ", ".join(passed)
+    elif measured and claimed <= failed_rows and len(failed_rows) == len(measured):
+        marks = {mark for row in failed_rows for mark in subrows[row].marks}
+        mark, note = (ABSENCE_MARK if marks == {ABSENCE_MARK} else FAIL_MARK), "every claimed format failed"
+    elif measured:
+        missing = sorted(subrow_name(row) for row in claimed - set(subrows))
+        mark = NOT_DECISIVE_MARK
+        note = "failed: " + ", ".join(sorted(subrow_name(row) for row in failed_rows))
+        note += f"; not probed: {', '.join(missing)}" if missing else ""
+    else:
+        mark, note = (ERROR_MARK, "only errors") if subrows else (None, "")
+    records = [record for cell in subrows.values() for record in cell.records]
+    not_measured = [record for cell in subrows.values() for record in cell.not_measured]
+    contexts = [ContextResult(context=_summary_context(records or not_measured), label="", mark=mark,
+                              records=records, not_measured=not_measured)] if records or not_measured else []
+    return CellResult(contexts=contexts, note=note)
+
+
+def _summary_context(records: list[ResultRecord]) -> MeasurementContext:
+    """The context of a combined row's records when they share one, else a context naming the mix."""
+    contexts = {record.context() for record in records}
+    if len(contexts) == 1:
+        return next(iter(contexts))
+    return MeasurementContext(**{name: " + ".join(sorted({getattr(c, name) for c in contexts}))
+                                 for name in _CONTEXT_FIELDS})

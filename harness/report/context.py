@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from datetime import datetime, timezone
 
 from pydantic import BaseModel, Field
 
 from harness.bench.records import BenchRecord
 from harness.claims import Cell, ClaimsTable, Footnote
-from harness.features import FEATURE_ROWS
-from harness.report.aggregate import CellResult, cell_results, counted_records
+from harness.features import FEATURE_ROWS, parent_row, subrow_name
+from harness.report.aggregate import (
+    ABSENCE_MARK, ERROR_MARK, FAIL_MARK, NOT_DECISIVE_MARK, CellResult, LeftOut, cell_results, counted_records,
+    select_records,
+)
 from harness.results import ResultRecord, Status
 
-MEASURED_ONLY = "Measured only"  # section for probed rows missing from the claimed table
+BEYOND = "Beyond the 2024 table"  # section for probed rows the claimed table does not have
 NO_CLAIM = "—"
 
 
@@ -22,7 +26,7 @@ class ReportCell(BaseModel):
     engine: str
     claimed: Cell | None  # None: the engine or the row is not in the claimed table
     measured: CellResult | None  # None: no probe measures this row
-    footnote: str | None = None  # label of the footnote holding the measured evidence
+    footnotes: list[str] = Field(default_factory=list)  # one label per shown context, holding its evidence
 
     @property
     def claimed_mark(self) -> str | None:
@@ -35,16 +39,43 @@ class ReportCell(BaseModel):
         return self.claimed.text if self.claimed and self.claimed.text else NO_CLAIM
 
     @property
+    def verdict(self) -> str | None:
+        """How the measurement stands against the claim (one of VERDICTS); None when nothing was measured."""
+        marks = self.measured.marks if self.measured else []
+        if not marks:
+            return None
+        if marks == [ERROR_MARK]:
+            return "error"
+        if marks == [NOT_DECISIVE_MARK]:
+            return "not decisive"
+        if self.claimed_text == NO_CLAIM:
+            return "no claim"
+        if self.claimed_mark is None:
+            return "claim is not a mark"
+        decisive = {_as_claim(mark) for mark in marks} - {ERROR_MARK}
+        return "agree" if decisive == {self.claimed_mark} else "differ"
+
+    @property
     def differs(self) -> bool:
-        """Measured, and the measured mark is not the claimed one."""
-        return (self.measured is not None and self.measured.mark is not None
-                and self.measured.mark != self.claimed_mark)
+        """Measured, and a measured mark is not the claimed one (text claims never differ)."""
+        return self.verdict == "differ"
 
     @property
     def needs_evidence(self) -> bool:
-        """Differs from its claim, or a probe errored: the cell gets a footnote."""
-        return self.differs or (self.measured is not None
-                                and any(r.status == Status.ERROR for r in self.measured.records))
+        """The cell gets footnotes unless it simply agrees with its claim in one context."""
+        measured = self.measured
+        if measured is None or self.verdict is None:
+            return False
+        return (self.verdict != "agree" or len(measured.contexts) > 1 or bool(measured.hidden)
+                or any(r.status == Status.ERROR or r.absence_source() for r in measured.records))
+
+
+VERDICTS = ("agree", "differ", "claim is not a mark", "no claim", "not decisive", "error")
+
+
+def _as_claim(mark: str) -> str:
+    """The claimed mark a measured one stands for (a documented absence is a ❌)."""
+    return FAIL_MARK if mark == ABSENCE_MARK else mark
 
 
 class ReportRow(BaseModel):
@@ -64,7 +95,9 @@ class ReportContext(BaseModel):
     engines: list[str]
     sections: list[str]
     rows: list[ReportRow]
-    records: list[ResultRecord]  # the counted records, one per (engine, probe)
+    records: list[ResultRecord]  # the counted records, one per (engine, probe, context)
+    left_out: list[LeftOut] = Field(default_factory=list)  # records the table does not count, with why
+    include_attach: bool = False
     results_href: str  # relative link from the report folder to the results folder
     bench: list[BenchRecord] = Field(default_factory=list)  # every benchmark record (harness.bench)
 
@@ -90,32 +123,47 @@ class ReportContext(BaseModel):
 
 
 def build_context(claims: ClaimsTable, records: list[ResultRecord], extra_engines: Sequence[str],
-                  results_href: str, bench: Sequence[BenchRecord] = ()) -> ReportContext:
-    """Combine claims and records; extra engines and unclaimed probed rows are appended, sorted."""
-    counted = counted_records(records)
+                  results_href: str, bench: Sequence[BenchRecord] = (), *, include_attach: bool = False,
+                  allow_dirty: bool = False, now: datetime | None = None) -> ReportContext:
+    """Combine claims and records; extra engines, sub-rows and unclaimed probed rows are added, sorted.
+
+    `now` (default: the current time) bounds the records' dates: one finished later than a day ahead is
+    left out with a warning."""
+    selected, left_out = select_records(records, include_attach=include_attach, allow_dirty=allow_dirty,
+                                        now=now or datetime.now(timezone.utc))
+    counted = counted_records(selected)
     results = cell_results(counted)
     engines = claims.engines + sorted({*extra_engines, *(engine for engine, _ in results)} - set(claims.engines))
-    probed = set(FEATURE_ROWS.values())
+    probed = set(FEATURE_ROWS.values()) | {parent for label in FEATURE_ROWS.values() if (parent := parent_row(label))}
 
     def cells(label: str, claimed: dict[str, Cell]) -> list[ReportCell]:
         return [ReportCell(engine=engine, claimed=claimed.get(engine),
                            measured=(results.get((engine, label)) or _unmeasured()) if label in probed else None)
                 for engine in engines]
 
-    rows = [ReportRow(label=row.label, raw_label=row.raw_label, section=row.section,
-                      claims_only=row.label not in probed, cells=cells(row.label, row.cells))
-            for row in claims.rows]
-    unclaimed = sorted({label for _, label in results} - {row.label for row in claims.rows})
-    rows += [ReportRow(label=label, raw_label=label, section=MEASURED_ONLY, claims_only=False, cells=cells(label, {}))
+    measured_rows = {label for _, label in results}
+    claimed_labels = {row.label for row in claims.rows}
+    rows = []
+    for row in claims.rows:
+        rows.append(ReportRow(label=row.label, raw_label=row.raw_label, section=row.section,
+                              claims_only=row.label not in probed, cells=cells(row.label, row.cells)))
+        rows += [ReportRow(label=label, raw_label=f"↳ {subrow_name(label)}", section=row.section, claims_only=False,
+                           cells=cells(label, {}))
+                 for label in sorted(measured_rows) if parent_row(label) == row.label]
+    unclaimed = sorted(label for label in measured_rows - claimed_labels
+                       if parent_row(label) not in claimed_labels)
+    rows += [ReportRow(label=label, raw_label=label, section=BEYOND, claims_only=False, cells=cells(label, {}))
              for label in unclaimed]
-    sections = claims.sections + ([MEASURED_ONLY] if unclaimed and MEASURED_ONLY not in claims.sections else [])
-    context = ReportContext(claims=claims, engines=engines, sections=sections, rows=rows,
-                            records=counted, results_href=results_href, bench=list(bench))
+    sections = claims.sections + ([BEYOND] if unclaimed and BEYOND not in claims.sections else [])
+    context = ReportContext(claims=claims, engines=engines, sections=sections, rows=rows, records=counted,
+                            left_out=left_out, include_attach=include_attach, results_href=results_href,
+                            bench=list(bench))
     evidenced = [cell for _, cell in context.cells() if cell.needs_evidence]
     for number, cell in enumerate(evidenced, start=1):
-        cell.footnote = f"m{number}"
+        shown = cell.measured.contexts if cell.measured else []
+        cell.footnotes = [f"m{number}"] if len(shown) <= 1 else [f"m{number}-{k}" for k in range(1, len(shown) + 1)]
     return context
 
 
 def _unmeasured() -> CellResult:
-    return CellResult(mark=None, records=[], not_measured=[])
+    return CellResult(contexts=[])

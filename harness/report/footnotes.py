@@ -21,17 +21,30 @@ def evidence(record: ResultRecord, results_href: str) -> str:
     return f"`{record.probe}` {record.status.value.replace('_', ' ')}: {one_line(record.reason)} ({details})"
 
 
-def measured_definition(row: ReportRow, cell: ReportCell, results_href: str) -> str:
-    """The footnote of a measured cell: claimed against measured, then every probe's evidence."""
-    assert cell.measured is not None and cell.footnote is not None
-    probes = "; ".join(evidence(record, results_href)
-                       for record in cell.measured.records + cell.measured.not_measured)
-    verdict = f"claimed {cell.claimed_text}, measured {cell.measured.mark}"
-    return f"[^{cell.footnote}]: {cell.engine} · {row.label}: {verdict}. {probes}."
+def measured_definitions(row: ReportRow, cell: ReportCell, results_href: str) -> list[str]:
+    """The footnotes of a measured cell, one per shown context: its context, claimed against measured, then every
+    probe's evidence; the first also names the contexts not shown (only errors or not measured)."""
+    assert cell.measured is not None
+    lines = []
+    shown = cell.measured.contexts
+    for index, (label, result) in enumerate(zip(cell.footnotes, shown, strict=True)):
+        probes = "; ".join(evidence(record, results_href) for record in result.records + result.not_measured)
+        verdict = f"claimed {cell.claimed_text}, measured {result.mark}"
+        verdict += f" ({cell.measured.note})" if cell.measured.note else ""
+        absences = sorted({source for record in result.records if (source := record.absence_source())})
+        absence = "".join(f" Documented absence, not an observation: {one_line(source)}." for source in absences)
+        hidden = "" if index else "".join(
+            f" Not shown ({context.context.describe()}): "
+            + "; ".join(evidence(record, results_href) for record in context.records + context.not_measured) + "."
+            for context in cell.measured.hidden)
+        lines.append(f"[^{label}]: {cell.engine} · {row.label}: {verdict}, in context {result.context.describe()}."
+                     f"{absence} {probes}.{hidden}")
+    return lines
 
 
 def footnote_definitions(context: ReportContext) -> str:
     """All definitions: the claimed footnotes (relabelled), then the measured ones in table order."""
     lines = [f"[^{label}]: {footnote.text}" for label, footnote in context.claimed_footnotes()]
-    lines += [measured_definition(row, cell, context.results_href) for row, cell in context.cells() if cell.footnote]
+    lines += [line for row, cell in context.cells() if cell.footnotes
+              for line in measured_definitions(row, cell, context.results_href)]
     return "\n".join(lines)

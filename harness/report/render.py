@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 from harness.bench.records import BenchRecord, load_bench_records
@@ -20,9 +21,11 @@ REPORT_FILE = "comparison.md"
 
 def render_report(claims: ClaimsTable, records: list[ResultRecord], extra_engines: Sequence[str] = (), *,
                   results_href: str = "../results", sections: Sequence[SectionRenderer] = DEFAULT_SECTIONS,
-                  bench: Sequence[BenchRecord] = ()) -> dict[str, str]:
-    """Report file name -> content; the same inputs always give the same bytes."""
-    context = build_context(claims, records, extra_engines, results_href, bench)
+                  bench: Sequence[BenchRecord] = (), include_attach: bool = False, allow_dirty: bool = False,
+                  now: datetime | None = None) -> dict[str, str]:
+    """Report file name -> content; the same inputs always give the same bytes (see build_context for `now`)."""
+    context = build_context(claims, records, extra_engines, results_href, bench, include_attach=include_attach,
+                            allow_dirty=allow_dirty, now=now)
     rendered = [section(context) for section in sections]
     parts = [header(context), comparison_table(context), asterisk_notes(context),
              *(section.markdown for section in rendered), footnote_definitions(context)]
@@ -36,7 +39,8 @@ def render_report(claims: ClaimsTable, records: list[ResultRecord], extra_engine
 
 
 def write_report(claims_path: Path, results_dir: Path, out_dir: Path,
-                 extra_engines: Sequence[str] | None = None) -> list[Path]:
+                 extra_engines: Sequence[str] | None = None, *, include_attach: bool = False,
+                 allow_dirty: bool = False) -> list[Path]:
     """Render from claims.json and a results folder into out_dir; returns the files written, sorted.
 
     Columns: the claimed table's engines, then every other engine with an adapter (`extra_engines`,
@@ -46,7 +50,8 @@ def write_report(claims_path: Path, results_dir: Path, out_dir: Path,
         extra_engines = sorted(adapter_classes())
     href = Path(os.path.relpath(Path(results_dir).resolve(), out_dir.resolve())).as_posix()
     files = render_report(load_claims(Path(claims_path)), load_records(Path(results_dir)), extra_engines,
-                          results_href=href, bench=load_bench_records(Path(results_dir)))
+                          results_href=href, bench=load_bench_records(Path(results_dir)),
+                          include_attach=include_attach, allow_dirty=allow_dirty)
     written = []
     for name, content in files.items():
         path = out_dir / name

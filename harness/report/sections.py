@@ -6,14 +6,15 @@ SectionRenderer added to DEFAULT_SECTIONS or passed to render_report(sections=..
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 
 from pydantic import BaseModel, Field
 
-from harness.report.context import ReportContext
+from harness.report.context import VERDICTS, ReportContext
 from harness.report.footnotes import record_link
 from harness.report.format import table_cell, timestamp
+from harness.report.table import measured_text
 from harness.results import ResultRecord
 
 
@@ -28,15 +29,18 @@ SectionRenderer = Callable[[ReportContext], ReportSection]
 
 
 def diff_section(context: ReportContext) -> ReportSection:
-    """One line per cell whose measured mark differs from its claim."""
+    """How the measured cells stand against their claims, then one line per cell that differs or needs a word."""
     probed = [cell for row, cell in context.cells() if not row.claims_only]
-    measured = [cell for cell in probed if cell.measured and cell.measured.mark]
-    differing = [(row, cell) for row, cell in context.cells() if cell.differs]
+    counts = Counter(cell.verdict for cell in probed if cell.verdict)
+    measured = sum(counts.values())
+    tally = ", ".join(f"{counts[verdict]} {verdict}" for verdict in VERDICTS if counts[verdict])
     lines = ["## Claimed vs measured", "",
-             f"{len(measured)} of {len(probed)} probed cells measured: "
-             f"{len(measured) - len(differing)} agree with the claim, {len(differing)} differ.", ""]
-    lines += [f"- {row.label} · {cell.engine}: {cell.claimed_text} → {cell.measured.mark}[^{cell.footnote}]"
-              for row, cell in differing if cell.measured] or ["No measured cell differs from its claim."]
+             f"{measured} of {len(probed)} probed cells measured" + (f": {tally}." if tally else "."),
+             "A claim that is text, not a mark (\"GGUF\", \"(yes)\", \"?\"), is shown beside the measurement and "
+             "counted as \"claim is not a mark\", never as a disagreement.", ""]
+    listed = [(row, cell) for row, cell in context.cells() if cell.verdict in ("differ", "claim is not a mark")]
+    lines += [f"- {row.label} · {cell.engine} ({cell.verdict}): {cell.claimed_text} → {measured_text(cell)}"
+              for row, cell in listed] or ["No measured cell differs from its claim."]
     return ReportSection(markdown="\n".join(lines))
 
 
@@ -54,31 +58,59 @@ def not_measured_section(context: ReportContext) -> ReportSection:
 
 
 def runs_section(context: ReportContext) -> ReportSection:
-    """Provenance per engine: every run the counted records come from."""
-    lines = ["## Runs"]
-    for engine in context.engines:
+    """Provenance per engine: every run, counted or left out of the table, and why."""
+    left_out = {_key(item.record): item.why for item in context.left_out}
+    everything = context.records + [item.record for item in context.left_out]
+    lines = ["## Runs", "", "A run from a tree with uncommitted harness, probe or adapter code is marked `(dirty)` and "
+             "left out of the table unless the report is made with `--allow-dirty`; attach-mode runs are left out "
+             "unless it is made with `--include-attach`."]
+    engines = context.engines + sorted({record.engine.name for record in everything} - set(context.engines))
+    for engine in engines:
         runs: dict[str, list[ResultRecord]] = defaultdict(list)
-        for record in context.records:
+        for record in everything:
             if record.engine.name == engine:
                 runs[record.run_id].append(record)
         if not runs:
             continue
-        lines += ["", f"### {engine}", "",
-                  "| Run | Engine version | Package / image | Host | Harness | Started | Finished | Probes |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += ["", f"### {table_cell(engine)}", "",
+                  "| Run | Engine version | Package / image | Host | Harness | Started | Finished | Probes | Counted |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         ordered = sorted(runs.items(), key=lambda item: (min(r.started_at for r in item[1]), item[0]))
-        lines += [_run_row(run_id, records) for run_id, records in ordered]
-    if len(lines) == 1:
+        lines += [_run_row(run_id, records, left_out) for run_id, records in ordered]
+    if len(lines) == 3:
         lines += ["", "No runs yet."]
     return ReportSection(markdown="\n".join(lines))
 
 
-def _run_row(run_id: str, records: list[ResultRecord]) -> str:
-    cells = [f"`{run_id}`", _distinct(records, lambda r: r.engine.version), _distinct(records, _package),
+def _key(record: ResultRecord) -> tuple[str, str, str, str]:
+    return record.engine.name, record.run_id, record.probe, record.finished_at.isoformat()
+
+
+def _run_row(run_id: str, records: list[ResultRecord], left_out: dict[tuple[str, str, str, str], str]) -> str:
+    whys = sorted({left_out[key] for record in records if (key := _key(record)) in left_out})
+    counted = "no: " + "; ".join(whys) if whys else "yes"
+    cells = [f"`{table_cell(run_id)}`", _distinct(records, lambda r: r.engine.version), _distinct(records, _package),
              _distinct(records, _host), _distinct(records, _harness),
              timestamp(min(r.started_at for r in records)), timestamp(max(r.finished_at for r in records)),
-             str(len(records))]
+             str(len(records)), table_cell(counted)]
     return "| " + " | ".join(cells) + " |"
+
+
+def attach_section(context: ReportContext) -> ReportSection:
+    """Records from attach mode (a server the harness did not start or verify), listed on their own."""
+    attached = [record for record in context.records + [item.record for item in context.left_out]
+                if record.launch is not None and record.launch.launcher == "attach"]
+    if not attached:
+        return ReportSection(markdown="")
+    counted = "counted in the table (--include-attach)" if context.include_attach else "not counted in the table"
+    lines = ["## Attach-mode records", "",
+             f"Probes run against a server the harness attached to and did not start; {counted}.", "",
+             "| Engine | Probe | Verdict | Reason | Server | Record |", "|---|---|---|---|---|---|"]
+    lines += [f"| {table_cell(record.engine.name)} | `{record.probe}` | {record.status.value} | "
+              f"{table_cell(record.reason)} | {table_cell(record.launch.base_url or '—') if record.launch else '—'} | "
+              f"{record_link(record, context.results_href)} |"
+              for record in sorted(attached, key=lambda r: (r.engine.name, r.probe, r.finished_at))]
+    return ReportSection(markdown="\n".join(lines))
 
 
 def _distinct(records: list[ResultRecord], describe: Callable[[ResultRecord], str]) -> str:
@@ -114,5 +146,5 @@ def performance_section(context: ReportContext) -> ReportSection:
     return render_performance(context)
 
 
-DEFAULT_SECTIONS: tuple[SectionRenderer, ...] = (diff_section, not_measured_section, performance_section,
-                                                 runs_section)
+DEFAULT_SECTIONS: tuple[SectionRenderer, ...] = (diff_section, not_measured_section, attach_section,
+                                                 performance_section, runs_section)

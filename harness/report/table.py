@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from harness.report.aggregate import ABSENCE_MARK, NOT_DECISIVE_MARK
 from harness.report.context import NO_CLAIM, ReportCell, ReportContext, ReportRow
 from harness.report.format import relink_refs, table_cell, timestamp
 
 UNVERIFIED = "·"
 CLAIMS_ONLY = "†"
-MEASURED_LEGEND = ("✅ pass | 🌩️ partial, or mixed pass and fail | ❌ fail | "
+MEASURED_LEGEND = ("✅ pass | 🟠 pass with an inferior alternative (the probe says which) | "
+                   "🌩️ partial, or mixed pass and fail | ❌ fail (observed) | "
+                   f"{ABSENCE_MARK} documented absence (no request can express it; the footnote names the source) | "
+                   f"{NOT_DECISIVE_MARK} not decisive (the footnote says what is missing) | "
                    f"⚠ error (the probe could not finish) | {UNVERIFIED} not measured on any host yet (claimed mark shown, unverified)")
 
 
@@ -21,13 +25,17 @@ def header(context: ReportContext) -> str:
         latest = max(record.finished_at for record in context.records)
         results = (f"{len(context.records)} probe result(s) from {len(runs)} run(s), "
                    f"the latest finished {timestamp(latest)}")
+    if context.left_out:
+        results += f"; {len(context.left_out)} record(s) left out of the table (see Runs)"
     claimed_legend = " | ".join(f"{mark} {meaning}" for mark, meaning in claims.legend.items())
     lines = [
         "# Inference engines: claimed vs measured",
         "",
         f"Claims: {source} (sha256 `{claims.source_sha256[:12]}`, kept in `claims-source.md`). Results: {results}.",
         "",
-        "Each cell reads `claimed → measured`; a footnote on the measured mark holds the evidence.",
+        "Each cell reads `claimed → measured`; a footnote on the measured mark holds the evidence. Verdicts are "
+        "kept apart by measurement context (host class, launcher, model source, engine distribution, compute "
+        "dtype): contexts that disagree show one mark each, e.g. `✅ cpu / 🌩️ gpu`.",
         "",
         f"- Claimed: {claimed_legend}" if claimed_legend else "- Claimed: the source table's marks",
         f"- Measured: {MEASURED_LEGEND}",
@@ -64,6 +72,19 @@ def _cell(cell: ReportCell, context: ReportContext) -> str:
     claimed = relink_refs(table_cell(cell.claimed.raw), context.claimed_labels) if cell.claimed else ""
     if cell.measured is None:
         return claimed
-    measured = cell.measured.mark or UNVERIFIED
-    reference = f"[^{cell.footnote}]" if cell.footnote else ""
-    return f"{claimed or NO_CLAIM} → {measured}{reference}"
+    return f"{claimed or NO_CLAIM} → {measured_text(cell)}"
+
+
+def measured_text(cell: ReportCell) -> str:
+    """The measured side of a cell: one mark when its contexts agree, else `mark context / mark context`."""
+    assert cell.measured is not None
+    shown = cell.measured.contexts
+    note = f" ({table_cell(cell.measured.note)})" if cell.measured.note and cell.measured.marks else ""
+    if not cell.measured.marks:
+        return UNVERIFIED
+    if len(cell.measured.marks) == 1:
+        return f"{cell.measured.marks[0]}{''.join(f'[^{label}]' for label in cell.footnotes)}{note}"
+    labels = cell.footnotes or [""] * len(shown)
+    parts = [f"{result.mark}{f'[^{label}]' if label else ''} {table_cell(result.label)}"
+             for result, label in zip(shown, labels, strict=True)]
+    return " / ".join(parts) + note

