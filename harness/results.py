@@ -17,11 +17,11 @@ SCHEMA_VERSION = 1  # version 1 grew optional fields only (compute_dtype, absenc
 BENCH_FILE = "bench.json"  # a run's benchmark record (harness.bench), beside its probe records
 SAFE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"  # a run id or probe name: one path component, never '..'
 LEGACY_ABSENCE_NOTE = "documented absence (adapter), no request sent"  # how records before absence_source said it
+UNKNOWN = "unknown"  # a context dimension an (older) record does not tell
 
 
 class RecordWarning(UserWarning):
     """A record the report leaves out or distrusts; the message names the file or record."""
-
 
 
 class Status(str, Enum):
@@ -55,7 +55,6 @@ class Evidence(BaseModel):
     # set when the verdict is a documented absence (no request could be formed): the file and version,
     # or the docs page, that documents it; the report marks such a cell apart from an observed failure
     absence_source: str | None = None
-
 
 
 class Verdict(BaseModel):
@@ -126,7 +125,7 @@ class MeasurementContext(BaseModel, frozen=True):
     launcher: str  # process, docker or attach
     model_source: str  # synthesized, or hub
     distribution: str  # package==version, image@digest, or the engine's own version string
-    compute_dtype: str  # e.g. float32; "unknown" when the record does not say
+    compute_dtype: str  # e.g. float32; UNKNOWN when the record does not say
 
     def describe(self) -> str:
         """All five dimensions in one line."""
@@ -161,9 +160,9 @@ class ResultRecord(BaseModel):
         gpus = self.host.accelerators
         host_class = f"gpu {len(gpus)}x {_gpu_model(gpus[0])}" if gpus else "cpu"
         return MeasurementContext(
-            host_class=host_class, launcher=self.launch.launcher if self.launch else "unknown",
-            model_source=self.model.source if self.model else "unknown", distribution=_distribution(self.engine),
-            compute_dtype=(self.launch.compute_dtype if self.launch else None) or "unknown")
+            host_class=host_class, launcher=self.launch.launcher if self.launch else UNKNOWN,
+            model_source=self.model.source if self.model else UNKNOWN, distribution=_distribution(self.engine),
+            compute_dtype=(self.launch.compute_dtype if self.launch else None) or UNKNOWN)
 
     def absence_source(self) -> str | None:
         """Where a documented absence is documented; None when the verdict was observed."""

@@ -112,6 +112,14 @@ def test_other_compute_dtype_is_another_context(claims: ClaimsTable) -> None:
     assert cell(comparison(claims, records), "Beam Search") == "✅ [^c14] → ❌[^m1-1] bfloat16 / ✅[^m1-2] float32"
 
 
+def test_a_record_that_does_not_tell_its_dtype_joins_the_matching_context(claims: ClaimsTable) -> None:
+    old = record(status=Status.FAIL)
+    old = old.model_copy(update={"launch": old.launch.model_copy(update={"compute_dtype": None})})
+    assert cell(comparison(claims, [old, record(run_id="run-2", minute=5)]), "Beam Search") == "✅ [^c14] → ✅"
+    two = [old, record(run_id="run-2", minute=5), record(run_id="run-3", minute=6, dtype="bfloat16")]
+    assert "unknown" in cell(comparison(claims, two), "Beam Search")  # two candidates: it stays apart
+
+
 def test_a_dirty_record_is_excluded(claims: ClaimsTable) -> None:
     records = [record(status=Status.FAIL, dirty=True, run_id="dirty-run")]
     markdown = comparison(claims, records)

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from harness.claims import MARKS
 from harness.features import CLAIMED_QUANT_FORMATS, OTHER_QUANTS, parent_row, record_feature, row_for, subrow_name
 from harness.report.layout import record_relpath
-from harness.results import MeasurementContext, RecordWarning, ResultRecord, Status
+from harness.results import UNKNOWN, MeasurementContext, RecordWarning, ResultRecord, Status
 
 PASS_MARK = "✅"
 FAIL_MARK = "❌"
@@ -116,14 +116,38 @@ def _left_out_because(record: ResultRecord, include_attach: bool, allow_dirty: b
     return None
 
 
+def resolved_contexts(records: list[ResultRecord]) -> dict[int, MeasurementContext]:
+    """Each record's context (by id), where a record that does not tell a dimension (an older record without
+    compute_dtype) joins the one context of its engine that matches it on every dimension it does tell."""
+    own = {id(record): record.context() for record in records}
+    known: dict[str, set[MeasurementContext]] = defaultdict(set)
+    for record in records:
+        if UNKNOWN not in _values(own[id(record)]):
+            known[record.engine.name].add(own[id(record)])
+
+    def resolve(engine: str, context: MeasurementContext) -> MeasurementContext:
+        if UNKNOWN not in _values(context):
+            return context
+        matches = [candidate for candidate in known[engine]
+                   if all(mine in (UNKNOWN, theirs) for mine, theirs in zip(_values(context), _values(candidate)))]
+        return matches[0] if len(matches) == 1 else context
+
+    return {id(record): resolve(record.engine.name, own[id(record)]) for record in records}
+
+
+def _values(context: MeasurementContext) -> tuple[str, ...]:
+    return tuple(getattr(context, name) for name in _CONTEXT_FIELDS)
+
+
 def counted_records(records: list[ResultRecord]) -> list[ResultRecord]:
     """One record per (engine, probe, context): its newest decisive one, else its newest error, else not measured."""
+    contexts = resolved_contexts(records)
     best: dict[tuple[str, str, MeasurementContext], ResultRecord] = {}
     for record in records:
-        key = (record.engine.name, record.probe, record.context())
+        key = (record.engine.name, record.probe, contexts[id(record)])
         if key not in best or _rank(record) > _rank(best[key]):
             best[key] = record
-    return sorted(best.values(), key=lambda r: (r.engine.name, r.probe, r.context().describe()))
+    return [best[key] for key in sorted(best, key=lambda key: (key[0], key[1], key[2].describe()))]
 
 
 def _rank(record: ResultRecord) -> tuple[int, datetime, str]:
@@ -154,11 +178,13 @@ def measured_mark(records: list[ResultRecord]) -> str | None:
     return next(iter(decisive)) if len(decisive) == 1 else MIXED_MARK
 
 
-def context_results(records: list[ResultRecord]) -> list[ContextResult]:
+def context_results(records: list[ResultRecord],
+                    contexts: dict[int, MeasurementContext] | None = None) -> list[ContextResult]:
     """One result per measurement context of a cell's counted records, labelled by what sets it apart."""
+    contexts = contexts or resolved_contexts(records)
     groups: dict[MeasurementContext, list[ResultRecord]] = defaultdict(list)
     for record in records:
-        groups[record.context()].append(record)
+        groups[contexts[id(record)]].append(record)
     contexts = sorted(groups, key=lambda context: context.describe())
     labels = context_labels(contexts)
     results = []
@@ -199,25 +225,26 @@ def cell_results(counted: list[ResultRecord]) -> dict[tuple[str, str], CellResul
     """Counted records (see counted_records) grouped by (engine name, table row), combined per context.
 
     A seed row with sub-rows (Other Quants) gets a combined cell of its own (see quant_summary)."""
+    contexts = resolved_contexts(counted)
     groups: dict[tuple[str, str], list[ResultRecord]] = defaultdict(list)
     for record in counted:
         groups[(record.engine.name, row_for(record_feature(record.feature, record.probe)))].append(record)
-    results = {key: combine_contexts(context_results(group)) for key, group in sorted(groups.items())}
+    results = {key: combine_contexts(context_results(group, contexts)) for key, group in sorted(groups.items())}
     parents: dict[tuple[str, str], dict[str, CellResult]] = defaultdict(dict)
     for (engine, row), result in results.items():
         if (parent := parent_row(row)) is not None:
             parents[(engine, parent)][row] = result
     for (engine, parent), subrows in parents.items():
         if parent == OTHER_QUANTS:
-            results[(engine, parent)] = quant_summary(engine, subrows)
+            results[(engine, parent)] = quant_summary(engine, subrows, contexts)
         else:  # the seed row is measured by all its sub-rows' probes together (LMQL: logit_bias and echo)
             subrow_records = [record for (e, row), group in groups.items() if e == engine and parent_row(row) == parent
                               for record in group]
-            results[(engine, parent)] = combine_contexts(context_results(subrow_records))
+            results[(engine, parent)] = combine_contexts(context_results(subrow_records, contexts))
     return dict(sorted(results.items()))
 
 
-def quant_summary(engine: str, subrows: dict[str, CellResult]) -> CellResult:
+def quant_summary(engine: str, subrows: dict[str, CellResult], resolved: dict[int, MeasurementContext]) -> CellResult:
     """The Other Quants seed row: ✅ when any format passes (naming them), ❌ only when every format the
     engine claims was probed and failed, ❔ otherwise; nothing measured leaves it unmeasured."""
     passed = [subrow_name(row) for row, cell in subrows.items() if PASS_MARK in cell.marks]
@@ -238,14 +265,14 @@ def quant_summary(engine: str, subrows: dict[str, CellResult]) -> CellResult:
         mark, note = (ERROR_MARK, "only errors") if subrows else (None, "")
     records = [record for cell in subrows.values() for record in cell.records]
     not_measured = [record for cell in subrows.values() for record in cell.not_measured]
-    contexts = [ContextResult(context=_summary_context(records or not_measured), label="", mark=mark,
+    contexts = [ContextResult(context=_summary_context(records or not_measured, resolved), label="", mark=mark,
                               records=records, not_measured=not_measured)] if records or not_measured else []
     return CellResult(contexts=contexts, note=note)
 
 
-def _summary_context(records: list[ResultRecord]) -> MeasurementContext:
+def _summary_context(records: list[ResultRecord], resolved: dict[int, MeasurementContext]) -> MeasurementContext:
     """The context of a combined row's records when they share one, else a context naming the mix."""
-    contexts = {record.context() for record in records}
+    contexts = {resolved[id(record)] for record in records}
     if len(contexts) == 1:
         return next(iter(contexts))
     return MeasurementContext(**{name: " + ".join(sorted({getattr(c, name) for c in contexts}))
