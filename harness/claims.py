@@ -13,6 +13,9 @@ Mark = Literal["✅", "🟠", "🌩️", "🔨", "🗓️", "❓", "❌"]
 MARKS: tuple[str, ...] = get_args(Mark)
 CLAIMS_FILE = "claims.json"
 SOURCE_FILE = "claims-source.md"
+CURRENT_CLAIMS_FILE = "claims-current.json"  # today's claims (the engines' docs), beside the seed's
+CURRENT_SOURCE_FILE = "claims-current.md"
+CLAIMS_FILES = {"seed": (CLAIMS_FILE, SOURCE_FILE), "current": (CURRENT_CLAIMS_FILE, CURRENT_SOURCE_FILE)}
 
 _VS16 = "\ufe0f"  # emoji variation selector: some marks are written with or without it
 _REF = re.compile(r"\[\^([^\]\s]+)\]")
@@ -113,15 +116,24 @@ def load_claims(path: Path) -> ClaimsTable:
     return ClaimsTable.model_validate_json(Path(path).read_text(encoding="utf-8"))
 
 
-def import_claims(markdown_path: Path, source: str, out_dir: Path) -> list[Path]:
-    """Parse a markdown table and keep it: claims.json plus a verbatim claims-source.md."""
+def load_current_claims(claims_path: Path) -> ClaimsTable | None:
+    """Today's claims imported beside a seed claims.json (claims-current.json), None when there are none."""
+    path = Path(claims_path).parent / CURRENT_CLAIMS_FILE
+    return load_claims(path) if path.is_file() else None
+
+
+def import_claims(markdown_path: Path, source: str, out_dir: Path, kind: str = "seed") -> list[Path]:
+    """Parse a markdown table and keep it: the seed as claims.json plus a verbatim claims-source.md, today's
+    claims (`kind="current"`) as claims-current.json plus claims-current.md."""
     data = Path(markdown_path).read_bytes()
     table = parse_claims(data.decode("utf-8"), source)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    claims_path, source_path = out_dir / CLAIMS_FILE, out_dir / SOURCE_FILE
+    claims_name, source_name = CLAIMS_FILES[kind]
+    claims_path, source_path = out_dir / claims_name, out_dir / source_name
     claims_path.write_bytes((table.model_dump_json(indent=2) + "\n").encode("utf-8"))
-    source_path.write_bytes(data)
+    if not (source_path.exists() and source_path.resolve() == Path(markdown_path).resolve()):
+        source_path.write_bytes(data)
     return [claims_path, source_path]
 
 

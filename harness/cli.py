@@ -145,14 +145,16 @@ def merge_command(sources: list[Path] = typer.Argument(..., help="uploaded resul
 @app.command("claims-import")
 def claims_import(markdown: Path = typer.Argument(..., help="markdown comparison table"),
                   source: str = typer.Option(..., help="where the table comes from (URL)"),
-                  out_dir: Path = typer.Option(default_report_dir(), help="output folder")) -> None:
-    """Import a (newer) markdown comparison table as the claims."""
+                  out_dir: Path = typer.Option(default_report_dir(), help="output folder"),
+                  current: bool = typer.Option(False, help="today's claims (claims-current.md), shown beside the "
+                                               "seed's, instead of the seed table")) -> None:
+    """Import a markdown comparison table: the seed claims, or with --current today's claims."""
     from harness.claims import ClaimsParseError, import_claims
 
     if not markdown.exists():
         _fail(f"table not found: {markdown}")
     try:
-        import_claims(markdown, source, out_dir)
+        import_claims(markdown, source, out_dir, kind="current" if current else "seed")
     except ClaimsParseError as exc:
         _fail(f"malformed table {markdown}: {exc}")
     _progress(f"claims imported into {out_dir}")

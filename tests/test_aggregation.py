@@ -246,3 +246,47 @@ def test_unknown_feature_is_skipped_with_a_warning(claims: ClaimsTable) -> None:
         markdown = comparison(claims, [record(), record("no_such_feature", run_id="run-2")])
     assert any("unknown feature 'no_such_feature'" in str(w.message) for w in caught)
     assert cell(markdown, "Beam Search") == "✅ [^c14] → ✅"
+
+
+CURRENT = """✅ Included | 🟠 Inferior Alternative | ❌ Not Implemented
+
+| | vLLM | llama.cpp |
+|---|---|---|
+| **Feat. / Sampling** | | |
+| Beam Search | ✅ [^1] | ❌ [^2] |
+| **Beyond the 2024 table** | | |
+| Regex | ✅ [^1] | ? |
+
+[^1]: vllm docs, checked 2026-12-02
+[^2]: tools/server/README.md at b11434, checked 2026-12-02
+"""
+
+
+def test_each_cell_reads_seed_then_current_then_measured(claims: ClaimsTable, tmp_path: Path) -> None:
+    source = tmp_path / "claims-current.md"
+    source.write_text(CURRENT, encoding="utf-8")
+    current = load_claims(import_claims(source, "docs", tmp_path, kind="current")[0])
+    records = [record(), record(engine="vLLM", status=Status.FAIL), record("regex", engine="vLLM")]
+    markdown = render_report(claims, records, [], now=NOW, current=current)["comparison.md"]
+    assert cell(markdown, "Beam Search") == "✅ [^c14] → ❌ [^n2] → ✅[^m2]"
+    assert cell(markdown, "Beam Search", 1) == "✅ → ✅ [^n1] → ❌[^m1]"
+    assert cell(markdown, "Regex", 1) == "— → ✅ [^n1] → ✅[^m3]"
+    assert cell(markdown, "Regex") == "— → ? → ·"
+    assert "[^n2]: tools/server/README.md at b11434, checked 2026-12-02" in markdown
+    assert ("1 cell(s) where the seed is stale (today's docs claim another mark), 2 where today's docs disagree "
+            "with the measurement, 0 where the seed, today's docs and the measurement agree.") in markdown
+
+
+def test_claims_import_takes_either_source(tmp_path: Path) -> None:
+    source = tmp_path / "claims-current.md"
+    source.write_text(CURRENT, encoding="utf-8")
+    runner = CliRunner()
+    result = runner.invoke(app, ["claims-import", str(source), "--source", "docs", "--out-dir", str(tmp_path),
+                                 "--current"])
+    assert result.exit_code == 0, result.output
+    assert load_claims(tmp_path / "claims-current.json").engines == ["vLLM", "llama.cpp"]
+    assert source.read_text(encoding="utf-8") == CURRENT
+    result = runner.invoke(app, ["claims-import", str(REPO / "report" / "claims-source.md"), "--source", "seed",
+                                 "--out-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "claims.json").exists() and (tmp_path / "claims-source.md").exists()

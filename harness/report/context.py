@@ -26,6 +26,7 @@ class ReportCell(BaseModel):
     engine: str
     claimed: Cell | None  # None: the engine or the row is not in the claimed table
     measured: CellResult | None  # None: no probe measures this row
+    current: Cell | None = None  # today's claim (report/claims-current.md), None without one
     footnotes: list[str] = Field(default_factory=list)  # one label per shown context, holding its evidence
 
     @property
@@ -40,20 +41,23 @@ class ReportCell(BaseModel):
 
     @property
     def verdict(self) -> str | None:
-        """How the measurement stands against the claim (one of VERDICTS); None when nothing was measured."""
-        marks = self.measured.marks if self.measured else []
-        if not marks:
-            return None
-        if marks == [ERROR_MARK]:
-            return "error"
-        if marks == [NOT_DECISIVE_MARK]:
-            return "not decisive"
-        if self.claimed_text == NO_CLAIM:
-            return "no claim"
-        if self.claimed_mark is None:
-            return "claim is not a mark"
-        decisive = {_as_claim(mark) for mark in marks} - {ERROR_MARK}
-        return "agree" if decisive == {self.claimed_mark} else "differ"
+        """How the measurement stands against the seed claim (one of VERDICTS); None when nothing was measured."""
+        return _verdict(self.claimed, self.measured)
+
+    @property
+    def current_mark(self) -> str | None:
+        """Today's claimed mark (claims-current), None for free text, "?" or no current claim."""
+        return self.current.mark if self.current else None
+
+    @property
+    def current_verdict(self) -> str | None:
+        """How the measurement stands against today's docs; None without a current claim or a measurement."""
+        return _verdict(self.current, self.measured) if self.current is not None else None
+
+    @property
+    def seed_stale(self) -> bool:
+        """Today's docs claim another mark than the seed did (text claims and an unverified "?" say nothing)."""
+        return None not in (self.current_mark, self.claimed_mark) and self.current_mark != self.claimed_mark
 
     @property
     def differs(self) -> bool:
@@ -62,15 +66,33 @@ class ReportCell(BaseModel):
 
     @property
     def needs_evidence(self) -> bool:
-        """The cell gets footnotes unless it simply agrees with its claim in one context."""
+        """The cell gets footnotes unless it simply agrees with its claims in one context."""
         measured = self.measured
         if measured is None or self.verdict is None:
             return False
-        return (self.verdict != "agree" or len(measured.contexts) > 1 or bool(measured.hidden)
+        return (self.verdict != "agree" or self.current_verdict not in (None, "agree") or len(measured.contexts) > 1
+                or bool(measured.hidden)
                 or any(r.status == Status.ERROR or r.absence_source() for r in measured.records))
 
 
 VERDICTS = ("agree", "differ", "claim is not a mark", "no claim", "not decisive", "error")
+
+
+def _verdict(claim: Cell | None, measured: CellResult | None) -> str | None:
+    """How measured marks stand against one claim (one of VERDICTS); None when nothing was measured."""
+    marks = measured.marks if measured else []
+    if not marks:
+        return None
+    if marks == [ERROR_MARK]:
+        return "error"
+    if marks == [NOT_DECISIVE_MARK]:
+        return "not decisive"
+    if claim is None or not claim.text:
+        return "no claim"
+    if claim.mark is None:
+        return "claim is not a mark"
+    decisive = {_as_claim(mark) for mark in marks} - {ERROR_MARK}
+    return "agree" if decisive == {claim.mark} else "differ"
 
 
 def _as_claim(mark: str) -> str:
@@ -92,6 +114,7 @@ class ReportContext(BaseModel):
     """Everything a report section needs: claims, counted records and the combined grid."""
 
     claims: ClaimsTable
+    current: ClaimsTable | None = None  # today's claims (report/claims-current.md), beside the seed's
     engines: list[str]
     sections: list[str]
     rows: list[ReportRow]
@@ -109,22 +132,35 @@ class ReportContext(BaseModel):
 
     def claimed_footnotes(self) -> list[tuple[str, Footnote]]:
         """Claimed footnote definitions with unique labels: `c<id>`, then `c<id>-2` for a repeated id."""
-        seen: dict[str, int] = {}
-        labelled = []
-        for footnote in self.claims.footnotes:
-            seen[footnote.id] = seen.get(footnote.id, 0) + 1
-            suffix = f"-{seen[footnote.id]}" if seen[footnote.id] > 1 else ""
-            labelled.append((f"c{footnote.id}{suffix}", footnote))
-        return labelled
+        return _labelled("c", self.claims.footnotes)
 
     def claimed_labels(self, footnote_id: str) -> list[str]:
         """The labels a claimed reference `[^id]` points to (every definition of that id)."""
         return [label for label, footnote in self.claimed_footnotes() if footnote.id == footnote_id]
 
+    def current_footnotes(self) -> list[tuple[str, Footnote]]:
+        """Today's claims' footnote definitions, labelled `n<id>` (then `n<id>-2` for a repeated id)."""
+        return _labelled("n", self.current.footnotes if self.current else [])
+
+    def current_labels(self, footnote_id: str) -> list[str]:
+        """The labels a reference `[^id]` in today's claims points to."""
+        return [label for label, footnote in self.current_footnotes() if footnote.id == footnote_id]
+
+
+def _labelled(prefix: str, footnotes: list[Footnote]) -> list[tuple[str, Footnote]]:
+    seen: dict[str, int] = {}
+    labelled = []
+    for footnote in footnotes:
+        seen[footnote.id] = seen.get(footnote.id, 0) + 1
+        suffix = f"-{seen[footnote.id]}" if seen[footnote.id] > 1 else ""
+        labelled.append((f"{prefix}{footnote.id}{suffix}", footnote))
+    return labelled
+
 
 def build_context(claims: ClaimsTable, records: list[ResultRecord], extra_engines: Sequence[str],
                   results_href: str, bench: Sequence[BenchRecord] = (), *, include_attach: bool = False,
-                  allow_dirty: bool = False, now: datetime | None = None) -> ReportContext:
+                  allow_dirty: bool = False, now: datetime | None = None,
+                  current: ClaimsTable | None = None) -> ReportContext:
     """Combine claims and records; extra engines, sub-rows and unclaimed probed rows are added, sorted.
 
     `now` (default: the current time) bounds the records' dates: one finished later than a day ahead is
@@ -133,11 +169,13 @@ def build_context(claims: ClaimsTable, records: list[ResultRecord], extra_engine
                                         now=now or datetime.now(timezone.utc))
     counted = counted_records(selected)
     results = cell_results(counted)
-    engines = claims.engines + sorted({*extra_engines, *(engine for engine, _ in results)} - set(claims.engines))
+    beyond_seed = {*extra_engines, *(engine for engine, _ in results), *(current.engines if current else [])}
+    engines = claims.engines + sorted(beyond_seed - set(claims.engines))
+    current_rows = {row.label: row.cells for row in current.rows} if current else {}
     probed = set(FEATURE_ROWS.values()) | {parent for label in FEATURE_ROWS.values() if (parent := parent_row(label))}
 
     def cells(label: str, claimed: dict[str, Cell]) -> list[ReportCell]:
-        return [ReportCell(engine=engine, claimed=claimed.get(engine),
+        return [ReportCell(engine=engine, claimed=claimed.get(engine), current=current_rows.get(label, {}).get(engine),
                            measured=(results.get((engine, label)) or _unmeasured()) if label in probed else None)
                 for engine in engines]
 
@@ -150,12 +188,12 @@ def build_context(claims: ClaimsTable, records: list[ResultRecord], extra_engine
         rows += [ReportRow(label=label, raw_label=f"↳ {subrow_name(label)}", section=row.section, claims_only=False,
                            cells=cells(label, {}))
                  for label in sorted(measured_rows) if parent_row(label) == row.label]
-    unclaimed = sorted(label for label in measured_rows - claimed_labels
+    unclaimed = sorted(label for label in (measured_rows | set(current_rows)) - claimed_labels
                        if parent_row(label) not in claimed_labels)
-    rows += [ReportRow(label=label, raw_label=label, section=BEYOND, claims_only=False, cells=cells(label, {}))
-             for label in unclaimed]
+    rows += [ReportRow(label=label, raw_label=label, section=BEYOND, claims_only=label not in probed,
+                       cells=cells(label, {})) for label in unclaimed]
     sections = claims.sections + ([BEYOND] if unclaimed and BEYOND not in claims.sections else [])
-    context = ReportContext(claims=claims, engines=engines, sections=sections, rows=rows, records=counted,
+    context = ReportContext(claims=claims, current=current, engines=engines, sections=sections, rows=rows, records=counted,
                             left_out=left_out, include_attach=include_attach, results_href=results_href,
                             bench=list(bench))
     evidenced = [cell for _, cell in context.cells() if cell.needs_evidence]

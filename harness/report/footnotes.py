@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.report.context import ReportCell, ReportContext, ReportRow
+from harness.report.context import NO_CLAIM, ReportCell, ReportContext, ReportRow
 from harness.report.format import one_line, short_numbers
 from harness.report.layout import record_relpath
 from harness.results import ResultRecord
@@ -29,7 +29,9 @@ def measured_definitions(row: ReportRow, cell: ReportCell, results_href: str) ->
     shown = cell.measured.contexts
     for index, (label, result) in enumerate(zip(cell.footnotes, shown, strict=True)):
         probes = "; ".join(evidence(record, results_href) for record in result.records + result.not_measured)
-        verdict = f"claimed {cell.claimed_text}, measured {result.mark}"
+        verdict = f"claimed {cell.claimed_text}"
+        verdict += f", today {cell.current.text or NO_CLAIM}" if cell.current else ""
+        verdict += f", measured {result.mark}"
         verdict += f" ({cell.measured.note})" if cell.measured.note else ""
         absences = sorted({source for record in result.records if (source := record.absence_source())})
         absence = "".join(f" Documented absence, not an observation: {one_line(source)}." for source in absences)
@@ -45,6 +47,7 @@ def measured_definitions(row: ReportRow, cell: ReportCell, results_href: str) ->
 def footnote_definitions(context: ReportContext) -> str:
     """All definitions: the claimed footnotes (relabelled), then the measured ones in table order."""
     lines = [f"[^{label}]: {footnote.text}" for label, footnote in context.claimed_footnotes()]
+    lines += [f"[^{label}]: {footnote.text}" for label, footnote in context.current_footnotes()]
     lines += [line for row, cell in context.cells() if cell.footnotes
               for line in measured_definitions(row, cell, context.results_href)]
     return "\n".join(lines)

@@ -41,7 +41,27 @@ def diff_section(context: ReportContext) -> ReportSection:
     listed = [(row, cell) for row, cell in context.cells() if cell.verdict in ("differ", "claim is not a mark")]
     lines += [f"- {row.label} · {cell.engine} ({cell.verdict}): {cell.claimed_text} → {measured_text(cell)}"
               for row, cell in listed] or ["No measured cell differs from its claim."]
+    if context.current is not None:
+        lines += ["", *_current_summary(context)]
     return ReportSection(markdown="\n".join(lines))
+
+
+def _current_summary(context: ReportContext) -> list[str]:
+    """Today's docs against the seed and the measurement: where the seed is stale, where today's docs
+    disagree with the measurement, and where seed, docs and measurement all agree."""
+    cells = [(row, cell) for row, cell in context.cells()]
+    stale = [(row, cell) for row, cell in cells if cell.seed_stale]
+    disagree = [(row, cell) for row, cell in cells if cell.current_verdict == "differ"]
+    agree = [cell for _, cell in cells if cell.verdict == "agree" and cell.current_verdict == "agree"]
+    lines = ["### Today's docs", "",
+             f"{len(stale)} cell(s) where the seed is stale (today's docs claim another mark), {len(disagree)} where "
+             f"today's docs disagree with the measurement, {len(agree)} where the seed, today's docs and the "
+             "measurement agree.", ""]
+    lines += [f"- Docs disagree · {row.label} · {cell.engine}: today {cell.current.text if cell.current else ''} "
+              f"→ {measured_text(cell)}" for row, cell in disagree]
+    lines += [f"- Seed stale · {row.label} · {cell.engine}: {cell.claimed_text} → today "
+              f"{cell.current.text if cell.current else ''}" for row, cell in stale]
+    return lines
 
 
 def not_measured_section(context: ReportContext) -> ReportSection:

@@ -28,12 +28,18 @@ def header(context: ReportContext) -> str:
     if context.left_out:
         results += f"; {len(context.left_out)} record(s) left out of the table (see Runs)"
     claimed_legend = " | ".join(f"{mark} {meaning}" for mark, meaning in claims.legend.items())
+    reads = "`claimed → measured`"
+    claims_line = f"Claims: {source} (sha256 `{claims.source_sha256[:12]}`, kept in `claims-source.md`)"
+    if context.current is not None:
+        reads = "`seed claim → current claim → measured`"
+        claims_line += (f"; today's claims: `{context.current.source}` (sha256 `{context.current.source_sha256[:12]}`"
+                        ", every cell with its source and the date it was checked)")
     lines = [
         "# Inference engines: claimed vs measured",
         "",
-        f"Claims: {source} (sha256 `{claims.source_sha256[:12]}`, kept in `claims-source.md`). Results: {results}.",
+        f"{claims_line}. Results: {results}.",
         "",
-        "Each cell reads `claimed → measured`; a footnote on the measured mark holds the evidence. Verdicts are "
+        f"Each cell reads {reads}; a footnote on the measured mark holds the evidence. Verdicts are "
         "kept apart by measurement context (host class, launcher, model source, engine distribution, compute "
         "dtype): contexts that disagree show one mark each, e.g. `✅ cpu / 🌩️ gpu`.",
         "",
@@ -70,9 +76,13 @@ def _row(row: ReportRow, context: ReportContext) -> str:
 
 def _cell(cell: ReportCell, context: ReportContext) -> str:
     claimed = relink_refs(table_cell(cell.claimed.raw), context.claimed_labels) if cell.claimed else ""
+    claims = [claimed]
+    if context.current is not None:  # seed claim → current claim (→ measured)
+        current = relink_refs(table_cell(cell.current.raw), context.current_labels) if cell.current else ""
+        claims = [claimed or NO_CLAIM, current or NO_CLAIM] if claimed or current else [""]
     if cell.measured is None:
-        return claimed
-    return f"{claimed or NO_CLAIM} → {measured_text(cell)}"
+        return " → ".join(claims)
+    return " → ".join([*(claim or NO_CLAIM for claim in claims), measured_text(cell)])
 
 
 def measured_text(cell: ReportCell) -> str:
