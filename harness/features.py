@@ -56,19 +56,6 @@ LEGACY_PROBE_FEATURES: dict[str, str] = {
 }
 LEGACY_FEATURE = "other_quants"
 
-# The "Other Quants" formats each engine claims in its docs today (report/claims-current.md). The seed row
-# reads ❌ only when every one of them was probed and failed; an engine missing here claims none.
-CLAIMED_QUANT_FORMATS: dict[str, tuple[str, ...]] = {
-    "vLLM": ("other_quants_gguf_q8_0", "other_quants_gguf_q4_k_m", "other_quants_gptq", "other_quants_int8",
-             "other_quants_fp8"),
-    "llama.cpp": ("other_quants_gguf_q8_0", "other_quants_gguf_q4_k_m"),
-    "SGLang": ("other_quants_gptq", "other_quants_int8", "other_quants_fp8"),
-    "TGI": ("other_quants_gptq", "other_quants_fp8"),
-    "TensorRT-LLM": ("other_quants_gptq", "other_quants_int8", "other_quants_fp8"),
-    "ExLlamaV2": ("other_quants_gptq",),
-}
-
-
 def row_for(feature: str) -> str:
     """The table row a feature id belongs to; unknown ids are a programming error."""
     try:

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from harness import provenance
-from harness.claims import ClaimsTable, import_claims, load_claims
+from harness.claims import ClaimsTable, import_claims, load_claims, parse_claims
 from harness.cli import app
 from harness.report import render_report
 from harness.report.aggregate import ABSENCE_MARK, NOT_DECISIVE_MARK, SEED_MARK_KEY
@@ -171,16 +171,29 @@ def test_f16_is_a_reference_precision_row_feeding_no_quant_row(claims: ClaimsTab
         i for i, line in enumerate(lines) if line.startswith("| Reference precision (f16)"))
 
 
+QUANTS_TODAY = """| | vLLM | llama.cpp |
+|---|---|---|
+| **Optim. / Quant** | | |
+| Other Quants: GGUF Q8_0 | ✅ | ✅ |
+| Other Quants: GGUF Q4_K_M | ❌ | ✅ |
+| Other Quants: GPTQ | ✅ | ❌ |
+"""
+
+
 def test_other_quants_fail_only_when_every_claimed_format_failed(claims: ClaimsTable) -> None:
+    today = parse_claims(QUANTS_TODAY, "docs")
     gguf_only = [record("other_quants_gguf_q8_0", Status.FAIL, engine="vLLM", absence_source="no GGUF loader")]
-    markdown = comparison(claims, gguf_only)
-    assert cell(markdown, "Other Quants |", 1).startswith(f"(yes) [^c30] → {NOT_DECISIVE_MARK}[^m1] (failed: GGUF Q8_0;")
-    assert "not probed: FP8, GGUF Q4_K_M, GPTQ, INT8 (W8A8)" in cell(markdown, "Other Quants |", 1)
-    assert cell(markdown, "↳ GGUF Q8_0", 1) == f"— → {ABSENCE_MARK}[^m2]"
+    markdown = render_report(claims, gguf_only, [], now=NOW, current=today)["comparison.md"]
+    assert cell(markdown, "Other Quants |", 1) == (
+        f"(yes) [^c30] → — → {NOT_DECISIVE_MARK}[^m1] (failed: GGUF Q8_0; not probed: GPTQ)")
+    assert cell(markdown, "↳ GGUF Q8_0", 1) == f"— → ✅ → {ABSENCE_MARK}[^m2]"
+    unknown = comparison(claims, gguf_only)  # no current claims: which formats vLLM claims is not known
+    assert "which formats the engine claims is not known" in cell(unknown, "Other Quants |", 1)
     with_gptq = comparison(claims, [*gguf_only, record("other_quants_gptq", engine="vLLM")])
     assert cell(with_gptq, "Other Quants |", 1) == "(yes) [^c30] → ✅[^m1] (passed: GPTQ)"
     every = [record(feature, Status.FAIL) for feature in ("other_quants_gguf_q8_0", "other_quants_gguf_q4_k_m")]
-    assert cell(comparison(claims, every), "Other Quants |") == "GGUF [^c31] → ❌[^m1] (every claimed format failed)"
+    markdown = render_report(claims, every, [], now=NOW, current=today)["comparison.md"]
+    assert cell(markdown, "Other Quants |") == "GGUF [^c31] → — → ❌[^m1] (every claimed format failed)"
 
 
 def test_bad_run_ids_cannot_leave_the_results_folder() -> None:

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel
 
 from harness.claims import MARKS
-from harness.features import CLAIMED_QUANT_FORMATS, OTHER_QUANTS, parent_row, record_feature, row_for, subrow_name
+from harness.features import OTHER_QUANTS, parent_row, record_feature, row_for, subrow_name
 from harness.report.layout import record_relpath
 from harness.results import UNKNOWN, MeasurementContext, RecordWarning, ResultRecord, Status
 
@@ -221,10 +221,13 @@ def combine_contexts(results: list[ContextResult]) -> CellResult:
     return CellResult(contexts=shown, hidden=[result for result in results if result not in shown])
 
 
-def cell_results(counted: list[ResultRecord]) -> dict[tuple[str, str], CellResult]:
+def cell_results(counted: list[ResultRecord],
+                 claimed_formats: dict[str, set[str]] | None = None) -> dict[tuple[str, str], CellResult]:
     """Counted records (see counted_records) grouped by (engine name, table row), combined per context.
 
-    A seed row with sub-rows (Other Quants) gets a combined cell of its own (see quant_summary)."""
+    A seed row with sub-rows gets a combined cell of its own: Other Quants by quant_summary (with the
+    format sub-rows each engine claims today, `claimed_formats`; unknown for an engine missing there),
+    any other by all its sub-rows' probes together."""
     contexts = resolved_contexts(counted)
     groups: dict[tuple[str, str], list[ResultRecord]] = defaultdict(list)
     for record in counted:
@@ -236,7 +239,7 @@ def cell_results(counted: list[ResultRecord]) -> dict[tuple[str, str], CellResul
             parents[(engine, parent)][row] = result
     for (engine, parent), subrows in parents.items():
         if parent == OTHER_QUANTS:
-            results[(engine, parent)] = quant_summary(engine, subrows, contexts)
+            results[(engine, parent)] = quant_summary(subrows, (claimed_formats or {}).get(engine), contexts)
         else:  # the seed row is measured by all its sub-rows' probes together (LMQL: logit_bias and echo)
             subrow_records = [record for (e, row), group in groups.items() if e == engine and parent_row(row) == parent
                               for record in group]
@@ -244,23 +247,26 @@ def cell_results(counted: list[ResultRecord]) -> dict[tuple[str, str], CellResul
     return dict(sorted(results.items()))
 
 
-def quant_summary(engine: str, subrows: dict[str, CellResult], resolved: dict[int, MeasurementContext]) -> CellResult:
-    """The Other Quants seed row: ✅ when any format passes (naming them), ❌ only when every format the
-    engine claims was probed and failed, ❔ otherwise; nothing measured leaves it unmeasured."""
+def quant_summary(subrows: dict[str, CellResult], claimed: set[str] | None,
+                  resolved: dict[int, MeasurementContext]) -> CellResult:
+    """The Other Quants seed row: ✅ when any format passes (naming them), ❌ only when every format sub-row
+    the engine claims (`claimed`; None: unknown, so never ❌) was probed and failed, ❔ otherwise; nothing
+    measured leaves it unmeasured."""
     passed = [subrow_name(row) for row, cell in subrows.items() if PASS_MARK in cell.marks]
     failed_rows = {row for row, cell in subrows.items() if cell.marks and set(cell.marks) <= {FAIL_MARK, ABSENCE_MARK}}
-    claimed = {row_for(feature) for feature in CLAIMED_QUANT_FORMATS.get(engine, ())}
     measured = [cell for cell in subrows.values() if cell.marks and set(cell.marks) != {ERROR_MARK}]
     if passed:
         mark, note = PASS_MARK, "passed: " + ", ".join(passed)
-    elif measured and claimed <= failed_rows and len(failed_rows) == len(measured):
+    elif measured and claimed is not None and claimed <= failed_rows and len(failed_rows) == len(measured):
         marks = {mark for row in failed_rows for mark in subrows[row].marks}
         mark, note = (ABSENCE_MARK if marks == {ABSENCE_MARK} else FAIL_MARK), "every claimed format failed"
     elif measured:
-        missing = sorted(subrow_name(row) for row in claimed - set(subrows))
         mark = NOT_DECISIVE_MARK
         note = "failed: " + ", ".join(sorted(subrow_name(row) for row in failed_rows))
-        note += f"; not probed: {', '.join(missing)}" if missing else ""
+        if claimed is None:
+            note += "; which formats the engine claims is not known (no current claim)"
+        elif missing := sorted(subrow_name(row) for row in claimed - set(subrows)):
+            note += f"; not probed: {', '.join(missing)}"
     else:
         mark, note = (ERROR_MARK, "only errors") if subrows else (None, "")
     records = [record for cell in subrows.values() for record in cell.records]

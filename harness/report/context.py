@@ -9,13 +9,14 @@ from pydantic import BaseModel, Field
 
 from harness.bench.records import BenchRecord
 from harness.claims import Cell, ClaimsTable, Footnote
-from harness.features import FEATURE_ROWS, parent_row, subrow_name
+from harness.features import FEATURE_ROWS, OTHER_QUANTS, parent_row, subrow_name
 from harness.report.aggregate import (
     ABSENCE_MARK, ERROR_MARK, FAIL_MARK, NOT_DECISIVE_MARK, CellResult, LeftOut, cell_results, counted_records,
     select_records,
 )
 from harness.results import ResultRecord, Status
 
+PRESENT_MARKS = ("✅", "🟠", "🌩️")  # claimed marks that say a feature is there
 BEYOND = "Beyond the 2024 table"  # section for probed rows the claimed table does not have
 NO_CLAIM = "—"
 
@@ -168,7 +169,7 @@ def build_context(claims: ClaimsTable, records: list[ResultRecord], extra_engine
     selected, left_out = select_records(records, include_attach=include_attach, allow_dirty=allow_dirty,
                                         now=now or datetime.now(timezone.utc))
     counted = counted_records(selected)
-    results = cell_results(counted)
+    results = cell_results(counted, claimed_formats(current))
     beyond_seed = {*extra_engines, *(engine for engine, _ in results), *(current.engines if current else [])}
     engines = claims.engines + sorted(beyond_seed - set(claims.engines))
     current_rows = {row.label: row.cells for row in current.rows} if current else {}
@@ -201,6 +202,15 @@ def build_context(claims: ClaimsTable, records: list[ResultRecord], extra_engine
         shown = cell.measured.contexts if cell.measured else []
         cell.footnotes = [f"m{number}"] if len(shown) <= 1 else [f"m{number}-{k}" for k in range(1, len(shown) + 1)]
     return context
+
+
+def claimed_formats(current: ClaimsTable | None) -> dict[str, set[str]] | None:
+    """Per engine, the Other Quants sub-rows today's claims mark as there (✅ 🟠 🌩️); None without them."""
+    if current is None:
+        return None
+    rows = [row for row in current.rows if parent_row(row.label) == OTHER_QUANTS]
+    return {engine: {row.label for row in rows if row.cells[engine].mark in PRESENT_MARKS}
+            for engine in current.engines}
 
 
 def _unmeasured() -> CellResult:
