@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -13,7 +14,8 @@ import pytest
 import typer
 from rich.console import Console
 
-from harness.bench.command import bench_command
+from harness.bench.command import bench_app
+from harness.atomic import TMP_PREFIX, check_writable
 from harness.engines import UnknownEngineError, get_adapter
 from harness.model_sets import ModelSetError, load_model_set
 from harness.paths import REPO_ROOT, cache_dir, default_report_dir, default_results_dir
@@ -25,7 +27,7 @@ console = Console(stderr=True)
 
 
 def _fail(message: str, code: int = 2) -> None:
-    console.print(f"[red]error:[/red] {message}", highlight=False)
+    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -70,6 +72,10 @@ def run(engine: str = typer.Option("llama.cpp", help="engine adapter"),
             load_model_set(model_set)
     except (UnknownEngineError, ModelSetError) as exc:
         _fail(str(exc))
+    try:
+        check_writable(results_dir)  # found out now, not after minutes of probing
+    except OSError as exc:
+        _fail(str(exc.strerror))
     if base_url:
         _check_reachable(base_url, get_adapter(engine).health_path)
     args = [str(REPO_ROOT / "probes"), "--engine", engine, "--results-dir", str(results_dir),
@@ -84,11 +90,16 @@ def run(engine: str = typer.Option("llama.cpp", help="engine adapter"),
     if model_set is not None:
         args += ["--model-set", str(model_set)]
     code = pytest.main(args)
+    if code in (128 + signal.SIGINT, 128 + signal.SIGTERM):
+        _fail(f"interrupted by {signal.Signals(code - 128).name}: the probe in progress is recorded as an error, "
+              f"the records so far are under {results_dir}", code=code)
     if code == pytest.ExitCode.USAGE_ERROR:
         raise typer.Exit(2)
+    if code == pytest.ExitCode.NO_TESTS_COLLECTED:
+        _fail(f"-k {select!r} selects no probe" if select else "no probe collected")
     if report:
         _write_report(default_report_dir() / "claims.json", results_dir, report_dir)
-    if code not in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+    if code != pytest.ExitCode.OK:
         _fail(f"some probes could not finish (pytest exit {int(code)}); their records say why", code=1)
 
 
@@ -116,6 +127,11 @@ def _write_report(claims: Path, results_dir: Path, out_dir: Path, *, include_att
 
     if not claims.exists():
         _fail(f"claims file not found: {claims} (run `infercheck claims-import`)")
+    if not results_dir.is_dir():
+        _fail(f"results folder not found: {results_dir}")
+    if not any(path.name != "record.schema.json" and not path.name.startswith(TMP_PREFIX)
+               for path in results_dir.rglob("*.json")):
+        _fail(f"no result records under {results_dir}: refusing to write a report without results")
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RecordWarning)
@@ -125,6 +141,8 @@ def _write_report(claims: Path, results_dir: Path, out_dir: Path, *, include_att
             console.print(f"[yellow]warning:[/yellow] {warning.message}", highlight=False)
     except (ClaimsParseError, ValueError) as exc:
         _fail(str(exc).splitlines()[0])
+    except OSError as exc:
+        _fail(f"cannot write the report into {out_dir}: {exc.strerror or exc}")
     for path in written:
         _progress(f"wrote {path}")
 
@@ -139,6 +157,8 @@ def merge_command(sources: list[Path] = typer.Argument(..., help="uploaded resul
         written = merge(sources, results_dir)
     except MergeError as exc:
         _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot merge into {results_dir}: {exc.filename or ''} {exc.strerror or exc}".replace("  ", " "))
     _progress(f"merged {len(written)} new file(s) into {results_dir}")
 
 
@@ -151,12 +171,16 @@ def claims_import(markdown: Path = typer.Argument(..., help="markdown comparison
     """Import a markdown comparison table: the seed claims, or with --current today's claims."""
     from harness.claims import ClaimsParseError, import_claims
 
-    if not markdown.exists():
-        _fail(f"table not found: {markdown}")
+    if not markdown.is_file():
+        _fail(f"table not found: {markdown}" if not markdown.exists() else f"not a file: {markdown}")
     try:
         import_claims(markdown, source, out_dir, kind="current" if current else "seed")
     except ClaimsParseError as exc:
         _fail(f"malformed table {markdown}: {exc}")
+    except UnicodeDecodeError:
+        _fail(f"{markdown} is not UTF-8 text (a markdown table)")
+    except OSError as exc:
+        _fail(f"cannot import {markdown} into {out_dir}: {exc.strerror or exc}")
     _progress(f"claims imported into {out_dir}")
 
 
@@ -176,7 +200,7 @@ def engines(as_json: bool = typer.Option(False, "--json", help="print everything
     typer.echo(json.dumps(table, indent=2) if as_json else render_table(table))
 
 
-app.command("bench")(bench_command)
+app.add_typer(bench_app, name="bench")
 
 
 @app.command()

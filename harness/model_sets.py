@@ -88,6 +88,8 @@ def load_model_set(path: Path) -> ModelSet:
         return ModelSet.model_validate(data)
     except OSError as exc:
         raise ModelSetError(f"cannot read model set {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ModelSetError(f"invalid model set {path}: not UTF-8 text (a YAML file)") from None
     except (yaml.YAMLError, ValidationError) as exc:
         raise ModelSetError(f"invalid model set {path}: {exc}") from None
 

@@ -5,11 +5,22 @@ configuration comes from the `launch` marker), and records one Verdict. Exceptio
 verdicts: NotMeasurable -> not measured (test skipped), Unsupported -> fail with the
 documented absence, anything else -> error (test fails). Each record is written atomically
 as soon as its probe ends, so an interrupted run keeps what it measured.
+
+Every probe runs under the harness's deadline (harness.deadline: $INFERCHECK_PROBE_TIMEOUT_S, every
+request $INFERCHECK_REQUEST_TIMEOUT_S); past it the probe is an error and the run moves on. Ctrl-C
+(SIGINT) and SIGTERM stop the run: the probe in progress is recorded as an error ("interrupted"),
+the engines are stopped and the exit status is 130 or 143. A record that cannot be written where it
+belongs is written under the spare folder (or printed) and the run says where.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import signal
+import sys
+import tempfile
+import threading
 import traceback
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -18,6 +29,8 @@ from typing import Any
 
 import pytest
 
+from harness.atomic import check_writable
+from harness.deadline import probe_deadline, probe_timeout_s
 from harness.docker.specs import SpecError, select_spec
 from harness.engines import UnknownEngineError, adapter_classes
 from harness.engines.base import LaunchSpec, NotMeasurable, Unsupported
@@ -25,13 +38,14 @@ from harness.model_sets import ModelSet, ModelSetError, load_model_set
 from harness.features import row_for
 from harness.paths import cache_dir, default_results_dir
 from harness.provenance import gpu_names, harness_info, host_info
-from harness.results import LEGACY_ABSENCE_NOTE, Evidence, ResultRecord, Status, Verdict, write_record
+from harness.results import SAFE_NAME, LEGACY_ABSENCE_NOTE, Evidence, ResultRecord, Status, Verdict, write_record
 from harness.run_context import RunContext
 from harness.session import EngineSession
 
 _CONTEXT_KEY = pytest.StashKey[RunContext]()
 _VERDICTS_KEY = pytest.StashKey[list[ResultRecord]]()
 _MODEL_SET_KEY = pytest.StashKey[ModelSet]()
+_HANDLERS_KEY = pytest.StashKey[dict[int, Any]]()  # the signal handlers before this run's
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -95,12 +109,48 @@ def pytest_configure(config: pytest.Config) -> None:
             config.stash[_MODEL_SET_KEY] = load_model_set(Path(config.getoption("--model-set")))
         except ModelSetError as exc:
             raise pytest.UsageError(str(exc)) from None
-    if hasattr(signal, "SIGTERM"):
-        signal.signal(signal.SIGTERM, _terminate)
+    _interrupted_by.clear()
+    if threading.current_thread() is threading.main_thread():
+        config.stash[_HANDLERS_KEY] = {signum: signal.signal(signum, _interrupt)
+                                       for signum in (signal.SIGINT, signal.SIGTERM)}
 
 
-def _terminate(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for signum, handler in config.stash.get(_HANDLERS_KEY, {}).items():
+        signal.signal(signum, handler)
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was stopped by SIGINT (Ctrl-C) or SIGTERM."""
+
+
+_interrupted_by: list[int] = []  # the signal that stopped this run, once one did
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    _interrupted_by.append(signum)
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def interrupt_status() -> int | None:
+    """128 + the signal that stopped this run (130 Ctrl-C, 143 SIGTERM); None when none did."""
+    return 128 + _interrupted_by[0] if _interrupted_by else None
+
+
+def _check_interrupted() -> None:
+    """Raise again an interrupt that landed where it was swallowed (a __del__, a callback)."""
+    if _interrupted_by:
+        raise Interrupted(signal.Signals(_interrupted_by[0]).name)
+
+
+def pytest_runtest_logfinish(nodeid: str, location: Any) -> None:
+    _check_interrupted()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    status = interrupt_status()
+    if status is not None:
+        session.exitstatus = status
 
 
 def _launch_spec(item: pytest.Item) -> LaunchSpec:
@@ -124,12 +174,37 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     base = LaunchSpec(model_format=native)
     probes = [item for item in items if _is_probe(item)]
+    if probes:
+        _check_results_dir(config)
+    if config.pluginmanager.hasplugin("timeout"):  # pytest-timeout, a backstop behind the harness's deadline
+        for item in probes:
+            item.add_marker(pytest.mark.timeout(probe_timeout_s() + 120))
     others = [item for item in items if not _is_probe(item)]
     probes.sort(key=lambda item: (normalized(item) != base, normalized(item).key()))
     if _container_needs_gpu(config):
         for item in probes:
             item.add_marker(pytest.mark.gpu)
     items[:] = others + probes
+
+
+def _say(config: pytest.Config) -> Any:
+    """A progress printer past pytest's output capture (a fixture's print would be swallowed)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return lambda message: print(f"infercheck: {message}", file=sys.stderr)
+    return lambda message: reporter.write_line(f"infercheck: {message}")
+
+
+def _check_results_dir(config: pytest.Config) -> None:
+    """Refuse a bad run id or an unwritable results folder before any probe runs (not minutes later)."""
+    run_id = config.getoption("--run-id")
+    if run_id is not None and not re.fullmatch(SAFE_NAME, run_id):
+        raise pytest.UsageError(f"--run-id {run_id!r}: a run id is one folder name ([A-Za-z0-9._-], no leading "
+                                "dot), so it cannot leave the results folder")
+    try:
+        check_writable(Path(config.getoption("--results-dir")))
+    except OSError as exc:
+        raise pytest.UsageError(str(exc.strerror)) from None
 
 
 @pytest.fixture(scope="session")
@@ -142,7 +217,7 @@ def run_context(request: pytest.FixtureRequest) -> Any:
             engine=config.getoption("--engine"), results_dir=Path(config.getoption("--results-dir")),
             cache=cache_dir(), attach_url=config.getoption("--base-url"), attach_spec=attach_spec,
             run_id=config.getoption("--run-id"), docker=_docker_options(config),
-            model_set=config.stash.get(_MODEL_SET_KEY, None),
+            model_set=config.stash.get(_MODEL_SET_KEY, None), progress=_say(config),
         )
     except (UnknownEngineError, FileNotFoundError, KeyError, SpecError) as exc:
         raise pytest.UsageError(str(exc)) from None
@@ -205,7 +280,7 @@ class ProbeRecorder:
             host=host_info(), harness=harness_info(), status=verdict.status, reason=verdict.reason,
             evidence=evidence, started_at=self.started_at, finished_at=datetime.now(timezone.utc),
         )
-        write_record(record, self.context.run_dir)
+        _write_or_keep(record, self.context.run_dir, self.item.config)
         self.record_written = record
         self.item.config.stash[_VERDICTS_KEY].append(record)
         if exited:
@@ -231,7 +306,13 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
     if recorder is None:
         return (yield)
     try:
-        result = yield
+        with probe_deadline():
+            result = yield
+        _check_interrupted()
+    except Interrupted as exc:
+        if recorder.record_written is None:
+            recorder.record(Verdict(status=Status.ERROR, reason=f"interrupted ({exc}) while the probe ran"))
+        raise
     except NotMeasurable as exc:
         recorder.record(Verdict(status=Status.NOT_MEASURED, reason=str(exc)))
         pytest.skip(f"not measured: {exc}")
@@ -252,9 +333,37 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
     return result
 
 
+_UNSAVED_KEY = pytest.StashKey[list[str]]()  # records written elsewhere than their run folder, or not at all
+
+
+def spare_dir() -> Path:
+    """Where records go when their results folder cannot take them."""
+    return Path(tempfile.gettempdir()) / f"infercheck-unsaved-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+
+
+def _write_or_keep(record: ResultRecord, run_dir: Path, config: pytest.Config) -> None:
+    """Write the record to its run folder; if that fails (disk full, read-only), to the spare folder;
+    if that fails too, keep it to print at the end. A verdict is never lost silently."""
+    unsaved = config.stash.setdefault(_UNSAVED_KEY, [])
+    try:
+        write_record(record, run_dir)
+        return
+    except OSError as exc:
+        failure = f"cannot write {run_dir / record.file_name()}: {exc.strerror or exc}"
+    spare = spare_dir() / run_dir.parent.name / run_dir.name
+    try:
+        path = write_record(record, spare)
+        unsaved.append(f"{failure}; written to {path} instead")
+    except OSError:
+        unsaved.append(f"{failure}; not saved anywhere, the record is: {record.model_dump_json()}")
+    print(f"infercheck: {unsaved[-1][:500]}", file=sys.stderr)
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    """Print the verdicts of this run."""
+    """Print the verdicts of this run, and where records went that could not go to their run folder."""
     records = config.stash.get(_VERDICTS_KEY, [])
+    for line in config.stash.get(_UNSAVED_KEY, []):
+        terminalreporter.write_line(f"infercheck: {line}")
     if not records:
         return
     context = config.stash.get(_CONTEXT_KEY, None)

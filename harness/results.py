@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
+import stat
+import warnings
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
+
+from harness.atomic import TMP_PREFIX, write_atomic
 
 SCHEMA_VERSION = 1  # version 1 grew optional fields only (compute_dtype, absence_source): old records still load
 BENCH_FILE = "bench.json"  # a run's benchmark record (harness.bench), beside its probe records
@@ -205,25 +207,41 @@ def write_record(record: ResultRecord, run_dir: Path) -> Path:
 
 
 def write_model(model: BaseModel, target: Path) -> Path:
-    """Write a model as indented JSON atomically (temp file + rename); never rewrites an existing file."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists():
-        raise FileExistsError(f"result record already exists: {target}")
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=target.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(model.model_dump_json(indent=2))
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, target)
-    return target
+    """Write a model as indented JSON atomically (harness.atomic); never rewrites an existing file."""
+    try:
+        return write_atomic(target, (model.model_dump_json(indent=2) + "\n").encode("utf-8"), replace=False)
+    except FileExistsError:
+        raise FileExistsError(f"result record already exists: {target}") from None
+
+
+MAX_RECORD_BYTES = 4 << 20  # a probe record is kilobytes; anything this big is not one of ours
 
 
 def load_records(results_dir: Path) -> list[ResultRecord]:
-    """Every probe record under a results folder, in a stable order (benchmark records are not probe records)."""
+    """Every probe record under a results folder, in a stable order (benchmark records are not probe records).
+
+    A file that is not a readable record of a schema this harness knows (unparsable, truncated, too big,
+    a newer schema_version, a symlink or other non-regular file) is skipped with a RecordWarning naming it."""
     records = []
     for path in sorted(results_dir.rglob("*.json")):
-        if path.name.startswith(".tmp-") or path.name in ("record.schema.json", BENCH_FILE):
+        if path.name.startswith(TMP_PREFIX) or path.name in ("record.schema.json", BENCH_FILE):
             continue
-        records.append(ResultRecord.model_validate(json.loads(path.read_text(encoding="utf-8"))))
+        try:
+            records.append(_read_record(path))
+        except (OSError, ValueError, RecursionError) as exc:
+            warnings.warn(f"skipped {path}: {str(exc).splitlines()[0][:300]}", RecordWarning, stacklevel=2)
     return records
+
+
+def _read_record(path: Path) -> ResultRecord:
+    """One record file; ValueError (or OSError) when it is not one this harness can trust."""
+    info = path.lstat()
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError("not a regular file")
+    if info.st_size > MAX_RECORD_BYTES:
+        raise ValueError(f"{info.st_size} bytes, more than a record's {MAX_RECORD_BYTES}")
+    data = json.loads(path.read_bytes().decode("utf-8"))
+    version = data.get("schema_version", SCHEMA_VERSION) if isinstance(data, dict) else SCHEMA_VERSION
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise ValueError(f"schema_version {version!r} is newer than this harness reads ({SCHEMA_VERSION})")
+    return ResultRecord.model_validate(data)

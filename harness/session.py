@@ -7,13 +7,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import httpx
+
 from harness.client import EvidenceClient
 from harness.engines.base import EngineAdapter, LaunchSpec, NotMeasurable, ResolvedModels
-from harness.launch.base import EngineStartError, Launcher, RunningEngine, free_port
+from harness.launch.base import PORT_ATTEMPTS, EngineStartError, Launcher, RunningEngine, free_port, port_taken
 from harness.launch.process import ProcessLauncher
 from harness.models import ModelArtifact, find_artifact
+from harness.models.cache import ModelIntegrityError, verify_artifact
 from harness.models.checkpoints import CheckpointSource
 from harness.results import EngineIdentity, LaunchInfo, ModelInfo
+
+HEALTH_TIMEOUT_S = 5.0  # a reused engine that does not answer its health check this fast is restarted
 
 if TYPE_CHECKING:
     from harness.docker.runner import ContainerRunner
@@ -57,11 +62,20 @@ class EnginePool:
         self._current: tuple[LaunchSpec, EngineSession, Launcher | None] | None = None
         self._failed: dict[LaunchSpec, str] = {}
 
+    def session_spec(self, spec: LaunchSpec) -> LaunchSpec:
+        """`spec` as the pool runs it: the adapter's native format filled in."""
+        return replace(spec, model_format=spec.model_format or self.adapter.native_format)
+
     def session(self, spec: LaunchSpec) -> EngineSession:
         """The engine for `spec`, starting it (and stopping the previous one) if needed."""
-        spec = replace(spec, model_format=spec.model_format or self.adapter.native_format)
+        spec = self.session_spec(spec)
         if self._current and self._current[0] == spec and self.engine_exit() is None:
-            return self._current[1]
+            if self._answers(self._current[1]):
+                return self._current[1]
+            if self.attach_url:
+                raise EngineStartError(f"the attached server at {self.attach_url} stopped answering "
+                                       f"{self.adapter.health_path}")
+            self.close()  # hung or stopped (SIGSTOP): the next probe gets a fresh engine
         if spec in self._failed:
             raise EngineStartError(self._failed[spec])
         if self.attach_url:
@@ -97,23 +111,50 @@ class EnginePool:
         except KeyError as exc:
             raise NotMeasurable(f"no such model on this host: {exc}") from None
 
+    def _answers(self, session: EngineSession) -> bool:
+        """Whether the engine still answers its health check within HEALTH_TIMEOUT_S."""
+        url = session.running.base_url + session.spec.api_prefix + self.adapter.health_path
+        try:
+            return httpx.get(url, timeout=HEALTH_TIMEOUT_S).status_code == 200
+        except httpx.HTTPError:
+            return False
+
     def _launch(self, spec: LaunchSpec) -> EngineSession:
         model, draft = self._model_for(spec)
+        for artifact in (model, draft):
+            try:
+                if artifact is not None:
+                    verify_artifact(artifact)  # a changed file must never run under the manifest's sha256
+            except ModelIntegrityError as exc:
+                raise EngineStartError(str(exc)) from None
         resolved = ResolvedModels(model=model.path, draft_model=draft.path if draft else None)
-        port = free_port()
-        command = self.adapter.launch_command(spec, resolved, port)
-        launcher: Launcher = ProcessLauncher()
-        if self.containers is not None:
-            launcher, command = self.containers.launcher(command)
         log_path = self.run_dir / "logs" / f"{spec.key().replace('/', '_')}.log"
-        starting = time.monotonic()
-        running = launcher.start(command, port, spec.api_prefix + self.adapter.health_path, log_path,
-                                 env=self.adapter.launch_env(spec), timeout_s=self.adapter.startup_timeout_s)
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            port = free_port()
+            command = self.adapter.launch_command(spec, resolved, port)
+            launcher: Launcher = ProcessLauncher()
+            if self.containers is not None:
+                launcher, command = self.containers.launcher(command)
+            starting = time.monotonic()
+            try:
+                running = launcher.start(command, port, spec.api_prefix + self.adapter.health_path, log_path,
+                                         env=self.adapter.launch_env(spec), timeout_s=self.adapter.startup_timeout_s)
+                break
+            except EngineStartError:
+                if attempt == PORT_ATTEMPTS or not port_taken(port):
+                    raise  # not a lost race for the port
         ready_s = round(time.monotonic() - starting, 2)
         try:
             session = self._make_session(spec, running, model, resolved, launcher.name, ready_s)
             if self.containers is not None:
                 session.identity = self.containers.identity(session.identity, launcher)
+        except EngineStartError:
+            launcher.stop()
+            raise
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            launcher.stop()
+            raise EngineStartError(f"the engine at {running.base_url} came up but did not say who it is: "
+                                   f"{type(exc).__name__}: {exc}") from exc
         except BaseException:
             launcher.stop()
             raise
@@ -124,7 +165,11 @@ class EnginePool:
         model, draft = self._model_for(spec)
         running = RunningEngine(base_url=self.attach_url or "", log_path=None, launcher="attach")
         resolved = ResolvedModels(model=model.path, draft_model=draft.path if draft else None)
-        session = self._make_session(spec, running, model, resolved, "attach", ready_s=None)
+        try:
+            session = self._make_session(spec, running, model, resolved, "attach", ready_s=None)
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:  # the adapter's identity requests
+            raise EngineStartError(f"the attached server at {self.attach_url} did not say who it is: "
+                                   f"{type(exc).__name__}: {exc}") from exc
         self._current = (spec, session, None)
         return session
 

@@ -49,9 +49,12 @@ def stream_with_socket(base_url: str, request: ApiRequest, first_data: threading
     finally:
         if first_data is not None:
             first_data.set()  # never leave a waiter hanging, whatever happened to the stream
-    timing = parse_chunks(connection, chunks, sent_at)
-    if not stopped:
-        check_complete(timing, request)
+    try:
+        timing = parse_chunks(connection, chunks, sent_at)
+        if not stopped:
+            check_complete(timing, request)
+    except StreamError as exc:
+        raise StreamError(f"{endpoint}: {exc}") from None
     return timing
 
 

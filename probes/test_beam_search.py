@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.client import EngineHTTPError
+from harness.client import EngineRejected
 from harness.results import Evidence, Status, Verdict
 from harness.session import EngineSession
 
@@ -26,7 +26,7 @@ def check_beam_search(session: EngineSession) -> Verdict:
     request = session.adapter.beam_search_request(session.served_model, PROMPT, BEAMS, MAX_TOKENS)
     try:
         _, response = session.client.send(request)
-    except EngineHTTPError as exc:
+    except EngineRejected as exc:  # 4xx only: a 5xx or a lost connection is an error
         return Verdict(status=Status.FAIL, reason=f"beam search request rejected: HTTP {exc.exchange.status_code}")
     choices = response.get("choices", [])
     texts = session.adapter.completion_text(response)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import lark
 import pytest
 
-from harness.client import EngineHTTPError
+from harness.client import EngineRejected
 from harness.engines.base import GrammarSpec
 from harness.results import Evidence, Status, Verdict
 from harness.session import EngineSession
@@ -56,7 +56,7 @@ def check_grammar(session: EngineSession) -> Verdict:
             _, response = session.client.send(request)
             text = session.adapter.completion_text(response)[0]
             outcomes[name] = {"output": text, "parses": _parses(parser, text)}
-        except EngineHTTPError as exc:
+        except EngineRejected as exc:  # 4xx only: a 5xx or a lost connection is an error
             outcomes[name] = {"output": None, "parses": False, "rejected": exc.exchange.status_code}
         control = session.adapter.fixed_length_request(session.served_model, PROMPT, 16, stream=False)
         _, control_response = session.client.send(control)

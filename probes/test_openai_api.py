@@ -10,6 +10,7 @@ import openai
 import pytest
 
 from harness.client import excerpt
+from harness.deadline import request_timeout_s
 from harness.results import Evidence, Exchange, Status, Verdict
 from harness.session import EngineSession
 
@@ -19,8 +20,11 @@ def _call(exchanges: list[Exchange], path: str, request: dict, action: Callable[
     try:
         result = action()
     except openai.APIError as exc:
-        exchanges.append(Exchange(method="POST", path=path, request=request, status_code=getattr(exc, "status_code", None),
+        status = getattr(exc, "status_code", None)
+        exchanges.append(Exchange(method="POST", path=path, request=request, status_code=status,
                                   response=excerpt(str(exc)), elapsed_s=round(time.perf_counter() - started, 4)))
+        if status is None or status >= 500:  # lost connection, timeout or server failure: an error, not a "no"
+            raise
         return exc
     exchanges.append(Exchange(method="POST", path=path, request=request, status_code=200,
                               response=excerpt(result if isinstance(result, (dict, list, str)) else repr(result)),
@@ -31,7 +35,7 @@ def _call(exchanges: list[Exchange], path: str, request: dict, action: Callable[
 def check_openai_api(session: EngineSession, api_root: str = "/v1") -> Verdict:
     """Each endpoint works through the official client; all -> pass, some -> partial, none -> fail."""
     client = openai.OpenAI(base_url=session.running.base_url + api_root, api_key="infercheck", max_retries=0,
-                           timeout=60)
+                           timeout=request_timeout_s())
     model = session.served_model
     exchanges: list[Exchange] = []
     checks: dict[str, bool] = {}

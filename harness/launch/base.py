@@ -61,11 +61,33 @@ class Launcher(ABC):
         """How the engine ended (exit code and the like), for error messages."""
 
 
+PORT_ATTEMPTS = 3  # launches tried when another process took the free port before the engine bound it
+_HANDED_OUT: set[int] = set()  # never hand one port to two engines of this process
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
+    """A TCP port on 127.0.0.1 that is free right now and not handed out before by this process.
+
+    Another process may still bind it before the engine does: `port_taken` tells, and the caller
+    starts again on a new port (PORT_ATTEMPTS)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+
+
+def port_taken(port: int) -> bool:
+    """Whether some socket listens on 127.0.0.1:`port` (connections lingering in TIME_WAIT do not count)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
 
 
 def wait_healthy(url: str, timeout_s: float, still_running: Callable[[], bool],

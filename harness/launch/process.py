@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import os
 import signal
@@ -81,10 +82,12 @@ class ProcessLauncher(Launcher):
         if self._proc is not None and self._proc.poll() is None:
             try:
                 os.killpg(self._proc.pid, signal.SIGTERM)
+                os.killpg(self._proc.pid, signal.SIGCONT)  # a stopped (SIGSTOP) engine must run to see the SIGTERM
                 self._proc.wait(timeout=self._stop_timeout_s)
             except subprocess.TimeoutExpired:
                 os.killpg(self._proc.pid, signal.SIGKILL)
-                self._proc.wait()
+                with contextlib.suppress(subprocess.TimeoutExpired):  # only a process stuck in the kernel outlives it
+                    self._proc.wait(timeout=self._stop_timeout_s)
             except ProcessLookupError:
                 pass
         if self._log_handle is not None and not self._log_handle.closed:

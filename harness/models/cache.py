@@ -100,6 +100,32 @@ def ensure_models(
             if quantize_bin is not None or artifact.format not in recipe.QUANT_TYPES]
 
 
+class ModelIntegrityError(RuntimeError):
+    """A model file no longer holds the bytes its manifest names: the engine must not load it."""
+
+
+def weights_file(artifact: ModelArtifact) -> Path:
+    """The file the artifact's sha256 is of: the file itself, or a checkpoint folder's model.safetensors."""
+    return artifact.path / "model.safetensors" if artifact.path.is_dir() else artifact.path
+
+
+def verify_artifact(artifact: ModelArtifact) -> None:
+    """Re-hash a synthesized model's weights against the manifest before a launch; ModelIntegrityError on a
+    mismatch (a real checkpoint's digest was taken when it was fetched, this run)."""
+    if artifact.source != "synthesized":
+        return
+    path = weights_file(artifact)
+    try:
+        actual = sha256_file(path)
+    except OSError as exc:
+        raise ModelIntegrityError(f"cannot read model {artifact.name}/{artifact.format} at {path}: "
+                                  f"{exc.strerror or exc}") from None
+    if actual != artifact.sha256:
+        raise ModelIntegrityError(
+            f"model {artifact.name}/{artifact.format} at {path} changed since it was built (sha256 {actual[:12]}, "
+            f"manifest {artifact.sha256[:12]}): refusing to launch (delete the models cache to rebuild it)")
+
+
 def find_artifact(artifacts: list[ModelArtifact], name: str, fmt: str) -> ModelArtifact:
     """The artifact of model `name` in format `fmt`; KeyError listing what exists otherwise."""
     for artifact in artifacts:

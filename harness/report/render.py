@@ -7,11 +7,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from harness.atomic import write_atomic
 from harness.bench.records import BenchRecord, load_bench_records
 from harness.claims import ClaimsTable, load_claims, load_current_claims
 from harness.engines import adapter_classes
 from harness.report.context import build_context
 from harness.report.footnotes import footnote_definitions
+from harness.report.format import inert_record
 from harness.report.sections import DEFAULT_SECTIONS, SectionRenderer
 from harness.report.table import asterisk_notes, comparison_table, header
 from harness.results import ResultRecord, load_records
@@ -24,6 +26,7 @@ def render_report(claims: ClaimsTable, records: list[ResultRecord], extra_engine
                   bench: Sequence[BenchRecord] = (), include_attach: bool = False, allow_dirty: bool = False,
                   now: datetime | None = None, current: ClaimsTable | None = None) -> dict[str, str]:
     """Report file name -> content; the same inputs always give the same bytes (see build_context for `now`)."""
+    records = [inert_record(record) for record in records]  # no record text is trusted as markdown
     context = build_context(claims, records, extra_engines, results_href, bench, include_attach=include_attach,
                             allow_dirty=allow_dirty, now=now, current=current)
     rendered = [section(context) for section in sections]
@@ -56,8 +59,5 @@ def write_report(claims_path: Path, results_dir: Path, out_dir: Path,
                           current=load_current_claims(Path(claims_path)))
     written = []
     for name, content in files.items():
-        path = out_dir / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content.encode("utf-8"))
-        written.append(path)
+        written.append(write_atomic(out_dir / name, content.encode("utf-8")))  # never a half-written report
     return written

@@ -1,0 +1,526 @@
+"""Fault injection: engines that hang, lie or vanish, results folders that fail, hostile records, interrupts.
+
+Each case checks a clear error, that nothing is lost and nothing left behind, within a time bound.
+Fake servers run on 127.0.0.1 in this process; the real-engine cases use llama-server from the cache.
+Short deadlines come from $INFERCHECK_REQUEST_TIMEOUT_S / $INFERCHECK_PROBE_TIMEOUT_S.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import socketserver
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from types import SimpleNamespace
+
+import httpx
+import pytest
+
+from harness.atomic import check_writable
+from harness.client import EngineRejected, EngineServerError, EngineTransportError, EvidenceClient
+from harness.deadline import DeadlineExceeded, probe_deadline
+from harness.engines.base import ApiRequest, LaunchSpec
+from harness.engines.llamacpp import LlamaCppAdapter
+from harness.launch.base import EngineStartError
+from harness.merge import MergeError, merge
+from harness.models.cache import verify_artifact
+from harness.paths import REPO_ROOT, default_report_dir
+from harness.pytest_plugin import _write_or_keep, spare_dir
+from harness.report import write_report
+from harness.results import (
+    EngineIdentity, HarnessInfo, HostInfo, RecordWarning, ResultRecord, Status, load_records, write_record)
+from harness.session import EnginePool
+from harness.streaming import StreamError, stream_request
+from harness.streaming_socket import stream_with_socket
+
+CLAIMS = default_report_dir() / "claims.json"
+BOUND_S = 10.0  # every fault below must be reported within this (the deadlines are set to 1-2 s)
+
+
+# -- fake servers --------------------------------------------------------------------------------------
+
+def _sse(events: list[dict | str]) -> bytes:
+    body = b"".join(b"data: " + (e.encode() if isinstance(e, str) else json.dumps(e).encode()) + b"\n\n"
+                    for e in events)
+    return (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n" + body)
+
+
+def _token(text: str, finish: str | None = None) -> dict:
+    return {"choices": [{"index": 0, "text": text, "finish_reason": finish}]}
+
+
+REPLIES = {
+    "truncated": _sse([_token("a"), _token("b"), _token("c")]),  # 3 tokens of 256, then the connection closes
+    "short": _sse([_token("a"), _token("b"), _token("c", "length"), "[DONE]"]),  # says it ended, after 3 of 256
+    "complete": _sse([_token("a"), _token("b", "length"), "[DONE]"]),
+    "500": b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: 19\r\n"
+           b"Connection: close\r\n\r\n{\"error\": \"crash\"}\n",
+    "400": b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: 23\r\n"
+           b"Connection: close\r\n\r\n{\"error\": \"no grammar\"}",
+}
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        mode = self.server.mode  # type: ignore[attr-defined]
+        self.request.settimeout(5)
+        try:
+            self.request.recv(65536)
+        except OSError:
+            return
+        if mode == "reset":  # RST instead of an answer
+            self.request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        elif mode == "silent":  # accept, read, never answer
+            self.server.stop.wait(30)  # type: ignore[attr-defined]
+        else:
+            self.request.sendall(REPLIES[mode])
+
+
+@contextmanager
+def fake_server(mode: str) -> Iterator[str]:
+    """A server on 127.0.0.1 that misbehaves as `mode` says; its base URL."""
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Handler)
+    server.daemon_threads = True
+    server.mode, server.stop = mode, threading.Event()  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.stop.set()  # type: ignore[attr-defined]
+        server.shutdown()
+        server.server_close()
+
+
+def refused_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"  # closed again: nothing listens
+
+
+@pytest.fixture(autouse=True)
+def short_deadlines(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INFERCHECK_REQUEST_TIMEOUT_S", "1")
+    monkeypatch.setenv("INFERCHECK_PROBE_TIMEOUT_S", "5")
+
+
+@contextmanager
+def within(seconds: float) -> Iterator[None]:
+    started = time.monotonic()
+    yield
+    assert time.monotonic() - started < seconds, f"took {time.monotonic() - started:.1f}s, bound {seconds}s"
+
+
+STREAM = ApiRequest("/v1/completions", {"model": "m", "prompt": "p", "max_tokens": 256, "ignore_eos": True,
+                                        "stream": True})
+SHORT_STREAM = ApiRequest("/v1/completions", {"model": "m", "prompt": "p", "max_tokens": 2, "ignore_eos": True,
+                                              "stream": True})
+
+
+# -- requests and streams ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["refused", "reset", "silent"])
+def test_socket_stream_fails_fast_and_never_leaves_a_waiter(mode: str) -> None:
+    """Refused, reset and silent connections raise StreamError naming the endpoint, and the event is set."""
+    with (fake_server(mode) if mode != "refused" else _nothing(refused_url())) as url, within(BOUND_S):
+        first_data = threading.Event()
+        with pytest.raises(StreamError, match="127.0.0.1"):
+            stream_with_socket(url, STREAM, first_data)
+        assert first_data.is_set()
+
+
+@contextmanager
+def _nothing(url: str) -> Iterator[str]:
+    yield url
+
+
+@pytest.mark.parametrize("mode", ["refused", "reset", "silent"])
+def test_client_transport_errors_are_errors_naming_the_endpoint(mode: str) -> None:
+    with (fake_server(mode) if mode != "refused" else _nothing(refused_url())) as url, within(BOUND_S):
+        client = EvidenceClient(url)
+        with pytest.raises(EngineTransportError, match=f"POST {url}/v1/completions"):
+            client.send(STREAM)
+        assert client.exchanges[-1].status_code is None  # the attempt is evidence too
+        client.close()
+
+
+@pytest.mark.parametrize("mode", ["truncated", "short"])
+def test_a_cut_stream_is_incomplete_not_measured(mode: str) -> None:
+    """3 of 256 tokens (no [DONE], or a finish_reason too early) is an error for both stream readers."""
+    with fake_server(mode) as url, within(BOUND_S):
+        with pytest.raises(StreamError, match="incomplete"):
+            stream_with_socket(url, STREAM)
+
+        async def streamed() -> None:
+            async with httpx.AsyncClient(base_url=url) as client:
+                await stream_request(client, STREAM)
+
+        with pytest.raises(StreamError, match="incomplete"):
+            asyncio.run(streamed())
+
+
+def test_a_complete_stream_counts() -> None:
+    with fake_server("complete") as url:
+        timing = stream_with_socket(url, SHORT_STREAM)
+    assert timing.done and timing.finish_reason == "length" and timing.output_tokens == 2
+
+
+def test_5xx_is_an_error_4xx_a_rejection() -> None:
+    with fake_server("500") as url:
+        with pytest.raises(EngineServerError) as failed:
+            EvidenceClient(url).send(STREAM)
+    assert not failed.value.rejected and not isinstance(failed.value, EngineRejected)
+    with fake_server("400") as url:
+        with pytest.raises(EngineRejected) as refused:
+            EvidenceClient(url).send(STREAM)
+    assert refused.value.rejected
+
+
+def test_a_500_on_the_constrained_request_is_an_error_not_a_fail() -> None:
+    """The grammar probe on an engine that crashes on the constrained request: it raises (-> error)."""
+    from probes.test_grammar import check_grammar
+
+    with fake_server("500") as url:
+        session = SimpleNamespace(adapter=LlamaCppAdapter(Path("llama-server")), served_model="m",
+                                  client=EvidenceClient(url), running=SimpleNamespace(base_url=url))
+        with pytest.raises(EngineServerError):
+            check_grammar(session)  # type: ignore[arg-type]
+
+
+def test_threads_a_probe_starts_cannot_hang_it() -> None:
+    """The continuous-batching overtake against a refused and a silent server ends in an error, in time."""
+    from probes.test_continuous_batching import _overtake_attempts
+
+    for server in (_nothing(refused_url()), fake_server("silent")):
+        with server as url, within(BOUND_S), probe_deadline(4):
+            session = SimpleNamespace(adapter=LlamaCppAdapter(Path("llama-server")), served_model="m",
+                                      running=SimpleNamespace(base_url=url))
+            with pytest.raises((StreamError, TimeoutError)):
+                _overtake_attempts(session)  # type: ignore[arg-type]
+
+
+def test_the_probe_deadline_interrupts_the_main_thread() -> None:
+    """A wait no timeout covers (a bare recv) is cut at the probe's deadline."""
+    with fake_server("silent") as url, within(BOUND_S):
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as sock, pytest.raises(DeadlineExceeded):
+            sock.sendall(b"GET / HTTP/1.1\r\n\r\n")
+            with probe_deadline(1.5):
+                sock.recv(10)
+
+
+# -- the model file ------------------------------------------------------------------------------------
+
+def test_a_corrupted_model_refuses_the_launch(tmp_path: Path) -> None:
+    """Same size, one byte changed: the launch is refused before any process starts."""
+    from harness.models.build import sha256_file
+    from harness.models.schema import ModelArtifact
+
+    model = tmp_path / "llama.gguf"
+    model.write_bytes(b"GGUF" + bytes(4096))
+    artifact = ModelArtifact(name="llama", family="llama", format="f16", path=model, sha256=sha256_file(model),
+                             references=[])
+    verify_artifact(artifact)
+    with model.open("r+b") as handle:
+        handle.seek(100)
+        handle.write(b"\x01")
+    stat = model.stat()
+    os.utime(model, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    pool = EnginePool(LlamaCppAdapter(Path("/nonexistent/llama-server")), [artifact], tmp_path / "run")
+    with pytest.raises(EngineStartError, match="changed since it was built"):
+        pool.session(LaunchSpec(model="llama", model_format="f16"))
+    assert not (tmp_path / "run" / "logs").exists()  # nothing was started
+
+
+# -- results folders -----------------------------------------------------------------------------------
+
+def _record(run_id: str = "20260101T000000Z-abc123", probe: str = "openai_api", **update: object) -> ResultRecord:
+    now = datetime.now(timezone.utc)
+    record = ResultRecord(run_id=run_id, probe=probe, feature="openai_api",
+                          engine=EngineIdentity(name="llama.cpp", version="b1"),
+                          host=HostInfo(hostname="h", platform="linux", cpu="cpu", cpu_count=2, memory_gib=1.0),
+                          harness=HarnessInfo(version="0.1.0"), status=Status.PASS, reason="ok",
+                          started_at=now, finished_at=now)
+    return record.model_copy(update=update)
+
+
+@contextmanager
+def tmpfs(path: Path, size: str, readonly: bool = False) -> Iterator[Path]:
+    """A small tmpfs at `path` (root only); skips the test with the reason otherwise."""
+    path.mkdir()
+    options = f"size={size}" + (",ro" if readonly else "")
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("needs root to mount a small tmpfs (a full or read-only results folder)")
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True,
+                            text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def test_a_full_results_folder_keeps_the_verdict_and_leaves_no_debris(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "spare"))
+    (tmp_path / "spare").mkdir()
+    with tmpfs(tmp_path / "full", "64k") as full:
+        (full / "filler").write_bytes(b"x" * 60_000)
+        run_dir = full / "llama.cpp" / "run1"
+        run_dir.mkdir(parents=True)
+        record = _record(reason="r" * 20_000)
+        with pytest.raises(OSError):
+            write_record(record, run_dir)
+        assert list(run_dir.iterdir()) == []  # no .tmp-* debris
+        config = SimpleNamespace(stash=pytest.Stash())
+        _write_or_keep(record, run_dir, config)  # type: ignore[arg-type]
+        [note] = config.stash[next(iter(config.stash._storage))]  # type: ignore[attr-defined]
+        assert "written to" in note
+        saved = spare_dir() / "llama.cpp" / "run1" / record.file_name()
+        assert ResultRecord.model_validate_json(saved.read_text()) == record
+
+
+def test_a_read_only_results_folder_is_refused_before_any_probe(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "ro", "1m", readonly=True) as folder, within(30):
+        with pytest.raises(OSError, match="not writable"):
+            check_writable(folder)
+        result = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--results-dir", str(folder),
+                                 "--no-report", "-k", "openai"], capture_output=True, text=True, cwd=REPO_ROOT,
+                                timeout=60)
+    assert result.returncode == 2
+    assert "not writable" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_records_are_created_0644_under_the_usual_umask(tmp_path: Path) -> None:
+    previous = os.umask(0o022)
+    try:
+        path = write_record(_record(), tmp_path)
+    finally:
+        os.umask(previous)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_hostile_truncated_future_and_huge_records_are_skipped_or_defused(tmp_path: Path) -> None:
+    good = write_record(_record(), tmp_path / "llama.cpp" / "run1")
+    hostile = write_record(_record(run_id="run2", reason="see [here](http://evil.example) <script>x</script> `x`",
+                                   engine=EngineIdentity(name="llama.cpp", version="<img src=x onerror=y>")),
+                           tmp_path / "llama.cpp" / "run2")
+    folder = tmp_path / "llama.cpp" / "run3"
+    (folder / "truncated.json").parent.mkdir(parents=True)
+    (folder / "truncated.json").write_text(good.read_text()[:200])
+    (folder / "future.json").write_text(json.dumps({**json.loads(good.read_text()), "schema_version": 99}))
+    (folder / "huge.json").write_text(json.dumps({**json.loads(good.read_text()), "reason": "x" * (5 << 20)}))
+    (folder / "escape.json").write_text(json.dumps({**json.loads(good.read_text()), "run_id": ".."}))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RecordWarning)
+        records = load_records(tmp_path)
+    assert sorted(r.run_id for r in records) == ["20260101T000000Z-abc123", "run2"]
+    skipped = " ".join(str(w.message) for w in caught)
+    for name in ("truncated.json", "future.json", "huge.json", "escape.json"):
+        assert str(folder / name) in skipped
+    written = write_report(CLAIMS, tmp_path, tmp_path / "report")
+    markdown = (tmp_path / "report" / "comparison.md").read_text()
+    assert hostile.exists() and written
+    assert "\\<script\\>" in markdown  # shown as text, escaped
+    assert not re.search(r"(?<!\\)<(script|img)", markdown) and "](http://evil" not in markdown
+
+
+def test_concurrent_report_writers_never_leave_a_broken_report(tmp_path: Path) -> None:
+    write_record(_record(), tmp_path / "results" / "llama.cpp" / "run1")
+    out = tmp_path / "report"
+    write_report(CLAIMS, tmp_path / "results", out)
+    expected = (out / "comparison.md").read_bytes()
+    stop, seen = threading.Event(), []
+
+    def read() -> None:
+        while not stop.is_set():
+            seen.append((out / "comparison.md").read_bytes())
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    writers = [subprocess.Popen([sys.executable, "-m", "harness.cli", "report", "--results-dir",
+                                 str(tmp_path / "results"), "--out-dir", str(out)], cwd=REPO_ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(3)]
+    assert [writer.wait(timeout=120) for writer in writers] == [0, 0, 0]
+    stop.set()
+    reader.join()
+    assert seen and all(content == expected for content in seen)
+    assert not [path for path in out.rglob(".tmp-*")]
+
+
+def test_report_refuses_a_missing_or_empty_results_folder(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    for folder, message in ((tmp_path / "typo", "results folder not found"), (tmp_path / "empty", "no result records")):
+        result = subprocess.run([sys.executable, "-m", "harness.cli", "report", "--results-dir", str(folder),
+                                 "--out-dir", str(tmp_path / "report")], capture_output=True, text=True,
+                                cwd=REPO_ROOT, timeout=60)
+        assert result.returncode == 2 and message in result.stderr
+    assert not (tmp_path / "report").exists()
+
+
+# -- merge ---------------------------------------------------------------------------------------------
+
+def test_merge_refuses_symlinks_and_ignores_temporary_debris(tmp_path: Path) -> None:
+    upload = tmp_path / "upload"
+    run = write_record(_record(run_id="run1"), upload / "llama.cpp" / "run1").parent
+    (run / ".tmp-abc.json").write_text("{half a rec")
+    written = merge([upload], tmp_path / "results")
+    assert [path.name for path in written] == ["openai_api.json"]
+    (run / "logs").mkdir()
+    (run / "logs" / "x.log").symlink_to("/etc/passwd")
+    with pytest.raises(MergeError, match="symlink"):
+        merge([upload], tmp_path / "other")
+    assert not (tmp_path / "other").exists()
+
+
+# -- bad input -----------------------------------------------------------------------------------------
+
+def test_binary_and_folder_inputs_get_one_line_errors(tmp_path: Path) -> None:
+    binary = tmp_path / "blob"
+    binary.write_bytes(bytes(range(256)) * 4)
+    cases = [["run", "--model-set", str(binary), "--no-report"],
+             ["claims-import", str(binary), "--source", "x", "--out-dir", str(tmp_path / "out")],
+             ["claims-import", str(tmp_path), "--source", "x", "--out-dir", str(tmp_path / "out")]]
+    for args in cases:
+        result = subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True,
+                                cwd=REPO_ROOT, timeout=120)
+        assert result.returncode == 2 and "Traceback" not in result.stderr + result.stdout, args
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_a_run_id_cannot_leave_the_results_folder(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "pytest", "probes", "-k", "openai", "--run-id", "..",
+                             "--results-dir", str(tmp_path / "r"), "-p", "no:cacheprovider", "-q"],
+                            capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR and "--run-id '..'" in result.stderr
+    assert not list(tmp_path.rglob("*.json"))
+
+
+# -- a real engine that stops or dies ------------------------------------------------------------------
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+@pytest.fixture
+def pool(artifacts, llama_build, tmp_path: Path) -> Iterator[EnginePool]:
+    """An engine pool on the real llama-server; whatever it started is stopped afterwards."""
+    engines = EnginePool(LlamaCppAdapter(llama_build.server), artifacts, tmp_path / "run")
+    yield engines
+    engines.close()
+
+
+@pytest.mark.engine_integration
+def test_a_stopped_engine_is_an_error_in_time_and_is_replaced(pool: EnginePool) -> None:
+    """SIGSTOP: the request fails within the request timeout, and the next probe gets a fresh engine."""
+    session = pool.session(LaunchSpec())
+    pid = session.running.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        request = session.adapter.fixed_length_request(session.served_model, "the cat", 8, stream=False)
+        with within(BOUND_S), pytest.raises(EngineTransportError, match="ReadTimeout"):
+            session.client.send(request)
+        with within(30):
+            fresh = pool.session(LaunchSpec())
+        assert fresh.running.pid != pid and not _alive(pid)
+        assert fresh.client.send(request)[0] == 200
+    finally:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.engine_integration
+def test_an_engine_killed_mid_stream_is_an_error_and_says_how_it_ended(pool: EnginePool) -> None:
+    session = pool.session(LaunchSpec())
+    first_data, results = threading.Event(), []
+    request = session.adapter.fixed_length_request(session.served_model, "the cat", 1024, stream=True)
+
+    def read() -> None:
+        try:
+            results.append(stream_with_socket(session.running.base_url, request, first_data))
+        except StreamError as exc:
+            results.append(exc)
+
+    reader = threading.Thread(target=read)
+    with within(BOUND_S):
+        reader.start()
+        assert first_data.wait(BOUND_S)
+        os.kill(session.running.pid, signal.SIGKILL)
+        reader.join(BOUND_S)
+    assert isinstance(results[0], StreamError)
+    exited = pool.engine_exit()
+    assert exited is not None and "-9" in exited
+
+
+# -- interrupts ----------------------------------------------------------------------------------------
+
+class _HangingLlama(socketserver.BaseRequestHandler):
+    """Answers llama-server's health and props, then never answers a probe's request."""
+
+    def handle(self) -> None:
+        self.request.settimeout(60)
+        try:
+            head = self.request.recv(65536).split(b" ", 2)
+        except OSError:
+            return
+        path = head[1] if len(head) > 1 else b""
+        if path in (b"/health", b"/props"):
+            body = b'{"status": "ok", "build_info": "fake"}'
+            self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                                 + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+            return
+        self.server.hit.set()  # type: ignore[attr-defined]
+        self.server.stop.wait(60)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_sigint_and_sigterm_stop_the_run_in_one_line_and_record_the_probe(signum: int, tmp_path: Path,
+                                                                          artifacts) -> None:
+    """The harness signalled while a probe waits on the engine: exit 130 / 143, one line, the probe an error."""
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _HangingLlama)
+    server.daemon_threads = True
+    server.hit, server.stop = threading.Event(), threading.Event()  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {**os.environ, "INFERCHECK_REQUEST_TIMEOUT_S": "60", "INFERCHECK_PROBE_TIMEOUT_S": "120"}
+    try:
+        process = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--base-url",
+                                    f"http://127.0.0.1:{server.server_address[1]}", "--results-dir", str(tmp_path),
+                                    "--no-report", "-k", "openai_api"], cwd=REPO_ROOT, env=env, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            assert server.hit.wait(120), "the probe never sent its request"  # type: ignore[attr-defined]
+            with within(BOUND_S):
+                process.send_signal(signum)
+                stdout, stderr = process.communicate(timeout=BOUND_S)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    finally:
+        server.stop.set()  # type: ignore[attr-defined]
+        server.shutdown()
+        server.server_close()
+    assert process.returncode == 128 + signum, stderr
+    assert stderr.strip().splitlines()[-1].startswith(f"error: interrupted by {signal.Signals(signum).name}")
+    assert "their records say why" not in stderr and "Traceback" not in stdout + stderr
+    [record] = load_records(tmp_path)
+    assert record.status == Status.ERROR and "interrupted" in record.reason
