@@ -62,6 +62,7 @@ class RunContext:
             from harness.docker.runner import ContainerRunner
             model_paths = [artifact.path for artifact in artifacts] + ([checkpoints.root] if checkpoints else [])
             containers = ContainerRunner.create(adapter.name, model_paths, run_id, devices, docker, progress)
+            adapter.use_container(containers.spec)
         pool = EnginePool(adapter, artifacts, run_dir, devices=devices, attach_url=attach_url,
                           attach_spec=attach_spec, containers=containers, checkpoints=checkpoints)
         return cls(run_id=run_id, run_dir=run_dir, adapter=adapter, artifacts=artifacts, pool=pool)

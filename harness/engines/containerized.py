@@ -4,7 +4,10 @@ TGI, TensorRT-LLM, LightLLM, DeepSpeed-MII (FastGen), ExLlamaV2 (through TabbyAP
 installed on infercheck's own machines: `infercheck run --engine E --launcher docker` runs them from
 `containers/<spec>/spec.yaml` (the Docker launcher swaps the command's executable for the image's
 entrypoint and maps model paths into the container). Each adapter module cites the documentation
-and source it follows; tests/test_gpu_adapters.py checks the flags and fields against them.
+and source it follows; tests/test_gpu_adapters.py checks the flags and fields against them, and
+tests/test_contracts.py against the engines' own argument parsers and request models. The adapter
+owns the command and the request bodies; the container spec owns the image, port, health route,
+environment and version read (one source each: `spec()` below).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import ClassVar
 
 import httpx
 
+from harness.docker.specs import ContainerSpec, spec_named
 from harness.engines.base import EngineAdapter, LaunchSpec, NotMeasurable, ResolvedModels, Unsupported
 from harness.launch.base import RunningEngine
 from harness.provenance import gpu_names
@@ -66,13 +70,20 @@ class ContainerEngineAdapter(EngineAdapter):
     native_command: ClassVar[str | None]  # executable on PATH or Python module for a native install
     loads_formats: ClassVar[tuple[str, ...]]  # model formats the adapter launches
     limits: ClassVar[dict[str, Limit]] = {}  # launch need -> why the engine cannot meet it
-    version_path: ClassVar[str | None] = None  # HTTP endpoint with the engine version, if any
-    version_field: ClassVar[str] = "version"
     model_id_from_server: ClassVar[bool] = False  # the served model id is only known from /v1/models
     build_notes: ClassVar[dict[str, str]] = {}  # what every record should say about how the engine ran
 
     def __init__(self) -> None:
         self._served_id: str | None = None
+
+    @classmethod
+    def spec(cls) -> ContainerSpec:
+        """The container spec this engine runs from: its health route and version read hold for native runs too."""
+        return spec_named(cls.container_spec)
+
+    @property
+    def health_path(self) -> str:  # type: ignore[override]
+        return self.spec().health
 
     # -- launching -----------------------------------------------------------------
     def native_available(self) -> bool:
@@ -114,9 +125,10 @@ class ContainerEngineAdapter(EngineAdapter):
 
     def identity(self, running: RunningEngine) -> EngineIdentity:
         version = "unknown: no version endpoint (the container spec reads it inside the image)"
-        if self.version_path:
-            answer = httpx.get(running.base_url + self.version_path, timeout=10).json()
-            version = str(answer.get(self.version_field, "unknown"))
+        probe = self.spec().version.http
+        if probe is not None:
+            answer = httpx.get(running.base_url + probe.path, timeout=10).json()
+            version = str(answer.get(probe.field, "unknown"))
         if self.model_id_from_server:
             models = httpx.get(running.base_url + "/v1/models", timeout=10).json()
             self._served_id = str(models["data"][0]["id"])

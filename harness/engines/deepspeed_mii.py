@@ -12,9 +12,11 @@ pipeline option), issues #254 (no speculative decoding) and #286 (no beam search
 
 from __future__ import annotations
 
+import datetime
 from typing import Any, ClassVar
 
 from harness.engines.base import ApiRequest, GrammarSpec, LaunchSpec, NotMeasurable, ResolvedModels, Unsupported
+from harness.engines.status import EngineStatus
 from harness.engines.containerized import ContainerEngineAdapter, Limit, unsupported
 
 _NO_QUANTIZATION = ("openai_api_server.py exposes no quantization option; FastGen serves fp16/bf16 HF checkpoints "
@@ -26,6 +28,9 @@ class DeepSpeedMiiAdapter(ContainerEngineAdapter):
 
     name: ClassVar[str] = "Fastgen"
     container_spec: ClassVar[str] = "deepspeed-mii"
+    status: ClassVar[EngineStatus] = EngineStatus(
+        "dormant", "https://github.com/deepspeedai/DeepSpeed-MII/commits/main (last release v0.3.3 on 2025-03-25, last "
+        "commit 2025-07-01; no deprecation notice)", since=datetime.date(2025, 7, 1))
     native_command: ClassVar[str | None] = "mii.entrypoints.openai_api_server"
     loads_formats: ClassVar[tuple[str, ...]] = ("hf",)
     limits: ClassVar[dict[str, Limit]] = {

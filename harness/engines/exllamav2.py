@@ -13,10 +13,12 @@ formatron's dialect, whose start rule is `start`), endpoints/core/router.py (`/h
 
 from __future__ import annotations
 
+import datetime
 import re
 from typing import Any, ClassVar
 
 from harness.engines.base import ApiRequest, GrammarSpec, LaunchSpec, ResolvedModels, Unsupported
+from harness.engines.status import EngineStatus
 from harness.engines.containerized import ContainerEngineAdapter, Limit, unsupported
 
 TABBY_COMMIT = "09ddfa8ffbd7c2471b7a3c9cf3095bf2b90e38c5"
@@ -67,6 +69,10 @@ class ExLlamaV2Adapter(ContainerEngineAdapter):
 
     name: ClassVar[str] = "ExLlamaV2"
     container_spec: ClassVar[str] = "exllamav2"
+    status: ClassVar[EngineStatus] = EngineStatus(
+        "superseded", "https://github.com/theroyallab/tabbyAPI/commit/c8b9a8f (TabbyAPI removed its ExLlamaV2 backend); "
+        "https://github.com/turboderp-org/exllamav2 (last release v0.3.2 on 2025-07-13; ExLlamaV3 succeeds it)",
+        since=datetime.date(2026, 7, 14))
     native_command: ClassVar[str | None] = None  # TabbyAPI runs from its own checkout inside the image
     loads_formats: ClassVar[tuple[str, ...]] = ("hf", "exl2")
     limits: ClassVar[dict[str, Limit]] = {

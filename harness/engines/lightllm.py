@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from harness.engines.base import ApiRequest, GrammarSpec, GreedyOutput, LaunchSpec, ResolvedModels, Unsupported
+from harness.engines.status import EngineStatus
 from harness.engines.containerized import ContainerEngineAdapter, Limit, unsupported
 
 
@@ -25,6 +26,7 @@ class LightLlmAdapter(ContainerEngineAdapter):
 
     name: ClassVar[str] = "LightLLM"
     container_spec: ClassVar[str] = "lightllm"
+    status: ClassVar[EngineStatus] = EngineStatus("active", "https://github.com/ModelTC/LightLLM/releases (v1.2.0 on 2026-08-10; 20-34 commits a month)")
     native_command: ClassVar[str | None] = "lightllm.server.api_server"
     loads_formats: ClassVar[tuple[str, ...]] = ("hf", "awq")
     limits: ClassVar[dict[str, Limit]] = {

