@@ -189,6 +189,10 @@ def test_other_quants_fail_only_when_every_claimed_format_failed(claims: ClaimsT
     assert cell(markdown, "↳ GGUF Q8_0", 1) == f"— → ✅ → {ABSENCE_MARK}[^m2]"
     unknown = comparison(claims, gguf_only)  # no current claims: which formats vLLM claims is not known
     assert "which formats the engine claims is not known" in cell(unknown, "Other Quants |", 1)
+    unverified = parse_claims(QUANTS_TODAY.replace("| ✅ | ✅ |", "| ? | ✅ |").replace("| ❌ | ✅ |", "| ? | ✅ |")
+                              .replace("| ✅ | ❌ |", "| ? | ❌ |"), "docs")  # vLLM's formats all "?"
+    markdown = render_report(claims, gguf_only, [], now=NOW, current=unverified)["comparison.md"]
+    assert "which formats the engine claims is not known" in cell(markdown, "Other Quants |", 1)
     with_gptq = comparison(claims, [*gguf_only, record("other_quants_gptq", engine="vLLM")])
     assert cell(with_gptq, "Other Quants |", 1) == "(yes) [^c30] → ✅[^m1] (passed: GPTQ)"
     every = [record(feature, Status.FAIL) for feature in ("other_quants_gguf_q8_0", "other_quants_gguf_q4_k_m")]
@@ -279,11 +283,13 @@ def test_each_cell_reads_seed_then_current_then_measured(claims: ClaimsTable, tm
     source = tmp_path / "claims-current.md"
     source.write_text(CURRENT, encoding="utf-8")
     current = load_claims(import_claims(source, "docs", tmp_path, kind="current")[0])
-    records = [record(), record(engine="vLLM", status=Status.FAIL), record("regex", engine="vLLM")]
+    records = [record(), record(engine="vLLM", status=Status.FAIL), record("regex", engine="vLLM"),
+               record("reference_precision", probe="quantized_f16")]
     markdown = render_report(claims, records, [], now=NOW, current=current)["comparison.md"]
+    assert cell(markdown, "Reference precision (f16)") == "— → — → ✅[^m3]"
     assert cell(markdown, "Beam Search") == "✅ [^c14] → ❌ [^n2] → ✅[^m2]"
     assert cell(markdown, "Beam Search", 1) == "✅ → ✅ [^n1] → ❌[^m1]"
-    assert cell(markdown, "Regex", 1) == "— → ✅ [^n1] → ✅[^m3]"
+    assert cell(markdown, "Regex", 1) == "— → ✅ [^n1] → ✅[^m4]"
     assert cell(markdown, "Regex") == "— → ? → ·"
     assert "[^n2]: tools/server/README.md at b11434, checked 2026-12-02" in markdown
     assert ("1 cell(s) where the seed is stale (today's docs claim another mark), 2 where today's docs disagree "

@@ -205,12 +205,13 @@ def build_context(claims: ClaimsTable, records: list[ResultRecord], extra_engine
 
 
 def claimed_formats(current: ClaimsTable | None) -> dict[str, set[str]] | None:
-    """Per engine, the Other Quants sub-rows today's claims mark as there (✅ 🟠 🌩️); None without them."""
+    """Per engine, the Other Quants sub-rows today's claims mark as there (✅ 🟠 🌩️); an engine whose format
+    cells carry no mark at all ("?", text) is left out: which formats it claims is not known."""
     if current is None:
         return None
     rows = [row for row in current.rows if parent_row(row.label) == OTHER_QUANTS]
     return {engine: {row.label for row in rows if row.cells[engine].mark in PRESENT_MARKS}
-            for engine in current.engines}
+            for engine in current.engines if any(row.cells[engine].mark for row in rows)}
 
 
 def _unmeasured() -> CellResult:

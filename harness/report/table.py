@@ -79,7 +79,7 @@ def _cell(cell: ReportCell, context: ReportContext) -> str:
     claims = [claimed]
     if context.current is not None:  # seed claim → current claim (→ measured)
         current = relink_refs(table_cell(cell.current.raw), context.current_labels) if cell.current else ""
-        claims = [claimed or NO_CLAIM, current or NO_CLAIM] if claimed or current else [""]
+        claims = [claimed, current] if claimed or current or cell.measured is not None else [""]
     if cell.measured is None:
         return " → ".join(claims)
     return " → ".join([*(claim or NO_CLAIM for claim in claims), measured_text(cell)])
