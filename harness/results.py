@@ -51,12 +51,14 @@ class Evidence(BaseModel):
     """What a verdict rests on: the exchanges, the numbers and the engine's own words."""
 
     exchanges: list[Exchange] = Field(default_factory=list)
-    numbers: dict[str, Any] = Field(default_factory=dict)
+    numbers: dict[str, Any] = Field(default_factory=dict, description=(
+        "the probe's measurements; `seed_mark` (a seed-table mark such as 🟠) lowers the mark a pass shows, "
+        "e.g. an engine's own kernel standing in for the one the row names"))
     engine_log: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
-    # set when the verdict is a documented absence (no request could be formed): the file and version,
-    # or the docs page, that documents it; the report marks such a cell apart from an observed failure
-    absence_source: str | None = None
+    absence_source: str | None = Field(default=None, description=(
+        "set when the verdict is a documented absence (no request can express the feature): the file at a "
+        "version, or the docs page, that documents it; the report marks the cell apart from an observed failure"))
 
 
 class Verdict(BaseModel):
@@ -88,7 +90,8 @@ class LaunchInfo(BaseModel):
     base_url: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
     ready_s: float | None = None  # seconds from the launcher's start to the first healthy answer; None when attached
-    compute_dtype: str | None = None  # dtype the engine computes in (e.g. float32, bfloat16); None: unknown
+    compute_dtype: str | None = Field(default=None, description=(
+        "the dtype the engine computes in (float32, bfloat16, ...); part of the measurement context; null: unknown"))
 
 
 class ModelInfo(BaseModel):
@@ -136,11 +139,15 @@ class MeasurementContext(BaseModel, frozen=True):
 
 
 class ResultRecord(BaseModel):
-    """One probe's result in one run, with full provenance."""
+    """One probe's result in one run, with full provenance.
+
+    The report keeps verdicts apart by measurement context (host class from host.accelerators, launch.launcher,
+    model.source, the engine's package or image, launch.compute_dtype); it leaves out attach-mode records and
+    records whose harness.git_dirty is true unless asked (`infercheck report --include-attach --allow-dirty`)."""
 
     schema_version: int = SCHEMA_VERSION
-    run_id: str = Field(pattern=SAFE_NAME)
-    probe: str = Field(pattern=SAFE_NAME)
+    run_id: str = Field(pattern=SAFE_NAME, description="the run's id: one path component (results/<engine>/<run_id>/)")
+    probe: str = Field(pattern=SAFE_NAME, description="the probe's name: one path component (<probe>.json)")
     feature: str
     engine: EngineIdentity
     launch: LaunchInfo | None = None
