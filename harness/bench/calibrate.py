@@ -1,10 +1,8 @@
-"""Calibrate the load generator: against the null engine's known pace, against llama-server's own
-timings, and against vLLM's `bench serve` driving the same server in the same run.
+"""Calibrate the load generator on a real engine: output throughput against llama-server's own
+timings and against vLLM's `bench serve` driving the same server in the same run (the null-engine
+calibration, accuracy and ceiling of every installed tool, is `infercheck bench calibrate`).
 
-    python -m harness.bench.calibrate null    # TTFT/ITL error at the median and the sustained request rate
-    python -m harness.bench.calibrate llama   # output throughput against llama-server's timings and vLLM's bench
-
-Prints markdown tables; `--out FILE` also writes every figure as JSON.
+    python -m harness.bench.calibrate llama [--out FILE]   # markdown table; FILE: every figure as JSON
 """
 
 from __future__ import annotations
@@ -17,28 +15,17 @@ import statistics
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel
 
 from harness.engines.base import EngineAdapter, LaunchSpec
 from harness.engines.llamacpp import LlamaCppAdapter
 from harness.loadgen import Lengths, LoadResult, LoadStats, Workload, measure_prompt_scale, run_load, summarize
-from harness.loadgen.null_engine import MODEL as NULL_MODEL
-from harness.loadgen.null_engine import NullPace, running_null_engine
 from harness.paths import cache_dir
 from harness.toolchain import vllm_cpu
 
-if TYPE_CHECKING:
-    from harness.models import ModelArtifact
-
-NULL_PACE = NullPace(ttft_s=0.1, itl_s=0.01)
-NULL_LEVELS = (1, 4, 16)
-NULL_RATES = (10.0, 20.0, 40.0, 80.0, 160.0)
-RATE_WINDOW_S = 4.0  # each rate sends this many seconds' worth of requests
-MAX_DRIFT = 0.01  # sustained: median TTFT error within 1 point of its lowest-rate value, ITL error under 1%
 INPUT_TOKENS = 32
-NULL_OUTPUT_TOKENS = 50
 LLAMA_OUTPUT_TOKENS = 64
 LLAMA_LEVELS = (1, 4)
 LLAMA_REQUESTS_PER_SLOT = 16
@@ -140,46 +127,17 @@ def _vllm(url: str, model: str, tokenizer: Path, output_tokens: int, count: int,
     return Figures.of_vllm(run_vllm_bench(install.python, run), concurrency, rate)
 
 
-def _artifacts() -> list[ModelArtifact]:
-    """The synthesized models (built once, cached)."""
-    from harness.models import ensure_models
-    from harness.toolchain import llamacpp
-
-    build = llamacpp.find_build(cache_dir())
-    return ensure_models(cache_dir(), build.quantize if build else None)
-
-
-def _tokenizer(artifacts: list[ModelArtifact]) -> Path:
-    """The synthesized llama's Hugging Face folder (vLLM's random dataset needs a tokenizer)."""
-    from harness.models import find_artifact
-
-    return find_artifact(artifacts, "llama", "hf").path
-
-
-def calibrate_null() -> dict[str, list[Figures]]:
-    """TTFT/ITL error at closed-loop levels, then Poisson rates, for both tools on one null engine."""
-    adapter, tokenizer = LlamaCppAdapter(), _tokenizer(_artifacts())
-    figures: dict[str, list[Figures]] = {"levels": [], "rates": []}
-    with running_null_engine(NULL_PACE) as url:  # not pinned: it is light, and the scheduler balances better
-        _ours(url, adapter, NULL_MODEL, 5, 4, concurrency=4)  # warm-up
-        for level in NULL_LEVELS:
-            count = max(24, 4 * level)
-            figures["levels"] += [_ours(url, adapter, NULL_MODEL, NULL_OUTPUT_TOKENS, count, concurrency=level),
-                                  _vllm(url, NULL_MODEL, tokenizer, NULL_OUTPUT_TOKENS, count, concurrency=level)]
-        for rate in NULL_RATES:
-            count = min(640, max(20, int(rate * RATE_WINDOW_S)))
-            figures["rates"] += [_ours(url, adapter, NULL_MODEL, NULL_OUTPUT_TOKENS, count, rate=rate),
-                                 _vllm(url, NULL_MODEL, tokenizer, NULL_OUTPUT_TOKENS, count, rate=rate)]
-    return figures
-
-
 def calibrate_llama() -> dict[str, list[Figures]]:
     """Output throughput against llama-server's own timings, and against vLLM's bench, at each level."""
     from harness.run_context import new_run_id
     from harness.session import EnginePool
 
-    artifacts = _artifacts()
-    tokenizer = _tokenizer(artifacts)
+    from harness.bench.calibration import hf_tokenizer
+    from harness.models import ensure_models
+    from harness.toolchain import llamacpp
+
+    build = llamacpp.find_build(cache_dir())
+    artifacts, tokenizer = ensure_models(cache_dir(), build.quantize if build else None), hf_tokenizer()
     pool = EnginePool(OneThreadLlamaCpp(), artifacts, cache_dir() / "calibrate" / new_run_id())
     figures: list[Figures] = []
     try:
@@ -199,38 +157,6 @@ def calibrate_llama() -> dict[str, list[Figures]]:
     finally:
         pool.close()
     return {"levels": figures}
-
-
-def null_tables(figures: dict[str, list[Figures]]) -> str:
-    """Median TTFT/ITL error against the null engine's pace, per tool, and the sustained rates."""
-    def row(f: Figures) -> str:
-        engine = f"{_error(f.ttft_p50_ms, f.engine_ttft_p50_ms):+.2%}" if f.engine_ttft_p50_ms else "—"
-        return (f"| {f.tool} | {f.concurrency or '—'} | {f.rate or '—'} | {f.completed}/{f.failed} | "
-                f"{f.request_tps:.1f} | {f.ttft_p50_ms:.2f} | {_error(f.ttft_p50_ms, NULL_PACE.ttft_s * 1000):+.2%} | "
-                f"{engine} | {f.itl_p50_ms:.3f} | {_error(f.itl_p50_ms, NULL_PACE.itl_s * 1000):+.2%} |")
-
-    header = ("| tool | concurrency | rate (req/s) | ok/failed | req/s | TTFT p50 (ms) | TTFT error | "
-              "vs engine's own TTFT | ITL p50 (ms) | ITL error |\n|---|---|---|---|---|---|---|---|---|---|")
-    lines = [f"Null engine pace: TTFT {NULL_PACE.ttft_s * 1000:g} ms, ITL {NULL_PACE.itl_s * 1000:g} ms, "
-             f"{NULL_OUTPUT_TOKENS} output tokens", "", header, *(row(f) for f in figures["levels"] + figures["rates"])]
-    for tool in sorted({f.tool for f in figures["rates"]}):
-        lines.append(f"\nSustained rate ({tool}): {sustained_rate(figures['rates'], tool)} req/s (highest offered "
-                     f"rate with no failure, median TTFT error within {MAX_DRIFT:.0%} of its lowest-rate value "
-                     f"and median ITL error under {MAX_DRIFT:.0%})")
-    return "\n".join(lines)
-
-
-def sustained_rate(figures: list[Figures], tool: str) -> float | None:
-    """The highest rate before the tool's own overhead distorts its figures: no failures, median TTFT error
-    within MAX_DRIFT of its value at the lowest rate (a constant offset is not distortion), ITL error under it."""
-    runs = sorted((f for f in figures if f.tool == tool and f.rate), key=lambda f: f.rate or 0)
-    if not runs:
-        return None
-    baseline = _error(runs[0].ttft_p50_ms, NULL_PACE.ttft_s * 1000)
-    good = [f.rate for f in runs if not f.failed
-            and abs(_error(f.ttft_p50_ms, NULL_PACE.ttft_s * 1000) - baseline) < MAX_DRIFT
-            and abs(_error(f.itl_p50_ms, NULL_PACE.itl_s * 1000)) < MAX_DRIFT]
-    return max(good) if good else None
 
 
 def llama_table(figures: dict[str, list[Figures]]) -> str:
@@ -261,11 +187,11 @@ def llama_table(figures: dict[str, list[Figures]]) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("target", choices=("null", "llama"))
+    parser.add_argument("target", choices=("llama",))
     parser.add_argument("--out", type=Path, help="also write the figures as JSON")
     args = parser.parse_args(argv)
-    figures = calibrate_null() if args.target == "null" else calibrate_llama()
-    print(null_tables(figures) if args.target == "null" else llama_table(figures))
+    figures = calibrate_llama()
+    print(llama_table(figures))
     if args.out:
         args.out.write_text(json.dumps({key: [f.model_dump() for f in value] for key, value in figures.items()},
                                        indent=2) + "\n")

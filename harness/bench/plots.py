@@ -21,25 +21,42 @@ _RC = {"svg.hashsalt": "infercheck", "svg.fonttype": "path", "font.size": 9}
 _PERCENTILES = (("p50", "-", "o"), ("p90", "--", "s"), ("p99", ":", "^"))
 
 
-def throughput_latency_svg(records: list[BenchRecord]) -> str:
-    """Output tokens per second against median end-to-end latency, one line per engine, points by concurrency."""
+def pareto_svg(records: list[BenchRecord]) -> str:
+    """Output tokens per second against median end-to-end latency, one colour per engine, every level a point
+    (labels: concurrency c= or rate r=); the Pareto frontier (no other level is both faster and higher) is the
+    solid line, and levels whose client was the bottleneck are crosses."""
     with matplotlib.rc_context(_RC):
         figure = Figure(figsize=(6.4, 4.0))
         axes = figure.subplots()
-        for record in records:
-            points = [(level.stats.e2e_s.p50, level.stats.output_throughput, level.stats.concurrency)
-                      for level in record.levels if level.stats.e2e_s]
+        for index, record in enumerate(records):
+            points = [(level.stats.e2e_s.p50, level.stats.output_throughput, level) for level in record.levels
+                      if level.stats.e2e_s]
             if not points:
                 continue
-            axes.plot([x for x, _, _ in points], [y for _, y, _ in points], marker="o", label=_label(record))
-            for x, y, concurrency in points:
-                axes.annotate(f"c={concurrency}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+            color = f"C{index}"
+            frontier = pareto_frontier([(x, y) for x, y, _ in points])
+            axes.plot([x for x, _ in frontier], [y for _, y in frontier], color=color, label=_label(record))
+            for x, y, level in points:
+                bound = level.stats.client is not None and level.stats.client.bound
+                axes.plot([x], [y], marker="x" if bound else "o", color=color, linestyle="none")
+                name = f"c={level.stats.concurrency}" if level.stats.rate is None else f"r={level.stats.rate:g}"
+                axes.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
         axes.set_xlabel("median end-to-end latency (s)")
         axes.set_ylabel("output tokens / s")
-        axes.set_title("Throughput vs latency (closed loop, labels: concurrency)")
+        axes.set_title("Throughput vs latency: Pareto frontier (x: client-bound level)")
         axes.margins(0.12)
         _finish(axes, records)
         return _svg(figure)
+
+
+def pareto_frontier(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The (latency, throughput) points no other point beats on both (lower latency and higher
+    throughput), by latency."""
+    frontier: list[tuple[float, float]] = []
+    for latency, throughput in sorted(points, key=lambda point: (point[0], -point[1])):
+        if not frontier or throughput > frontier[-1][1]:
+            frontier.append((latency, throughput))
+    return frontier
 
 
 def latency_percentiles_svg(records: list[BenchRecord]) -> str:
@@ -68,7 +85,7 @@ def latency_percentiles_svg(records: list[BenchRecord]) -> str:
 
 def _percentile_lines(axes: Axes, record: BenchRecord, metric: Callable[[BenchLevel], Percentiles | None],
                       color: str) -> None:
-    levels = [(level.stats.concurrency, metric(level)) for level in record.levels]
+    levels = [(level.stats.concurrency, metric(level)) for level in record.levels if level.stats.rate is None]
     levels = [(concurrency, summary) for concurrency, summary in levels if summary is not None]
     for name, style, marker in _PERCENTILES:
         axes.plot([concurrency for concurrency, _ in levels], [getattr(summary, name) * 1000 for _, summary in levels],

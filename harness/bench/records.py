@@ -42,8 +42,54 @@ class BenchLevel(BaseModel):
     engine_decode_tps: Percentiles | None = None  # per-request decode tokens/s the engine reported, if it did
 
 
+class CalibrationPoint(BaseModel):
+    """One tool at one requested open-loop rate against the null engine."""
+
+    tool: str
+    pace: Literal["paced", "zero"]  # paced: the calibration's TTFT/ITL; zero: no delay at all (the ceiling runs)
+    rate: float  # requested, requests/s
+    requests: int
+    completed: int
+    failed: int
+    achieved_rate: float  # completed requests/s, as the tool computes it
+    ttft_p50_ms: float | None
+    itl_p50_ms: float | None
+    engine_ttft_p50_ms: float | None  # the null engine's own record of the same requests
+    engine_gap_p50_ms: float | None
+    client_cpu_ms_per_request: float | None  # the tool's CPU over its timed part, per request
+    client_bound: bool | None = None  # infercheck's own verdict (peers give none)
+
+
+class PeerTool(BaseModel):
+    """A load generator the calibration ran, or why it did not."""
+
+    name: str
+    version: str | None
+    status: str  # "measured", or why not
+
+
+class Calibration(BaseModel):
+    """Every installed load generator against the null engine in one run: accuracy and ceiling."""
+
+    ttft_ms: float
+    itl_ms: float
+    input_tokens: int
+    output_tokens: int
+    ceiling_share: float  # a rate is sustained when achieved >= this share of requested
+    tools: list[PeerTool]
+    points: list[CalibrationPoint]
+
+    def ceiling(self, tool: str) -> tuple[float | None, CalibrationPoint | None]:
+        """The highest zero-delay rate the tool sustained, and its first point past it (if measured)."""
+        runs = sorted((p for p in self.points if p.tool == tool and p.pace == "zero"), key=lambda p: p.rate)
+        sustained = [p for p in runs if p.achieved_rate >= self.ceiling_share * p.rate]
+        best = max((p.rate for p in sustained), default=None)
+        past = next((p for p in runs if best is None or p.rate > best), None)
+        return best, past
+
+
 class BenchRecord(BaseModel):
-    """A concurrency sweep of one engine in one run."""
+    """A concurrency or rate sweep of one engine in one run, or a calibration of the load generators."""
 
     schema_version: int = BENCH_SCHEMA_VERSION
     run_id: str
@@ -54,6 +100,7 @@ class BenchRecord(BaseModel):
     harness: HarnessInfo
     workload: BenchWorkload
     levels: list[BenchLevel]
+    calibration: Calibration | None = None
     started_at: datetime
     finished_at: datetime
 

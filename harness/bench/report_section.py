@@ -1,10 +1,16 @@
-"""The report's performance section: the latest sweep of each engine as tables and SVG plots."""
+"""The report's performance section: the latest sweep of each engine (tables, Pareto and percentile plots,
+saturation point), the latest calibration of the load generators, and the exact metric definitions."""
 
 from __future__ import annotations
 
-from harness.bench.plots import latency_percentiles_svg, throughput_latency_svg
-from harness.bench.records import BenchLevel, BenchRecord, latest_per_engine
-from harness.loadgen import Percentiles
+from harness.bench.outputs import (
+    ACCURACY_COLUMNS, CEILING_COLUMNS, LEVEL_COLUMNS, accuracy_rows, ceiling_rows, describe_level, level_row,
+    provenance_text,
+)
+from harness.bench.plots import latency_percentiles_svg, pareto_svg
+from harness.bench.records import BenchRecord, Calibration, latest_per_engine
+from harness.bench.sweep import saturation_point
+from harness.loadgen import DEFINITIONS
 from harness.report.context import ReportContext
 from harness.report.format import table_cell
 from harness.report.sections import ReportSection
@@ -12,51 +18,52 @@ from harness.results import BENCH_FILE, engine_slug
 
 THROUGHPUT_PLOT = "performance/throughput-latency.svg"
 PERCENTILES_PLOT = "performance/latency-percentiles.svg"
-NONE = "—"
-COLUMNS = ("Concurrency", "OK / failed", "Req/s", "Output tok/s", "TTFT p50 / p99 (ms)", "ITL p50 / p99 (ms)",
-           "TPOT p50 (ms)", "E2E p50 (s)", "Goodput (req/s)", "Engine decode tok/s p50")
 
 
 def render_performance(context: ReportContext) -> ReportSection:
     """Tables and plots from the latest benchmark record of each engine (nothing without records)."""
-    records = latest_per_engine(context.bench)
-    if not records:
+    latest = latest_per_engine(context.bench)
+    sweeps = [record for record in latest if record.calibration is None]
+    calibrations = [record for record in latest if record.calibration is not None]
+    if not latest:
         return ReportSection(markdown="")
-    lines = ["## Performance", "",
-             "Closed-loop concurrency sweeps (`infercheck bench`), the latest run of each engine. TTFT is "
-             "measured from the request leaving the client to the first token, ITL is every gap between "
-             "token events, TPOT is the decode time over the output tokens after the first.", "",
-             f"![Throughput vs latency]({THROUGHPUT_PLOT})", "", f"![TTFT and ITL percentiles]({PERCENTILES_PLOT})"]
-    for record in records:
+    lines = ["## Performance", ""]
+    files = {}
+    if sweeps:
+        lines += ["Sweeps (`infercheck bench`), the latest run of each engine: closed-loop concurrency levels and "
+                  "open-loop Poisson rates. A level whose client was the bottleneck is marked unreliable.", "",
+                  f"![Throughput vs latency]({THROUGHPUT_PLOT})", "", f"![TTFT and ITL percentiles]({PERCENTILES_PLOT})"]
+        files = {THROUGHPUT_PLOT: pareto_svg(sweeps), PERCENTILES_PLOT: latency_percentiles_svg(sweeps)}
+    for record in sweeps:
+        point = saturation_point(record.levels)
         lines += ["", f"### {record.engine.name}", "", _provenance(record, context.results_href), "",
-                  "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS),
-                  *(_row(level) for level in record.levels)]
-    return ReportSection(markdown="\n".join(lines), files={THROUGHPUT_PLOT: throughput_latency_svg(records),
-                                                           PERCENTILES_PLOT: latency_percentiles_svg(records)})
+                  _table(LEVEL_COLUMNS, [level_row(level) for level in record.levels]), "",
+                  f"Saturation point: {describe_level(point) if point else 'not found in this sweep'}."]
+    for record in calibrations:
+        assert record.calibration is not None
+        lines += ["", "### Load generator calibration", "", _provenance(record, context.results_href), "",
+                  _calibration_text(record.calibration), "",
+                  _table(ACCURACY_COLUMNS, accuracy_rows(record.calibration)), "",
+                  _table(CEILING_COLUMNS, ceiling_rows(record.calibration)), "",
+                  "Tools: " + "; ".join(f"{tool.name}{f' {tool.version}' if tool.version else ''}: {tool.status}"
+                                        for tool in record.calibration.tools) + "."]
+    lines += ["", "### Metric definitions", "", *(f"- **{name}**: {text}" for name, text in DEFINITIONS.items())]
+    return ReportSection(markdown="\n".join(lines), files=files)
+
+
+def _calibration_text(calibration: Calibration) -> str:
+    return (f"Every installed tool took turns on one null engine (`harness.loadgen.null_engine`) in one run, open-loop "
+            f"Poisson traffic. Accuracy: TTFT {calibration.ttft_ms:g} ms, ITL {calibration.itl_ms:g} ms, "
+            f"{calibration.output_tokens} output tokens; errors against the pace and against the engine's own record "
+            f"of when it wrote (its lateness on a shared host is not the client's). Ceiling: zero delay; the highest "
+            f"rate achieved at {calibration.ceiling_share:.0%} or more of the rate asked for.")
 
 
 def _provenance(record: BenchRecord, results_href: str) -> str:
     link = f"[`{record.run_id}`]({results_href}/{engine_slug(record.engine.name)}/{record.run_id}/{BENCH_FILE})"
-    model = f"{record.model.name} ({record.model.format})" if record.model else "unknown model"
-    work = record.workload
-    return table_cell(f"Run {link}: {record.engine.name} {record.engine.version}, {model}, on {record.host.hostname} "
-                      f"({record.host.cpu}, {record.host.cpu_count} CPUs); {work.input_tokens} input and "
-                      f"{work.output_tokens} output tokens per request ({work.api} API, EOS ignored).")
+    return table_cell(f"Run {link}: {provenance_text(record)}")
 
 
-def _row(level: BenchLevel) -> str:
-    stats = level.stats
-    cells = [str(stats.concurrency), f"{stats.completed} / {stats.failed}", f"{stats.request_throughput:.2f}",
-             f"{stats.output_throughput:.1f}", _pair(stats.ttft_s), _pair(stats.itl_s),
-             _ms(stats.tpot_s.p50) if stats.tpot_s else NONE, f"{stats.e2e_s.p50:.3f}" if stats.e2e_s else NONE,
-             f"{stats.goodput:.2f}" if stats.goodput is not None else NONE,
-             f"{level.engine_decode_tps.p50:.1f}" if level.engine_decode_tps else NONE]
-    return "| " + " | ".join(cells) + " |"
-
-
-def _pair(summary: Percentiles | None) -> str:
-    return f"{_ms(summary.p50)} / {_ms(summary.p99)}" if summary else NONE
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f}"
+def _table(columns: tuple[str, ...], rows: list[list[str]]) -> str:
+    return "\n".join(["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
+                      *("| " + " | ".join(table_cell(cell) for cell in row) + " |" for row in rows)])

@@ -17,19 +17,50 @@ from harness.run_context import RunContext
 from harness.session import EngineSession
 
 
+SATURATED = 0.95  # a level saturates the engine when it reaches this share of the sweep's best throughput
+RATE_WINDOW_S = 8.0  # an open-loop level sends this many seconds of traffic (at least 16 requests)
+
+
 @dataclass(frozen=True)
 class SweepPlan:
-    """What to send at each level."""
+    """What to send at each level: closed-loop concurrency levels, then open-loop Poisson rates."""
 
     levels: Sequence[int]  # concurrency levels, closed loop
     workload: Workload = Workload()
-    requests_per_level: int | None = None  # None: max(16, 8 x concurrency)
+    requests_per_level: int | None = None  # None: max(16, 8 x concurrency), or RATE_WINDOW_S of a rate's traffic
     warmup_requests: int = 2
     slo: SLO | None = None
+    rates: Sequence[float] = ()  # requests/s, open loop
+    processes: int = 1  # load-generating processes
+    max_error_rate: float | None = None  # a level stops once more of its finished requests failed
 
     def requests_at(self, concurrency: int) -> int:
         """How many requests the level at `concurrency` sends."""
         return self.requests_per_level or max(16, 8 * concurrency)
+
+    def requests_at_rate(self, rate: float) -> int:
+        """How many requests the level at `rate` sends."""
+        return self.requests_per_level or max(16, round(rate * RATE_WINDOW_S))
+
+    @property
+    def slots(self) -> int:
+        """Parallel slots the engine is launched with."""
+        return max(self.levels, default=4)
+
+
+def saturation_point(levels: Sequence[BenchLevel]) -> BenchLevel | None:
+    """Where the engine saturates: closed loop, the lowest concurrency reaching SATURATED of the sweep's best
+    request throughput; open loop, the highest rate still achieved at SATURATED of the rate asked for
+    (None when no level qualifies). Client-bound levels do not count."""
+    reliable = [level for level in levels if not (level.stats.client and level.stats.client.bound)]
+    closed = [level for level in reliable if level.stats.rate is None]
+    opened = [level for level in reliable if level.stats.rate is not None]
+    if opened:
+        kept = [level for level in opened if level.stats.request_throughput >= SATURATED * (level.stats.rate or 0)]
+        return max(kept, key=lambda level: level.stats.rate or 0, default=None)
+    best = max((level.stats.request_throughput for level in closed), default=0.0)
+    return next((level for level in sorted(closed, key=lambda level: level.stats.concurrency or 0)
+                 if best and level.stats.request_throughput >= SATURATED * best), None)
 
 
 def sweep(session: EngineSession, plan: SweepPlan, progress: Callable[[str], None] = print) -> list[BenchLevel]:
@@ -40,14 +71,18 @@ def sweep(session: EngineSession, plan: SweepPlan, progress: Callable[[str], Non
     warmup = replace(base, seed=base.seed - 1).requests(adapter, model, plan.warmup_requests)
     if warmup:
         asyncio.run(run_load(base_url, warmup, concurrency=1))
+    points: list[tuple[int | None, float | None, int]] = [(c, None, plan.requests_at(c)) for c in plan.levels]
+    points += [(None, rate, plan.requests_at_rate(rate)) for rate in plan.rates]
     levels = []
-    for concurrency in plan.levels:
-        workload = replace(base, seed=base.seed + concurrency)
-        load = asyncio.run(run_load(base_url, workload.requests(adapter, model, plan.requests_at(concurrency)),
-                                    concurrency=concurrency))
+    for index, (concurrency, rate, count) in enumerate(points):
+        workload = replace(base, seed=base.seed + 1 + index)
+        load = asyncio.run(run_load(base_url, workload.requests(adapter, model, count), concurrency=concurrency,
+                                    rate=rate, processes=plan.processes, max_error_rate=plan.max_error_rate))
         stats = summarize(load, plan.slo)
-        progress(f"concurrency {concurrency}: {stats.completed}/{stats.requests} ok, "
-                 f"{stats.output_throughput:.1f} output tok/s, {stats.request_throughput:.2f} req/s")
+        where = f"concurrency {concurrency}" if rate is None else f"{rate:g} req/s"
+        bound = f"; {stats.client.reason}" if stats.client and stats.client.bound else ""
+        progress(f"{where}: {stats.completed}/{stats.requests} ok, {stats.output_throughput:.1f} output tok/s, "
+                 f"{stats.request_throughput:.2f} req/s{bound}")
         levels.append(BenchLevel(stats=stats, engine_decode_tps=engine_decode_tps(load)))
     return levels
 
@@ -62,7 +97,7 @@ def run_bench(engine: str, plan: SweepPlan, results_dir: Path, *, base_url: str 
               model: str = "llama", progress: Callable[[str], None] = print) -> tuple[BenchRecord, Path]:
     """Launch (or attach to) the engine with enough slots for the highest level, sweep, write bench.json."""
     started_at = datetime.now(timezone.utc)
-    spec = LaunchSpec(model=model, parallel_slots=max(plan.levels))
+    spec = LaunchSpec(model=model, parallel_slots=plan.slots, prompt_cache_ram=False)  # no drift over the sweep
     context = RunContext.create(engine, results_dir, cache_dir(), attach_url=base_url, attach_spec=spec,
                                 progress=progress)
     try:

@@ -14,9 +14,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-_DRIVER = ("import sys; from vllm.benchmarks.serve import add_cli_args, main; "
-           "from vllm.utils.argparse_utils import FlexibleArgumentParser; "
-           "parser = FlexibleArgumentParser(); add_cli_args(parser); main(parser.parse_args(sys.argv[1:]))")
+# Runs the benchmark's own entry points; argv[1] receives the process CPU and wall seconds of the
+# `benchmark` coroutine alone (the tool's timed part, without importing vLLM or making prompts).
+_DRIVER = """
+import json, sys, time
+import vllm.benchmarks.serve as serve
+from vllm.utils.argparse_utils import FlexibleArgumentParser
+inner = serve.benchmark
+async def timed(*args, **kwargs):
+    cpu, wall = time.process_time(), time.perf_counter()
+    result = await inner(*args, **kwargs)
+    with open(sys.argv[1], "w") as out:
+        json.dump({"cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall}, out)
+    return result
+serve.benchmark = timed
+parser = FlexibleArgumentParser()
+serve.add_cli_args(parser)
+serve.main(parser.parse_args(sys.argv[2:]))
+"""
 _ENDPOINTS = {"completions": ("openai", "/v1/completions"), "chat": ("openai-chat", "/v1/chat/completions")}
 
 
@@ -52,12 +67,18 @@ class VllmBenchRun:
 
 
 def run_vllm_bench(python: Path, run: VllmBenchRun, timeout_s: float = 600) -> dict[str, Any]:
-    """The benchmark's saved result (its JSON: throughputs, and latencies in ms); raises if it fails."""
+    """The benchmark's saved result (its JSON: throughputs, and latencies in ms) plus `client_cpu_s` and
+    `client_wall_s` of its timed part; raises if it fails."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     with tempfile.TemporaryDirectory(prefix="vllm-bench-") as folder:
-        completed = subprocess.run([str(python), "-c", _DRIVER, *run.arguments(Path(folder))], env=env,
+        cpu = Path(folder) / "cpu.json"
+        completed = subprocess.run([str(python), "-c", _DRIVER, str(cpu), *run.arguments(Path(folder))], env=env,
                                    capture_output=True, text=True, timeout=timeout_s)
         result = Path(folder) / "result.json"
         if completed.returncode != 0 or not result.exists():
             raise RuntimeError(f"vllm bench serve failed (exit {completed.returncode}): {completed.stderr[-2000:]}")
-        return json.loads(result.read_text())
+        figures = json.loads(result.read_text())
+        if cpu.exists():
+            spent = json.loads(cpu.read_text())
+            figures.update(client_cpu_s=spent["cpu_s"], client_wall_s=spent["wall_s"])
+        return figures

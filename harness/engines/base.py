@@ -51,6 +51,7 @@ class LaunchSpec:
     tensor_parallel: int = 1
     pipeline_parallel: int = 1
     api_prefix: str = ""
+    prompt_cache_ram: bool | None = None  # None: engine default; False: no host-memory prompt cache (benchmarks)
     beam_width: int | None = None  # None: engine default; engines that fix the beam width at launch (TRT-LLM)
 
     def key(self) -> str:

@@ -95,6 +95,8 @@ class LlamaCppAdapter(EngineAdapter):
             command += ["--split-mode", "layer"]
         if spec.api_prefix:
             command += ["--api-prefix", spec.api_prefix]
+        if spec.prompt_cache_ram is False:  # its RAM prompt cache grows with every request: a drifting engine
+            command += ["--cache-ram", "0"]
         return command
 
     def identity(self, running: RunningEngine) -> EngineIdentity:

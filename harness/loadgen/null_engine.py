@@ -10,9 +10,12 @@ request's last bytes (SO_TIMESTAMPNS), so the time this process takes to wake, a
 read never shifts its deadlines. HTTP/1.1 comes from h11; the event loop is asyncio's default
 (epoll), so it holds as many connections as its file limit allows (raised to the hard limit at
 start; select() died past 1,024 descriptors). epoll rounds a wait up to the next millisecond:
-the learned lead absorbs the mean of that lateness. Tokens whose deadline has already passed
-go out in one write without a trip through the event loop, so a zero-delay pace costs the
-engine one write per request and it out-runs any client it calibrates.
+the learned lead absorbs the mean of that lateness. A token whose deadline has passed goes out
+without a trip through the event loop, and with a zero gap all tokens share one write, so a
+zero-delay pace costs the engine one write per request and it out-runs the clients it measures.
+
+`GET /null/stats` answers its own median time to first token and gap between tokens since the
+last `DELETE /null/stats`: the truth any client's figures are compared with, late wake-ups included.
 
 Run it in its own process so that it never shares an event loop with the load generator:
 `python -m harness.loadgen.null_engine --ttft 0.1 --itl 0.01` prints `listening on PORT`,
@@ -27,6 +30,7 @@ import itertools
 import json
 import resource
 import socket
+import statistics
 import struct
 import subprocess
 import sys
@@ -46,6 +50,7 @@ ANCILLARY_BYTES = socket.CMSG_SPACE(16)  # one struct timespec
 BACKLOG = 4096  # pending connections the kernel queues (capped by net.core.somaxconn)
 MAX_LEAD_S = 0.002  # the most it wakes early to make up for its own lateness
 LEAD_GAIN = 0.05  # how fast the lead follows the lateness it measures
+STATS_PATH = "/null/stats"  # GET: its own median first-token time and gap since the last reset; DELETE: also reset
 _GENERATION_PATHS = {"/v1/completions": "text_completion", "/v1/chat/completions": "chat.completion.chunk"}
 
 
@@ -71,6 +76,8 @@ class NullEngine:
         self.pace = pace
         self._requests = itertools.count(1)
         self._lead_s = 0.0  # how early it wakes so that writes land on their deadlines on average
+        self._first_token_s: list[float] = []  # its own record: when it really wrote, for GET /stats
+        self._gaps_s: list[float] = []
 
     async def handle(self, sock: socket.socket) -> None:
         """Serve one keep-alive connection until the client closes it."""
@@ -92,12 +99,22 @@ class NullEngine:
         if request.method == b"GET" and path in ("/health", "/v1/models"):
             answer = {"status": "ok"} if path == "/health" else {"object": "list", "data": [{"id": MODEL}]}
             await _send_json(connection, writer, 200, answer)
+        elif path == STATS_PATH and request.method in (b"GET", b"DELETE"):
+            await _send_json(connection, writer, 200, self._stats())
+            if request.method == b"DELETE":
+                self._first_token_s, self._gaps_s = [], []
         elif request.method != b"POST" or path not in _GENERATION_PATHS:
             await _send_json(connection, writer, 404, {"error": {"message": f"no route {path}"}})
         elif self.pace.fail_every and next(self._requests) % self.pace.fail_every == 0:
             await _send_json(connection, writer, 500, {"error": {"message": "injected failure"}})
         else:
             await self._stream(connection, writer, _GENERATION_PATHS[path], json.loads(body), arrived)
+
+    def _stats(self) -> dict[str, Any]:
+        """Its own timings since the last reset: how late it really was, whatever a client measured."""
+        return {"requests": len(self._first_token_s),
+                "first_token_ms_p50": statistics.median(self._first_token_s) * 1000 if self._first_token_s else None,
+                "gap_ms_p50": statistics.median(self._gaps_s) * 1000 if self._gaps_s else None}
 
     async def _stream(self, connection: h11.Connection, writer: _Writer, kind: str,
                       params: dict[str, Any], arrived: float) -> None:
@@ -109,7 +126,7 @@ class NullEngine:
             ("content-type", "text/event-stream"), ("cache-control", "no-cache")])))
         loop, pace = asyncio.get_running_loop(), self.pace
         written: list[float] = []
-        due: list[bytes] = []  # events whose deadline has passed, sent together in one chunk
+        due: list[bytes] = []  # events with the same deadline (a zero gap), sent together in one chunk
         for first in range(0, tokens, pace.tokens_per_event):
             count = min(pace.tokens_per_event, tokens - first)
             deadline = arrived + pace.ttft_s + (first + count - 1) * pace.itl_s
@@ -120,8 +137,12 @@ class NullEngine:
                 await asyncio.sleep(wait)
             due.append(_token_event(kind, count, first + count == tokens))
             written.append(loop.time())
+            if pace.itl_s > 0:  # each token its own write, even when late; only simultaneous ones share one
+                _send_due(connection, writer, due)
             if wait > 0:  # only a wait it slept teaches it how late it wakes
                 self._lead_s = min(MAX_LEAD_S, max(0.0, self._lead_s + LEAD_GAIN * (written[-1] - deadline)))
+        self._first_token_s.append(written[0] - arrived)
+        self._gaps_s += [later - earlier for earlier, later in zip(written, written[1:])]
         final = {"object": kind, "model": MODEL, "choices": [], "timings": _timings(arrived, written, tokens)}
         if (params.get("stream_options") or {}).get("include_usage"):
             prompt = _prompt_tokens(params)
@@ -291,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 @contextmanager
 def running_null_engine(pace: NullPace = NullPace()) -> Iterator[str]:
     """Start the null engine in its own process; yields its base URL and stops it afterwards."""
-    process = subprocess.Popen([sys.executable, "-m", "harness.loadgen.null_engine", *pace.arguments()],
+    process = subprocess.Popen([sys.executable, __file__, *pace.arguments()],  # by path: stdlib and h11 only
                                stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
