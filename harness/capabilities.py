@@ -106,6 +106,8 @@ def engine_table() -> dict[str, Any]:
     for name, cls in sorted(adapter_classes().items(), key=lambda item: item[0].lower()):
         adapter = cls()
         rows.append({"engine": name, "adapter": cls.__module__, "native_format": cls.native_format,
+                     "status": cls.status.state, "status_since": cls.status.since.isoformat() if cls.status.since else None,
+                     "status_source": cls.status.source, "status_checked": cls.status.checked.isoformat(),
                      "container_specs": container_specs(name), "host_can_run": host_can_run(adapter, gpus, docker),
                      "probes": {feature: asdict(found) for feature, found in expressible(adapter).items()}})
     return {"gpus": gpus, "docker_problem": docker, "engines": rows}
@@ -118,6 +120,10 @@ def render_table(table: dict[str, Any]) -> str:
         specs = ", ".join(row["container_specs"]) or "-"
         lines.append(f"{row['engine']:<13} {row['adapter']:<30} specs: {specs:<24} "
                      f"runs here: {', '.join(row['host_can_run']) or 'no'}")
+    lines += ["", f"project status (checked {table['engines'][0]['status_checked']}):"]
+    for row in table["engines"]:
+        since = f" since {row['status_since']}" if row["status_since"] else ""
+        lines.append(f"{row['engine']:<13} {row['status'] + since:<24} {row['status_source']}")
     lines += ["", "probes each adapter can express (yes; no = documented absence; n/p = not probed; --json: reasons):",
               f"{'':<13} " + " ".join(f"{feature[:11]:>11}" for feature in CHECKS)]
     lines += [f"{row['engine']:<13} " + " ".join(f"{row['probes'][feature]['mark']:>11}" for feature in CHECKS)

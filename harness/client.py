@@ -73,7 +73,8 @@ class EvidenceClient:
         started = time.perf_counter()
         try:
             response = self._http.request(request.method, request.path, timeout=request_timeout_s(),
-                                          json=request.body if request.method != "GET" else None)
+                                          json=request.body if request.method != "GET" else None,
+                                          headers=request.headers)
         except httpx.HTTPError as exc:
             elapsed = round(time.perf_counter() - started, 4)
             self.exchanges.append(Exchange(method=request.method, path=request.path, request=excerpt(request.body),

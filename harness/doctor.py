@@ -1,20 +1,26 @@
-"""`infercheck doctor`: what this host can run (Docker, NVIDIA runtime, GPUs, disk) and why not, per engine."""
+"""`infercheck doctor`: what this host can run (Docker, NVIDIA runtime, GPUs, Apple Metal, disk) and why not,
+per engine. It works without the Docker SDK: it reports everything else and says what is missing."""
 
 from __future__ import annotations
 
 import platform
 import shutil
 from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from docker.errors import DockerException, ImageNotFound
 from pydantic import BaseModel
 
+from harness.apple import apple_chip, is_apple_silicon, metal_family
 from harness.docker.specs import ContainerSpec, all_specs
-from harness.docker.images import ImageUnavailable, build_artifacts
-from harness.docker.daemon import DockerConnection, DockerUnavailable, connect
 from harness.engines import adapter_classes
 from harness.provenance import gpu_names
+from harness.toolchain import llamacpp as llamacpp_toolchain
+
+if TYPE_CHECKING:
+    from harness.docker.daemon import DockerConnection
+
+NO_SDK = "the Docker SDK is not installed (pip install -e '.[docker]')"
 
 ARCHES = {"x86_64": "linux/amd64", "amd64": "linux/amd64", "aarch64": "linux/arm64", "arm64": "linux/arm64"}
 NVIDIA_HOOKS = ("nvidia-container-runtime", "nvidia-container-runtime-hook", "nvidia-ctk")
@@ -72,6 +78,10 @@ def _nvidia_runtime(connection: DockerConnection | None) -> bool:
 
 def _image_notes(spec: ContainerSpec, connection: DockerConnection, free_gib: float) -> list[str]:
     """What stops the spec's image from being on this Docker host (empty: it is, or can be made)."""
+    from docker.errors import ImageNotFound
+
+    from harness.docker.images import ImageUnavailable, build_artifacts
+
     try:
         connection.client.images.get(spec.image)
         return []
@@ -91,8 +101,10 @@ def _image_notes(spec: ContainerSpec, connection: DockerConnection, free_gib: fl
 
 
 def _spec_verdict(spec: ContainerSpec, gpus: list[str], connection: DockerConnection | None,
-                  nvidia: bool, free_gib: float) -> EngineVerdict:
+                  nvidia: bool, free_gib: float, docker_problem: str) -> EngineVerdict:
     notes = []
+    if is_apple_silicon() and spec.needs_gpu:
+        notes.append("Docker on macOS has no GPU: use the process launcher (llama.cpp with Metal)")
     arch = ARCHES.get(platform.machine(), platform.machine())
     if arch not in spec.platforms:
         notes.append(f"image is built for {', '.join(spec.platforms)}, this host is {arch}")
@@ -101,7 +113,7 @@ def _spec_verdict(spec: ContainerSpec, gpus: list[str], connection: DockerConnec
     elif spec.needs_gpu and not nvidia:
         notes.append("needs the NVIDIA container toolkit; Docker has no nvidia runtime")
     if connection is None:
-        notes.append("Docker is not reachable")
+        notes.append(f"Docker cannot be used: {docker_problem}")
     else:
         notes += _image_notes(spec, connection, free_gib)
     return EngineVerdict(engine=spec.engine, how=f"docker:{spec.name}", runnable=not notes,
@@ -119,27 +131,49 @@ def _process_verdicts() -> list[EngineVerdict]:
     return verdicts
 
 
+def _docker() -> tuple[DockerConnection | None, dict[str, Any], str]:
+    """The reachable daemon and its info, or None and why not (no SDK, no daemon, an unsafe private folder)."""
+    try:
+        from docker.errors import DockerException
+
+        from harness.docker.daemon import DockerUnavailable, connect
+    except ImportError:
+        return None, {}, NO_SDK
+    try:
+        connection = connect()
+        return connection, connection.client.info(), ""
+    except (DockerUnavailable, DockerException) as exc:
+        return None, {}, str(exc)
+
+
+def _apple_checks() -> list[Check]:
+    """The chip and its Metal GPU on Apple Silicon (llama.cpp's build backend there)."""
+    if not is_apple_silicon():
+        return []
+    family = metal_family()
+    return [Check(name="apple silicon", ok=True, detail=f"{apple_chip()}, llama.cpp backend "
+                                                        f"{llamacpp_toolchain.default_backend()}"),
+            Check(name="metal", ok=family is not None, detail=family or "system_profiler reports no Metal family")]
+
+
 def diagnose() -> DoctorReport:
     """Check the host, then say for every container spec and native adapter whether it can run here."""
-    checks = []
-    try:
-        connection: DockerConnection | None = connect()
-        info = connection.client.info()
-        checks.append(Check(name="docker", ok=True, detail=f"{connection.url}, server {info.get('ServerVersion')}, "
-                                                             f"storage {info.get('Driver')}"))
-        free_gib = shutil.disk_usage(info.get("DockerRootDir") or "/").free / 2**30
-    except (DockerUnavailable, DockerException) as exc:
-        connection, free_gib = None, 0.0
-        checks.append(Check(name="docker", ok=False, detail=str(exc)))
+    connection, info, problem = _docker()
+    checks = [Check(name="docker", ok=connection is not None,
+                    detail=f"{connection.url}, server {info.get('ServerVersion')}, storage {info.get('Driver')}"
+                    if connection is not None else problem)]
+    free_gib = shutil.disk_usage(info.get("DockerRootDir") or "/").free / 2**30 if connection is not None else 0.0
     nvidia = _nvidia_runtime(connection)
     gpus = gpu_names()
     checks.append(Check(name="nvidia runtime", ok=nvidia,
                         detail="present" if nvidia else "no nvidia runtime in Docker, no nvidia-container-toolkit"))
     checks.append(Check(name="gpus", ok=bool(gpus), detail="; ".join(gpus) or "nvidia-smi lists no GPU"))
+    checks += _apple_checks()
     largest = max(spec.approx_image_gib for spec in all_specs())
     checks.append(Check(name="disk for images", ok=free_gib >= largest,
-                        detail=f"{free_gib:.0f} GiB free at Docker's root (largest image about {largest:g} GiB)"))
-    engines = [_spec_verdict(spec, gpus, connection, nvidia, free_gib) for spec in all_specs()]
+                        detail=f"{free_gib:.0f} GiB free at Docker's root (largest image about {largest:g} GiB)"
+                        if connection is not None else "not known: Docker cannot be used"))
+    engines = [_spec_verdict(spec, gpus, connection, nvidia, free_gib, problem) for spec in all_specs()]
     return DoctorReport(checks=checks, engines=engines + _process_verdicts())
 
 

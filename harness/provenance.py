@@ -10,6 +10,7 @@ import subprocess
 from functools import lru_cache
 
 from harness import __version__
+from harness.apple import apple_accelerators
 from harness.paths import REPO_ROOT
 from harness.results import HarnessInfo, HostInfo
 
@@ -19,7 +20,7 @@ def host_info() -> HostInfo:
     """CPU, memory and accelerators of this machine."""
     return HostInfo(hostname=socket.gethostname(), platform=platform.platform(), cpu=_cpu_model(),
                     cpu_count=os.cpu_count() or 1, memory_gib=round(_memory_bytes() / 2**30, 1),
-                    accelerators=gpu_names())
+                    accelerators=gpu_names() or apple_accelerators())
 
 
 @lru_cache(maxsize=1)

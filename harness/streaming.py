@@ -121,7 +121,8 @@ async def stream_into(client: httpx.AsyncClient, request: ApiRequest, timing: St
         if name.endswith(".send_request_body.started"):
             timing.sent_at = time.perf_counter()
 
-    async with client.stream(request.method, request.path, json=request.body, timeout=request_timeout_s(),
+    async with client.stream(request.method, request.path, json=request.body, headers=request.headers,
+                             timeout=request_timeout_s(),
                              extensions={"trace": stamp_send}) as response:
         if response.status_code >= 400:
             body = (await response.aread()).decode("utf-8", "replace")

@@ -38,7 +38,7 @@ def stream_with_socket(base_url: str, request: ApiRequest, first_data: threading
     connection = h11.Connection(h11.CLIENT)
     message = connection.send(h11.Request(method=request.method, target=url.path.rstrip("/") + request.path, headers=[
         ("Host", f"{url.host}:{url.port}"), ("Content-Type", "application/json"),
-        ("Content-Length", str(len(body))), ("Connection", "close")]))
+        ("Content-Length", str(len(body))), ("Connection", "close"), *request.headers.items()]))
     message += connection.send(h11.Data(data=body)) + connection.send(h11.EndOfMessage())
     chunks: list[tuple[float, bytes]] = []
     endpoint = f"{url.host}:{url.port or 80}{request.path}"

@@ -7,6 +7,7 @@ Each assertion quotes the documentation or source line it follows; the modules' 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,10 +20,12 @@ from harness.engines import adapter_classes, containerized, get_adapter
 from harness.engines.base import GrammarSpec, LaunchSpec, NotMeasurable, ResolvedModels, Unsupported
 from harness.engines.containerized import ContainerEngineAdapter
 from harness.engines.exllamav2 import kbnf_from_gbnf
+from harness.engines.exllamav3 import _API_KEY as _API_KEY_PATTERN
 from harness.model_sets import DEFAULT_GPU_SET, ModelSetError, choose, hub_reachable, load_model_set
 from harness.paths import REPO_ROOT
 
-GPU_ENGINES = ["TGI", "TensorRT-LLM", "LightLLM", "Fastgen", "ExLlamaV2", "SGLang"]
+GPU_ENGINES = ["TGI", "TensorRT-LLM", "LightLLM", "Fastgen", "ExLlamaV2", "ExLlamaV3", "SGLang"]
+EXTRA_COLUMNS = ["SGLang", "ExLlamaV3"]  # beyond the seed table
 SEED_COLUMNS = ["vLLM", "TensorRT-LLM", "llama.cpp", "TGI", "LightLLM", "Fastgen", "ExLlamaV2"]
 GRAMMAR = GrammarSpec(gbnf='root ::= "a" [0-9]{1,2}\n', lark='start: "a" /[0-9]/~1..2\n')
 SCHEMA = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
@@ -46,7 +49,7 @@ def after(command: list[str], flag: str) -> str:
 def test_every_column_has_an_adapter_named_like_its_header():
     columns = json.loads((REPO_ROOT / "report" / "claims.json").read_text())["engines"]
     assert columns == SEED_COLUMNS
-    assert set(adapter_classes()) == set(SEED_COLUMNS) | {"SGLang"}
+    assert set(adapter_classes()) == set(SEED_COLUMNS) | set(EXTRA_COLUMNS)
     for name in GPU_ENGINES:
         assert isinstance(get_adapter(name), ContainerEngineAdapter)
 
@@ -300,17 +303,60 @@ def test_capabilities_follow_the_adapters():
     assert tgi["json_schema"].mark == "yes" and tgi["speculative_decoding"].mark == "n/p"
     assert expressible(get_adapter("TensorRT-LLM"))["beam_search"].mark == "yes"
     table = engine_table()
-    assert [row["engine"] for row in table["engines"]] == sorted(SEED_COLUMNS + ["SGLang"], key=str.lower)
+    assert [row["engine"] for row in table["engines"]] == sorted(SEED_COLUMNS + EXTRA_COLUMNS, key=str.lower)
     assert all(row["container_specs"] for row in table["engines"])
 
 
-def test_engines_command_lists_all_eight():
+def test_engines_command_lists_nine_columns_with_status_and_source():
     result = subprocess.run([sys.executable, "-m", "harness.cli", "engines"], capture_output=True, text=True,
                             cwd=REPO_ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
-    for name in SEED_COLUMNS + ["SGLang"]:
-        assert name in result.stdout
+    status_lines = result.stdout.split("project status", 1)[1].split("\n\n", 1)[0].splitlines()[1:]
+    assert len(status_lines) == 9
+    for name in SEED_COLUMNS + EXTRA_COLUMNS:
+        line = next(line for line in status_lines if line.startswith(f"{name} "))
+        assert re.search(r" (active|maintenance|dormant|superseded)( since \d{4}-\d\d-\d\d)? +https://", line), line
     assert "deepspeed-mii" in result.stdout and "documented absence" in result.stdout
+
+
+def test_status_of_each_column_follows_the_research_notes():
+    """engines-2026.md: TGI maintenance since 2025-12-11, DeepSpeed-MII dormant since 2025-07, ExLlamaV2 superseded
+    (TabbyAPI dropped it 2026-07-14); the rest active."""
+    states = {name: cls.status for name, cls in adapter_classes().items()}
+    assert (states["TGI"].state, str(states["TGI"].since)) == ("maintenance", "2025-12-11")
+    assert (states["Fastgen"].state, str(states["Fastgen"].since)) == ("dormant", "2025-07-01")
+    assert (states["ExLlamaV2"].state, str(states["ExLlamaV2"].since)) == ("superseded", "2026-07-14")
+    assert {name for name, status in states.items() if status.state == "active"} == {
+        "vLLM", "SGLang", "TensorRT-LLM", "llama.cpp", "LightLLM", "ExLlamaV3"}
+    assert all(status.source.startswith("https://") for status in states.values())
+
+
+def test_exllamav3_through_tabbyapi_sends_its_key(models, tmp_path):
+    from harness.launch.base import EngineStartError, RunningEngine
+
+    adapter = get_adapter("ExLlamaV3")
+    command = adapter.launch_command(LaunchSpec(tensor_parallel=2, prefill_chunk_tokens=64), models, 8129)
+    # config_models.py: backend; args.py: model fields as --kebab-case; auth is on: no --disable-auth
+    assert after(command, "--backend") == "exllamav3" and "--disable-auth" not in command
+    assert (after(command, "--model-dir"), after(command, "--tensor-parallel")) == (str(models.model.parent), "true")
+    log = tmp_path / "tabby.log"
+    log.write_text("INFO:     Starting...\n")
+    with pytest.raises(EngineStartError, match="API key"):
+        adapter.identity(RunningEngine(base_url="http://127.0.0.1:9", log_path=log))
+    # auth.py load_auth_keys: logger.info(f"Your API key is: {AUTH_KEYS.api_key}\n" ...), check_api_key(x_api_key)
+    key = "0123456789abcdef0123456789abcdef"
+    log.write_text(f"INFO:     Your API key is: {key}\nYour admin key is: {'f' * 32}\n")
+    adapter._api_key = _API_KEY_PATTERN.findall(log.read_text())[-1]
+    for request in (adapter.greedy_request("m", "p", 8, 2), adapter.fixed_length_request("m", "p", 8, stream=True),
+                    adapter.json_schema_request("m", "p", SCHEMA, 8), adapter.grammar_request("m", "p", GRAMMAR, 8)):
+        assert request.headers == {"x-api-key": key}
+    # sampling.py: json_schema, grammar_string (llguidance: Lark or GBNF)
+    assert adapter.json_schema_request("m", "p", SCHEMA, 8).body["json_schema"] == SCHEMA
+    assert adapter.grammar_request("m", "p", GRAMMAR, 8).body["grammar_string"] == GRAMMAR.gbnf
+    for fmt in ("exl2", "awq"):
+        with pytest.raises(Unsupported):
+            adapter.check_launchable(LaunchSpec(model_format=fmt), devices=1)
+    adapter.check_launchable(LaunchSpec(model_format="exl3"), devices=1)
 
 
 def test_default_model_set_names_real_checkpoints_for_every_probe_model():

@@ -3,6 +3,7 @@ uploaded records gives the same report as rendering all of them at once (on comm
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -49,6 +50,42 @@ def test_matrix_covers_every_engine_and_uploads_what_the_report_job_downloads():
     download = next(step["with"] for step in jobs["report"]["steps"]
                     if str(step.get("uses", "")).startswith("actions/download-artifact"))
     assert upload["name"].startswith(download["pattern"].rstrip("*"))
+
+
+def _steps(job: str) -> list[dict]:
+    return yaml.safe_load(WORKFLOW.read_text())["jobs"][job]["steps"]
+
+
+def test_hf_token_reaches_only_the_probe_steps():
+    """Issue 11: HF_TOKEN was in the job environment, so `pip install` and every build saw it."""
+    jobs = yaml.safe_load(WORKFLOW.read_text())["jobs"]
+    for name, job in jobs.items():
+        assert "HF_TOKEN" not in (job.get("env") or {}), name
+        for step in job["steps"]:
+            if "HF_TOKEN" in (step.get("env") or {}):
+                assert step.get("name") == "probes", (name, step)
+    assert all("HF_TOKEN" in step["env"] for job in ("probe", "apple-silicon") for step in _steps(job)
+               if step.get("name") == "probes")
+
+
+def test_actions_are_pinned_by_commit():
+    for job in yaml.safe_load(WORKFLOW.read_text())["jobs"].values():
+        for step in job["steps"]:
+            if "uses" in step:
+                action, _, ref = step["uses"].partition("@")
+                assert re.fullmatch(r"[0-9a-f]{40}", ref), f"{action} is pinned by {ref!r}, not a commit"
+
+
+def test_images_are_built_before_probing_and_macos_runs_llama_cpp_with_metal():
+    names = [step.get("name") for step in _steps("probe")]
+    assert names.index("build or pull the engine's images") < names.index("probes")
+    build = next(step["run"] for step in _steps("probe") if step.get("name") == "build or pull the engine's images")
+    assert "harness.docker.build" in build and "$ENGINE" in build
+    mac = yaml.safe_load(WORKFLOW.read_text())["jobs"]["apple-silicon"]
+    assert mac["runs-on"].startswith("macos-") and "--engine llama.cpp" in next(
+        step["run"] for step in mac["steps"] if step.get("name") == "probes")
+    assert any(str(step.get("with", {}).get("name", "")).startswith("records-") for step in mac["steps"])
+    assert "apple-silicon" in yaml.safe_load(WORKFLOW.read_text())["jobs"]["report"]["needs"]
 
 
 def _copy(paths: list[Path], artifact: Path) -> None:

@@ -3,6 +3,12 @@
 The private daemon is for hosts without a running Docker (CI, this project's machines): root
 installs `docker.io` with apt when `dockerd` is missing and starts it with its own data root
 (kept in the cache, so built images survive), exec root, pid file and unix socket.
+
+Its runtime folder (socket, pid file, locks, log) is never a predictable shared path: it lives
+under $XDG_RUNTIME_DIR or the user's cache, is created 0700, and is checked with lstat before
+use: a symlink, another user's folder, or one others can write is refused (a local user who made
+it first could otherwise make root truncate files through a symlinked lock, signal any pid
+through a forged pid file, or serve a fake docker.sock and receive HF_TOKEN).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import fcntl
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -28,9 +35,33 @@ class DockerUnavailable(RuntimeError):
     """No Docker daemon can be reached (or started) here."""
 
 
+class UnsafeFolder(DockerUnavailable):
+    """The private daemon's folder is a symlink, another user's, or writable by others."""
+
+
+def checked_private_folder(path: Path) -> Path:
+    """`path`, created 0700 if missing, after lstat shows a real folder of this user that no one else can write."""
+    try:
+        path.mkdir(mode=0o700, parents=True)
+    except FileExistsError:
+        pass
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise UnsafeFolder(f"{path} is not a folder (a symlink or a file): refusing to use it for the Docker daemon")
+    if info.st_uid != os.getuid():
+        raise UnsafeFolder(f"{path} belongs to uid {info.st_uid}, not {os.getuid()}: refusing to use it for the "
+                           "Docker daemon")
+    if info.st_mode & 0o077:
+        os.chmod(path, 0o700)  # ours: close it before anything goes in
+    return path
+
+
 def private_runtime_dir() -> Path:
-    """Socket, exec root and pid file of the private daemon (short path: unix sockets are limited)."""
-    return Path(f"/tmp/infercheck-docker-{os.getuid()}")
+    """Socket, exec root and pid file of the private daemon: $XDG_RUNTIME_DIR/infercheck-docker, else the cache's
+    docker/run, each checked by `checked_private_folder` (paths stay short: unix sockets are limited)."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    base = Path(runtime) / "infercheck-docker" if runtime and Path(runtime).is_absolute() else cache_dir() / "docker" / "run"
+    return checked_private_folder(base)
 
 
 def private_socket() -> Path:
@@ -88,9 +119,7 @@ def start_private_daemon(progress: Callable[[str], None] = print, timeout_s: flo
     """Start infercheck's own dockerd (installing docker.io first if needed); its pid once it answers."""
     install_docker(progress)
     runtime = private_runtime_dir()
-    data_root = cache_dir() / "docker" / "data"
-    for path in (runtime, data_root):
-        path.mkdir(parents=True, exist_ok=True)
+    data_root = checked_private_folder(cache_dir() / "docker" / "data")
     socket_path = private_socket()
     socket_path.unlink(missing_ok=True)
     command = ["dockerd", "--data-root", str(data_root), "--exec-root", str(runtime / "exec"),
@@ -145,7 +174,6 @@ def shared_daemon(progress: Callable[[str], None] = print) -> Iterator[DockerCon
     that a test session started (never the user's, nor one started by `infercheck dockerd`).
     """
     runtime = private_runtime_dir()
-    runtime.mkdir(parents=True, exist_ok=True)
     marker = runtime / "started-by-tests"
     with open(runtime / "sessions.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -137,8 +137,9 @@ def _build(client: docker.DockerClient, spec: ContainerSpec, labels: dict[str, s
 
 def ensure_image(client: docker.DockerClient, spec: ContainerSpec, pull: bool = False,
                  progress: Callable[[str], None] = print) -> Image:
-    """The spec's image: present and current, built here (Dockerfile), or pulled when `pull` is set."""
-    build_here = spec.build is not None and spec.build.buildable_here
+    """The spec's image: present and current, built (Dockerfile), or pulled. A Dockerfile whose base image comes
+    from a registry is built only when `pull` allows the registry (the nightly runners)."""
+    build_here = spec.build is not None and (spec.build.buildable_here or pull)
     artifacts = build_artifacts(spec) if build_here else {}
     labels = {f"{ARTIFACT_LABEL}.{name}.sha256": _sha256(path) for name, path in artifacts.items()}
     if build_here:
@@ -158,7 +159,8 @@ def ensure_image(client: docker.DockerClient, spec: ContainerSpec, pull: bool = 
             return _build(client, spec, labels, artifacts, progress)
         if spec.build:
             raise ImageUnavailable(f"image {spec.image} is not on this Docker host; build it from "
-                                   f"{spec.folder / spec.build.dockerfile} where its base image is reachable")
+                                   f"{spec.folder / spec.build.dockerfile} where its base image is reachable "
+                                   "(--pull allows the registry)")
         if not pull:
             raise ImageUnavailable(f"image {spec.image} is not on this Docker host; pull it "
                                    f"(`docker pull {spec.image}`, or --pull)")

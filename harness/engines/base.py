@@ -69,6 +69,7 @@ class ApiRequest:
     path: str
     body: dict[str, Any]
     method: str = "POST"
+    headers: dict[str, str] = field(default_factory=dict)  # e.g. an API key the engine asks for (TabbyAPI)
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,8 @@ class Target:
 def _request_events(target: Target, request: ApiRequest) -> list[Any]:
     body = json.dumps(request.body).encode()
     headers = [("host", f"{target.host}:{target.port}"), ("content-type", "application/json"),
-               ("accept", "text/event-stream"), ("content-length", str(len(body))), ("connection", "close")]
+               ("accept", "text/event-stream"), ("content-length", str(len(body))), ("connection", "close"),
+               *request.headers.items()]
     return [h11.Request(method=request.method, target=target.prefix + request.path, headers=headers),
             h11.Data(data=body), h11.EndOfMessage()]
 

