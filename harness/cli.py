@@ -138,7 +138,7 @@ def _write_report(claims: Path, results_dir: Path, out_dir: Path, *, include_att
             written = write_report(claims, results_dir, out_dir, include_attach=include_attach,
                                    allow_dirty=allow_dirty)
         for warning in (w for w in caught if issubclass(w.category, RecordWarning)):
-            console.print(f"[yellow]warning:[/yellow] {warning.message}", highlight=False)
+            console.print(f"[yellow]warning:[/yellow] {warning.message}", highlight=False, soft_wrap=True)
     except (ClaimsParseError, ValueError) as exc:
         _fail(str(exc).splitlines()[0])
     except OSError as exc:

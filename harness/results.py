@@ -11,7 +11,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from harness.atomic import TMP_PREFIX, write_atomic
 
@@ -72,13 +72,22 @@ class Verdict(BaseModel):
 class EngineIdentity(BaseModel):
     """Which engine build answered: as exact as the engine lets us know."""
 
-    name: str
+    name: str = Field(description="the engine's column name; never a path that climbs (no '..' part, no leading '/')")
     version: str
     package: str | None = None
     package_version: str | None = None
     image: str | None = None
     image_digest: str | None = None
     build: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name_stays_inside(cls, name: str) -> str:
+        """An engine name names a column and (slugged) a folder: one that reads as a climbing path is refused."""
+        parts = name.replace("\\", "/").split("/")
+        if not name.strip() or name.startswith(("/", "\\")) or ".." in (part.strip() for part in parts):
+            raise ValueError(f"engine name {name!r} would leave the results folder")
+        return name
 
 
 class LaunchInfo(BaseModel):
@@ -251,4 +260,9 @@ def _read_record(path: Path) -> ResultRecord:
     version = data.get("schema_version", SCHEMA_VERSION) if isinstance(data, dict) else SCHEMA_VERSION
     if not isinstance(version, int) or version > SCHEMA_VERSION:
         raise ValueError(f"schema_version {version!r} is newer than this harness reads ({SCHEMA_VERSION})")
-    return ResultRecord.model_validate(data)
+    try:
+        return ResultRecord.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "record"
+        raise ValueError(f"{where}: {first['msg']} ({exc.error_count()} error(s))") from None

@@ -309,3 +309,24 @@ def test_claims_import_takes_either_source(tmp_path: Path) -> None:
                                  "--out-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "claims.json").exists() and (tmp_path / "claims-source.md").exists()
+
+
+def test_bad_records_are_skipped_with_a_one_line_warning_each(tmp_path: Path) -> None:
+    claims_path = import_claims(REPO / "report" / "claims-source.md", "seed", tmp_path / "claims")[0]
+    run = tmp_path / "results" / "llama.cpp" / "r1"
+    write_record(record(run_id="r1"), run)
+    good = json.loads((run / "beam_search_basic.json").read_text())
+    bad = {"truncated.json": (run / "beam_search_basic.json").read_text()[:200],
+           "newer.json": json.dumps({**good, "schema_version": 99}),
+           "climbing_run.json": json.dumps({**good, "run_id": "../../../etc"}),
+           "climbing_engine.json": json.dumps({**good, "engine": {**good["engine"], "name": "../../evil"}})}
+    for name, text in bad.items():
+        (run / name).write_text(text)
+    result = CliRunner().invoke(app, ["report", "--claims", str(claims_path), "--results-dir",
+                                      str(tmp_path / "results"), "--out-dir", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    warned = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert sorted(name for name in bad if any(name in line for line in warned)) == sorted(bad)
+    assert len(warned) == len(bad)
+    markdown = (tmp_path / "out" / "comparison.md").read_text(encoding="utf-8")
+    assert cell(markdown, "Beam Search") == "✅ [^c14] → ✅" and "evil" not in markdown
