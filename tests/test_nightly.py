@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from harness.bench.records import load_bench_records
-from harness.claims import load_claims
+from harness.claims import load_claims, load_current_claims
 from harness.engines import adapter_classes
 from harness.merge import MergeError, merge
 from harness.paths import REPO_ROOT
@@ -121,7 +121,8 @@ def test_merge_gives_the_report_of_all_records(artifacts, tmp_path):
     assert sorted(p.relative_to(merged) for p in written) == uploaded
     write_report(CLAIMS, merged, report_dir)
     union = render_report(load_claims(CLAIMS), [r for a in artifacts for r in load_records(a)],
-                          sorted(adapter_classes()), results_href="../results", bench=[b for a in artifacts for b in load_bench_records(a)])
+                          sorted(adapter_classes()), results_href="../results", bench=[b for a in artifacts for b in load_bench_records(a)],
+                          current=load_current_claims(CLAIMS))
     produced = {p.relative_to(report_dir).as_posix(): p.read_text(encoding="utf-8") for p in report_dir.rglob("*")
                 if p.is_file()}
     assert "comparison.md" in produced and produced == union
