@@ -330,3 +330,15 @@ def test_bad_records_are_skipped_with_a_one_line_warning_each(tmp_path: Path) ->
     assert len(warned) == len(bad)
     markdown = (tmp_path / "out" / "comparison.md").read_text(encoding="utf-8")
     assert cell(markdown, "Beam Search") == "✅ [^c14] → ✅" and "evil" not in markdown
+
+
+def test_json_schema_coverage_gets_a_table_per_engine_and_backend(claims: ClaimsTable) -> None:
+    numbers = {"backend": "xgrammar", "shares": {"honoured": 0.8, "rejected": 0.1, "ignored": 0.1, "truncated": 0.0,
+                                                 "error": 0.0},
+               "keywords": {"pattern": {"schemas": 5, "honoured": 3, "rejected": 1, "ignored": 1, "truncated": 0,
+                                        "error": 0, "broken": 1}}}
+    markdown = comparison(claims, [record("json_schema_coverage", engine="vLLM", numbers=numbers)])
+    section = markdown.split("## JSON Schema coverage", 1)[1]
+    assert "### vLLM · xgrammar" in section and "honoured 80%, rejected 10%, ignored 10%" in section
+    assert "| `pattern` | 5 | 3 | 1 | 1 | 0 | 0 | 1 |" in section
+    assert "## JSON Schema coverage" not in comparison(claims, [record()])

@@ -116,6 +116,37 @@ def _run_row(run_id: str, records: list[ResultRecord], left_out: dict[tuple[str,
     return "| " + " | ".join(cells) + " |"
 
 
+COVERAGE_COLUMNS = ("honoured", "rejected", "ignored", "truncated", "error")
+
+
+def coverage_section(context: ReportContext) -> ReportSection:
+    """Per engine and structured-output backend, how each JSON Schema keyword fared (the coverage probe's
+    `evidence.numbers["keywords"]`: per keyword the schemas using it and how many got each outcome)."""
+    covered = [record for record in context.records
+               if isinstance(record.evidence.numbers.get("keywords"), dict) and record.evidence.numbers["keywords"]]
+    if not covered:
+        return ReportSection(markdown="")
+    lines = ["## JSON Schema coverage", "",
+             "Per keyword: the corpus schemas that use it, and how many of them the engine honoured, rejected with "
+             "an error, silently ignored, or could not be judged (truncated, error); `broken` counts outputs that "
+             "broke that keyword."]
+    for record in sorted(covered, key=lambda r: (r.engine.name, r.context().describe(), r.finished_at)):
+        numbers = record.evidence.numbers
+        shares = numbers.get("shares") if isinstance(numbers.get("shares"), dict) else {}
+        summary = ", ".join(f"{kind} {shares[kind]:.0%}" for kind in COVERAGE_COLUMNS
+                            if isinstance(shares.get(kind), (int, float)))
+        lines += ["", f"### {table_cell(record.engine.name)} · {table_cell(str(numbers.get('backend', 'backend not reported')))}",
+                  "", f"{summary or table_cell(record.reason)} ({record.context().describe()}; run "
+                  f"{record_link(record, context.results_href)}).", "",
+                  "| Keyword | Schemas | " + " | ".join(COVERAGE_COLUMNS) + " | broken |",
+                  "|---" * (len(COVERAGE_COLUMNS) + 3) + "|"]
+        for keyword, row in sorted(numbers["keywords"].items()):
+            row = row if isinstance(row, dict) else {}
+            cells = [str(row.get(name, "")) for name in ("schemas", *COVERAGE_COLUMNS, "broken")]
+            lines.append(f"| `{table_cell(str(keyword))}` | " + " | ".join(table_cell(c) for c in cells) + " |")
+    return ReportSection(markdown="\n".join(lines))
+
+
 def attach_section(context: ReportContext) -> ReportSection:
     """Records from attach mode (a server the harness did not start or verify), listed on their own."""
     attached = [record for record in context.records + [item.record for item in context.left_out]
@@ -166,5 +197,5 @@ def performance_section(context: ReportContext) -> ReportSection:
     return render_performance(context)
 
 
-DEFAULT_SECTIONS: tuple[SectionRenderer, ...] = (diff_section, not_measured_section, attach_section,
-                                                 performance_section, runs_section)
+DEFAULT_SECTIONS: tuple[SectionRenderer, ...] = (diff_section, not_measured_section, coverage_section,
+                                                 attach_section, performance_section, runs_section)
