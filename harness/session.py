@@ -178,7 +178,7 @@ class EnginePool:
         identity = self.adapter.identity(running)
         launch = LaunchInfo(launcher=launcher, config=spec.key(), command=running.command,
                             base_url=running.base_url, options={k: v for k, v in vars(spec).items()}, ready_s=ready_s,
-                            compute_dtype=self.adapter.compute_dtype(spec))
+                            compute_dtype=None if launcher == "attach" else self.adapter.compute_dtype(spec))
         return EngineSession(adapter=self.adapter, spec=spec, running=running, identity=identity, model=model,
                              served_model=self.adapter.served_model_name(resolved),
                              client=EvidenceClient(running.base_url), launch=launch, artifacts=self.artifacts)
