@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 import yaml
 
-from harness.engines.base import ApiRequest, GrammarSpec, LaunchSpec, ResolvedModels
+from harness.engines.base import ApiRequest, GrammarSpec, LaunchSpec, NotMeasurable, ResolvedModels
 from harness.engines.status import EngineStatus
 from harness.engines.containerized import ContainerEngineAdapter, Limit, unsupported
 from harness.paths import cache_dir
@@ -95,6 +95,12 @@ class TensorRtLlmAdapter(ContainerEngineAdapter):
         return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
                                               "temperature": 0, "response_format": {"type": "ebnf",
                                                                                     "ebnf": grammar.gbnf}})
+
+    def logit_bias_request(self, model: str, prompt: str, bias: dict[int, float], max_tokens: int) -> ApiRequest:
+        """The probe reads the generated token ids, and CompletionRequest has no field asking for them: its models
+        forbid extra fields, so `return_token_ids` would be refused with HTTP 400 (tests/test_contracts.py)."""
+        raise NotMeasurable("TRT-LLM's CompletionRequest (serve/openai_protocol.py, extra='forbid') has no field that "
+                            "returns the generated token ids the logit-bias probe compares")
 
     def beam_search_launch(self, spec: LaunchSpec, beams: int) -> LaunchSpec:
         """Beam search needs a server launched with exactly that width (#7368)."""
