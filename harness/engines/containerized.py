@@ -72,6 +72,7 @@ class ContainerEngineAdapter(EngineAdapter):
     limits: ClassVar[dict[str, Limit]] = {}  # launch need -> why the engine cannot meet it
     model_id_from_server: ClassVar[bool] = False  # the served model id is only known from /v1/models
     build_notes: ClassVar[dict[str, str]] = {}  # what every record should say about how the engine ran
+    kv_budget_flag: ClassVar[str | None] = None  # the option that sizes the KV cache in tokens, if any
 
     def __init__(self) -> None:
         self._served_id: str | None = None
@@ -122,6 +123,8 @@ class ContainerEngineAdapter(EngineAdapter):
                                 f"not {fmt}")
         if not spec.continuous_batching or spec.api_prefix or spec.flash_attention is False:
             raise NotMeasurable(f"{self.name} has no switch for this configuration ({spec.key()})")
+        if spec.kv_cache_tokens is not None and self.kv_budget_flag is None:
+            raise NotMeasurable(f"the {self.name} adapter has no option that sizes the KV cache in tokens")
 
     def identity(self, running: RunningEngine) -> EngineIdentity:
         version = "unknown: no version endpoint (the container spec reads it inside the image)"

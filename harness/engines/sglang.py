@@ -21,6 +21,11 @@ from typing import Any, ClassVar
 from harness.engines.base import ApiRequest, GrammarSpec, GreedyOutput, LaunchSpec, ResolvedModels, Unsupported
 from harness.engines.containerized import ContainerEngineAdapter, Limit, unsupported
 from harness.engines.status import EngineStatus
+from harness.prometheus import metric_values
+
+# the scheduler's `#running-req` (the decode batch it logs) as a gauge, and its generated-token counter
+# (best effort: not yet measured against a real SGLang; it exports no per-step counter)
+_BATCHING_METRICS = {"batch": "sglang:num_running_reqs", "generated": "sglang:generation_tokens_total"}
 
 SPECULATIVE_STEPS = 3  # draft tokens proposed per verification step (topk 1)
 
@@ -37,6 +42,7 @@ class SglangAdapter(ContainerEngineAdapter):
         "exl2": unsupported("SGLang's --quantization choices (python/sglang/srt/server_args.py QUANTIZATION_CHOICES) "
                             "include awq, gptq, gguf, fp8 and others, not exl2"),
     }
+    kv_budget_flag: ClassVar[str | None] = "--max-total-tokens"  # server_args.py: the token pool's size
 
     def launch_command(self, spec: LaunchSpec, models: ResolvedModels, port: int) -> list[str]:
         command = ["python3", "-m", "sglang.launch_server", "--model-path", str(models.model),
@@ -50,6 +56,8 @@ class SglangAdapter(ContainerEngineAdapter):
             command += ["--quantization", "awq"]
         if spec.prefill_chunk_tokens is not None:
             command += ["--chunked-prefill-size", str(spec.prefill_chunk_tokens)]
+        if spec.kv_cache_tokens is not None:
+            command += [self.kv_budget_flag, str(spec.kv_cache_tokens)]
         if models.draft_model is not None:
             command += ["--speculative-algorithm", "STANDALONE", "--speculative-draft-model-path",
                         str(models.draft_model), "--speculative-num-steps", str(SPECULATIVE_STEPS),
@@ -78,12 +86,15 @@ class SglangAdapter(ContainerEngineAdapter):
                           "parameters have no beam search; n and best_of sample")
 
     def speculative_stats(self, responses: list[dict[str, Any]], metrics: str | None) -> dict[str, float]:
-        """Each verification step emits one token plus the drafts it accepted (meta_info `spec_verify_ct`)."""
-        steps = tokens = 0
-        for response in responses:
-            meta = response.get("meta_info", {})
-            steps += meta.get("spec_verify_ct", 0)
-            tokens += meta.get("completion_tokens", 0) if "spec_verify_ct" in meta else 0
-        if not steps:
+        """From meta_info `spec_verify_ct`: the first token comes from the prefill, then each verification step
+        emits one token of its own plus the drafts it accepted, so accepted = completion_tokens - 1 - steps."""
+        metas = [response.get("meta_info") or {} for response in responses]
+        counted = [meta for meta in metas if "spec_verify_ct" in meta]
+        if not counted:
             raise self.no_draft_statistics()
-        return {"draft_tokens": steps * SPECULATIVE_STEPS, "accepted_tokens": tokens - steps}
+        steps = sum(meta["spec_verify_ct"] for meta in counted)
+        accepted = sum(max(0, meta.get("completion_tokens", 0) - 1 - meta["spec_verify_ct"]) for meta in counted)
+        return {"draft_tokens": float(steps * SPECULATIVE_STEPS), "accepted_tokens": float(accepted)}
+
+    def batching_counters(self, metrics: str) -> dict[str, float]:
+        return metric_values(metrics, _BATCHING_METRICS)

@@ -21,12 +21,17 @@ from harness.engines.base import ApiRequest, GrammarSpec, GreedyOutput, LaunchSp
 from harness.engines.containerized import ContainerEngineAdapter, Limit, not_probed, unsupported
 from harness.engines.status import EngineStatus
 from harness.launch.base import RunningEngine
+from harness.prometheus import metric_values
 
 SERVED_MODEL = "tgi"  # server.rs: any other `model` value is used as a LoRA adapter id
 _ATTENTION = re.compile(r"Using Attention = (\S+)")
 # models/globals.py: ATTENTION -> BLOCK_SIZE (flashdecoding-ipex is Intel's IPEX flash-decoding, on XPU/CPU images)
 _BLOCK_SIZES = {"flashdecoding": 256, "flashdecoding-ipex": 64, "flashinfer": 1, "paged": 16}
 _FLASH_BACKENDS = ("flashdecoding", "flashdecoding-ipex", "flashinfer")
+# router/src/infer: one forward-duration sample per batch step (prefill and decode), generated tokens per request,
+# and the current batch's size (best effort: not yet measured against a real TGI)
+_BATCHING_METRICS = {"steps": "tgi_batch_forward_duration_count", "generated": "tgi_request_generated_tokens_sum",
+                     "batch": "tgi_batch_current_size"}
 
 
 class TgiAdapter(ContainerEngineAdapter):
@@ -101,6 +106,11 @@ class TgiAdapter(ContainerEngineAdapter):
         backend = _ATTENTION.search(lines[-1]).group(1)  # type: ignore[union-attr]
         block = _BLOCK_SIZES.get(backend)
         return {"flash_attention": "on" if backend in _FLASH_BACKENDS else None,
+                "library_kernel": "flash_attention_2" if backend == "flashdecoding" else None,
+                "kv_kind": None if block is None else "cells" if block == 1 else "blocks",
                 "note": f"TGI reports attention backend {backend}", "attention_backend": backend,
                 "paged_kv_cache": block is not None,
                 "kv_layout": f"blocks of {block} token(s) (ATTENTION={backend})" if block else None, "log": lines}
+
+    def batching_counters(self, metrics: str) -> dict[str, float]:
+        return metric_values(metrics, _BATCHING_METRICS)
