@@ -13,7 +13,7 @@ from harness.bench.sweep import saturation_point
 from harness.loadgen import DEFINITIONS
 from harness.report.context import ReportContext
 from harness.report.format import table_cell
-from harness.report.sections import ReportSection
+from harness.report.section import ReportSection
 from harness.results import BENCH_FILE, engine_slug
 
 THROUGHPUT_PLOT = "performance/throughput-latency.svg"

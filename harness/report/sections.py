@@ -9,23 +9,14 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable
 
-from pydantic import BaseModel, Field
-
 from harness.report.context import VERDICTS, ReportContext
 from harness.report.footnotes import record_link
 from harness.report.format import table_cell, timestamp
+from harness.report.section import ReportSection, SectionRenderer
 from harness.report.table import measured_text
 from harness.results import ResultRecord
 
 
-class ReportSection(BaseModel):
-    """A section's markdown, and any files it adds to the report folder (name -> content)."""
-
-    markdown: str
-    files: dict[str, str] = Field(default_factory=dict)
-
-
-SectionRenderer = Callable[[ReportContext], ReportSection]
 
 
 def diff_section(context: ReportContext) -> ReportSection:
