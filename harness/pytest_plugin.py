@@ -15,6 +15,7 @@ belongs is written under the spare folder (or printed) and the run says where.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -190,9 +191,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def _say(config: pytest.Config) -> Any:
     """A progress printer past pytest's output capture (a fixture's print would be swallowed)."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is None:
-        return lambda message: print(f"infercheck: {message}", file=sys.stderr)
-    return lambda message: reporter.write_line(f"infercheck: {message}")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+
+    def say(message: str) -> None:
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            if reporter is None:
+                print(f"infercheck: {message}", file=sys.stderr)
+            else:
+                reporter.write_line(f"infercheck: {message}")
+
+    return say
 
 
 def _check_results_dir(config: pytest.Config) -> None:

@@ -36,7 +36,7 @@ from harness.client import EngineRejected, EngineServerError, EngineTransportErr
 from harness.deadline import DeadlineExceeded, probe_deadline
 from harness.engines.base import ApiRequest, LaunchSpec
 from harness.engines.llamacpp import LlamaCppAdapter
-from harness.launch.base import EngineStartError
+from harness.launch.base import EngineStartError, free_port, port_taken
 from harness.merge import MergeError, merge
 from harness.models.cache import verify_artifact
 from harness.paths import REPO_ROOT, default_report_dir
@@ -374,6 +374,17 @@ def test_report_refuses_a_missing_or_empty_results_folder(tmp_path: Path) -> Non
     assert not (tmp_path / "report").exists()
 
 
+def test_free_port_is_never_handed_out_twice_and_a_taken_port_is_seen() -> None:
+    ports = {free_port() for _ in range(20)}
+    assert len(ports) == 20
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        assert port_taken(port)
+    assert not port_taken(port)
+
+
 # -- merge ---------------------------------------------------------------------------------------------
 
 def test_merge_refuses_symlinks_and_ignores_temporary_debris(tmp_path: Path) -> None:
@@ -402,6 +413,14 @@ def test_binary_and_folder_inputs_get_one_line_errors(tmp_path: Path) -> None:
                                 cwd=REPO_ROOT, timeout=120)
         assert result.returncode == 2 and "Traceback" not in result.stderr + result.stdout, args
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_a_selection_of_no_probe_fails_and_leaves_the_report_alone(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--results-dir", str(tmp_path / "r"),
+                             "--report-dir", str(tmp_path / "report"), "-k", "no_such_probe_at_all"],
+                            capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+    assert result.returncode == 2 and "selects no probe" in result.stderr
+    assert not (tmp_path / "report").exists()
 
 
 def test_a_run_id_cannot_leave_the_results_folder(tmp_path: Path) -> None:
@@ -467,9 +486,12 @@ def test_an_engine_killed_mid_stream_is_an_error_and_says_how_it_ended(pool: Eng
         assert first_data.wait(BOUND_S)
         os.kill(session.running.pid, signal.SIGKILL)
         reader.join(BOUND_S)
-    assert isinstance(results[0], StreamError)
+    assert isinstance(results[0], StreamError), results
+    deadline = time.monotonic() + 5
+    while pool.engine_exit() is None and time.monotonic() < deadline:  # the kernel reaps it a moment later
+        time.sleep(0.05)
     exited = pool.engine_exit()
-    assert exited is not None and "-9" in exited
+    assert exited is not None and "-9" in exited, results
 
 
 # -- interrupts ----------------------------------------------------------------------------------------
@@ -501,11 +523,13 @@ def test_sigint_and_sigterm_stop_the_run_in_one_line_and_record_the_probe(signum
     server.daemon_threads = True
     server.hit, server.stop = threading.Event(), threading.Event()  # type: ignore[attr-defined]
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    env = {**os.environ, "INFERCHECK_REQUEST_TIMEOUT_S": "60", "INFERCHECK_PROBE_TIMEOUT_S": "120"}
+    env = {**os.environ, "INFERCHECK_REQUEST_TIMEOUT_S": "60", "INFERCHECK_PROBE_TIMEOUT_S": "120",
+           "HF_HUB_OFFLINE": "1"}
     try:
         process = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--base-url",
                                     f"http://127.0.0.1:{server.server_address[1]}", "--results-dir", str(tmp_path),
-                                    "--no-report", "-k", "openai_api"], cwd=REPO_ROOT, env=env, text=True,
+                                    "--no-report", "-k", "openai_api", "--model-set", "model-sets/gpu-default.yaml"],
+                                   cwd=REPO_ROOT, env=env, text=True,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             assert server.hit.wait(120), "the probe never sent its request"  # type: ignore[attr-defined]
@@ -522,5 +546,6 @@ def test_sigint_and_sigterm_stop_the_run_in_one_line_and_record_the_probe(signum
     assert process.returncode == 128 + signum, stderr
     assert stderr.strip().splitlines()[-1].startswith(f"error: interrupted by {signal.Signals(signum).name}")
     assert "their records say why" not in stderr and "Traceback" not in stdout + stderr
+    assert "Hugging Face Hub is unreachable" in stdout  # the fallback is said, not swallowed by capture
     [record] = load_records(tmp_path)
     assert record.status == Status.ERROR and "interrupted" in record.reason
