@@ -88,6 +88,30 @@ def test_images_are_built_before_probing_and_macos_runs_llama_cpp_with_metal():
     assert "apple-silicon" in yaml.safe_load(WORKFLOW.read_text())["jobs"]["report"]["needs"]
 
 
+def test_pytest_m_gpu_selects_every_probe_for_every_column():
+    """`pytest -m gpu --engine X --launcher docker` (the nightly probe step): every column's image needs a GPU, so
+    every probe gets the gpu mark (llama.cpp's CUDA spec named: this CPU host would pick its CPU image); and the
+    newest column collects every probe end to end."""
+    from harness.pytest_plugin import _container_needs_gpu
+
+    engines = yaml.safe_load(WORKFLOW.read_text())["jobs"]["probe"]["strategy"]["matrix"]["engine"]
+
+    class Config:
+        def __init__(self, engine: str) -> None:
+            self.options = {"--launcher": "docker", "--engine": engine,
+                            "--container": "llama.cpp" if engine == "llama.cpp" else None}
+
+        def getoption(self, name: str) -> object:
+            return self.options[name]
+
+    assert all(_container_needs_gpu(Config(engine)) for engine in engines)  # type: ignore[arg-type]
+    result = subprocess.run([sys.executable, "-m", "pytest", "probes", "-m", "gpu", "--engine", "ExLlamaV3",
+                             "--launcher", "docker", "--collect-only", "-q", "-p", "no:cacheprovider"],
+                            capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+    summary = result.stdout.strip().splitlines()[-1]
+    assert re.match(r"\d+ tests collected", summary) and "deselected" not in summary, summary
+
+
 def _copy(paths: list[Path], artifact: Path) -> None:
     for path in paths:
         target = artifact / path.relative_to(COMMITTED)
