@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from harness.engines.base import GreedyOutput, NotMeasurable
 from harness.models import RefCase
@@ -19,6 +20,33 @@ class Tolerance:
     min_exact_prompts: float  # share of prompts whose 16-token greedy text matches exactly
     min_top1_agreement: float  # share of prompts whose first token matches the reference's
     max_logprob_diff: float  # first position: |engine - reference| logprob of the reference's top token
+
+
+# float32 compute on weights that are exactly float16-representable: only kernel rounding differs.
+FLOAT32 = Tolerance(min_exact_prompts=1.0, min_top1_agreement=1.0, max_logprob_diff=0.05)
+LOGPROB_SPREAD_FACTOR = 2.0  # an engine's reduced-precision kernels may round twice as far as torch's
+
+
+def dtype_tolerance(session: EngineSession) -> tuple[Tolerance, dict[str, Any]]:
+    """The tolerance for the dtype the engine computes in, and how it was derived (for the evidence).
+
+    float32: FLOAT32. A reduced dtype: from the spread the synthesis measured between the float32 reference
+    and the same weights computed in that dtype by torch (ModelArtifact.dtype_spread), one prompt of slack
+    on the shares and LOGPROB_SPREAD_FACTOR on the log-probability difference (never tighter than FLOAT32).
+    A dtype the engine does not say, or one with no measured spread, gets FLOAT32, and the evidence says so.
+    """
+    dtype = session.adapter.compute_dtype(session.spec)
+    spread = session.model.dtype_spread.get(dtype) if dtype else None
+    if dtype == "float32" or spread is None:
+        note = "float32" if dtype == "float32" else f"compute dtype {dtype or 'not reported'}: no measured spread"
+        return FLOAT32, {"compute_dtype": dtype, "tolerance": asdict(FLOAT32), "derived_from": note}
+    slack = 1 / spread.prompts
+    tolerance = Tolerance(min_exact_prompts=max(0.0, spread.exact_share - slack),
+                          min_top1_agreement=max(0.0, spread.top1_share - slack),
+                          max_logprob_diff=max(FLOAT32.max_logprob_diff,
+                                               LOGPROB_SPREAD_FACTOR * spread.max_logprob_diff))
+    return tolerance, {"compute_dtype": dtype, "tolerance": asdict(tolerance),
+                       "derived_from": f"torch {dtype} vs float32 on the same weights", "spread": spread.model_dump()}
 
 
 def require_references(session: EngineSession, references: list[RefCase]) -> None:

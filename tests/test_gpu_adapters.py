@@ -290,9 +290,13 @@ def test_sglang(models):
     parsed = adapter.parse_greedy({"text": " cat", "meta_info": {"output_top_logprobs": [
         [[-0.1, 7, " cat"], [-2.0, 9, " dog"]]]}})
     assert parsed.top_logprobs == [{" cat": -0.1, " dog": -2.0}]
-    # meta_info["spec_verify_ct"]: accept length = completion_tokens / spec_verify_ct
+    # meta_info["spec_verify_ct"]: the first token is the prefill's, each verify step adds one plus its accepted drafts
     stats = adapter.speculative_stats([{"meta_info": {"completion_tokens": 16, "spec_verify_ct": 8}}], None)
-    assert stats == {"draft_tokens": 24, "accepted_tokens": 8}
+    assert stats == {"draft_tokens": 24, "accepted_tokens": 7}
+    none_accepted = adapter.speculative_stats([{"meta_info": {"completion_tokens": 16, "spec_verify_ct": 15}}], None)
+    assert none_accepted["accepted_tokens"] == 0
+    with pytest.raises(NotMeasurable, match="draft-token counts"):
+        adapter.speculative_stats([{"meta_info": {"completion_tokens": 16}}], None)
     with pytest.raises(Unsupported, match="exl2"):
         adapter.check_launchable(LaunchSpec(model_format="exl2"), devices=1)
 

@@ -29,14 +29,14 @@ from probes.test_json_schema import check_json_schema
 from probes.test_model_families import check_matches_reference
 from probes.test_openai_api import check_openai_api
 from probes.test_quantized import check_quantized
-from probes.test_speculative import DRAFT_MODEL, check_speculative
+from probes.test_speculative import BAD_DRAFT_MODEL, DRAFT_MODEL, check_speculative, greedy_texts
 
 pytestmark = pytest.mark.engine_integration
 
 
 class LegacyFieldsAdapter(VllmCpuAdapter):
     """Asks with parameters vLLM 0.32 accepts but ignores (pre-`structured_outputs` names), and for
-    n greedy samples without the beam-search flag (which vLLM rejects)."""
+    n sampled completions (temperature 1) in place of a beam search."""
 
     def json_schema_request(self, model: str, prompt: str, schema: dict[str, Any], max_tokens: int) -> ApiRequest:
         return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
@@ -48,7 +48,7 @@ class LegacyFieldsAdapter(VllmCpuAdapter):
 
     def beam_search_request(self, model: str, prompt: str, beams: int, max_tokens: int) -> ApiRequest:
         return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
-                                              "temperature": 0, "n": beams, "logprobs": 1})
+                                              "temperature": 1.0, "seed": 0, "n": beams, "logprobs": 1})
 
 
 @pytest.fixture(scope="module")
@@ -98,9 +98,9 @@ def test_beam_search(vllm_pool):
     assert verdict.status is Status.PASS, verdict.evidence.numbers
 
 
-def test_greedy_n_without_beam_flag_is_rejected(vllm_pool):
+def test_beam_search_sampled_n(vllm_pool):
     verdict = check_beam_search(_with_adapter(vllm_pool.session(LaunchSpec()), LegacyFieldsAdapter()))
-    assert verdict.status is Status.FAIL and "rejected" in verdict.reason
+    assert verdict.status is Status.FAIL, verdict.evidence.numbers
 
 
 @pytest.mark.parametrize("fmt", ["f16", "q8_0", "q4_k_m"])
@@ -120,9 +120,18 @@ def test_continuous_batching(vllm_pool):
     assert verdict.status is Status.PASS, verdict.evidence.numbers
 
 
-def test_speculative_without_draft(vllm_pool):
+@pytest.fixture(scope="module")
+def no_draft_texts(vllm_pool: EnginePool) -> list[str]:
+    """Greedy texts of llama's references from vLLM without a draft (the speculative tests' control),
+    first asked for while the base launch runs."""
     session = vllm_pool.session(LaunchSpec())
-    assert check_speculative(session, session.model.references).status is Status.FAIL
+    return greedy_texts(session, session.model.references)[0]
+
+
+def test_speculative_counters_absent_without_draft(vllm_pool, no_draft_texts):
+    session = vllm_pool.session(LaunchSpec())
+    with pytest.raises(NotMeasurable, match="spec_decode"):
+        check_speculative(session, session.model.references, no_draft_texts)
 
 
 def test_model_llama(vllm_pool):
@@ -160,10 +169,16 @@ def test_paged_attention(vllm_pool):
     assert verdict.evidence.numbers["seed_mark"] == "✅" and verdict.evidence.numbers["max_kv_usage"] > 0
 
 
-def test_speculative_decoding(vllm_pool):
+def test_speculative_decoding(vllm_pool, no_draft_texts):
     session = vllm_pool.session(LaunchSpec(draft_model=DRAFT_MODEL))
-    verdict = check_speculative(session, session.model.references)
+    verdict = check_speculative(session, session.model.references, no_draft_texts)
     assert verdict.status is Status.PASS, verdict.evidence.numbers
+
+
+def test_speculative_draft_never_agrees(vllm_pool, no_draft_texts):
+    session = vllm_pool.session(LaunchSpec(draft_model=BAD_DRAFT_MODEL))
+    verdict = check_speculative(session, session.model.references, no_draft_texts)
+    assert verdict.status is Status.FAIL and "no acceptance" in verdict.reason, verdict.evidence.numbers
 
 
 @pytest.mark.parametrize("family", ["mistral", "mixtral"])

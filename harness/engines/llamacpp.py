@@ -136,16 +136,19 @@ class LlamaCppAdapter(EngineAdapter):
                                               "temperature": 0, "grammar": grammar.gbnf})
 
     def beam_search_request(self, model: str, prompt: str, beams: int, max_tokens: int) -> ApiRequest:
-        raise Unsupported("llama-server's API has no beam search (tools/server/README.md documents no beam "
-                          "parameter; the old examples/beam-search program was removed from llama.cpp)")
+        """The OpenAI-style beam request (vLLM's fields): llama-server takes `n` (server-schema.cpp: an alias of
+        n_cmpl) and has no beam-search field (tools/server/README.md), so what comes back is the finding."""
+        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
+                                              "temperature": 0, "n": beams, "use_beam_search": True,
+                                              "length_penalty": 1.0, "logprobs": 1})
 
     def speculative_stats(self, responses: list[dict[str, Any]], metrics: str | None) -> dict[str, float]:
-        totals = {"draft_tokens": 0.0, "accepted_tokens": 0.0}
-        for response in responses:
-            timings = response.get("timings", {})
-            totals["draft_tokens"] += timings.get("draft_n", 0)
-            totals["accepted_tokens"] += timings.get("draft_n_accepted", 0)
-        return totals
+        """Each response's `timings.draft_n` / `draft_n_accepted` (llama-server sends them only when it drafts)."""
+        timings = [response.get("timings") or {} for response in responses]
+        if not any("draft_n" in timing for timing in timings):
+            raise NotMeasurable("llama-server's responses carry no timings.draft_n / draft_n_accepted counters")
+        return {"draft_tokens": float(sum(timing.get("draft_n", 0) for timing in timings)),
+                "accepted_tokens": float(sum(timing.get("draft_n_accepted", 0) for timing in timings))}
 
     def attention_evidence(self, running: RunningEngine) -> dict[str, Any]:
         """The compute buffers ggml reserved for the worst-case batch (a fused attention kernel needs no

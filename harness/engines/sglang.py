@@ -86,15 +86,15 @@ class SglangAdapter(ContainerEngineAdapter):
                           "parameters have no beam search; n and best_of sample")
 
     def speculative_stats(self, responses: list[dict[str, Any]], metrics: str | None) -> dict[str, float]:
-        """Each verification step emits one token plus the drafts it accepted (meta_info `spec_verify_ct`)."""
-        steps = tokens = 0
-        for response in responses:
-            meta = response.get("meta_info", {})
-            steps += meta.get("spec_verify_ct", 0)
-            tokens += meta.get("completion_tokens", 0) if "spec_verify_ct" in meta else 0
-        if not steps:
+        """From meta_info `spec_verify_ct`: the first token comes from the prefill, then each verification step
+        emits one token of its own plus the drafts it accepted, so accepted = completion_tokens - 1 - steps."""
+        metas = [response.get("meta_info") or {} for response in responses]
+        counted = [meta for meta in metas if "spec_verify_ct" in meta]
+        if not counted:
             raise self.no_draft_statistics()
-        return {"draft_tokens": steps * SPECULATIVE_STEPS, "accepted_tokens": tokens - steps}
+        steps = sum(meta["spec_verify_ct"] for meta in counted)
+        accepted = sum(max(0, meta.get("completion_tokens", 0) - 1 - meta["spec_verify_ct"]) for meta in counted)
+        return {"draft_tokens": float(steps * SPECULATIVE_STEPS), "accepted_tokens": float(accepted)}
 
     def batching_counters(self, metrics: str) -> dict[str, float]:
         return metric_values(metrics, _BATCHING_METRICS)

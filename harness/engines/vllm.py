@@ -34,6 +34,7 @@ from harness.toolchain import vllm_cpu
 GPU_ATTENTION = {True: "FLASH_ATTN", False: "TRITON_ATTN"}
 _BATCHING_METRICS = {"steps": "vllm:iteration_tokens_total_count", "generated": "vllm:generation_tokens_total",
                      "batch": "vllm:num_requests_running", "kv_usage": "vllm:kv_cache_usage_perc"}
+_SPEC_DRAFTED, _SPEC_ACCEPTED = "vllm:spec_decode_num_draft_tokens_total", "vllm:spec_decode_num_accepted_tokens_total"
 _ATTENTION_LOG = re.compile(r"attention backend|attn_backend|block_size|KV cache|CPU blocks|kv cache", re.I)
 
 
@@ -172,14 +173,15 @@ class VllmCpuAdapter(EngineAdapter):
     def beam_search_request(self, model: str, prompt: str, beams: int, max_tokens: int) -> ApiRequest:
         return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
                                               "temperature": 0, "n": beams, "use_beam_search": True,
-                                              "logprobs": 1})
+                                              "length_penalty": 1.0, "logprobs": 1})
 
     def speculative_stats(self, responses: list[dict[str, Any]], metrics: str | None) -> dict[str, float]:
-        if not metrics:
-            return {}
-        drafted = metric_total(metrics, "vllm:spec_decode_num_draft_tokens_total")
-        accepted = metric_total(metrics, "vllm:spec_decode_num_accepted_tokens_total")
-        return {"draft_tokens": drafted or 0.0, "accepted_tokens": accepted or 0.0}
+        """The engine's cumulative `vllm:spec_decode_num_{draft,accepted}_tokens_total` counters."""
+        drafted = metric_total(metrics or "", _SPEC_DRAFTED)
+        accepted = metric_total(metrics or "", _SPEC_ACCEPTED)
+        if drafted is None or accepted is None:
+            raise NotMeasurable(f"vLLM's /metrics has no {_SPEC_DRAFTED} / {_SPEC_ACCEPTED} counters")
+        return {"draft_tokens": drafted, "accepted_tokens": accepted}
 
     def attention_evidence(self, running: RunningEngine) -> dict[str, Any]:
         """The attention backend vLLM resolved at start-up (its log) and its KV-cache blocks (cache_config_info)."""

@@ -13,7 +13,7 @@ from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from harness.models import recipe
 from harness.models.awq_export import export_awq
 from harness.models.gguf_export import export_f16_gguf
-from harness.models.reference import select_references
+from harness.models.reference import dtype_spread, select_references, select_window_references
 from harness.models.schema import ModelArtifact
 from harness.models.synth import build_model, make_config
 from harness.models.tokenizer import save_tokenizer, train_tokenizer
@@ -66,10 +66,12 @@ def build_base(root: Path, progress: Callable[[str], None]) -> list[ModelArtifac
         _save_hf(model, hf_dir)
         for tokenizer_file in sorted(tokenizer_dir.iterdir()):
             shutil.copy(tokenizer_file, hf_dir)
-        references = select_references(model, tokenizer)
+        windowed = getattr(config, "sliding_window", None) is not None
+        references = (select_window_references if windowed else select_references)(model, tokenizer)
         gguf_path = root / spec.name / f"{spec.name}-f16.gguf"
         export_f16_gguf(hf_dir, gguf_path, spec.name)
-        common = {"name": spec.name, "family": spec.family, "references": references}
+        common = {"name": spec.name, "family": spec.family, "references": references,
+                  "dtype_spread": dtype_spread(model, references)}
         hf_sha = sha256_file(hf_dir / "model.safetensors")
         artifacts.append(ModelArtifact(format="hf", path=hf_dir, sha256=hf_sha, **common))
         artifacts.append(ModelArtifact(format="f16", path=gguf_path, sha256=sha256_file(gguf_path), **common))

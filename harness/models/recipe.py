@@ -49,6 +49,15 @@ MIN_MARGIN = 0.2
 MIN_DISTINCT_TOKENS = 8
 TOP_LOGPROB_POSITIONS = 4
 TOP_K = 10
+# Mistral's sliding window, and the length of its reference prompts: longer than the window, so an engine
+# that attends to the whole prompt computes something else (references whose full-attention greedy text
+# would be the same are skipped).
+SLIDING_WINDOW = 64
+WINDOW_PROMPT_TOKENS = 200
+# Reduced-precision copies of every model whose greedy agreement with float32 sets each compute dtype's
+# tolerance (probes.reference): harness.models.reference.dtype_spread.
+SPREAD_DTYPES = ("bfloat16", "float16")
+
 
 
 class ModelSpec(BaseModel):
@@ -62,16 +71,17 @@ class ModelSpec(BaseModel):
     seed: int
     overrides: dict[str, int | float] = {}
     first_layers_of: str | None = None
+    permute_head: bool = False  # shift the output head's rows: a draft that (almost) never agrees with its source
 
 
 MODEL_SPECS = (
     ModelSpec(name="llama", family="llama", seed=0),
-    ModelSpec(name="mistral", family="mistral", seed=1, overrides={"sliding_window": 4096}),
+    ModelSpec(name="mistral", family="mistral", seed=1, overrides={"sliding_window": SLIDING_WINDOW}),
     ModelSpec(
         name="mixtral",
         family="mixtral",
         seed=2,
-        overrides={"num_local_experts": 4, "num_experts_per_tok": 2, "intermediate_size": 256},
+        overrides={"num_local_experts": 8, "num_experts_per_tok": 2, "intermediate_size": 256},
     ),
     ModelSpec(
         name="llama-draft",
@@ -79,6 +89,14 @@ MODEL_SPECS = (
         seed=0,
         overrides={"num_hidden_layers": 1},
         first_layers_of="llama",
+    ),
+    ModelSpec(
+        name="llama-draft-bad",
+        family="llama",
+        seed=0,
+        overrides={"num_hidden_layers": 1},
+        first_layers_of="llama",
+        permute_head=True,
     ),
     ModelSpec(name="llama-alt", family="llama", seed=100),
 )

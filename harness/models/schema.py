@@ -19,6 +19,15 @@ class RefCase(BaseModel):
     margins: list[float]  # top-1 minus top-2 logit at each generated position
 
 
+class DtypeSpread(BaseModel):
+    """How the same weights computed in a reduced precision agree with the float32 references."""
+
+    prompts: int
+    exact_share: float  # share of prompts whose greedy continuation stays the same
+    top1_share: float  # share whose first generated token stays the same
+    max_logprob_diff: float  # first position: |reduced - float32| log-probability of the reference's top token
+
+
 class ModelArtifact(BaseModel):
     """One model in one format, with the float32 references of its weights."""
 
@@ -28,6 +37,7 @@ class ModelArtifact(BaseModel):
     path: Path
     sha256: str
     references: list[RefCase]  # empty for a real checkpoint: nothing to compare against
+    dtype_spread: dict[str, DtypeSpread] = {}  # per compute dtype (torch name); empty for a real checkpoint
     source: str = "synthesized"  # or where a real checkpoint came from (hf://repo[@revision][/file])
 
 

@@ -60,6 +60,15 @@ def _scale_residual_outputs(layer: torch.nn.Module, factor: float) -> None:
         param.mul_(factor)
 
 
+def _shift_head(model: PreTrainedModel, silent_ids: list[int]) -> None:
+    """Move every spoken token's output row to the next spoken token: the model then predicts, in place of
+    each token, a token it never put there (silent ids stay silent)."""
+    silent = set(silent_ids)
+    spoken = torch.tensor([i for i in range(model.lm_head.weight.shape[0]) if i not in silent])
+    with torch.no_grad():
+        model.lm_head.weight[spoken] = model.lm_head.weight[spoken.roll(1)].clone()
+
+
 def _truncated_copy(config: PretrainedConfig, source: PreTrainedModel) -> PreTrainedModel:
     """A model with `config`'s (fewer) layers, every weight copied from `source`."""
     model = type(source)(config)
@@ -80,6 +89,8 @@ def build_model(
         model = _truncated_copy(config, built[spec.first_layers_of])
     else:
         model = _random_model(spec, config, silent_ids)
+    if spec.permute_head:
+        _shift_head(model, silent_ids)
     with torch.no_grad():
         for param in model.parameters():
             param.copy_(param.half().float())
