@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from harness.docker.launcher import (
-    LABEL, OWNER_LABEL, RUN_LABEL, ContainerConfig, DockerLauncher, container_command, device_requests, owner_alive,
-    owner_token, sweep_leftovers,
+    LABEL, OWNER_LABEL, RUN_LABEL, ContainerConfig, ContainerExecError, DockerLauncher, container_command,
+    device_requests, owner_alive, owner_token, sweep_leftovers,
 )
 from harness.docker.runner import config_files, models_root, translate_command
 from harness.docker.specs import spec_named
@@ -83,7 +83,10 @@ def test_container_is_isolated_logged_and_removed(docker_connection, llama_image
         assert container.attrs["HostConfig"]["PortBindings"][f"{port}/tcp"] == [
             {"HostIp": "127.0.0.1", "HostPort": str(port)}]
         assert [(m["Destination"], m["RW"]) for m in container.attrs["Mounts"]] == [("/models", False)]
-        assert "Read-only file system" in launcher.exec(["sh", "-c", "touch /models/x 2>&1"])
+        # a failing command is an error with its output, never its output as if it were the answer (the LightLLM
+        # version used to be whatever `cat` printed, exit code unchecked)
+        with pytest.raises(ContainerExecError, match="exited with 1: touch: cannot touch '/models/x': Read-only"):
+            launcher.exec(["sh", "-c", "touch /models/x 2>&1"])
         assert launcher.exec(["printenv", "HF_TOKEN"]) == "hf_secret_value"
         assert container.labels[OWNER_LABEL] == owner_token()
         assert httpx.get(running.base_url + SPEC.health).status_code == 200

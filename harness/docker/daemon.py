@@ -59,8 +59,8 @@ def checked_private_folder(path: Path) -> Path:
 def private_runtime_dir() -> Path:
     """Socket, exec root and pid file of the private daemon: $XDG_RUNTIME_DIR/infercheck-docker, else the cache's
     docker/run, each checked by `checked_private_folder` (paths stay short: unix sockets are limited)."""
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    base = Path(runtime) / "infercheck-docker" if runtime and Path(runtime).is_absolute() else cache_dir() / "docker" / "run"
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    base = Path(runtime) / "infercheck-docker" if runtime.startswith("/") else cache_dir() / "docker" / "run"
     return checked_private_folder(base)
 
 

@@ -26,7 +26,8 @@ class LightLlmAdapter(ContainerEngineAdapter):
 
     name: ClassVar[str] = "LightLLM"
     container_spec: ClassVar[str] = "lightllm"
-    status: ClassVar[EngineStatus] = EngineStatus("active", "https://github.com/ModelTC/LightLLM/releases (v1.2.0 on 2026-08-10; 20-34 commits a month)")
+    status: ClassVar[EngineStatus] = EngineStatus(
+        "active", "https://github.com/ModelTC/LightLLM/releases (v1.2.0 on 2026-08-10; 20-34 commits a month)")
     native_command: ClassVar[str | None] = "lightllm.server.api_server"
     loads_formats: ClassVar[tuple[str, ...]] = ("hf", "awq")
     limits: ClassVar[dict[str, Limit]] = {

@@ -58,7 +58,8 @@ class TensorRtLlmAdapter(ContainerEngineAdapter):
 
     name: ClassVar[str] = "TensorRT-LLM"
     container_spec: ClassVar[str] = "tensorrt-llm"
-    status: ClassVar[EngineStatus] = EngineStatus("active", "https://github.com/NVIDIA/TensorRT-LLM/releases (tensorrt-llm 1.2.1 newest on PyPI)")
+    status: ClassVar[EngineStatus] = EngineStatus(
+        "active", "https://github.com/NVIDIA/TensorRT-LLM/releases (tensorrt-llm 1.2.1 newest on PyPI)")
     native_command: ClassVar[str | None] = "trtllm-serve"
     loads_formats: ClassVar[tuple[str, ...]] = ("hf", "awq")
     limits: ClassVar[dict[str, Limit]] = {
