@@ -6,6 +6,8 @@ import json
 import signal
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -18,7 +20,7 @@ from harness.bench.command import bench_app
 from harness.atomic import TMP_PREFIX, check_writable
 from harness.engines import UnknownEngineError, get_adapter
 from harness.model_sets import ModelSetError, load_model_set
-from harness.paths import REPO_ROOT, cache_dir, default_report_dir, default_results_dir
+from harness.paths import REPO_ROOT, cache_dir, default_report_dir, default_results_dir, default_site_dir
 from harness.results import RecordWarning, record_json_schema
 
 app = typer.Typer(help="Measure what LLM inference engines really do, and regenerate the comparison table.",
@@ -57,7 +59,10 @@ def run(engine: str = typer.Option("llama.cpp", help="engine adapter"),
         attach_model: str = typer.Option("llama", help="synthesized model the attached server serves"),
         attach_format: Optional[str] = typer.Option(None, help="its format (default: the adapter's)"),
         results_dir: Path = typer.Option(default_results_dir(), help="where records are written"),
-        report_dir: Path = typer.Option(default_report_dir(), help="where the report is regenerated"),
+        out_dir: Path = typer.Option(default_report_dir(), help="where the report is regenerated (as for "
+                                     "`infercheck report`)"),
+        report_dir: Optional[Path] = typer.Option(None, "--report-dir", hidden=True,
+                                                  help="deprecated: the old name of --out-dir"),
         select: Optional[str] = typer.Option(None, "-k", help="pytest -k expression to pick probes"),
         report: bool = typer.Option(True, help="regenerate the report afterwards"),
         launcher: str = typer.Option("process", help="process, or docker (containers/<name>/spec.yaml)"),
@@ -65,7 +70,9 @@ def run(engine: str = typer.Option("llama.cpp", help="engine adapter"),
         pull: bool = typer.Option(False, help="with --launcher docker: pull a missing image"),
         model_set: Optional[Path] = typer.Option(None, help="YAML of real checkpoints (model-sets/); used when "
                                                  "the Hugging Face Hub answers, synthesized models otherwise")) -> None:
-    """Run the probes against one engine and record the verdicts."""
+    """Run the probes against one engine and record the verdicts; say which cells of the table changed."""
+    from harness.report.changes import changed_cells, describe_changes, table_marks
+
     try:
         get_adapter(engine)
         if model_set is not None:
@@ -76,8 +83,13 @@ def run(engine: str = typer.Option("llama.cpp", help="engine adapter"),
         check_writable(results_dir)  # found out now, not after minutes of probing
     except OSError as exc:
         _fail(str(exc.strerror))
+    if report_dir is not None:
+        console.print("[yellow]warning:[/yellow] --report-dir is deprecated: use --out-dir", highlight=False)
+        out_dir = report_dir
     if base_url:
         _check_reachable(base_url, get_adapter(engine).health_path)
+    claims = default_report_dir() / "claims.json"
+    before = table_marks(claims, results_dir) if report else {}
     args = [str(REPO_ROOT / "probes"), "--engine", engine, "--results-dir", str(results_dir),
             "--attach-model", attach_model, "-p", "no:cacheprovider", "-q"]
     if base_url:
@@ -98,7 +110,9 @@ def run(engine: str = typer.Option("llama.cpp", help="engine adapter"),
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:
         _fail(f"-k {select!r} selects no probe" if select else "no probe collected")
     if report:
-        _write_report(default_report_dir() / "claims.json", results_dir, report_dir)
+        _write_report(claims, results_dir, out_dir)
+        for line in describe_changes(changed_cells(before, table_marks(claims, results_dir))):
+            _progress(line)
     if code != pytest.ExitCode.OK:
         _fail(f"some probes could not finish (pytest exit {int(code)}); their records say why", code=1)
 
@@ -120,6 +134,16 @@ def report_command(claims: Path = typer.Option(default_report_dir() / "claims.js
     _write_report(claims, results_dir, out_dir, include_attach=include_attach, allow_dirty=allow_dirty)
 
 
+@contextmanager
+def _record_warnings() -> Iterator[None]:
+    """Print every RecordWarning raised inside as one line, once the block is done."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RecordWarning)
+        yield
+    for warning in (w for w in caught if issubclass(w.category, RecordWarning)):
+        console.print(f"[yellow]warning:[/yellow] {warning.message}", highlight=False, soft_wrap=True)
+
+
 def _write_report(claims: Path, results_dir: Path, out_dir: Path, *, include_attach: bool = False,
                   allow_dirty: bool = False) -> None:
     from harness.claims import ClaimsParseError
@@ -133,18 +157,39 @@ def _write_report(claims: Path, results_dir: Path, out_dir: Path, *, include_att
                for path in results_dir.rglob("*.json")):
         _fail(f"no result records under {results_dir}: refusing to write a report without results")
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", RecordWarning)
+        with _record_warnings():
             written = write_report(claims, results_dir, out_dir, include_attach=include_attach,
                                    allow_dirty=allow_dirty)
-        for warning in (w for w in caught if issubclass(w.category, RecordWarning)):
-            console.print(f"[yellow]warning:[/yellow] {warning.message}", highlight=False, soft_wrap=True)
     except (ClaimsParseError, ValueError) as exc:
         _fail(str(exc).splitlines()[0])
     except OSError as exc:
         _fail(f"cannot write the report into {out_dir}: {exc.strerror or exc}")
     for path in written:
         _progress(f"wrote {path}")
+
+
+@app.command("site")
+def site_command(claims: Path = typer.Option(default_report_dir() / "claims.json", help="claimed table (JSON)"),
+                 results_dir: Path = typer.Option(default_results_dir(), help="result records"),
+                 out_dir: Path = typer.Option(default_site_dir(), help="output folder (replaced whole)"),
+                 include_attach: bool = typer.Option(False, help="count attach-mode records in the table"),
+                 allow_dirty: bool = typer.Option(False, help="count records made from a dirty harness tree")) -> None:
+    """Write the evidence site: the table with switchable contexts, a page per cell, histories, plots (static)."""
+    from harness.claims import ClaimsParseError
+    from harness.site import SiteError, build_site
+
+    if not claims.exists():
+        _fail(f"claims file not found: {claims} (run `infercheck claims-import`)")
+    if not results_dir.is_dir():
+        _fail(f"results folder not found: {results_dir}")
+    try:
+        with _record_warnings():
+            pages = build_site(claims, results_dir, out_dir, include_attach=include_attach, allow_dirty=allow_dirty)
+    except (SiteError, ClaimsParseError, ValueError) as exc:
+        _fail(str(exc).splitlines()[0])
+    except OSError as exc:
+        _fail(f"cannot write the site into {out_dir}: {exc.strerror or exc}")
+    _progress(f"wrote {len(pages)} pages into {out_dir}; open {(out_dir / 'index.html').resolve().as_uri()}")
 
 
 @app.command("merge")

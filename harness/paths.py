@@ -24,3 +24,8 @@ def default_results_dir() -> Path:
 def default_report_dir() -> Path:
     """The generated report."""
     return REPO_ROOT / "report"
+
+
+def default_site_dir() -> Path:
+    """The generated evidence site (`infercheck site`); not committed."""
+    return REPO_ROOT / "site"
