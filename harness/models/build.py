@@ -53,13 +53,14 @@ def build_base(root: Path, progress: Callable[[str], None]) -> list[ModelArtifac
     `<root>/<name>/awq` for the dense ones (AWQ here quantizes linear layers, not MoE experts)."""
     tokenizer_dir = root / "tokenizer"
     tokenizer_dir.mkdir(parents=True)
+    progress("training the tokenizer")
     save_tokenizer(train_tokenizer(), tokenizer_dir)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     silent = _silent_ids(tokenizer)
     built: dict[str, PreTrainedModel] = {}
     artifacts = []
-    for spec in recipe.MODEL_SPECS:
-        progress(f"synthesizing {spec.name}")
+    for index, spec in enumerate(recipe.MODEL_SPECS, start=1):
+        progress(f"synthesizing {spec.name} (model {index} of {len(recipe.MODEL_SPECS)})")
         config = make_config(spec, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
         model = built[spec.name] = build_model(spec, config, silent, built)
         hf_dir = root / spec.name / "hf"
