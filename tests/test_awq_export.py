@@ -8,7 +8,7 @@ import torch
 
 from harness.models import find_artifact
 from harness.models.awq_export import GROUP_SIZE, PACK_ORDER, dequantize_linear, pack, quantize_linear, unpack
-from harness.models.recipe import AWQ_FAMILIES, PROMPTS_PER_MODEL
+from harness.models.recipe import PROMPTS_PER_MODEL, QUANT_PROMPTS, QUANTIZED_MODELS
 
 
 def test_pack_puts_column_order_map_i_in_nibble_i() -> None:
@@ -31,9 +31,11 @@ def test_synthesized_awq_checkpoints(artifacts) -> None:
     for artifact in artifacts:
         if artifact.format != "awq":
             continue
-        assert artifact.family in AWQ_FAMILIES
+        assert artifact.name in QUANTIZED_MODELS
         config = json.loads((artifact.path / "config.json").read_text())
         assert config["quantization_config"] == {"bits": 4, "group_size": GROUP_SIZE, "quant_method": "awq",
                                                  "version": "gemm", "zero_point": True}
-        assert len(artifact.references) == PROMPTS_PER_MODEL  # from the dequantized weights (harness.models.awq_export)
+        # both from the dequantized weights (harness.models.quant_checkpoint), the first the same prompts
+        assert len(artifact.encoded_references) == QUANT_PROMPTS
+        assert artifact.references == artifact.encoded_references[:PROMPTS_PER_MODEL]
     assert find_artifact(artifacts, "llama", "awq").path.is_dir()

@@ -140,11 +140,21 @@ def test_gguf_formats(start_engine, fmt):
     assert verdict.status is Status.PASS, verdict.evidence.numbers
 
 
-@pytest.mark.parametrize("fmt", ["q8_0", "q4_k_m"])
+@pytest.mark.parametrize("fmt", ["f16", "q8_0", "q4_k_m"])
 def test_gguf_wrong_weights(start_engine, artifacts, fmt):
     session = start_engine(LaunchSpec(model="llama-alt", model_format=fmt))
-    session.model = session.model.model_copy(update={"references": find_artifact(artifacts, "llama", fmt).references})
-    assert check_quantized(session, fmt).status is Status.FAIL
+    references = find_artifact(artifacts, "llama", fmt).encoded_references
+    session.model = session.model.model_copy(update={"encoded_references": references})
+    verdict = check_quantized(session, fmt)
+    assert verdict.status is Status.FAIL, verdict.evidence.numbers
+
+
+@pytest.mark.parametrize("fmt", ["awq", "gptq", "w8a8", "exl2"])
+def test_hf_quantized_formats_not_loadable(start_engine, fmt):
+    """llama-server loads GGUF only: a documented absence with its source in the pinned sdist."""
+    with pytest.raises(Unsupported) as raised:
+        start_engine(LaunchSpec(model_format=fmt))
+    assert "llama-model-loader.cpp" in (raised.value.source or "")
 
 
 @pytest.mark.parametrize("family", ["llama", "mixtral"])

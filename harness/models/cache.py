@@ -13,11 +13,12 @@ from pathlib import Path
 
 from harness.models import recipe
 from harness.models.build import build_base, sha256_file
+from harness.models.gguf_weights import gguf_encoded_references
 from harness.models.quantize import quantize_gguf
 from harness.models.schema import Manifest, ModelArtifact
 
-RECIPE_MODULES = ("corpus", "recipe", "tokenizer", "synth", "reference", "gguf_export", "awq_export", "build",
-                  "schema")
+RECIPE_MODULES = ("corpus", "recipe", "tokenizer", "synth", "reference", "gguf_export", "gguf_weights",
+                  "quant_checkpoint", "awq_export", "gptq_export", "w8a8_export", "build", "schema")
 RECIPE_LIBRARIES = ("torch", "transformers", "tokenizers", "safetensors", "gguf")
 MANIFEST = "manifest.json"
 
@@ -69,7 +70,9 @@ def _quantize_all(manifest: Manifest, quantize_bin: Path, progress: Callable[[st
             progress(f"quantizing {f16.name} to {qtype}")
             target = f16.path.with_name(f"{f16.name}-{fmt}.gguf")
             quantize_gguf(quantize_bin, f16.path, target, qtype)
-            update = {"format": fmt, "path": target, "sha256": sha256_file(target)}
+            hf_dir = find_artifact(base, f16.name, "hf").path
+            encoded = gguf_encoded_references(hf_dir, target) if f16.encoded_references else []
+            update = {"format": fmt, "path": target, "sha256": sha256_file(target), "encoded_references": encoded}
             quantized.append(f16.model_copy(update=update))
     update = {"artifacts": base + quantized, "quantizer_sha256": sha256_file(quantize_bin)}
     return manifest.model_copy(update=update)

@@ -59,7 +59,6 @@ WINDOW_PROMPT_TOKENS = 200
 SPREAD_DTYPES = ("bfloat16", "float16")
 
 
-
 class ModelSpec(BaseModel):
     """One synthetic model: its family (HF class), init seed and config overrides.
 
@@ -102,5 +101,9 @@ MODEL_SPECS = (
 )
 
 QUANT_TYPES = {"q8_0": "Q8_0", "q4_k_m": "Q4_K_M"}
-AWQ_FAMILIES = ("llama", "mistral")  # dense models get a 4-bit AWQ copy (harness.models.awq_export)
+# The quantized-format probes' model and its wrong-weights control get weight-quantized copies
+# (harness.models.awq_export, gptq_export, w8a8_export) and, in every format, QUANT_PROMPTS references from the
+# weights the file encodes (the probes' sample).
+QUANTIZED_MODELS = ("llama", "llama-alt")
+QUANT_PROMPTS = 16
 

@@ -91,14 +91,15 @@ def reference_case(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, p
     )
 
 
-def select_references(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[RefCase]:
-    """The first PROMPTS_PER_MODEL robust reference cases from the seeded candidate prompts."""
+def select_references(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                      count: int = recipe.PROMPTS_PER_MODEL) -> list[RefCase]:
+    """The first `count` robust reference cases from the seeded candidate prompts."""
     chosen: list[RefCase] = []
     for prompt in prompt_candidates(recipe.PROMPT_SEED, recipe.PROMPT_POOL):
         case = reference_case(model, tokenizer, prompt)
         if case is not None:
             chosen.append(case)
-            if len(chosen) == recipe.PROMPTS_PER_MODEL:
+            if len(chosen) == count:
                 return chosen
     raise NoRobustPromptsError(f"only {len(chosen)} of {recipe.PROMPT_POOL} candidate prompts are robust")
 

@@ -37,6 +37,9 @@ class ModelArtifact(BaseModel):
     path: Path
     sha256: str
     references: list[RefCase]  # empty for a real checkpoint: nothing to compare against
+    # QUANT_PROMPTS cases from the weights this file encodes (decoded to float32), for the quantized-format and
+    # reference-precision probes; empty where nothing decodes the file (a real checkpoint, a draft's GGUF)
+    encoded_references: list[RefCase] = []
     dtype_spread: dict[str, DtypeSpread] = {}  # per compute dtype (torch name); empty for a real checkpoint
     source: str = "synthesized"  # or where a real checkpoint came from (hf://repo[@revision][/file])
 
