@@ -26,6 +26,7 @@ class RunningEngine:
     launcher: str = "process"
     image: str | None = None
     image_digest: str | None = None
+    pid: int | None = None  # the engine's main process, when the harness started it here
 
     def log_text(self) -> str:
         """The engine's captured output so far ("" when attached)."""

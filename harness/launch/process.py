@@ -58,7 +58,7 @@ class ProcessLauncher(Launcher):
             raise EngineStartError(f"cannot execute {command[0]}: {exc.strerror}") from exc
         _LIVE.add(self)
         self.running = RunningEngine(base_url=f"http://127.0.0.1:{port}", log_path=log_path,
-                                     command=command, launcher=self.name)
+                                     command=command, launcher=self.name, pid=self._proc.pid)
         try:
             wait_healthy(self.running.base_url + health_path, timeout_s,
                          still_running=lambda: self._proc is not None and self._proc.poll() is None,
