@@ -71,7 +71,7 @@ def run(engine: str = typer.Option("llama.cpp", help="engine adapter"),
         model_set: Optional[Path] = typer.Option(None, help="YAML of real checkpoints (model-sets/); used when "
                                                  "the Hugging Face Hub answers, synthesized models otherwise")) -> None:
     """Run the probes against one engine and record the verdicts; say which cells of the table changed."""
-    from harness.report.changes import changed_cells, describe_changes, table_marks
+    from harness.report.changes import TableState, describe_changes, table_state
 
     try:
         get_adapter(engine)
@@ -89,7 +89,7 @@ def run(engine: str = typer.Option("llama.cpp", help="engine adapter"),
     if base_url:
         _check_reachable(base_url, get_adapter(engine).health_path)
     claims = default_report_dir() / "claims.json"
-    before = table_marks(claims, results_dir) if report else {}
+    before = table_state(claims, results_dir) if report else TableState()
     args = [str(REPO_ROOT / "probes"), "--engine", engine, "--results-dir", str(results_dir),
             "--attach-model", attach_model, "-p", "no:cacheprovider", "-q"]
     if base_url:
@@ -111,7 +111,7 @@ def run(engine: str = typer.Option("llama.cpp", help="engine adapter"),
         _fail(f"-k {select!r} selects no probe" if select else "no probe collected")
     if report:
         _write_report(claims, results_dir, out_dir)
-        for line in describe_changes(changed_cells(before, table_marks(claims, results_dir))):
+        for line in describe_changes(before, table_state(claims, results_dir)):
             _progress(line)
     if code != pytest.ExitCode.OK:
         _fail(f"some probes could not finish (pytest exit {int(code)}); their records say why", code=1)

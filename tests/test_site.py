@@ -9,12 +9,12 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.report.changes import changed_cells, describe_changes, table_marks
-from harness.results import load_records
+from harness.report.changes import changed_cells, describe_changes, table_state
+from harness.results import Status, load_records, run_dir_for, write_record
 from harness.site import SITE_MARKER, SiteError, build_site
 from harness.site import build as site_build
 from harness.site.history import cell_history
-from site_records import HOSTILE, write_site_records
+from site_records import HOSTILE, site_record, write_site_records
 
 REPO = Path(__file__).resolve().parent.parent
 CLAIMS = REPO / "report" / "claims.json"
@@ -90,13 +90,23 @@ def test_run_names_its_report_folder_like_report_does() -> None:
 
 
 def test_changed_cells(results: Path, tmp_path: Path) -> None:
-    before = table_marks(CLAIMS, tmp_path / "no-results")
-    after = table_marks(CLAIMS, results)
+    before = table_state(CLAIMS, tmp_path / "no-results")
+    after = table_state(CLAIMS, results)
     lines = changed_cells(before, after)
     assert any(line.startswith("llama.cpp · JSON Schema: · → ✅") and "🌩️" in line for line in lines)
-    assert changed_cells(after, after) == [] and describe_changes([]) == [
-        "no cell of the table changed since the previous report"]
-    assert describe_changes(lines)[0] == f"{len(lines)} cell(s) changed since the previous report:"
+    assert changed_cells(after, after) == []
+    assert describe_changes(after, after) == ["no cell of the table changed since the previous report"]
+    assert describe_changes(before, after)[0] == f"{len(lines)} cell(s) changed since the previous report:"
+
+
+def test_run_says_why_new_records_do_not_count(results: Path, tmp_path: Path) -> None:
+    before = table_state(CLAIMS, results)
+    dirty = site_record("20261103T120000Z-dirty1", Status.FAIL, day=2)
+    dirty.harness.git_dirty = True
+    write_record(dirty, run_dir_for(results, "llama.cpp", dirty.run_id))
+    assert describe_changes(before, table_state(CLAIMS, results)) == [
+        "no cell of the table changed since the previous report",
+        "1 new record(s) left out of the table: dirty harness tree (use --allow-dirty)"]
 
 
 def test_the_repository_s_records_give_a_measured_llama_cpp_column(tmp_path: Path) -> None:
