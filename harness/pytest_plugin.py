@@ -39,7 +39,7 @@ from harness.model_sets import ModelSet, ModelSetError, load_model_set
 from harness.features import row_for
 from harness.paths import cache_dir, default_results_dir
 from harness.provenance import gpu_names, harness_info, host_info
-from harness.results import SAFE_NAME, LEGACY_ABSENCE_NOTE, Evidence, ResultRecord, Status, Verdict, write_record
+from harness.results import SAFE_NAME, LEGACY_ABSENCE_NOTE, Evidence, Exchange, ResultRecord, Status, Verdict, write_record
 from harness.run_context import RunContext
 from harness.session import EngineSession
 
@@ -248,6 +248,8 @@ class ProbeRecorder:
         self.session: EngineSession | None = None
         self.started_at = datetime.now(timezone.utc)
         self.record_written: ResultRecord | None = None
+        self._used: list[EngineSession] = []  # every engine session this probe asked for
+        self._exchanges: list[Exchange] = []  # what it sent to sessions it has moved on from
 
     @property
     def probe_id(self) -> str:
@@ -262,12 +264,20 @@ class ProbeRecorder:
         row_for(marker.args[0])
         return str(marker.args[0])
 
-    def engine(self) -> EngineSession:
-        """The running engine for this probe's launch configuration."""
-        self.session = self.context.pool.session(self.spec)
-        self.context.last_identity = self.session.identity
-        self.session.client.take_exchanges()
-        return self.session
+    def engine(self, spec: LaunchSpec | None = None) -> EngineSession:
+        """The running engine for this probe's launch configuration, or for `spec`: a control run inside the
+        probe (chunking off, caching off, one stage). The record keeps the probe's own launch as provenance
+        and the exchanges sent to every engine the probe used."""
+        for used in self._used:
+            self._exchanges += used.client.take_exchanges()
+        session = self.context.pool.session(spec or self.spec)
+        session.client.take_exchanges()  # what earlier probes sent is theirs
+        if session not in self._used:
+            self._used.append(session)
+        if spec is None or session.spec == self.context.pool.session_spec(self.spec):
+            self.session = session
+            self.context.last_identity = session.identity
+        return session
 
     def record(self, verdict: Verdict) -> ResultRecord:
         """Write the verdict with full provenance (once per probe)."""
@@ -279,8 +289,10 @@ class ProbeRecorder:
             verdict = verdict.model_copy(update={"status": Status.ERROR, "reason": (
                 f"{exited[-3000:]}\n(the probe saw: {verdict.status.value}: {verdict.reason[:1000]})")})
         evidence = verdict.evidence
-        if session is not None:
-            evidence = evidence.model_copy(update={"exchanges": [*evidence.exchanges, *session.client.take_exchanges()]})
+        for used in self._used:
+            self._exchanges += used.client.take_exchanges()
+        if self._exchanges:
+            evidence = evidence.model_copy(update={"exchanges": [*evidence.exchanges, *self._exchanges]})
         record = ResultRecord(
             run_id=self.context.run_id, probe=self.probe_id, feature=self.feature,
             engine=session.identity if session else self.context.identity(),

@@ -1,16 +1,117 @@
-"""Tensor and pipeline parallelism: the engine starts split over devices and still matches the reference."""
+"""Tensor and pipeline parallelism: the split is real, the output still right, and the stages work at once.
+
+Three questions, each answered without asking the engine whether it split:
+1. Did it split? One process per rank or stage must exist (the OS's process table), each holding a
+   fair share of the weights by the engine's own load report.
+2. Is the output still right? Greedy output against the HF reference, as for the model families.
+3. Do the stages work at the same time? While CONCURRENCY identical streams run, every stage's CPU
+   time is sampled each SAMPLE_S. Pipelining (or tensor parallelism) keeps both stages busy in the
+   same intervals; a sequential split alternates between them. The overlap fraction decides the mark
+   (seed: ✅ pipelined, 🟠 "sequentially processed" split, ❌ no split); the band between the two
+   thresholds is inconclusive and recorded as an error, never as a mark. The throughput against the
+   same workload on one stage (a control launch in the same run) is recorded beside it.
+"""
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
 import pytest
 
+from harness.engines.base import NotMeasurable
+from harness.results import Evidence, Status, Verdict
+from harness.session import EngineSession
+from harness.stages import Stage, resident_bytes, sample_busy
 from probes.test_model_families import check_matches_reference
 
 SPLIT = 2
+CONCURRENCY = 8
+TOKENS = 128
+MIN_SAMPLED_S = 3.0  # the workload repeats until the stages were sampled for at least this long
+PROMPT = "the cat sat on the mat and"
+SAMPLE_S = 0.05
+BUSY_SHARE = 0.3  # a stage is busy in an interval when it used at least this share of one core
+PIPELINED_OVERLAP = 0.6  # both stages busy in at least this share of the busy intervals: they work at once
+SEQUENTIAL_OVERLAP = 0.35  # at most this share: they take turns
+MIN_SHARE = 0.5 / SPLIT  # each stage holds, and does, at least half of an even share (weights, CPU time)
 
 
-@pytest.mark.multi_gpu
-@pytest.mark.gpu
+def _workload(session: EngineSession, min_s: float = 0.0) -> dict[str, float]:
+    """Rounds of CONCURRENCY identical fixed-length completions at once, repeated for at least `min_s`;
+    output tokens per second."""
+    request = session.adapter.fixed_length_request(session.served_model, PROMPT, TOKENS, stream=False)
+    started = time.perf_counter()
+    tokens = rounds = 0
+    with ThreadPoolExecutor(CONCURRENCY) as pool:
+        while rounds == 0 or time.perf_counter() - started < min_s:
+            answers = list(pool.map(lambda _: session.client.send(request)[1], range(CONCURRENCY)))
+            tokens += sum((answer.get("usage") or {}).get("completion_tokens") or TOKENS for answer in answers)
+            rounds += 1
+    elapsed = time.perf_counter() - started
+    return {"rounds": rounds, "output_tokens": tokens, "elapsed_s": round(elapsed, 3),
+            "tokens_per_s": round(tokens / elapsed, 1)}
+
+
+def _weight_shares(stages: list[Stage]) -> list[float] | None:
+    """Each stage's share of the weights by the engine's load report; None when it does not report them all."""
+    weights = [stage.weight_bytes for stage in stages]
+    if not all(weights):
+        return None
+    total = sum(weight for weight in weights if weight)
+    return [round((weight or 0) / total, 3) for weight in weights]
+
+
+def check_parallel(session: EngineSession) -> Verdict:
+    """Pass (✅, or 🟠 for a sequential split): split verified, output right, overlap decisive. Fail: no split, a
+    stage that holds or does no fair share, or wrong output. Error: the overlap falls in the inconclusive band."""
+    if session.running.pid is None:
+        raise NotMeasurable("the engine's processes are not visible from here (attach mode or a container), so "
+                            "its split cannot be verified")
+    stages = session.adapter.stages(session.running)
+    weights = _weight_shares(stages)
+    numbers: dict[str, object] = {
+        "stages": [stage.name for stage in stages], "stage_pids": [stage.pid for stage in stages],
+        "stage_weight_bytes": [stage.weight_bytes for stage in stages], "stage_weight_shares": weights,
+        "stage_rss_bytes": [resident_bytes(stage.pid) for stage in stages]}
+    if len(stages) < SPLIT:
+        return Verdict(status=Status.FAIL, reason=f"no split: {len(stages)} stage process(es) where {SPLIT} were "
+                       "asked for", evidence=Evidence(numbers=numbers))
+    reference = check_matches_reference(session, session.model.references)
+    numbers["reference"] = reference.evidence.numbers
+    if reference.status is not Status.PASS:
+        return Verdict(status=Status.FAIL, reason=f"split over {len(stages)} stages, but the output is wrong: "
+                       f"{reference.reason}", evidence=Evidence(numbers=numbers))
+    _workload(session)  # warm-up
+    trace, load = sample_busy(stages, lambda: _workload(session, MIN_SAMPLED_S), interval_s=SAMPLE_S)
+    overlap = trace.overlap_fraction(BUSY_SHARE)
+    compute = trace.cpu_share()
+    numbers.update({"workload": load, "concurrency": CONCURRENCY, "tokens_per_request": TOKENS,
+                    "sample_s": SAMPLE_S, "busy_share": BUSY_SHARE, "intervals": len(trace.cpu_s),
+                    "overlap_fraction": None if overlap is None else round(overlap, 3), "stage_cpu_shares": compute,
+                    "thresholds": {"pipelined": PIPELINED_OVERLAP, "sequential": SEQUENTIAL_OVERLAP,
+                                   "min_share": MIN_SHARE}})
+    unfair = [name for name, share in zip(numbers["stages"], compute) if share < MIN_SHARE]
+    unfair += [name for name, share in zip(numbers["stages"], weights or []) if share < MIN_SHARE]
+    if unfair:
+        return Verdict(status=Status.FAIL, reason=f"no real split: {', '.join(sorted(set(unfair)))} held or did less "
+                       f"than {MIN_SHARE:.0%} (weights {weights}, compute {compute})", evidence=Evidence(numbers=numbers))
+    held = f"weight shares {weights}" if weights else "the engine does not report per-stage weights"
+    split = f"split verified over {len(stages)} stages ({held}; compute shares {compute}), output matches"
+    if overlap is not None and overlap >= PIPELINED_OVERLAP:
+        return Verdict(status=Status.PASS, reason=f"{split}; stages busy at once in {overlap:.0%} of busy intervals",
+                       evidence=Evidence(numbers=numbers))
+    if overlap is not None and overlap <= SEQUENTIAL_OVERLAP:
+        numbers["seed_mark"] = "🟠"
+        return Verdict(status=Status.PASS, reason=f"{split}; stages take turns (busy at once in only {overlap:.0%} "
+                       "of busy intervals): a sequentially processed split", evidence=Evidence(numbers=numbers))
+    return Verdict(status=Status.ERROR, reason=f"{split}; overlap {overlap} is between the sequential "
+                   f"({SEQUENTIAL_OVERLAP}) and pipelined ({PIPELINED_OVERLAP}) thresholds: inconclusive on a loaded host",
+                   evidence=Evidence(numbers=numbers))
+
+
+@pytest.mark.cpu
 @pytest.mark.parametrize("kind", [
     pytest.param("tensor", id="tensor", marks=[pytest.mark.launch(tensor_parallel=SPLIT),
                                               pytest.mark.feature("tensor_parallel")]),
@@ -19,4 +120,12 @@ SPLIT = 2
 ])
 def test_parallel(probe, kind):
     session = probe.engine()
-    probe.record(check_matches_reference(session, session.model.references))
+    first = check_parallel(session)
+    if first.status is not Status.PASS or "workload" not in first.evidence.numbers:
+        probe.record(first)
+        return
+    one_stage = _workload(probe.engine(replace(probe.spec, tensor_parallel=1, pipeline_parallel=1)), MIN_SAMPLED_S)
+    numbers = first.evidence.numbers
+    numbers["one_stage_workload"] = one_stage
+    numbers["throughput_ratio"] = round(numbers["workload"]["tokens_per_s"] / one_stage["tokens_per_s"], 3)
+    probe.record(first)

