@@ -15,9 +15,10 @@ from probes.reference import MAX_TOKENS, require_references
 
 DRAFT_MODEL = "llama-draft"  # llama's first layer: agrees with llama on most tokens
 BAD_DRAFT_MODEL = "llama-draft-bad"  # the same with its output rows shifted: proposes tokens llama never picks
-# Least share of proposed draft tokens accepted for the draft to count as used. Measured here (llama.cpp and
-# vLLM CPU): llama-draft 0.5 to 0.8, llama-draft-bad 0.0 to 0.02.
-MIN_ACCEPTANCE = 0.2
+# Least share of proposed draft tokens accepted for the draft to count as used: far above chance (a proposal
+# the target ignores matches its pick about once in the 500-odd spoken tokens) and under what a draft that
+# shares the target's first layer gets. Measured here: llama-draft 25% on llama.cpp, llama-draft-bad 0%.
+MIN_ACCEPTANCE = 0.05
 
 
 def greedy_texts(session: EngineSession, references: list[RefCase]) -> tuple[list[str], list[dict]]:
