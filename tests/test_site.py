@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from harness.cli import app
@@ -117,3 +118,13 @@ def test_the_repository_s_records_give_a_measured_llama_cpp_column(tmp_path: Pat
     marks = [part.split("</span>")[0] for part in index.split('data-engine="llama.cpp"')[1:]
              for part in [part.split('<span class="measured">', 1)[-1]]]
     assert any(mark in ("✅", "🟠", "🌩️", "❌", "❌📄") for mark in marks)
+
+
+def test_the_nightly_workflow_publishes_the_site() -> None:
+    jobs = yaml.safe_load((REPO / ".github" / "workflows" / "nightly.yml").read_text())["jobs"]
+    steps = jobs["report"]["steps"]
+    site = next(index for index, step in enumerate(steps) if "infercheck site --out-dir _site" in step.get("run", ""))
+    upload = next(step for step in steps[site:] if str(step.get("uses", "")).startswith("actions/upload-pages-artifact"))
+    assert upload["with"]["path"] == "_site" and upload["with"]["include-hidden-files"] is True
+    assert jobs["pages"]["needs"] == "report" and jobs["pages"]["permissions"] == {"pages": "write", "id-token": "write"}
+    assert jobs["pages"]["steps"][0]["uses"].startswith("actions/deploy-pages@")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from browser import dump_dom, ensure_chromium, screenshot
+from headless_chromium import dump_dom, ensure_chromium, screenshot
 from harness.report.aggregate import record_mark
 from harness.report.layout import record_relpath
 from harness.results import ResultRecord
