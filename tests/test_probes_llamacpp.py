@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from harness.engines.base import ApiRequest, GrammarSpec, LaunchSpec, NotMeasurable, ResolvedModels, Unsupported
+from harness.engines.base import ApiRequest, GrammarSpec, LaunchSpec, NotMeasurable, RegexSpec, ResolvedModels, Unsupported
 from harness.engines.llamacpp import LlamaCppAdapter
 from harness.launch.base import RunningEngine
 from harness.models import find_artifact
@@ -22,7 +22,12 @@ from probes.test_beam_search import check_beam_search
 from probes.test_chunked_prefill import CHUNK_TOKENS, CONTROL_SPEC, check_chunked_prefill
 from probes.test_continuous_batching import check_continuous_batching
 from probes.test_grammar import check_grammar
-from probes.test_json_schema import check_json_schema
+from probes.test_json_schema import check_json_schema, check_json_schema_coverage
+from probes.test_logit_bias import check_logit_bias
+from probes.test_prefix_caching import check_prefix_caching
+from probes.test_prompt_logprobs import check_prompt_logprobs
+from probes.test_regex import check_regex
+from probes.test_tool_calling import check_tool_calling
 from probes.test_model_families import check_matches_reference
 from probes.test_openai_api import check_openai_api
 from probes.test_quantized import check_quantized
@@ -219,3 +224,84 @@ def test_whole_prompt_prefill(start_engine):
 def test_parallel_not_measurable_on_cpu(start_engine, spec):
     with pytest.raises(NotMeasurable, match="GPUs"):
         start_engine(spec)
+
+
+class UnknownFieldsAdapter(LlamaCppAdapter):
+    """Asks for the newer rows' features with fields llama-server does not know: it ignores them."""
+
+    def regex_request(self, model: str, prompt: str, regex: RegexSpec, max_tokens: int) -> ApiRequest:
+        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
+                                              "temperature": 0, "regex": regex.pattern})
+
+    def logit_bias_request(self, model: str, prompt: str, bias: dict[int, float], max_tokens: int) -> ApiRequest:
+        request = super().logit_bias_request(model, prompt, bias, max_tokens)
+        body = {key: value for key, value in request.body.items() if key != "logit_bias"}
+        return ApiRequest(request.path, {**body, "token_bias": request.body["logit_bias"]})
+
+    def json_schema_request(self, model: str, prompt: str, schema: dict[str, Any], max_tokens: int) -> ApiRequest:
+        return ApiRequest("/v1/chat/completions", {"model": model, "messages": [{"role": "user", "content": prompt}],
+                                                   "max_tokens": max_tokens, "temperature": 0, "guided_json": schema})
+
+
+def test_regex(start_engine):
+    verdict = check_regex(start_engine())
+    assert verdict.status is Status.PASS, verdict.evidence.numbers
+
+
+def test_regex_unknown_field(start_engine, llama_build):
+    verdict = check_regex(start_engine(adapter=UnknownFieldsAdapter(llama_build.server)))
+    assert verdict.status is Status.FAIL and "not honoured" in verdict.reason, verdict.evidence.numbers
+
+
+def test_logit_bias(start_engine):
+    verdict = check_logit_bias(start_engine())
+    assert verdict.status is Status.PASS, verdict.evidence.numbers
+
+
+def test_logit_bias_unknown_field(start_engine, llama_build):
+    verdict = check_logit_bias(start_engine(adapter=UnknownFieldsAdapter(llama_build.server)))
+    assert verdict.status is Status.FAIL and "not honoured" in verdict.reason, verdict.evidence.numbers
+
+
+def test_prompt_logprobs_echo_without_prompt_logprobs(start_engine):
+    """Measured on the pinned llama-server (b11434): /v1/completions accepts echo (HTTP 200) but the answer
+    carries no prompt-token log-probabilities."""
+    verdict = check_prompt_logprobs(start_engine())
+    assert verdict.status is Status.FAIL and "missing" in verdict.reason, verdict.evidence.numbers
+
+
+def test_prefix_caching(start_engine):
+    verdict = check_prefix_caching(start_engine())
+    assert verdict.status is Status.PASS, verdict.evidence.numbers
+
+
+def test_prefix_caching_off(start_engine):
+    verdict = check_prefix_caching(start_engine(LaunchSpec(prefix_caching=False)))
+    assert verdict.status is Status.FAIL, verdict.evidence.numbers
+
+
+def test_tool_calling_unconstrained_without_a_tool_template(start_engine):
+    """Measured: the pinned llama-server (peg-native chat format) finds no tool-call format in the synthesized
+    model's chat template, so tool_choice=required adds no grammar and the answer is plain text."""
+    verdict = check_tool_calling(start_engine())
+    assert verdict.status is Status.FAIL, verdict.evidence.numbers
+    assert {o["outcome"] for o in verdict.evidence.numbers["outcomes"].values()} == {"no tool call"}
+
+
+def test_tool_calling_without_jinja(start_engine):
+    verdict = check_tool_calling(start_engine(LaunchSpec(tool_calling=False)))
+    assert verdict.status is Status.FAIL and "refused" in verdict.reason, verdict.evidence.numbers
+
+
+def test_json_schema_coverage(start_engine):
+    verdict = check_json_schema_coverage(start_engine())
+    numbers = verdict.evidence.numbers
+    assert verdict.status in (Status.PASS, Status.PARTIAL), numbers["counts"]
+    assert numbers["counts"]["honoured"] >= 0.5 * numbers["schemas"], numbers["counts"]
+    assert numbers["counts"]["error"] == 0, numbers["outcomes"]
+
+
+def test_json_schema_coverage_unknown_field(start_engine, llama_build):
+    verdict = check_json_schema_coverage(start_engine(adapter=UnknownFieldsAdapter(llama_build.server)))
+    assert verdict.status is Status.FAIL, verdict.evidence.numbers["counts"]
+    assert verdict.evidence.numbers["counts"]["ignored"] == verdict.evidence.numbers["schemas"]

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from harness.engines.base import ApiRequest, GrammarSpec, LaunchSpec, NotMeasurable, Unsupported
+from harness.engines.base import ApiRequest, GrammarSpec, LaunchSpec, NotMeasurable, RegexSpec, Unsupported
 from harness.engines.vllm import VllmCpuAdapter
 from harness.models import ModelArtifact, find_artifact
 from harness.paths import cache_dir
@@ -25,7 +25,12 @@ from probes.test_beam_search import check_beam_search
 from probes.test_chunked_prefill import CHUNK_TOKENS, CONTROL_SPEC, check_chunked_prefill
 from probes.test_continuous_batching import check_continuous_batching
 from probes.test_grammar import check_grammar
-from probes.test_json_schema import check_json_schema
+from probes.test_json_schema import check_json_schema, check_json_schema_coverage
+from probes.test_logit_bias import check_logit_bias
+from probes.test_prefix_caching import check_prefix_caching
+from probes.test_prompt_logprobs import check_prompt_logprobs
+from probes.test_regex import check_regex
+from probes.test_tool_calling import check_tool_calling
 from probes.test_model_families import check_matches_reference
 from probes.test_openai_api import check_openai_api
 from probes.test_quantized import check_quantized
@@ -60,6 +65,14 @@ def vllm_pool(artifacts: list[ModelArtifact], tmp_path_factory: pytest.TempPathF
     pool.close()
 
 
+class LegacyRegexAdapter(VllmCpuAdapter):
+    """Asks for a regex with the pre-`structured_outputs` name, which vLLM 0.32 accepts and ignores."""
+
+    def regex_request(self, model: str, prompt: str, regex: RegexSpec, max_tokens: int) -> ApiRequest:
+        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
+                                              "temperature": 0, "guided_regex": regex.pattern})
+
+
 def _with_adapter(session: EngineSession, adapter: VllmCpuAdapter) -> EngineSession:
     return dataclasses.replace(session, adapter=adapter)
 
@@ -71,11 +84,11 @@ def test_openai_api(vllm_pool):
 
 def test_json_schema(vllm_pool):
     """Measured: vLLM's JSON grammar lets the synthesized model emit whitespace until max_tokens on
-    one schema (even with disable_any_whitespace), so the verdict is pass or partial-by-truncation."""
+    one schema (even with disable_any_whitespace); that answer is truncated, inconclusive, not counted."""
     verdict = check_json_schema(vllm_pool.session(LaunchSpec()))
-    outcomes = verdict.evidence.numbers["outcomes"].values()
-    assert verdict.status in (Status.PASS, Status.PARTIAL), verdict.evidence.numbers
-    assert all(outcome == "valid" or outcome.startswith("truncated") for outcome in outcomes), outcomes
+    outcomes = [outcome["outcome"] for outcome in verdict.evidence.numbers["outcomes"].values()]
+    assert verdict.status is Status.PASS, verdict.evidence.numbers
+    assert set(outcomes) <= {"honoured", "truncated"}, verdict.evidence.numbers
 
 
 def test_json_schema_legacy_field_ignored(vllm_pool):
@@ -140,6 +153,44 @@ def test_model_llama(vllm_pool):
     session = vllm_pool.session(LaunchSpec())
     verdict = check_matches_reference(session, session.model.references)
     assert verdict.status is Status.PASS, verdict.evidence.numbers
+
+
+def test_regex(vllm_pool):
+    verdict = check_regex(vllm_pool.session(LaunchSpec()))
+    assert verdict.status is Status.PASS, verdict.evidence.numbers
+
+
+def test_regex_legacy_field_ignored(vllm_pool):
+    verdict = check_regex(_with_adapter(vllm_pool.session(LaunchSpec()), LegacyRegexAdapter()))
+    assert verdict.status is Status.FAIL and "not honoured" in verdict.reason, verdict.evidence.numbers
+
+
+def test_logit_bias(vllm_pool):
+    verdict = check_logit_bias(vllm_pool.session(LaunchSpec()))
+    assert verdict.status is Status.PASS, verdict.evidence.numbers
+
+
+def test_prompt_logprobs(vllm_pool):
+    verdict = check_prompt_logprobs(vllm_pool.session(LaunchSpec()))
+    assert verdict.status is Status.PASS, verdict.evidence.numbers
+
+
+def test_prefix_caching(vllm_pool):
+    verdict = check_prefix_caching(vllm_pool.session(LaunchSpec()))
+    assert verdict.status is Status.PASS, verdict.evidence.numbers
+
+
+def test_tool_calling(vllm_pool):
+    verdict = check_tool_calling(vllm_pool.session(LaunchSpec()))
+    assert verdict.status is Status.PASS, verdict.evidence.numbers
+
+
+def test_json_schema_coverage(vllm_pool):
+    verdict = check_json_schema_coverage(vllm_pool.session(LaunchSpec()))
+    numbers = verdict.evidence.numbers
+    assert verdict.status in (Status.PASS, Status.PARTIAL), numbers["counts"]
+    assert numbers["counts"]["honoured"] >= 0.5 * numbers["schemas"], numbers["counts"]
+    assert numbers["counts"]["error"] == 0, numbers["outcomes"]
 
 
 def test_continuous_batching_single_sequence(vllm_pool):
@@ -223,3 +274,9 @@ def test_model_wrong_weights(vllm_pool, artifacts):
     session = vllm_pool.session(LaunchSpec(model="llama-alt"))
     verdict = check_matches_reference(session, find_artifact(artifacts, "llama", "hf").references)
     assert verdict.status is Status.FAIL
+
+
+def test_prefix_caching_disabled(vllm_pool):
+    """vLLM started with --no-enable-prefix-caching: no hits counted, and the shared prefix is prefilled again."""
+    verdict = check_prefix_caching(vllm_pool.session(LaunchSpec(prefix_caching=False)))
+    assert verdict.status is Status.FAIL, verdict.evidence.numbers

@@ -52,6 +52,8 @@ class LaunchSpec:
     tensor_parallel: int = 1
     pipeline_parallel: int = 1
     api_prefix: str = ""
+    prefix_caching: bool | None = None  # None: engine default; False: launched with its prefix cache off
+    tool_calling: bool | None = None  # None: engine default; False: launched without its tool-call support
     prompt_cache_ram: bool | None = None  # None: engine default; False: no host-memory prompt cache (benchmarks)
     beam_width: int | None = None  # None: engine default; engines that fix the beam width at launch (TRT-LLM)
 
@@ -79,6 +81,22 @@ class GrammarSpec:
 
     gbnf: str
     lark: str
+
+
+@dataclass(frozen=True)
+class RegexSpec:
+    """A regular language: a regex (Python `re` syntax, matched in full) and the same language in GBNF."""
+
+    pattern: str
+    gbnf: str  # for engines whose only constraint language is a grammar
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One tool call from a chat answer: the function's name and its arguments as the engine sent them."""
+
+    name: str
+    arguments: str
 
 
 @dataclass
@@ -180,6 +198,65 @@ class EngineAdapter(ABC):
     def beam_search_request(self, model: str, prompt: str, beams: int, max_tokens: int) -> ApiRequest:
         """A beam search asking for all `beams` beams back, with their log-probabilities."""
         raise Unsupported(f"{self.name} has no beam search parameter in its API")
+
+    def regex_request(self, model: str, prompt: str, regex: RegexSpec, max_tokens: int) -> ApiRequest:
+        """A completion whose whole output must match `regex`."""
+        raise Unsupported(f"{self.name} has no regex constraint in its API")
+
+    def regex_note(self) -> str:
+        """How regex_request expresses the regex, when not as a regex (empty: as a regex)."""
+        return ""
+
+    def structured_output_backend(self, running: RunningEngine) -> str:
+        """The structured-output backend that turns schemas into constraints, as far as the engine says."""
+        return f"{self.name} (backend not reported)"
+
+    def echo_logprobs_request(self, model: str, prompt: str) -> ApiRequest:
+        """A completion that echoes the prompt with each prompt token's log-probability (lm-eval's loglikelihood)."""
+        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": 1, "temperature": 0,
+                                              "echo": True, "logprobs": 1})
+
+    def parse_prompt_logprobs(self, response: dict[str, Any]) -> list[tuple[str, float | None]]:
+        """(token text, log-probability) of every echoed position, prompt first (the first has none)."""
+        logprobs = response["choices"][0].get("logprobs") or {}
+        return list(zip(logprobs.get("tokens") or [], logprobs.get("token_logprobs") or []))
+
+    def logit_bias_request(self, model: str, prompt: str, bias: dict[int, float], max_tokens: int) -> ApiRequest:
+        """A greedy completion of exactly `max_tokens` tokens with `bias` added to those token ids' logits,
+        answering with the generated token ids."""
+        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
+                                              "temperature": 0, "ignore_eos": True,
+                                              "logit_bias": {str(token): value for token, value in bias.items()},
+                                              "return_token_ids": True})
+
+    def generated_token_ids(self, response: dict[str, Any]) -> list[int]:
+        """The token ids a logit_bias_request generated."""
+        return [int(token) for token in response["choices"][0]["token_ids"]]
+
+    def prefix_cache_request(self, model: str, prompt: str, use_cache: bool) -> ApiRequest:
+        """A one-token completion of `prompt`; with use_cache=False the engine must not reuse cached prefixes."""
+        if not use_cache:
+            raise NotMeasurable(f"{self.name}'s API has no per-request switch for its prefix cache")
+        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": 1, "temperature": 0})
+
+    def cached_prompt_tokens(self, response: dict[str, Any], metrics_delta: dict[str, float]) -> float | None:
+        """Prompt tokens the engine says it took from its prefix cache (None: it does not say).
+
+        `metrics_delta` is how much each Prometheus counter grew while the request ran.
+        """
+        details = (response.get("usage") or {}).get("prompt_tokens_details") or {}
+        return details.get("cached_tokens")
+
+    def tool_call_request(self, model: str, prompt: str, tools: list[dict[str, Any]], max_tokens: int) -> ApiRequest:
+        """An OpenAI `tools` chat request with tool_choice="required"."""
+        return ApiRequest("/v1/chat/completions", {
+            "model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
+            "temperature": 0, "tools": tools, "tool_choice": "required"})
+
+    def parse_tool_calls(self, response: dict[str, Any]) -> list[ToolCall]:
+        """The tool calls of a tool_call_request's answer."""
+        calls = response["choices"][0]["message"].get("tool_calls") or []
+        return [ToolCall(name=call["function"]["name"], arguments=call["function"]["arguments"]) for call in calls]
 
     def completion_text(self, response: dict[str, Any]) -> list[str]:
         """Every choice's text from a completions or chat response."""

@@ -19,7 +19,8 @@ from typing import Any, ClassVar
 import httpx
 
 from harness.engines.base import (
-    ApiRequest, EngineAdapter, GrammarSpec, GreedyOutput, LaunchSpec, NotMeasurable, ResolvedModels, Unsupported,
+    ApiRequest, EngineAdapter, GrammarSpec, GreedyOutput, LaunchSpec, NotMeasurable, RegexSpec, ResolvedModels,
+    Unsupported,
 )
 from harness.engines.status import EngineStatus
 from harness.launch.base import RunningEngine
@@ -110,6 +111,10 @@ class LlamaCppAdapter(EngineAdapter):
             command += ["--kv-unified"]  # one pool of cells for all slots; without it each slot gets its share
         if spec.prompt_cache_ram is False:  # its RAM prompt cache grows with every request: a drifting engine
             command += ["--cache-ram", "0"]
+        if spec.prefix_caching is not None:
+            command += ["--cache-prompt" if spec.prefix_caching else "--no-cache-prompt"]
+        if spec.tool_calling is not None:  # tools need the Jinja chat templates
+            command += ["--jinja" if spec.tool_calling else "--no-jinja"]
         return command
 
     @staticmethod
@@ -140,6 +145,42 @@ class LlamaCppAdapter(EngineAdapter):
     def grammar_request(self, model: str, prompt: str, grammar: GrammarSpec, max_tokens: int) -> ApiRequest:
         return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
                                               "temperature": 0, "grammar": grammar.gbnf})
+
+    def regex_request(self, model: str, prompt: str, regex: RegexSpec, max_tokens: int) -> ApiRequest:
+        """llama-server has no regex field (tools/server/README.md): the same language goes as a GBNF `grammar`."""
+        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
+                                              "temperature": 0, "grammar": regex.gbnf})
+
+    def regex_note(self) -> str:
+        return "no regex field: sent as the equivalent GBNF grammar"
+
+    def structured_output_backend(self, running: RunningEngine) -> str:
+        return "llama.cpp json-schema-to-grammar (GBNF)"
+
+    def logit_bias_request(self, model: str, prompt: str, bias: dict[int, float], max_tokens: int) -> ApiRequest:
+        return ApiRequest("/completion", {"prompt": prompt, "n_predict": max_tokens, "temperature": 0, "top_k": 1,
+                                          "ignore_eos": True, "logit_bias": [[token, value] for token, value in bias.items()],
+                                          "return_tokens": True, "cache_prompt": False})
+
+    def generated_token_ids(self, response: dict[str, Any]) -> list[int]:
+        return [int(token) for token in response.get("tokens") or []]
+
+    def completion_text(self, response: dict[str, Any]) -> list[str]:
+        if "choices" not in response and "content" in response:  # the native /completion answer
+            return [response["content"]]
+        return super().completion_text(response)
+
+    def prefix_cache_request(self, model: str, prompt: str, use_cache: bool) -> ApiRequest:
+        """`cache_prompt: false` bypasses the cache for one request; with the cache, the server's default decides
+        (so a server started with --no-cache-prompt keeps it off)."""
+        body: dict[str, Any] = {"model": model, "prompt": prompt, "max_tokens": 1, "temperature": 0}
+        if not use_cache:
+            body["cache_prompt"] = False
+        return ApiRequest("/v1/completions", body)
+
+    def cached_prompt_tokens(self, response: dict[str, Any], metrics_delta: dict[str, float]) -> float | None:
+        reported = super().cached_prompt_tokens(response, metrics_delta)
+        return reported if reported is not None else (response.get("timings") or {}).get("cache_n")
 
     def beam_search_request(self, model: str, prompt: str, beams: int, max_tokens: int) -> ApiRequest:
         """The OpenAI-style beam request (vLLM's fields): llama-server takes `n` (server-schema.cpp: an alias of

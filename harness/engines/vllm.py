@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -20,7 +21,7 @@ import httpx
 
 from harness.docker.specs import ContainerSpec, PackagePin
 from harness.engines.base import (
-    ApiRequest, EngineAdapter, GrammarSpec, LaunchSpec, NotMeasurable, ResolvedModels, Unsupported,
+    ApiRequest, EngineAdapter, GrammarSpec, LaunchSpec, NotMeasurable, RegexSpec, ResolvedModels, Unsupported,
 )
 from harness.engines.status import EngineStatus
 from harness.launch.base import RunningEngine
@@ -120,6 +121,8 @@ class VllmCpuAdapter(EngineAdapter):
         if spec.kv_cache_tokens is not None:
             command += ["--block-size", str(self.kv_block_tokens),
                         "--num-gpu-blocks-override", str(-(-spec.kv_cache_tokens // self.kv_block_tokens))]
+        if spec.prefix_caching is not None:
+            command += ["--enable-prefix-caching" if spec.prefix_caching else "--no-enable-prefix-caching"]
         return command
 
     def _dtype(self, spec: LaunchSpec) -> str:
@@ -172,6 +175,29 @@ class VllmCpuAdapter(EngineAdapter):
     def grammar_request(self, model: str, prompt: str, grammar: GrammarSpec, max_tokens: int) -> ApiRequest:
         return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
                                               "temperature": 0, "structured_outputs": {"grammar": grammar.gbnf}})
+
+    def regex_request(self, model: str, prompt: str, regex: RegexSpec, max_tokens: int) -> ApiRequest:
+        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
+                                              "temperature": 0, "structured_outputs": {"regex": regex.pattern}})
+
+    def structured_output_backend(self, running: RunningEngine) -> str:
+        """The backend from the engine's start-up config line; 'auto' picks xgrammar and falls back to guidance
+        per request for what xgrammar cannot compile (vllm/v1/structured_output/__init__.py)."""
+        match = re.search(r"StructuredOutputsConfig\(backend='(\w+)'", running.log_text())
+        return f"vLLM structured outputs, backend={match.group(1) if match else 'not in the log'}"
+
+    def prefix_cache_request(self, model: str, prompt: str, use_cache: bool) -> ApiRequest:
+        """Without the cache: a fresh `cache_salt`, which keys the request's blocks apart from every other's."""
+        body: dict[str, Any] = {"model": model, "prompt": prompt, "max_tokens": 1, "temperature": 0}
+        if not use_cache:
+            body["cache_salt"] = secrets.token_hex(8)
+        return ApiRequest("/v1/completions", body)
+
+    def cached_prompt_tokens(self, response: dict[str, Any], metrics_delta: dict[str, float]) -> float | None:
+        """usage.prompt_tokens_details (only with --enable-prompt-tokens-details), else the growth of the
+        prefix-cache hit counter (tokens) while the request ran."""
+        reported = super().cached_prompt_tokens(response, metrics_delta)
+        return reported if reported is not None else metrics_delta.get("vllm:prefix_cache_hits_total")
 
     def beam_search_request(self, model: str, prompt: str, beams: int, max_tokens: int) -> ApiRequest:
         return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
