@@ -130,8 +130,8 @@ def test_record_text_stays_text_in_the_browser(chromium: str, built: tuple[Path,
 def test_screenshots(chromium: str, built: tuple[Path, list[ResultRecord]]) -> None:
     site, _ = built
     index = (site / "index.html").as_uri()
-    shots = [screenshot(chromium, index, ARTIFACTS / "index-every-context.png"),
-             screenshot(chromium, index + "#host=gpu", ARTIFACTS / "index-gpu.png"),
+    shots = [screenshot(chromium, index, ARTIFACTS / "index-every-context.png", size="1500,2600"),
+             screenshot(chromium, index + "#host=gpu", ARTIFACTS / "index-gpu.png", size="1500,2600"),
              screenshot(chromium, (site / "cells" / "llama.cpp" / "json-schema.html").as_uri(),
                         ARTIFACTS / "cell-llama.cpp-json-schema.png", size="1300,2400")]
     assert all(shot.stat().st_size > 10_000 for shot in shots)

@@ -71,7 +71,9 @@ JS = """\
     document.body.setAttribute("data-host", choice.host);
     document.body.setAttribute("data-launcher", choice.launcher);
     document.getElementById("switch-state").textContent = every ? "showing every measurement context" :
-      "showing host " + choice.host + ", launcher " + choice.launcher + " (" + UNVERIFIED + ": not measured there)";
+      "showing " + (choice.host === "all" ? "every host" : "host " + choice.host) + ", " +
+      (choice.launcher === "all" ? "every launcher" : "launcher " + choice.launcher) +
+      " (" + UNVERIFIED + ": not measured there)";
   }
   function changed() {
     var choice = { host: document.getElementById("switch-host").value,
