@@ -3,6 +3,7 @@ cells a run changed (the browser checks are in test_site_browser.py)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,16 @@ def test_the_site_is_replaced_whole_and_a_crash_keeps_the_old_one(results: Path,
         build_site(CLAIMS, results, site)
     assert (site / "stale.html").read_text() == "old" and (site / "index.html").is_file()
     assert sorted(path.name for path in tmp_path.iterdir()) == ["results", "site"]  # no temporary folders left
+
+
+def test_a_killed_build_s_leftovers_are_swept_by_the_next(results: Path, tmp_path: Path) -> None:
+    stale, fresh = tmp_path / ".tmp-site-killed", tmp_path / ".tmp-site-running"
+    for folder in (stale, fresh):
+        folder.mkdir()
+        (folder / "index.html").write_text("half")
+    os.utime(stale, (0, 0))
+    build_site(CLAIMS, results, tmp_path / "site")
+    assert not stale.exists() and fresh.exists()
 
 
 def test_a_folder_that_is_not_a_site_is_never_replaced(results: Path, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from harness.site.history import history_by_cell
 from harness.site.pages import cell_page, environment, index_page, plots_page, runs_page
 from harness.site.views import cell_pages
 
+STALE_S = 3600.0  # a temporary build folder this old belongs to a build that was killed
 SITE_MARKER = ".infercheck-site"  # in every site folder: only a folder holding it (or an empty one) is replaced
 
 
@@ -40,6 +42,7 @@ def build_site(claims_path: Path, results_dir: Path, out_dir: Path, *, include_a
                             include_attach=include_attach, allow_dirty=allow_dirty, now=now,
                             current=load_current_claims(Path(claims_path)))
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    _sweep_stale(out_dir.parent)
     staging = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + "site-", dir=out_dir.parent))
     try:
         pages = _write_site(staging, context, records)
@@ -72,6 +75,13 @@ def _write_site(site: Path, context: ReportContext, records: list[ResultRecord])
     (site / SITE_MARKER).write_text("written by infercheck site; the whole folder is replaced on the next run\n")
     (site / ".nojekyll").write_text("")  # GitHub Pages serves the files as they are
     return sorted(files)
+
+
+def _sweep_stale(parent: Path) -> None:
+    """Remove the temporary folders of builds killed more than STALE_S ago (a running build's are younger)."""
+    for folder in parent.glob(f"{TMP_PREFIX}*site-*"):
+        if folder.is_dir() and not folder.is_symlink() and time.time() - folder.stat().st_mtime > STALE_S:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _check_replaceable(out_dir: Path) -> None:
