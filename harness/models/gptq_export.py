@@ -8,8 +8,10 @@ per word in sequence (value j at bits 4j); `qzeros` [in/group, out/8] int32 pack
 dimension, holding zero - 1 (the original "gptq" checkpoint format, which loaders undo by adding 1);
 `scales` [in/group, out] float16; `g_idx` [in] int32, the group of each input row. config.json's
 `quantization_config` and quantize_config.json carry {"quant_method": "gptq", "bits": 4,
-"group_size", "desc_act": false, "sym": true}, what vLLM's GPTQ config reads
-(vllm/model_executor/layers/quantization/gptq.py, `GPTQConfig.from_config`).
+"group_size", "desc_act": false, "sym": true}, what vLLM 0.32 reads
+(vllm/model_executor/layers/quantization/auto_gptq.py, `AutoGPTQConfig.from_config`; on CPU the
+4-bit symmetric type uint4b8 runs on CPUWNA16LinearKernel, which takes the zero point as 8 and
+reads no qzeros) and what llama.cpp's converter decodes (conversion/base.py, `dequant_gptq`).
 """
 
 from __future__ import annotations
