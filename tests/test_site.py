@@ -16,6 +16,7 @@ from harness.results import Status, load_records, run_dir_for, write_record
 from harness.site import SITE_MARKER, SiteError, build_site
 from harness.site import build as site_build
 from harness.site.history import cell_history
+import headless_chromium
 from site_records import HOSTILE, site_record, write_site_records
 
 REPO = Path(__file__).resolve().parent.parent
@@ -139,3 +140,10 @@ def test_the_nightly_workflow_publishes_the_site() -> None:
     assert upload["with"]["path"] == "_site" and upload["with"]["include-hidden-files"] is True
     assert jobs["pages"]["needs"] == "report" and jobs["pages"]["permissions"] == {"pages": "write", "id-token": "write"}
     assert jobs["pages"]["steps"][0]["uses"].startswith("actions/deploy-pages@")
+
+
+def test_without_chromium_or_root_the_browser_test_skips_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(headless_chromium.shutil, "which", lambda name: None)
+    monkeypatch.setattr(headless_chromium.os, "geteuid", lambda: 1000)
+    with pytest.raises(pytest.skip.Exception, match="needs root and apt-get"):
+        headless_chromium.ensure_chromium()
