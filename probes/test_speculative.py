@@ -52,7 +52,8 @@ def draft_counts(session: EngineSession, references: list[RefCase]) -> tuple[lis
 
 def check_speculative(session: EngineSession, references: list[RefCase], control: list[str]) -> Verdict:
     """Pass: at least MIN_ACCEPTANCE of the proposed drafts accepted, and every greedy text equal to `control`
-    (the same engine's without a draft) and to the float32 reference. Fail otherwise."""
+    (the same engine's without a draft, same precision) and, when the engine computes in float32, to the float32
+    reference (in a reduced dtype the model-family probe judges that distance). Fail otherwise."""
     require_references(session, references)
     texts, counts = draft_counts(session, references)
     proposed, accepted = counts["draft_tokens"], counts["accepted_tokens"]
@@ -60,7 +61,7 @@ def check_speculative(session: EngineSession, references: list[RefCase], control
     same_as_control = sum(text == plain for text, plain in zip(texts, control))
     same_as_reference = sum(text == case.greedy_text for text, case in zip(texts, references))
     count = len(references)
-    numbers = {"draft_tokens_proposed": proposed, "draft_tokens_accepted": accepted,
+    numbers = {"compute_dtype": session.adapter.compute_dtype(session.spec), "draft_tokens_proposed": proposed, "draft_tokens_accepted": accepted,
                "acceptance_rate": round(rate, 3), "min_acceptance": MIN_ACCEPTANCE,
                "identical_to_no_draft": f"{same_as_control}/{count}",
                "identical_to_reference": f"{same_as_reference}/{count}",
@@ -70,7 +71,7 @@ def check_speculative(session: EngineSession, references: list[RefCase], control
     if same_as_control < count:
         return Verdict(status=Status.FAIL, reason=f"not lossless: greedy output with the draft differs from the "
                        f"same engine's without it in {count - same_as_control}/{count} prompts", evidence=evidence)
-    if same_as_reference < count:
+    if same_as_reference < count and numbers["compute_dtype"] == "float32":
         return Verdict(status=Status.FAIL, reason=f"greedy output differs from the float32 reference in "
                        f"{count - same_as_reference}/{count} prompts (with and without the draft)", evidence=evidence)
     if proposed == 0 or rate < MIN_ACCEPTANCE:
