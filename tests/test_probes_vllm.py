@@ -190,7 +190,6 @@ def test_json_schema_coverage(vllm_pool):
     numbers = verdict.evidence.numbers
     assert verdict.status in (Status.PASS, Status.PARTIAL), numbers["counts"]
     assert numbers["counts"]["honoured"] >= 0.5 * numbers["schemas"], numbers["counts"]
-    assert numbers["counts"]["error"] == 0, numbers["outcomes"]
 
 
 def test_continuous_batching_single_sequence(vllm_pool):

@@ -85,6 +85,9 @@ class VllmCpuAdapter(EngineAdapter):
                                 f"(made here: {', '.join(self.loads_formats)})")
         if spec.flash_attention:
             raise NotMeasurable("FlashAttention is a GPU kernel; the CPU build has its own attention backend")
+        if spec.tool_calling is False:
+            raise NotMeasurable("vLLM 0.32 answers tool_choice=required with no launch flag to turn it off "
+                                "(vllm/entrypoints/openai/chat_completion/serving.py)")
 
     def _check_gpu_launchable(self, spec: LaunchSpec, devices: int) -> None:
         """The CUDA image: GPUs counted, formats it is given here; the CPU package's GGUF finding does not apply."""
