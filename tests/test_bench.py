@@ -16,7 +16,8 @@ from harness.bench.records import (
     load_bench_records, write_bench_record,
 )
 from harness.bench.report_section import PERCENTILES_PLOT, THROUGHPUT_PLOT
-from harness.bench.sweep import SweepPlan, saturation_point, sweep
+from harness.bench.saturation import saturation_point
+from harness.bench.sweep import SweepPlan, sweep
 from harness.client import EvidenceClient
 from harness.engines.base import LaunchSpec
 from harness.engines.llamacpp import LlamaCppAdapter

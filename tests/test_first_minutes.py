@@ -38,3 +38,12 @@ def test_collecting_the_tests_warns_about_no_config_option() -> None:
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-2000:]
     assert "Unknown config option" not in done.stdout + done.stderr
+
+
+def test_report_and_site_need_no_model_extra() -> None:
+    """The nightly report job installs infercheck without extras: the report and the site must not import the
+    model synthesis (transformers, torch) through the benchmark section."""
+    code = ("import sys; sys.modules.update(transformers=None, torch=None, docker=None); "
+            "import harness.report.render, harness.site.build, harness.cli")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

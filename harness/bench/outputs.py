@@ -10,7 +10,7 @@ from pathlib import Path
 
 from harness.bench.plots import pareto_svg
 from harness.bench.records import BenchLevel, BenchRecord, Calibration
-from harness.bench.sweep import saturation_point
+from harness.bench.saturation import saturation_point
 from harness.loadgen import DEFINITIONS, Percentiles
 
 CSV_FILE, HTML_FILE = "bench.csv", "bench.html"

@@ -9,7 +9,7 @@ from harness.bench.outputs import (
 )
 from harness.bench.plots import latency_percentiles_svg, pareto_svg
 from harness.bench.records import BenchRecord, Calibration, latest_per_engine
-from harness.bench.sweep import saturation_point
+from harness.bench.saturation import saturation_point
 from harness.loadgen import DEFINITIONS
 from harness.report.context import ReportContext
 from harness.report.format import table_cell
