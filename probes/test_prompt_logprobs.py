@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.client import EngineHTTPError, EngineRejected
+from harness.client import EngineHTTPError
 from harness.engines.base import NotMeasurable
 from harness.models import find_artifact
 from harness.results import Evidence, Status, Verdict
@@ -73,7 +73,7 @@ def check_prompt_logprobs(session: EngineSession) -> Verdict:
         request = session.adapter.echo_logprobs_request(session.served_model, prompt)
         try:
             _, response = session.client.send(request)
-        except EngineRejected as exc:  # 4xx only: a 5xx or a lost connection is an error
+        except EngineHTTPError as exc:  # any status: _refusal tells a refusal (control works) from an error
             return _refusal(session, prompt, exc)
         positions = session.adapter.parse_prompt_logprobs(response)
         echoed = positions[: len(expected) + 1]
