@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from harness.launch.base import RunningEngine
 from harness.engines.status import EngineStatus
 from harness.results import EngineIdentity
+from harness.stages import Stage
 
 if TYPE_CHECKING:
     from harness.docker.specs import ContainerSpec
@@ -52,10 +53,10 @@ class LaunchSpec:
     tensor_parallel: int = 1
     pipeline_parallel: int = 1
     api_prefix: str = ""
-    prefix_caching: bool | None = None  # None: engine default; False: launched with its prefix cache off
-    tool_calling: bool | None = None  # None: engine default; False: launched without its tool-call support
-    prompt_cache_ram: bool | None = None  # None: engine default; False: no host-memory prompt cache (benchmarks)
     beam_width: int | None = None  # None: engine default; engines that fix the beam width at launch (TRT-LLM)
+    prefix_caching: bool | None = None  # None: engine default; False: launched with its prefix cache off
+    prompt_cache_ram: bool | None = None  # None: engine default; False: no host-memory prompt cache (benchmarks)
+    tool_calling: bool | None = None  # None: engine default; False: launched without its tool-call support
 
     def key(self) -> str:
         """A short, stable name for records and log folders."""
@@ -272,6 +273,11 @@ class EngineAdapter(ABC):
     def attention_evidence(self, running: RunningEngine) -> dict[str, Any]:
         """What the engine itself says about its attention kernel and KV-cache layout."""
         return {}
+
+    def stages(self, running: RunningEngine) -> list[Stage]:
+        """The rank or stage processes of a split engine, with the weights each holds by the engine's own load
+        log; [] when the engine runs as one process, or its processes are not visible (attach mode, a container)."""
+        return []
 
     def batching_counters(self, metrics: str) -> dict[str, float]:
         """The engine's own batching figures from its `/metrics` text: `steps` (forward passes so far) and

@@ -12,9 +12,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 
@@ -24,17 +25,41 @@ from harness.engines.base import (
 )
 from harness.engines.status import EngineStatus
 from harness.launch.base import RunningEngine
+from harness.launch.rpc_stages import STAGE_NAME
 from harness.model_sets import GGUF_FORMATS
 from harness.paths import cache_dir
 from harness.prometheus import metric_values
 from harness.results import EngineIdentity
+from harness.stages import Stage
 from harness.toolchain import llamacpp as toolchain
+
+if TYPE_CHECKING:
+    from harness.docker.specs import ContainerSpec
 
 _ATTENTION_LOG = re.compile(r"flash.?attn|flash attention|kv_unified|n_ubatch|n_batch|n_ctx|llama_kv_cache|compute buffer",
                             re.I)
 _COMPUTE_BUFFER = re.compile(r"compute buffer size =\s*([\d.]+) MiB")
 _BATCHING_METRICS = {"steps": "llamacpp:n_decode_total", "generated": "llamacpp:tokens_predicted_total",
                      "batch": "llamacpp:requests_processing"}
+
+
+def gguf_block_count(path: Path) -> int:
+    """The number of repeating layers a GGUF file declares (`<arch>.block_count`)."""
+    from gguf import GGUFReader
+
+    reader = GGUFReader(path)
+    for name, field in reader.fields.items():
+        if name.endswith(".block_count"):
+            return int(field.parts[field.data[0]][0])
+    raise ValueError(f"{path}: no block_count in its GGUF metadata")
+
+
+def even_layer_split(layers: int, stages: int) -> list[int]:
+    """`--tensor-split` proportions that give each stage the same number of repeating layers. llama.cpp places
+    layer i (of `layers`, plus the output layer last) on the first device whose cumulative share exceeds
+    i / (layers + 1), so the last stage's share carries the output layer too."""
+    each = max(1, layers // stages)
+    return [each] * (stages - 1) + [layers + 1 - each * (stages - 1)]
 
 
 class LlamaCppAdapter(EngineAdapter):
@@ -49,6 +74,7 @@ class LlamaCppAdapter(EngineAdapter):
 
     def __init__(self, server_binary: Path | None = None) -> None:
         self._server = server_binary
+        self._in_container = False
 
     # -- launching -----------------------------------------------------------------
     def server_binary(self) -> Path:
@@ -68,13 +94,33 @@ class LlamaCppAdapter(EngineAdapter):
     def prepare(self) -> None:
         self.server_binary()
 
+    def rpc_server_binary(self) -> Path:
+        """`ggml-rpc-server` beside llama-server (the cached build makes both), for CPU stages of a split."""
+        binary = self.server_binary().parent / "ggml-rpc-server"
+        if not binary.exists():
+            raise NotMeasurable(f"no ggml-rpc-server beside {self.server_binary()}: this llama.cpp build cannot "
+                                "split a model over processes (build with -DGGML_RPC=ON)")
+        return binary
+
     def install(self, progress: Callable[[str], None]) -> None:
         toolchain.ensure_build(cache_dir(), progress=progress)
+
+    def use_container(self, spec: ContainerSpec) -> None:
+        """In a container the harness cannot start the split's RPC stage processes beside llama-server."""
+        self._in_container = True
 
     def check_launchable(self, spec: LaunchSpec, devices: int) -> None:
         split = max(spec.tensor_parallel, spec.pipeline_parallel)
         if split > 1 and devices < split:
-            raise NotMeasurable(f"needs {split} GPUs to split the model; this host has {devices}")
+            if self._in_container:
+                raise NotMeasurable("a split over CPU stages runs ggml-rpc-server processes beside llama-server, "
+                                    "which the container image does not start; run it with the process launcher")
+            if toolchain.default_backend() != "cpu":
+                raise NotMeasurable(f"needs {split} GPUs to split the model; this host has {devices}")
+            if (os.cpu_count() or 1) < split:
+                raise NotMeasurable(f"a split into {split} CPU stages needs {split} cores; this host has "
+                                    f"{os.cpu_count()}")
+            self.rpc_server_binary()
         if spec.model_format not in (None, *GGUF_FORMATS):
             raise Unsupported(
                 f"llama-server loads GGUF files only, not {spec.model_format!r}: the model loader reads the file "
@@ -101,18 +147,21 @@ class LlamaCppAdapter(EngineAdapter):
         if models.draft_model is not None:
             command += ["--spec-draft-model", str(models.draft_model), "--spec-type", "draft-simple",
                         "--spec-draft-n-max", "4"]
-        if spec.tensor_parallel > 1:
-            command += ["--split-mode", "tensor"]
-        elif spec.pipeline_parallel > 1:
-            command += ["--split-mode", "layer"]
+        split = max(spec.tensor_parallel, spec.pipeline_parallel)
+        if split > 1:
+            command += ["--split-mode", "tensor" if spec.tensor_parallel > 1 else "layer", "--n-gpu-layers", "999",
+                        "--tensor-split", ",".join(map(str, even_layer_split(gguf_block_count(models.model), split)))]
         if spec.api_prefix:
             command += ["--api-prefix", spec.api_prefix]
+        if split > 1 and toolchain.default_backend() == "cpu":  # the stages are local ggml-rpc-server processes
+            command = [sys.executable, "-m", "harness.launch.rpc_stages", "--rpc-server",
+                       str(self.rpc_server_binary()), "--stages", str(split), "--threads", "1", "--", *command]
         if spec.kv_cache_tokens is not None:
             command += ["--kv-unified"]  # one pool of cells for all slots; without it each slot gets its share
-        if spec.prompt_cache_ram is False:  # its RAM prompt cache grows with every request: a drifting engine
-            command += ["--cache-ram", "0"]
         if spec.prefix_caching is not None:
             command += ["--cache-prompt" if spec.prefix_caching else "--no-cache-prompt"]
+        if spec.prompt_cache_ram is False:  # its RAM prompt cache grows with every request: a drifting engine
+            command += ["--cache-ram", "0"]
         if spec.tool_calling is not None:  # tools need the Jinja chat templates
             command += ["--jinja" if spec.tool_calling else "--no-jinja"]
         return command
@@ -196,6 +245,20 @@ class LlamaCppAdapter(EngineAdapter):
             raise NotMeasurable("llama-server's responses carry no timings.draft_n / draft_n_accepted counters")
         return {"draft_tokens": float(sum(timing.get("draft_n", 0) for timing in timings)),
                 "accepted_tokens": float(sum(timing.get("draft_n_accepted", 0) for timing in timings))}
+
+    def stages(self, running: RunningEngine) -> list[Stage]:
+        """The ggml-rpc-server stages of a layer split (harness.launch.rpc_stages prints their pids), each with
+        the model buffer llama-server's load log says it put there (`load_tensors: RPC<i>[…] model buffer size`)."""
+        log = running.log_text()
+        pids = [int(pid) for _, pid in sorted(re.findall(r"rpc_stages: stage (\d+) pid (\d+)", log), key=lambda m: int(m[0]))]
+        ports = [int(port) for _, port in sorted(re.findall(r"rpc_stages: stage (\d+) pid \d+ port (\d+)", log),
+                                                 key=lambda m: int(m[0]))]
+        # keyed by endpoint: this build names every RPC device "RPC0[host:port]"
+        buffers = {int(port): float(mib) for port, mib in
+                   re.findall(r"load_tensors:\s+RPC\d+\[127\.0\.0\.1:(\d+)\]\s+model buffer size\s*=\s*([\d.]+) MiB", log)}
+        return [Stage(name=f"stage {index} ({STAGE_NAME})", pid=pid,
+                      weight_bytes=int(buffers[port] * 2**20) if port in buffers else None)
+                for index, (pid, port) in enumerate(zip(pids, ports))]
 
     def attention_evidence(self, running: RunningEngine) -> dict[str, Any]:
         """The compute buffers ggml reserved for the worst-case batch (a fused attention kernel needs no

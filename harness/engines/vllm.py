@@ -12,6 +12,7 @@ vllm/entrypoints/openai/completion/protocol.py of 0.32.0): `--max-num-seqs`,
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 from collections.abc import Callable
@@ -29,12 +30,13 @@ from harness.model_sets import GGUF_FORMATS
 from harness.paths import cache_dir
 from harness.prometheus import metric_total, metric_values
 from harness.results import EngineIdentity
+from harness.stages import Stage, descendants
 from harness.toolchain import vllm_cpu
 
-# --attention-backend for LaunchSpec.flash_attention on the CUDA image (vllm/attention/backends/registry.py names)
-GPU_ATTENTION = {True: "FLASH_ATTN", False: "TRITON_ATTN"}
 _BATCHING_METRICS = {"steps": "vllm:iteration_tokens_total_count", "generated": "vllm:generation_tokens_total",
                      "batch": "vllm:num_requests_running", "kv_usage": "vllm:kv_cache_usage_perc"}
+# --attention-backend for LaunchSpec.flash_attention on the CUDA image (vllm/attention/backends/registry.py names)
+GPU_ATTENTION = {True: "FLASH_ATTN", False: "TRITON_ATTN"}
 _SPEC_DRAFTED, _SPEC_ACCEPTED = "vllm:spec_decode_num_draft_tokens_total", "vllm:spec_decode_num_accepted_tokens_total"
 _ATTENTION_LOG = re.compile(r"attention backend|attn_backend|block_size|KV cache|CPU blocks|kv cache", re.I)
 
@@ -71,9 +73,9 @@ class VllmCpuAdapter(EngineAdapter):
         if self.device == "cuda":
             return self._check_gpu_launchable(spec, devices)
         split = max(spec.tensor_parallel, spec.pipeline_parallel)
-        if split > 1 and devices < split:
-            raise NotMeasurable(f"needs {split} GPUs to split the model; this host has {devices} "
-                                "(the CPU build's multi-process split is not probed on 2 cores)")
+        if split > 1 and (os.cpu_count() or 1) < split:
+            raise NotMeasurable(f"a split into {split} CPU ranks needs {split} cores (one OpenMP group each); "
+                                f"this host has {os.cpu_count()}")
         if spec.model_format in GGUF_FORMATS:
             raise Unsupported("vLLM 0.32 has no GGUF loader: no GGUF load format in vllm/model_executor/model_loader/ "
                               "and no GGUF entry in QuantizationMethods (vllm/model_executor/layers/quantization/"
@@ -143,8 +145,12 @@ class VllmCpuAdapter(EngineAdapter):
         """The CPU build's settings; the GPU image's environment is its container spec's (containers/vllm)."""
         if self.device == "cuda":
             return {}
-        return {"VLLM_CPU_KVCACHE_SPACE": str(self.kv_cache_gib),
-                "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+        env = {"VLLM_CPU_KVCACHE_SPACE": str(self.kv_cache_gib), "TOKENIZERS_PARALLELISM": "false",
+               "HF_HUB_OFFLINE": "1"}
+        ranks = spec.tensor_parallel * spec.pipeline_parallel
+        if ranks > 1:  # one core per rank (vllm/utils/ompmultiprocessing.py: one "|"-separated CPU list per rank)
+            env["VLLM_CPU_OMP_THREADS_BIND"] = "|".join(str(core) for core in range(ranks))
+        return env
 
     def identity(self, running: RunningEngine) -> EngineIdentity:
         version = httpx.get(running.base_url + "/version", timeout=10).json().get("version", "unknown")
@@ -214,6 +220,13 @@ class VllmCpuAdapter(EngineAdapter):
         if drafted is None or accepted is None:
             raise NotMeasurable(f"vLLM's /metrics has no {_SPEC_DRAFTED} / {_SPEC_ACCEPTED} counters")
         return {"draft_tokens": drafted, "accepted_tokens": accepted}
+
+    def stages(self, running: RunningEngine) -> list[Stage]:
+        """The rank worker processes (`VLLM::Worker_TP<i>` / `_PP<i>`, titled by vLLM's multiproc executor). The CPU
+        model runner does not log the weights each rank loads, so weight_bytes stays unknown."""
+        if running.pid is None:
+            return []
+        return [Stage(name=title.strip(), pid=pid) for pid, title in descendants(running.pid, r"::Worker_(?:TP|PP)\d")]
 
     def attention_evidence(self, running: RunningEngine) -> dict[str, Any]:
         """The attention backend vLLM resolved at start-up (its log) and its KV-cache blocks (cache_config_info)."""
