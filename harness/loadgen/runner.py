@@ -10,11 +10,14 @@ the bottleneck (`harness.loadgen.stats`).
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
+import pickle
+import select
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
+from typing import Any
 
 from harness.engines.base import ApiRequest
 from harness.loadgen import wire
@@ -51,7 +54,7 @@ class ClientLoad:
     """What the load-generating processes spent: CPU seconds and wall seconds of the timed part."""
 
     processes: int
-    cpu_s: float  # all processes together
+    cpu_s: float  # all processes together, the parsing after the timed part included
     wall_s: float  # the longest process
     saturation: float  # the busiest process's CPU time over its wall time (1.0: one core, the most one loop gets)
     waiting: float  # the same process's time ready to run but kept off a CPU by the host, over its wall time
@@ -95,7 +98,8 @@ class _Share:
 class _Outcome:
     indexes: list[int]
     results: list[RequestResult]
-    cpu_s: float
+    cpu_s: float  # over the timed part
+    parse_cpu_s: float  # parsing the recorded responses, after it
     wait_s: float  # ready to run, but not running (the kernel's run-queue wait)
     wall_s: float
     ended_at: float  # when its last request ended (perf_counter)
@@ -124,7 +128,7 @@ async def run_load(base_url: str, requests: Sequence[ApiRequest], *, concurrency
                    processes)
     if len(shares) == 1:
         started_at = time.perf_counter()
-        outcomes = [await _drive(shares[0], started_at)]
+        outcomes = [await drive(shares[0], started_at)]
     else:
         started_at, outcomes = await asyncio.get_running_loop().run_in_executor(None, _in_processes, shares)
     results: list[RequestResult | None] = [None] * len(requests)
@@ -135,7 +139,7 @@ async def run_load(base_url: str, requests: Sequence[ApiRequest], *, concurrency
     done = [result for result in results if result is not None]
     finished_at = max(outcome.ended_at for outcome in outcomes)
     busiest = max(outcomes, key=lambda o: o.cpu_s / o.wall_s if o.wall_s > 0 else 0.0)
-    client = ClientLoad(processes=len(outcomes), cpu_s=sum(o.cpu_s for o in outcomes),
+    client = ClientLoad(processes=len(outcomes), cpu_s=sum(o.cpu_s + o.parse_cpu_s for o in outcomes),
                         wall_s=max(o.wall_s for o in outcomes),
                         saturation=busiest.cpu_s / busiest.wall_s if busiest.wall_s > 0 else 0.0,
                         waiting=busiest.wait_s / busiest.wall_s if busiest.wall_s > 0 else 0.0)
@@ -157,7 +161,7 @@ def _deal(base_url: str, requests: list[ApiRequest], offsets: list[float], concu
     return shares
 
 
-async def _drive(share: _Share, started_at: float) -> _Outcome:
+async def drive(share: _Share, started_at: float) -> _Outcome:
     """Send one share on this event loop, then parse what came back (after the timed part)."""
     target = wire.Target.of(share.base_url)
     payloads = [wire.encode(target, request) for request in share.requests]
@@ -201,14 +205,15 @@ async def _drive(share: _Share, started_at: float) -> _Outcome:
         await _gather([loop.create_task(closed_loop()) for _ in range(share.concurrency or len(payloads))], state)
     ended_at = time.perf_counter()
     cpu_s, wait_s, wall_s = time.process_time() - cpu_start, _run_queue_wait_s() - wait_start, ended_at - wall_start
-    results = []
+    results, parse_started = [], time.process_time()
     for request, record in zip(share.requests, records):
         if record is None:
             results.append(RequestResult(StreamTiming(sent_at=0.0), CANCELLED))
             continue
         timing, error = wire.parse(target, request, record)
         results.append(RequestResult(timing, CANCELLED if record.error == "cancelled" else error))
-    return _Outcome(share.indexes, results, cpu_s, wait_s, wall_s, ended_at, state.stopped)
+    return _Outcome(share.indexes, results, cpu_s, time.process_time() - parse_started, wait_s, wall_s, ended_at,
+                    state.stopped)
 
 
 def _run_queue_wait_s() -> float:
@@ -251,40 +256,44 @@ async def _gather(tasks: list[asyncio.Task[None]], state: _RunState) -> None:
 
 
 def _in_processes(shares: list[_Share]) -> tuple[float, list[_Outcome]]:
-    """Run each share in its own spawned process from one common start time; their outcomes."""
-    context = multiprocessing.get_context("spawn")
-    pipes, workers = [], []
+    """Run each share in its own Python process from one common start time; their outcomes.
+
+    Plain subprocesses (`python -m harness.loadgen.worker`) talking pickle over their pipes, so the
+    caller's `__main__` is never re-imported (as multiprocessing's spawn would).
+    """
+    workers: list[subprocess.Popen[bytes]] = []
     try:
         for share in shares:
-            parent, child = context.Pipe()
-            worker = context.Process(target=_worker, args=(child, share), daemon=True)
-            worker.start()
-            pipes.append(parent)
+            worker = subprocess.Popen([sys.executable, "-m", "harness.loadgen.worker"], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE)
+            assert worker.stdin is not None
+            pickle.dump(share, worker.stdin)
+            worker.stdin.flush()
             workers.append(worker)
-        for pipe in pipes:
-            if not pipe.poll(_SPAWN_DEADLINE_S) or pipe.recv() != "ready":
+        for worker in workers:
+            if _read(worker, _SPAWN_DEADLINE_S) != "ready":
                 raise RuntimeError("a load-generating process did not start")
         started_at = time.perf_counter() + _START_LEAD_S
-        for pipe in pipes:
-            pipe.send(started_at)
-        deadline = max(share.offsets[-1] for share in shares) + max(share.timeout_s for share in shares) * 2 + 60
-        outcomes = []
-        for pipe in pipes:
-            if not pipe.poll(max(1.0, started_at + deadline - time.perf_counter())):
-                raise RuntimeError("a load-generating process did not finish in time")
-            outcomes.append(pipe.recv())
-        return started_at, outcomes
+        for worker in workers:
+            assert worker.stdin is not None
+            pickle.dump(started_at, worker.stdin)
+            worker.stdin.close()
+        deadline = started_at + max(share.offsets[-1] for share in shares) + 2 * max(s.timeout_s for s in shares) + 60
+        return started_at, [_read(worker, deadline - time.perf_counter()) for worker in workers]
     finally:
         for worker in workers:
-            worker.join(timeout=5)
-            if worker.is_alive():
+            if worker.poll() is None:
                 worker.kill()
-                worker.join()
+            worker.wait()
 
 
-def _worker(pipe: Connection, share: _Share) -> None:
-    """A load-generating process: ready, wait for the start time, run, send back the outcome."""
-    pipe.send("ready")
-    started_at = pipe.recv()
-    pipe.send(asyncio.run(_drive(share, started_at)))
-    pipe.close()
+def _read(worker: subprocess.Popen[bytes], timeout_s: float) -> Any:
+    """The next pickled object from a worker's stdout, waiting at most `timeout_s`."""
+    assert worker.stdout is not None
+    ready, _, _ = select.select([worker.stdout], [], [], max(1.0, timeout_s))
+    if not ready:
+        raise RuntimeError("a load-generating process did not answer in time")
+    try:
+        return pickle.load(worker.stdout)
+    except EOFError:
+        raise RuntimeError(f"a load-generating process exited early (exit {worker.wait()})") from None

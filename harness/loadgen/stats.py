@@ -38,7 +38,8 @@ DEFINITIONS = {
                     "exponential draws are rescaled so that it equals the requested rate.",
     "send rate": "what the client really sent: (requests sent - 1) / (last send - first send).",
     "send lag": "how late each request left against its scheduled time (includes waiting for a concurrency slot).",
-    "client CPU": "CPU seconds of the load-generating processes over the timed part of the run, and per request.",
+    "client CPU": "CPU seconds of the load-generating processes, the timed part of the run and the parsing of the "
+                  "recorded responses after it, in all and per request.",
     "client saturation": "the busiest load-generating process's CPU time over the run's wall time (1.0: a whole "
                          "core, all one event loop can use), plus its time ready to run but kept off a CPU by the "
                          "host (run-queue wait).",
