@@ -265,9 +265,10 @@ class ProbeRecorder:
         return str(marker.args[0])
 
     def engine(self, spec: LaunchSpec | None = None) -> EngineSession:
-        """The running engine for this probe's launch configuration, or for `spec`: a control run inside the
-        probe (chunking off, caching off, one stage). The record keeps the probe's own launch as provenance
-        and the exchanges sent to every engine the probe used."""
+        """The running engine for this probe's launch configuration, or for `spec` (a control run inside the
+        probe: chunking off, caching off, one stage; or the probe's own launch adjusted for this engine). The
+        record's provenance is the probe's own launch (else the first engine it used), and it keeps the
+        exchanges sent to every engine the probe used."""
         for used in self._used:
             self._exchanges += used.client.take_exchanges()
         session = self.context.pool.session(spec or self.spec)
@@ -283,7 +284,7 @@ class ProbeRecorder:
         """Write the verdict with full provenance (once per probe)."""
         if self.record_written is not None:
             raise RuntimeError(f"probe {self.probe_id} recorded twice")
-        session = self.session
+        session = self.session or (self._used[0] if self._used else None)
         exited = self.context.pool.engine_exit() if session is not None else None
         if exited:  # a verdict against a dead engine says nothing about the feature
             verdict = verdict.model_copy(update={"status": Status.ERROR, "reason": (

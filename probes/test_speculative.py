@@ -85,7 +85,7 @@ def check_speculative(session: EngineSession, references: list[RefCase], control
 @pytest.mark.feature("speculative_decoding")
 @pytest.mark.launch(draft_model=DRAFT_MODEL)
 def test_speculative_decoding(probe):
-    plain = probe.context.pool.session(replace(probe.spec, draft_model=None))
+    plain = probe.engine(replace(probe.spec, draft_model=None))
     references = plain.model.references
     require_references(plain, references)
     control, _ = greedy_texts(plain, references)
