@@ -180,9 +180,10 @@ def test_prefix_caching(vllm_pool):
     assert verdict.status is Status.PASS, verdict.evidence.numbers
 
 
-def test_tool_calling(vllm_pool):
+def test_tool_calling_without_parser_is_refused(vllm_pool):
+    """Measured: vLLM 0.32 started without --tool-call-parser answers tool_choice="required" with HTTP 400."""
     verdict = check_tool_calling(vllm_pool.session(LaunchSpec()))
-    assert verdict.status is Status.PASS, verdict.evidence.numbers
+    assert verdict.status is Status.FAIL and "refused" in verdict.reason, verdict.evidence.numbers
 
 
 def test_json_schema_coverage(vllm_pool):

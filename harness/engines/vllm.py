@@ -87,9 +87,6 @@ class VllmCpuAdapter(EngineAdapter):
                                 f"(made here: {', '.join(self.loads_formats)})")
         if spec.flash_attention:
             raise NotMeasurable("FlashAttention is a GPU kernel; the CPU build has its own attention backend")
-        if spec.tool_calling is False:
-            raise NotMeasurable("vLLM 0.32 answers tool_choice=required with no launch flag to turn it off "
-                                "(vllm/entrypoints/openai/chat_completion/serving.py)")
 
     def _check_gpu_launchable(self, spec: LaunchSpec, devices: int) -> None:
         """The CUDA image: GPUs counted, formats it is given here; the CPU package's GGUF finding does not apply."""
@@ -128,6 +125,8 @@ class VllmCpuAdapter(EngineAdapter):
                         "--num-gpu-blocks-override", str(-(-spec.kv_cache_tokens // self.kv_block_tokens))]
         if spec.prefix_caching is not None:
             command += ["--enable-prefix-caching" if spec.prefix_caching else "--no-enable-prefix-caching"]
+        if spec.tool_calling:  # without a parser 0.32 answers tool_choice=required with HTTP 400 (measured)
+            command += ["--enable-auto-tool-choice", "--tool-call-parser", "hermes"]
         return command
 
     def _dtype(self, spec: LaunchSpec) -> str:
