@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
-from harness.engines.base import ApiRequest, GrammarSpec, LaunchSpec, NotMeasurable, RegexSpec, ResolvedModels, Unsupported
+from harness.engines.base import (
+    ApiRequest, GrammarSpec, LaunchSpec, NotMeasurable, RegexSpec, ResolvedModels, Unsupported,
+)
 from harness.engines.llamacpp import LlamaCppAdapter
 from harness.launch.base import RunningEngine
 from harness.models import find_artifact

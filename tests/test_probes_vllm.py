@@ -123,7 +123,6 @@ def test_gguf_is_not_loadable(vllm_pool, fmt):
     assert "vllm/model_executor/layers/quantization/__init__.py" in (raised.value.source or "")
 
 
-
 def test_flash_attention_not_measurable_on_cpu(vllm_pool):
     with pytest.raises(NotMeasurable, match="GPU kernel"):
         check_flash_attention(lambda: vllm_pool.session(LaunchSpec(flash_attention=True)),

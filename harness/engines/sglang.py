@@ -20,12 +20,12 @@ from typing import Any, ClassVar
 
 from harness.engines.base import ApiRequest, GrammarSpec, GreedyOutput, LaunchSpec, ResolvedModels, Unsupported
 from harness.engines.containerized import ContainerEngineAdapter, Limit, unsupported
+from harness.engines.status import EngineStatus
 from harness.prometheus import metric_values
 
 # the scheduler's `#running-req` (the decode batch it logs) as a gauge, and its generated-token counter
 # (best effort: not yet measured against a real SGLang; it exports no per-step counter)
 _BATCHING_METRICS = {"batch": "sglang:num_running_reqs", "generated": "sglang:generation_tokens_total"}
-from harness.engines.status import EngineStatus
 
 SPECULATIVE_STEPS = 3  # draft tokens proposed per verification step (topk 1)
 
@@ -38,11 +38,11 @@ class SglangAdapter(ContainerEngineAdapter):
     status: ClassVar[EngineStatus] = EngineStatus("active", "https://github.com/sgl-project/sglang/releases (sglang 0.5.23 newest on PyPI)")
     native_command: ClassVar[str | None] = "sglang.launch_server"
     loads_formats: ClassVar[tuple[str, ...]] = ("hf", "awq")
-    kv_budget_flag: ClassVar[str | None] = "--max-total-tokens"  # server_args.py: the token pool's size
     limits: ClassVar[dict[str, Limit]] = {
         "exl2": unsupported("SGLang's --quantization choices (python/sglang/srt/server_args.py QUANTIZATION_CHOICES) "
                             "include awq, gptq, gguf, fp8 and others, not exl2"),
     }
+    kv_budget_flag: ClassVar[str | None] = "--max-total-tokens"  # server_args.py: the token pool's size
 
     def launch_command(self, spec: LaunchSpec, models: ResolvedModels, port: int) -> list[str]:
         command = ["python3", "-m", "sglang.launch_server", "--model-path", str(models.model),
