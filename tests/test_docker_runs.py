@@ -22,7 +22,10 @@ pytestmark = pytest.mark.engine_integration
 
 # Their verdicts hang on thresholds over timings that the load of this shared 2-core host moves (about
 # one run in five differed here): both launchers must measure them, but their verdicts may differ.
-TIMING_PROBES = {"chunked_prefill", "continuous_batching"}
+TIMING_PROBES = {"chunked_prefill"}
+# Left out of the parity run: continuous batching takes minutes per launcher and is a timing probe too, and a
+# split over RPC stages is not measurable in a container by design (tests/test_parallel.py covers both).
+PARITY_SELECTION = "not continuous_batching and not parallel"
 
 
 def _pytest(*args: str, results: Path, run_id: str) -> list[str]:
@@ -36,7 +39,7 @@ def _records(results: Path) -> dict[str, ResultRecord]:
 
 def test_probe_verdicts_match_the_process_launcher(docker_connection, llama_image, artifacts, tmp_path: Path):
     for launcher in ("docker", "process"):
-        done = subprocess.run(_pytest("probes", "--timeout", "300",
+        done = subprocess.run(_pytest("probes", "--timeout", "300", "-k", PARITY_SELECTION,
                                       "--launcher", launcher, results=tmp_path / launcher, run_id=f"parity-{launcher}"),
                               cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, done.stdout[-3000:]

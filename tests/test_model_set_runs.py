@@ -102,7 +102,7 @@ def test_real_engine_serves_the_checkpoint_and_reference_probes_are_not_measured
         with pytest.raises(NotMeasurable, match="no float32 reference outputs"):
             check_matches_reference(session, session.model.references)
         with pytest.raises(NotMeasurable, match="no float32 reference outputs"):
-            check_speculative(session, session.model.references)
+            check_speculative(session, session.model.references, control=[])
     finally:
         pool.close()
 
