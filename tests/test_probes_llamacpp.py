@@ -223,9 +223,18 @@ def test_whole_prompt_prefill(start_engine):
 
 
 @pytest.mark.parametrize("spec", [LaunchSpec(tensor_parallel=2), LaunchSpec(pipeline_parallel=2)])
-def test_parallel_not_measurable_on_cpu(start_engine, spec):
+def test_parallel_needs_gpus_on_a_gpu_build_and_processes_outside_a_container(llama_build, spec, monkeypatch):
+    """A CPU build splits over local RPC stages (tests/test_parallel.py); a GPU build needs the GPUs, and in a
+    container the stages cannot be started."""
+    monkeypatch.setenv("INFERCHECK_LLAMA_BACKEND", "cuda")
     with pytest.raises(NotMeasurable, match="GPUs"):
-        start_engine(spec)
+        LlamaCppAdapter(llama_build.server).check_launchable(spec, devices=0)
+    monkeypatch.setenv("INFERCHECK_LLAMA_BACKEND", "cpu")
+    adapter = LlamaCppAdapter(llama_build.server)
+    adapter.check_launchable(spec, devices=0)
+    adapter.use_container(None)
+    with pytest.raises(NotMeasurable, match="container"):
+        adapter.check_launchable(spec, devices=0)
 
 
 class UnknownFieldsAdapter(LlamaCppAdapter):
