@@ -62,13 +62,24 @@ def check_grammar(session: EngineSession) -> Verdict:
         _, control_response = session.client.send(control)
         outcomes[name]["control_parses"] = _parses(parser, session.adapter.completion_text(control_response)[0])
     parsed = sum(bool(outcome["parses"]) for outcome in outcomes.values())
+    return constrained_verdict(outcomes, parsed, "grammar", "grammar-constrained outputs parse under the Lark grammar",
+                               "parse")
+
+
+def constrained_verdict(outcomes: dict[str, dict], honoured: int, kind: str, honoured_text: str, verb: str,
+                        note: str = "") -> Verdict:
+    """Pass when every constrained output is honoured, partial when some, fail when none (rejected, or
+    accepted but not honoured); `outcomes` (one per constraint, "rejected" where refused) is the evidence."""
+    total = len(outcomes)
     rejected = sum("rejected" in outcome for outcome in outcomes.values())
-    status = Status.PASS if parsed == len(GRAMMARS) else Status.PARTIAL if parsed else Status.FAIL
-    reason = f"{parsed}/{len(GRAMMARS)} grammar-constrained outputs parse under the Lark grammar"
+    status = Status.PASS if honoured == total else Status.PARTIAL if honoured else Status.FAIL
+    reason = f"{honoured}/{total} {honoured_text}"
     if rejected:
         reason += f"; {rejected} request(s) rejected"
-    elif not parsed:
-        reason = f"grammar accepted but not honoured: 0/{len(GRAMMARS)} outputs parse"
+    elif not honoured:
+        reason = f"{kind} accepted but not honoured: 0/{total} outputs {verb}"
+    if note:
+        reason += f" ({note})"
     return Verdict(status=status, reason=reason, evidence=Evidence(numbers={"outcomes": outcomes}))
 
 

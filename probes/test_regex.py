@@ -11,6 +11,7 @@ from harness.client import EngineRejected
 from harness.engines.base import RegexSpec
 from harness.results import Evidence, Status, Verdict
 from harness.session import EngineSession
+from probes.test_grammar import constrained_verdict
 
 REGEXES: dict[str, RegexSpec] = {
     "iso_date": RegexSpec(pattern=r"20[0-9]{2}-(0[1-9]|1[0-2])-[0-2][0-9]",
@@ -42,21 +43,13 @@ def check_regex(session: EngineSession) -> Verdict:
         outcomes[name]["control_matches"] = compiled.fullmatch(
             session.adapter.completion_text(control_response)[0]) is not None
     matched = sum(bool(outcome["matches"]) for outcome in outcomes.values())
-    rejected = sum("rejected" in outcome for outcome in outcomes.values())
     controls = sum(bool(outcome["control_matches"]) for outcome in outcomes.values())
     if controls:
         return Verdict(status=Status.ERROR, reason=f"{controls} unconstrained control output(s) match their regex: "
                        "the model's own output cannot tell a constraint from none",
                        evidence=Evidence(numbers={"outcomes": outcomes}))
-    status = Status.PASS if matched == len(REGEXES) else Status.PARTIAL if matched else Status.FAIL
-    reason = f"{matched}/{len(REGEXES)} regex-constrained outputs match in full (0 controls match)"
-    if rejected:
-        reason += f"; {rejected} request(s) rejected"
-    elif not matched:
-        reason = f"regex accepted but not honoured: 0/{len(REGEXES)} outputs match"
-    if session.adapter.regex_note():
-        reason += f" ({session.adapter.regex_note()})"
-    return Verdict(status=status, reason=reason, evidence=Evidence(numbers={"outcomes": outcomes}))
+    return constrained_verdict(outcomes, matched, "regex", "regex-constrained outputs match in full (0 controls match)",
+                               "match", note=session.adapter.regex_note())
 
 
 @pytest.mark.cpu

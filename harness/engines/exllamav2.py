@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 from harness.engines.base import ApiRequest, GrammarSpec, LaunchSpec, ResolvedModels, Unsupported
 from harness.engines.status import EngineStatus
+from harness.engines.tabbyapi import tabby_command, tabby_json_schema_request
 from harness.engines.containerized import ContainerEngineAdapter, Limit, unsupported
 
 TABBY_COMMIT = "09ddfa8ffbd7c2471b7a3c9cf3095bf2b90e38c5"
@@ -84,26 +85,11 @@ class ExLlamaV2Adapter(ContainerEngineAdapter):
                   "generator behind an OpenAI-style HTTP API"}
 
     def launch_command(self, spec: LaunchSpec, models: ResolvedModels, port: int) -> list[str]:
-        command = ["python3", "main.py", "--host", "127.0.0.1", "--port", str(port), "--disable-auth", "true",
-                   "--model-dir", str(models.model.parent), "--model-name", models.model.name,
-                   "--max-batch-size", str(spec.parallel_slots)]
-        if spec.prefill_chunk_tokens is not None:
-            command += ["--chunk-size", str(spec.prefill_chunk_tokens)]
-        if models.draft_model is not None:
-            command += ["--draft-model-dir", str(models.draft_model.parent),
-                        "--draft-model-name", models.draft_model.name]
-        if spec.tensor_parallel > 1:
-            command += ["--tensor-parallel", "true"]
-        elif spec.pipeline_parallel > 1:
-            command += ["--gpu-split-auto", "true"]
-        return command
+        return tabby_command(spec, models, port, ["--disable-auth", "true"])
 
     # -- feature translation -----------------------------------------------------------
     def json_schema_request(self, model: str, prompt: str, schema: dict[str, Any], max_tokens: int) -> ApiRequest:
-        return ApiRequest("/v1/chat/completions", {
-            "model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
-            "temperature": 0, "json_schema": schema,
-        })
+        return tabby_json_schema_request(model, prompt, schema, max_tokens)
 
     def grammar_request(self, model: str, prompt: str, grammar: GrammarSpec, max_tokens: int) -> ApiRequest:
         return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from harness.engines.base import ApiRequest, EngineAdapter, GrammarSpec, LaunchSpec, ResolvedModels, Unsupported
 from harness.engines.containerized import ContainerEngineAdapter, Limit, unsupported
 from harness.engines.status import EngineStatus
+from harness.engines.tabbyapi import tabby_command, tabby_json_schema_request
 from harness.launch.base import EngineStartError, RunningEngine
 from harness.results import EngineIdentity
 
@@ -68,19 +69,7 @@ class ExLlamaV3Adapter(ContainerEngineAdapter):
         return {"x-api-key": self._api_key} if self._api_key else {}
 
     def launch_command(self, spec: LaunchSpec, models: ResolvedModels, port: int) -> list[str]:
-        command = ["python3", "main.py", "--host", "127.0.0.1", "--port", str(port), "--backend", "exllamav3",
-                   "--model-dir", str(models.model.parent), "--model-name", models.model.name,
-                   "--max-batch-size", str(spec.parallel_slots)]
-        if spec.prefill_chunk_tokens is not None:
-            command += ["--chunk-size", str(spec.prefill_chunk_tokens)]
-        if models.draft_model is not None:
-            command += ["--draft-model-dir", str(models.draft_model.parent),
-                        "--draft-model-name", models.draft_model.name]
-        if spec.tensor_parallel > 1:
-            command += ["--tensor-parallel", "true"]
-        elif spec.pipeline_parallel > 1:
-            command += ["--gpu-split-auto", "true"]
-        return command
+        return tabby_command(spec, models, port, ["--backend", "exllamav3"])
 
     def identity(self, running: RunningEngine) -> EngineIdentity:
         """Reads the API key TabbyAPI generated and logged at start-up, before anything is asked of it."""
@@ -93,10 +82,7 @@ class ExLlamaV3Adapter(ContainerEngineAdapter):
 
     # -- feature translation -----------------------------------------------------------
     def json_schema_request(self, model: str, prompt: str, schema: dict[str, Any], max_tokens: int) -> ApiRequest:
-        return ApiRequest("/v1/chat/completions", {
-            "model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
-            "temperature": 0, "json_schema": schema,
-        })
+        return tabby_json_schema_request(model, prompt, schema, max_tokens)
 
     def grammar_request(self, model: str, prompt: str, grammar: GrammarSpec, max_tokens: int) -> ApiRequest:
         """llguidance tells Lark from GBNF itself; the GBNF is sent as written."""
