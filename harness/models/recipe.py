@@ -11,9 +11,21 @@ VOCAB_MULTIPLE = 64
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 CHAT_TOKENS = ("<|user|>", "<|assistant|>", "<|end|>")
 SPECIAL_TOKENS = (BOS, EOS, UNK, *CHAT_TOKENS)
+# Tool-capable (Hermes style, as Qwen2.5 and Hermes 2 Pro checkpoints): with `tools` it lists their signatures and
+# renders calls as <tool_call>{json}</tool_call>; without tools it renders exactly the plain chat turns.
 CHAT_TEMPLATE = (
+    "{% if tools %}<|user|>\nYou may call one or more functions. Their signatures, within <tools></tools>:\n<tools>"
+    "{% for tool in tools %}\n{{ tool | tojson }}{% endfor %}\n</tools>\n"
+    "Return each call within <tool_call></tool_call>:\n"
+    "<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call><|end|>\n{% endif %}"
     "{% for message in messages %}"
-    "{% if message['role'] == 'assistant' %}<|assistant|>\n{{ message['content'] }}<|end|>\n"
+    "{% if message['role'] == 'assistant' %}<|assistant|>\n{% if message['content'] %}{{ message['content'] }}{% endif %}"
+    "{% if message['tool_calls'] %}{% for call in message['tool_calls'] %}"
+    "{% if call['function'] is defined %}{% set call = call['function'] %}{% endif %}"
+    "<tool_call>\n{\"name\": \"{{ call['name'] }}\", \"arguments\": "
+    "{% if call['arguments'] is string %}{{ call['arguments'] }}{% else %}{{ call['arguments'] | tojson }}{% endif %}"
+    "}\n</tool_call>{% endfor %}{% endif %}<|end|>\n"
+    "{% elif message['role'] == 'tool' %}<|user|>\n<tool_response>\n{{ message['content'] }}\n</tool_response><|end|>\n"
     "{% else %}<|user|>\n{{ message['content'] }}<|end|>\n{% endif %}"
     "{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"

@@ -118,21 +118,33 @@ def _left_out_because(record: ResultRecord, include_attach: bool, allow_dirty: b
 
 def resolved_contexts(records: list[ResultRecord]) -> dict[int, MeasurementContext]:
     """Each record's context (by id), where a record that does not tell a dimension (an older record without
-    compute_dtype) joins the one context of its engine that matches it on every dimension it does tell."""
+    compute_dtype) joins the one context that matches it on every dimension it does tell: the one its engine's
+    records of the same launch config were measured in, else the one of its engine, else none (it stays apart)."""
     own = {id(record): record.context() for record in records}
-    known: dict[str, set[MeasurementContext]] = defaultdict(set)
+    by_engine: dict[str, set[MeasurementContext]] = defaultdict(set)
+    by_launch: dict[tuple[str, str], set[MeasurementContext]] = defaultdict(set)
     for record in records:
         if UNKNOWN not in _values(own[id(record)]):
-            known[record.engine.name].add(own[id(record)])
+            by_engine[record.engine.name].add(own[id(record)])
+            by_launch[_launch_key(record)].add(own[id(record)])
 
-    def resolve(engine: str, context: MeasurementContext) -> MeasurementContext:
+    def resolve(record: ResultRecord) -> MeasurementContext:
+        context = own[id(record)]
         if UNKNOWN not in _values(context):
             return context
-        matches = [candidate for candidate in known[engine]
-                   if all(mine in (UNKNOWN, theirs) for mine, theirs in zip(_values(context), _values(candidate)))]
-        return matches[0] if len(matches) == 1 else context
+        for candidates in (by_launch[_launch_key(record)], by_engine[record.engine.name]):
+            matches = [candidate for candidate in candidates
+                       if all(mine in (UNKNOWN, theirs) for mine, theirs in zip(_values(context), _values(candidate)))]
+            if len(matches) == 1:
+                return matches[0]
+        return context
 
-    return {id(record): resolve(record.engine.name, own[id(record)]) for record in records}
+    return {id(record): resolve(record) for record in records}
+
+
+def _launch_key(record: ResultRecord) -> tuple[str, str]:
+    """The engine and the launch config a record was measured under (`model_format=f16,...`)."""
+    return record.engine.name, record.launch.config if record.launch else UNKNOWN
 
 
 def _values(context: MeasurementContext) -> tuple[str, ...]:
