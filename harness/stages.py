@@ -61,6 +61,15 @@ def resident_bytes(pid: int) -> int | None:
         return None
 
 
+def voluntary_switches(pid: int) -> int | None:
+    """How often the process's main thread gave up its CPU to wait (blocked on a socket, a lock, a sleep); None
+    once it is gone. A thread that waits by spinning never does."""
+    try:
+        return int(psutil.Process(pid).num_ctx_switches().voluntary)
+    except psutil.Error:
+        return None
+
+
 def descendants(pid: int, title: str) -> list[tuple[int, str]]:
     """(pid, title) of the live descendants of `pid` whose process title (command line) matches the regex
     `title`, oldest first."""
