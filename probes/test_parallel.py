@@ -138,7 +138,7 @@ def check_parallel(session: EngineSession) -> Verdict:
 def test_parallel(probe, kind):
     session = probe.engine()
     first = check_parallel(session)
-    if first.status is not Status.PASS or "workload" not in first.evidence.numbers:
+    if "workload" not in first.evidence.numbers:  # no verified split to compare with one stage
         probe.record(first)
         return
     one_stage = _workload(probe.engine(replace(probe.spec, tensor_parallel=1, pipeline_parallel=1)), MIN_SAMPLED_S)
