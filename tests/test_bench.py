@@ -228,3 +228,132 @@ def test_benchmark_launch_turns_llama_servers_ram_prompt_cache_off() -> None:
     assert command[command.index("--cache-ram") + 1] == "0"
     assert "--cache-ram" not in LlamaCppAdapter(server_binary=Path("llama-server")).launch_command(
         LaunchSpec(), ResolvedModels(model=Path("m.gguf")), 8080)
+
+
+# -- the peer load generators (GuideLLM, AIPerf): their result formats and real runs ------------
+
+PEER_SAMPLES = REPO / "tests" / "contracts" / "peers"  # trimmed copies of real result files (see its README)
+
+
+def _peer_sample(name: str) -> dict:
+    import json
+
+    return json.loads((PEER_SAMPLES / name).read_text())
+
+
+def test_guidellm_result_is_read_in_its_own_field_names() -> None:
+    from harness.bench.peers import guidellm
+
+    ok = guidellm.parse(_peer_sample("guidellm.json"))  # 20 sent; GuideLLM left the last one out of its counts
+    assert (ok.completed, ok.failed) == (19, 0) and ok.achieved_rate == pytest.approx(7.94, abs=0.01)
+    assert ok.ttft_p50_ms == pytest.approx(101.23, abs=0.01) and ok.itl_p50_ms == pytest.approx(10.003, abs=0.001)
+    assert ok.window is not None and ok.window[1] - ok.window[0] == pytest.approx(2.393, abs=0.001)
+    errors = guidellm.parse(_peer_sample("guidellm_errors.json"))  # a null engine failing every 4th request
+    assert (errors.completed, errors.failed) == (15, 5) and errors.ttft_p50_ms is not None
+
+
+def test_aiperf_result_is_read_in_its_own_field_names() -> None:
+    from harness.bench.peers import aiperf
+
+    ok = aiperf.parse(_peer_sample("aiperf.json"))
+    assert (ok.completed, ok.failed) == (20, 0) and ok.achieved_rate == pytest.approx(8.43, abs=0.01)
+    assert ok.ttft_p50_ms == pytest.approx(101.06, abs=0.01) and ok.itl_p50_ms == pytest.approx(10.012, abs=0.001)
+    assert ok.window is not None and 2.0 < ok.window[1] - ok.window[0] < 3.0
+    errors = aiperf.parse(_peer_sample("aiperf_errors.json"))
+    assert (errors.completed, errors.failed) == (15, 5)
+    with pytest.raises(ValueError, match="in 's'"):
+        aiperf.parse({**_peer_sample("aiperf.json"), "time_to_first_token": {"unit": "s", "p50": 0.1}})
+
+
+def test_peer_point_counts_requests_the_tool_left_out_as_failed(tmp_path: Path) -> None:
+    import sys
+
+    from harness.bench.calibration import Traffic
+    from harness.bench.peers import guidellm
+    from harness.bench.peers.runner import PeerRunner
+
+    run = PeerRunner("guidellm", lambda traffic, folder: [sys.executable, "-c", "pass"], {},
+                     lambda folder: guidellm.parse(_peer_sample("guidellm.json")))
+    point = run(Traffic("http://127.0.0.1:1", 10.0, 20), "paced")
+    assert (point.completed, point.failed) == (19, 1)
+    assert point.client_cpu_ms_per_request is None  # the sample's benchmark window is not this process's
+
+
+def test_peer_process_tree_cpu_and_deadline(tmp_path: Path) -> None:
+    import os
+    import sys
+    import time
+
+    from harness.bench.peers.runner import run_tool
+
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass"
+    parent = f"import subprocess, sys\nsubprocess.run([sys.executable, '-c', {burn!r}])"
+    run = run_tool([sys.executable, "-c", parent], dict(os.environ), tmp_path, timeout_s=30)
+    assert run.returncode == 0 and run.cpu_s >= 0.3  # the grandchild's CPU counts
+    assert run.cpu_between(run.cpu_samples[0][0], run.cpu_samples[-1][0]) == pytest.approx(
+        run.cpu_samples[-1][1] - run.cpu_samples[0][1])
+    with pytest.raises(RuntimeError, match="did not finish within 1 s"):
+        run_tool(["sh", "-c", "sleep 30 & echo $! > child; wait"], dict(os.environ), tmp_path, timeout_s=1)
+    child, deadline = int((tmp_path / "child").read_text()), time.monotonic() + 5
+    while _alive(child) and time.monotonic() < deadline:  # the whole group went, the background child too
+        time.sleep(0.05)
+    assert not _alive(child)
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_calibration_records_a_failed_tool_and_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.bench import calibration
+
+    def fine(traffic: calibration.Traffic, pace: str) -> CalibrationPoint:
+        return CalibrationPoint(tool="infercheck", pace=pace, rate=traffic.rate,  # type: ignore[arg-type]
+                                requests=traffic.requests, completed=traffic.requests, failed=0,
+                                achieved_rate=traffic.rate, ttft_p50_ms=100.0, itl_p50_ms=10.0,
+                                engine_ttft_p50_ms=None, engine_gap_p50_ms=None, client_cpu_ms_per_request=0.1)
+
+    def broken(traffic: calibration.Traffic, pace: str) -> CalibrationPoint:
+        raise RuntimeError("aiperf failed (exit 1): Failed to load tokenizer")
+
+    tools = [PeerTool(name="infercheck", version="0.1.0", status="measured"),
+             PeerTool(name="aiperf", version="0.13.0", status="measured")]
+    monkeypatch.setattr(calibration, "peer_tools", lambda: ({"infercheck": fine, "aiperf": broken}, tools))
+    monkeypatch.setattr(calibration, "ACCURACY_RATES", (10.0,))
+    monkeypatch.setattr(calibration, "CEILING_RATES", (250.0, 500.0))
+    result = calibration.calibrate(progress=lambda message: None)
+    failed = [point for point in result.points if point.tool == "aiperf"]
+    assert [(p.pace, p.rate, p.completed, p.failed) for p in failed] == [("paced", 10.0, 0, 30),
+                                                                          ("zero", 250.0, 0, 500)]
+    assert len([point for point in result.points if point.tool == "infercheck"]) == 3
+    assert result.tools[1].status == ("measured; failed first at 10 req/s (paced): "
+                                      "aiperf failed (exit 1): Failed to load tokenizer")
+
+
+@pytest.mark.parametrize("name", ["guidellm", "aiperf"])
+def test_peer_runs_against_the_null_engine(name: str) -> None:
+    """20 requests at 10 req/s from the installed peer; skipped where it is not installed (the suite installs
+    nothing: `infercheck bench calibrate` does)."""
+    import importlib
+
+    from harness.bench.calibration import Traffic, hf_tokenizer
+    from harness.bench.peers import find_peer
+    from harness.paths import cache_dir
+
+    peer = find_peer(cache_dir(), name)
+    if peer is None:
+        pytest.skip(f"{name} is not installed here (infercheck bench calibrate installs it)")
+    run = importlib.import_module(f"harness.bench.peers.{name}").runner(peer, hf_tokenizer())
+    with running_null_engine(NullPace(ttft_s=0.1, itl_s=0.01)) as url:
+        point = run(Traffic(url, 10.0, 20), "paced")
+    # GuideLLM 0.8.1 at times ends its benchmark with the last request in flight and leaves it out of its counts
+    assert point.completed == 20 or (name == "guidellm" and (point.completed, point.failed) == (19, 1))
+    assert point.ttft_p50_ms is not None and 99.0 < point.ttft_p50_ms < 130.0
+    assert point.itl_p50_ms is not None and 9.5 < point.itl_p50_ms < 11.0  # per token, the server's token count
+    assert point.client_cpu_ms_per_request is not None and point.client_cpu_ms_per_request > 0
+    assert 5.0 < point.achieved_rate < 20.0

@@ -5,7 +5,9 @@ Poisson traffic at each rate of ACCURACY_RATES, and its median TTFT and ITL are 
 pace and with the null engine's own record of the same requests (`GET /null/stats`: when it really
 wrote, late wake-ups included), so a busy engine is not blamed on the client. Ceiling: a zero-delay
 null engine; each tool climbs CEILING_RATES until it no longer achieves CEILING_SHARE of the rate.
-The tools take turns on one engine, so they meet the same host load.
+The tools take turns on one engine, so they meet the same host load. GuideLLM and AIPerf run from
+their cached installs, each through its own runner (harness/bench/peers/); GuideLLM 0.8.1 sends evenly
+spaced arrivals instead, its Poisson profile being no Poisson process (harness/bench/peers/guidellm.py).
 """
 
 from __future__ import annotations
@@ -102,7 +104,7 @@ def _with_engine_record(base_url: str, run: Callable[[], CalibrationPoint]) -> C
 
 def peer_tools() -> tuple[dict[str, Callable[[Traffic, str], CalibrationPoint]], list[PeerTool]]:
     """Every tool this host has, and a line for each of the others saying why it did not run."""
-    from harness.bench.peers import find_peer
+    from harness.bench.peers import aiperf, find_peer, guidellm
     from harness.toolchain import vllm_cpu
 
     runners: dict[str, Callable[[Traffic, str], CalibrationPoint]] = {"infercheck": run_infercheck}
@@ -116,10 +118,14 @@ def peer_tools() -> tuple[dict[str, Callable[[Traffic, str], CalibrationPoint]],
         runners["vllm bench serve"] = run_vllm(install.python, tokenizer)
         tools.append(PeerTool(name="vllm bench serve", version=f"{vllm_cpu.PACKAGE} {install.package_version}",
                               status="measured"))
-    for name in ("guidellm", "aiperf"):
+    for name, driver in (("guidellm", guidellm), ("aiperf", aiperf)):
         peer = find_peer(cache_dir(), name)
-        tools.append(PeerTool(name=name, version=peer.version if peer else None,
-                              status=peer.status if peer else "not installed here"))
+        if peer is None:
+            tools.append(PeerTool(name=name, version=None,
+                                  status="not installed here (infercheck bench calibrate installs it)"))
+        else:
+            runners[name] = driver.runner(peer, tokenizer)
+            tools.append(PeerTool(name=name, version=peer.version, status="measured"))
     return runners, tools
 
 
@@ -134,27 +140,45 @@ def hf_tokenizer() -> Path:
 
 
 def calibrate(progress: Callable[[str], None] = print) -> Calibration:
-    """Accuracy at every rate, then the ceiling, for every installed tool (taking turns on one engine)."""
+    """Accuracy at every rate, then the ceiling, for every installed tool (taking turns on one engine). A
+    run that fails (RuntimeError: the tool exited with an error, or ran past its deadline) is a point with
+    every request failed, and the first failure of each tool is named in its status."""
     runners, tools = peer_tools()
     points: list[CalibrationPoint] = []
+    failures: dict[str, str] = {}
+
+    def measure(name: str, traffic: Traffic, pace: str, run: Callable[[], CalibrationPoint]) -> CalibrationPoint:
+        try:
+            point = run()
+        except RuntimeError as exc:
+            failures.setdefault(name, f"{traffic.rate:g} req/s ({pace}): {exc}")
+            progress(f"{name} at {traffic.rate:g} req/s ({pace}) failed: {exc}")
+            point = CalibrationPoint(
+                tool=name, pace=pace, rate=traffic.rate,  # type: ignore[arg-type]
+                requests=traffic.requests, completed=0, failed=traffic.requests, achieved_rate=0.0,
+                ttft_p50_ms=None, itl_p50_ms=None, engine_ttft_p50_ms=None, engine_gap_p50_ms=None,
+                client_cpu_ms_per_request=None)
+        else:
+            progress(_describe(point))
+        points.append(point)
+        return point
+
     with running_null_engine(PACE) as url:
         runners["infercheck"](Traffic(url, 20.0, 10), "paced")  # warm-up
         for rate in ACCURACY_RATES:
             traffic = Traffic(url, rate, requests_for(rate, ACCURACY_WINDOW_S))
-            for runner in runners.values():
-                point = _with_engine_record(url, partial(runner, traffic, "paced"))
-                progress(_describe(point))
-                points.append(point)
+            for name, runner in runners.items():
+                measure(name, traffic, "paced", partial(_with_engine_record, url, partial(runner, traffic, "paced")))
     with running_null_engine(ZERO) as url:
         climbing = dict(runners)
         for rate in CEILING_RATES:
             traffic = Traffic(url, rate, requests_for(rate, CEILING_WINDOW_S))
             for name, runner in list(climbing.items()):
-                point = runner(traffic, "zero")
-                progress(_describe(point))
-                points.append(point)
+                point = measure(name, traffic, "zero", partial(runner, traffic, "zero"))
                 if point.achieved_rate < CEILING_SHARE * rate:
                     del climbing[name]  # past its ceiling: higher rates only take time
+    tools = [tool.model_copy(update={"status": f"{tool.status}; failed first at {failures[tool.name]}"})
+             if tool.name in failures else tool for tool in tools]
     return Calibration(ttft_ms=PACE.ttft_s * 1000, itl_ms=PACE.itl_s * 1000, input_tokens=INPUT_TOKENS,
                        output_tokens=OUTPUT_TOKENS, ceiling_share=CEILING_SHARE, tools=tools, points=points)
 

@@ -83,24 +83,30 @@ def bench_command(
 
 @bench_app.command("calibrate")
 def calibrate_command(
-    install_peers: bool = typer.Option(False, help="first try to install GuideLLM and AIPerf in their own cached "
-                                       "environments (time-boxed)"),
+    install_peers: bool = typer.Option(True, help="first install GuideLLM and AIPerf (pinned) where they are "
+                                       "missing, each in its own cached environment (pip, time-boxed)"),
     results_dir: Path = typer.Option(default_results_dir(), help="where the record is written"),
     report_dir: Path = typer.Option(default_report_dir(), help="where the report is regenerated"),
     report: bool = typer.Option(True, help="regenerate the report afterwards"),
 ) -> None:
     """Every installed load generator (infercheck, vllm bench serve, GuideLLM, AIPerf) against the null
     engine in one run: TTFT/ITL accuracy at 10 to 640 req/s and each tool's ceiling."""
+    import time
+
     from harness.bench.calibration import run_calibration
-    from harness.bench.peers import PEER_VERSIONS, install_peer
+    from harness.bench.peers import INSTALL_TIMEOUT_S, PEER_VERSIONS, find_peer, install_peer
     from harness.paths import cache_dir
 
     with _live() as progress:
-        if install_peers:
-            for name in PEER_VERSIONS:
-                progress(f"installing {name}")
+        for name, version in PEER_VERSIONS.items():
+            if find_peer(cache_dir(), name):
+                progress(f"{name} {version}: installed")
+            elif install_peers:
+                progress(f"installing {name}=={version} (pip, at most {INSTALL_TIMEOUT_S:.0f} s)")
+                started = time.monotonic()
                 outcome = install_peer(cache_dir(), name)
-                progress(f"{name}: {outcome if isinstance(outcome, str) else 'installed'}")
+                progress(f"{name}: {outcome if isinstance(outcome, str) else 'installed'} "
+                         f"({time.monotonic() - started:.0f} s)")
         record, path = run_calibration(results_dir, progress)
     _finish(record, path, results_dir, report_dir, report)
 

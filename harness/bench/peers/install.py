@@ -1,4 +1,4 @@
-"""The peer load generators GuideLLM and AIPerf, each in a cached virtual environment of its own.
+"""Install the peer load generators GuideLLM and AIPerf, each in a cached virtual environment of its own.
 
 `install_peer` makes the environment with pip, within a time box (their dependency trees are
 large; on a busy host the install may not finish in time, and the calibration then says so).
@@ -29,11 +29,6 @@ class Peer:
     def script(self) -> Path:
         """Its console script."""
         return self.root / "venv" / "bin" / self.name
-
-    @property
-    def status(self) -> str:
-        """What the calibration did with it."""
-        return "installed; not driven yet (no runner for its CLI in this version of infercheck)"
 
 
 def peer_dir(cache: Path, name: str) -> Path:
