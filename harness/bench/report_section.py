@@ -53,7 +53,8 @@ def render_performance(context: ReportContext) -> ReportSection:
 
 def _calibration_text(calibration: Calibration) -> str:
     return (f"Every installed tool took turns on one null engine (`harness.loadgen.null_engine`) in one run, open-loop "
-            f"Poisson traffic. Accuracy: TTFT {calibration.ttft_ms:g} ms, ITL {calibration.itl_ms:g} ms, "
+            f"Poisson traffic (GuideLLM: evenly spaced, its 0.8.1 Poisson profile repeats each gap once per worker). "
+            f"Accuracy: TTFT {calibration.ttft_ms:g} ms, ITL {calibration.itl_ms:g} ms, "
             f"{calibration.output_tokens} output tokens; errors against the pace and against the engine's own record "
             f"of when it wrote (its lateness on a shared host is not the client's). Ceiling: zero delay; the highest "
             f"rate achieved at {calibration.ceiling_share:.0%} or more of the rate asked for.")
