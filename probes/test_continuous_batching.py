@@ -1,5 +1,5 @@
-"""Continuous batching: the engine decodes several sequences in one step, which makes identical work faster,
-and a request that arrives while another decodes joins the running batch.
+"""Continuous batching: the engine decodes several sequences in one step, and a request that arrives while
+another decodes joins the running batch.
 
 Concurrency alone proves nothing: replicas behind a load balancer, or a process per request, run requests
 at the same time and never batch them. The decision therefore rests on the engine's own step counters
@@ -9,6 +9,7 @@ at the same time and never batch them. The decision therefore rests on the engin
 from __future__ import annotations
 
 import asyncio
+import statistics
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -26,7 +27,6 @@ REQUESTS_PER_SLOT = 3  # each phase runs this many requests per slot: a phase of
 # llama.cpp, short enough that a late start of one stream (1.33 tokens per step in CI) decided the speedup
 TOKENS = 192
 PROMPT_TOKENS = 8
-MIN_SPEEDUP = 1.2  # measured here (best of 3): 1 slot 1.0-1.1x; 4 slots 1.26-1.8x on the tiny models (per-token overhead dominates)
 BATCHED_PER_STEP = 1.5  # tokens generated per forward pass at or above this: sequences shared steps
 SINGLE_PER_STEP = 1.1  # at or below: one sequence per step (a prompt's own step makes it slightly under 1)
 ROUNDS = 2
@@ -114,12 +114,13 @@ async def _round(session: EngineSession, index: int) -> dict[str, Any]:
 
 
 def _best(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    """The least disturbed figures: best throughput per phase, most tokens per step in a concurrent phase."""
+    """The least disturbed figures: most tokens per step and largest batch in a concurrent phase; the speedup as
+    the median of each round's concurrent over sequential tokens/s (the two phases of a round run back to back)."""
     per_step = [r["concurrent"]["tokens_per_step"] for r in rounds if r["concurrent"]["tokens_per_step"] is not None]
     gauges = [r["concurrent"]["max_batch_gauge"] for r in rounds if r["concurrent"]["max_batch_gauge"] is not None]
-    sequential = max(r["sequential"]["tokens_per_s"] for r in rounds)
-    concurrent = max(r["concurrent"]["tokens_per_s"] for r in rounds)
-    return {"speedup": round(concurrent / sequential, 3) if sequential else 0.0,
+    ratios = [r["concurrent"]["tokens_per_s"] / r["sequential"]["tokens_per_s"] for r in rounds
+              if r["sequential"]["tokens_per_s"]]
+    return {"speedup": round(statistics.median(ratios), 3) if ratios else 0.0,
             "tokens_per_step": max(per_step) if per_step else None,
             "max_batch_gauge": max(gauges) if gauges else None}
 
@@ -133,7 +134,7 @@ async def _measure(session: EngineSession) -> dict[str, Any]:
     while len(rounds) < MAX_ROUNDS:
         rounds.append(await _round(session, len(rounds) + 1))
         best = _best(rounds)
-        shown = (best["tokens_per_step"] or 0) >= BATCHED_PER_STEP and best["speedup"] >= MIN_SPEEDUP
+        shown = (best["tokens_per_step"] or 0) >= BATCHED_PER_STEP
         one_at_a_time = best["max_batch_gauge"] is not None and best["max_batch_gauge"] <= 1
         if len(rounds) >= ROUNDS and (shown or one_at_a_time):
             break
@@ -175,14 +176,18 @@ def _overtake_attempts(session: EngineSession) -> list[dict[str, Any]]:
 
 def check_continuous_batching(session: EngineSession) -> Verdict:
     """Fail: the engine's counters show one sequence per step while CONCURRENCY requests ran (however fast
-    they ran together). Pass: several per step, identical work at least MIN_SPEEDUP faster in tokens/s, and a
-    short request joins a running long one. Partial: batched, but one of the two others is missing."""
+    they ran together). Pass: several per step, and a short request joins a running long one (finishes while
+    it still streams). Partial: batched, but the short request waited (static batching).
+
+    The speedup of identical work run CONCURRENCY at a time is recorded, not decided on: on the tiny models
+    per-token work outside the forward pass dominates, and llama.cpp's paired rounds read 0.94x to 1.25x
+    with 4 sequences per step. It guards against nothing the overtake does not: a one-at-a-time engine
+    faking its counters cannot let a short request finish first."""
     numbers = asyncio.run(_measure(session))
     overtaking = _overtake_attempts(session)
     overtakes = any(attempt["short_finished_first"] for attempt in overtaking)
     numbers |= {"short_finished_first": overtakes, "overtake_attempts": overtaking,
-                "thresholds": {"batched_tokens_per_step": BATCHED_PER_STEP, "single_tokens_per_step": SINGLE_PER_STEP,
-                               "min_speedup": MIN_SPEEDUP}}
+                "thresholds": {"batched_tokens_per_step": BATCHED_PER_STEP, "single_tokens_per_step": SINGLE_PER_STEP}}
     evidence = Evidence(numbers=numbers)
     per_step, gauge, speedup = numbers["tokens_per_step"], numbers["max_batch_gauge"], numbers["speedup"]
     if numbers["unequal_rounds"]:
@@ -209,10 +214,9 @@ def check_continuous_batching(session: EngineSession) -> Verdict:
         return Verdict(status=Status.ERROR, reason=f"batched: {shown}; but no short request could be sent while a "
                        f"long one streamed ({len(overtaking)} tries: each long stream arrived all at once), so "
                        "joining a running batch was not observed", evidence=evidence)
-    scales = speedup >= MIN_SPEEDUP
-    status = Status.PASS if scales and overtakes else Status.PARTIAL
-    return Verdict(status=status, reason=f"batched: {shown}; identical work {speedup}x the sequential tokens/s "
-                   f"(threshold {MIN_SPEEDUP}x); {joined}", evidence=evidence)
+    status = Status.PASS if overtakes else Status.PARTIAL
+    return Verdict(status=status, reason=f"batched: {shown}; {joined}; identical work ran {speedup}x the "
+                   "sequential tokens/s (median of paired rounds, recorded only)", evidence=evidence)
 
 
 @pytest.mark.cpu
