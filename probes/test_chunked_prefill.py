@@ -33,7 +33,8 @@ PROMPT_WORDS = 700  # about 1270 tokens with the synthesized tokenizer
 MAX_PROMPT_WORDS = 1000  # about 1810 tokens: the prompt and its one generated token fit a 2048-token context
 MIN_PREFILL_STEPS = 20  # the prompt's prefill alone must last this many decode steps
 DECODE_TOKENS_MAX = 1900  # fits a 2048-token context after a two-token prompt
-PACE_TOKENS = 64  # a lone decode this long gives the engine's decode step
+PACE_TOKENS = 256  # a lone decode this long gives the engine's decode step
+PACE_TRIES = 3  # a lone decode read in one piece (llama.cpp's tiny model: 64 tokens in one read, in CI) shows no pace
 DECODE_AFTER_PREFILL_S = 0.3  # the decode is cut this long after the prefill's stream ended
 ALONE_REPEATS = 2  # the prefill alone is timed this often; the fastest counts
 MEASUREMENTS = 2
@@ -59,10 +60,14 @@ def _prefill_alone_s(session: EngineSession, words: int) -> float:
 
 
 def _decode_step_s(session: EngineSession) -> float:
-    """The mean pace of a lone decode (first to last token, so events read several at a time still count)."""
+    """The mean pace of a lone decode (first to last token, so events read several at a time still count); 0.0
+    when PACE_TRIES decodes each arrived in a single read."""
     request = session.adapter.fixed_length_request(session.served_model, "the cat", PACE_TOKENS, stream=True)
-    times = stream_with_socket(session.running.base_url, request, timeout_s=STREAM_TIMEOUT_S).token_times
-    return (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else 0.0
+    for _ in range(PACE_TRIES):
+        times = stream_with_socket(session.running.base_url, request, timeout_s=STREAM_TIMEOUT_S).token_times
+        if len(times) > 1 and times[-1] > times[0]:
+            return (times[-1] - times[0]) / (len(times) - 1)
+    return 0.0
 
 
 def size_prompt(session: EngineSession) -> dict[str, Any]:
