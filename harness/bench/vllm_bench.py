@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,11 +71,14 @@ def run_vllm_bench(python: Path, run: VllmBenchRun, timeout_s: float = 600) -> d
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     with tempfile.TemporaryDirectory(prefix="vllm-bench-") as folder:
         cpu = Path(folder) / "cpu.json"
-        completed = subprocess.run([str(python), "-c", _DRIVER, str(cpu), *run.arguments(Path(folder))], env=env,
-                                   capture_output=True, text=True, timeout=timeout_s)
+        from harness.bench.peers.runner import run_tool  # its own process group, killed whole at the deadline
+
+        completed = run_tool([str(python), "-c", _DRIVER, str(cpu), *run.arguments(Path(folder))], env,
+                             Path(folder), timeout_s)
         result = Path(folder) / "result.json"
         if completed.returncode != 0 or not result.exists():
-            raise RuntimeError(f"vllm bench serve failed (exit {completed.returncode}): {completed.stderr[-2000:]}")
+            raise RuntimeError(f"vllm bench serve failed (exit {completed.returncode}): "
+                               f"{completed.log.read_text(errors='replace')[-2000:]}")
         figures = json.loads(result.read_text())
         if cpu.exists():
             spent = json.loads(cpu.read_text())
