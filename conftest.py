@@ -1,3 +1,3 @@
 """Root pytest glue: the infercheck plugin (options --engine, --base-url, --results-dir; fixtures)."""
 
-pytest_plugins = ["harness.pytest_plugin"]
+pytest_plugins = ["harness.probing.plugin"]

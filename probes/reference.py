@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from harness.engines.base import GreedyOutput, NotMeasurable
+from harness.engines.base import GreedyOutput
+from harness.outcomes import NotMeasurable
 from harness.models import RefCase
-from harness.session import EngineSession
+from harness.probing.session import EngineSession
 
 MAX_TOKENS = 16
 TOP_LOGPROBS = 5

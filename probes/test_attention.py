@@ -18,10 +18,11 @@ from typing import Any
 
 import pytest
 
-from harness.engines.base import LaunchSpec, NotMeasurable
+from harness.engines.base import LaunchSpec
+from harness.outcomes import NotMeasurable
 from harness.loadgen import run_load
-from harness.results import Evidence, Status, Verdict
-from harness.session import EngineSession
+from harness.records.results import Evidence, Status, Verdict
+from harness.probing.session import EngineSession
 from probes.test_continuous_batching import GaugeSampler, engine_counters
 
 FUSED_MAX_RATIO = 0.75  # compute buffers with the kernel on at most this share of those with it off: fused

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import pytest
 
-from harness.client import EngineRejected
+from harness.wire.client import EngineRejected
 from harness.models import find_artifact
 from harness.models.beams import reference_beams
-from harness.results import Evidence, Status, Verdict
-from harness.session import EngineSession
+from harness.records.results import Evidence, Status, Verdict
+from harness.probing.session import EngineSession
 from probes.reference import dtype_tolerance, require_references
 
 BEAMS = 3

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 
 from harness.engines.base import LaunchSpec
-from harness.results import Evidence, Status, Verdict
-from harness.session import EngineSession
-from harness.streaming_socket import stream_with_socket
+from harness.records.results import Evidence, Status, Verdict
+from harness.probing.session import EngineSession
+from harness.wire.streaming_socket import stream_with_socket
 
 CHUNK_TOKENS = 64
 WHOLE_PROMPT_TOKENS = 2048  # the control's chunk: as large as the models' context, so any prompt is one step
@@ -83,7 +83,7 @@ def size_prompt(session: EngineSession) -> dict[str, Any]:
 
 
 def _measure(session: EngineSession, words: int, alone_s: float) -> dict[str, Any]:
-    """One attempt. Both streams are read by bare sockets (`harness.streaming_socket`), the decode in its own
+    """One attempt. Both streams are read by bare sockets (`harness.wire.streaming_socket`), the decode in its own
     thread, so the client's own work (sending a long prompt) never shows up as a gap in the decode."""
     adapter, model, url = session.adapter, session.served_model, session.running.base_url
     decoding, cut = threading.Event(), threading.Event()

@@ -18,9 +18,9 @@ import httpx
 import pytest
 
 from harness.loadgen import Lengths, LoadStats, Workload, run_load, summarize
-from harness.results import Evidence, Status, Verdict
-from harness.session import EngineSession
-from harness.streaming_socket import stream_with_socket
+from harness.records.results import Evidence, Status, Verdict
+from harness.probing.session import EngineSession
+from harness.wire.streaming_socket import stream_with_socket
 
 CONCURRENCY = 4
 REQUESTS_PER_SLOT = 3  # each phase runs this many requests per slot: a phase of one request per slot lasted 0.3 s on

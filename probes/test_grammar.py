@@ -5,10 +5,10 @@ from __future__ import annotations
 import lark
 import pytest
 
-from harness.client import EngineRejected
+from harness.wire.client import EngineRejected
 from harness.engines.base import GrammarSpec
-from harness.results import Evidence, Status, Verdict
-from harness.session import EngineSession
+from harness.records.results import Evidence, Status, Verdict
+from harness.probing.session import EngineSession
 
 GRAMMARS: dict[str, GrammarSpec] = {
     "select_statement": GrammarSpec(

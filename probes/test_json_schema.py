@@ -20,9 +20,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from harness.client import EngineHTTPError, EngineTransportError
-from harness.results import Evidence, Status, Verdict
-from harness.session import EngineSession
+from harness.wire.client import EngineHTTPError, EngineTransportError
+from harness.records.results import Evidence, Status, Verdict
+from harness.probing.session import EngineSession
 from probes.schema_corpus import SCHEMAS as CORPUS
 from probes.schema_corpus import keywords_of
 

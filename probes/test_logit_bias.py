@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.client import EngineRejected
-from harness.results import Evidence, Status, Verdict
-from harness.session import EngineSession
+from harness.wire.client import EngineRejected
+from harness.records.results import Evidence, Status, Verdict
+from harness.probing.session import EngineSession
 
 PROMPTS = ("The river", "A quiet morning")
 TOKENS = 12

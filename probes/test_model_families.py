@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from harness.models import RefCase
-from harness.results import Evidence, Status, Verdict
-from harness.session import EngineSession
+from harness.records.results import Evidence, Status, Verdict
+from harness.probing.session import EngineSession
 from probes.reference import compare_to_reference, dtype_tolerance, within
 
 

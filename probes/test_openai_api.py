@@ -9,10 +9,10 @@ from typing import Any
 import openai
 import pytest
 
-from harness.client import excerpt
+from harness.wire.client import excerpt
 from harness.deadline import request_timeout_s
-from harness.results import Evidence, Exchange, Status, Verdict
-from harness.session import EngineSession
+from harness.records.results import Evidence, Exchange, Status, Verdict
+from harness.probing.session import EngineSession
 
 
 def _call(exchanges: list[Exchange], path: str, request: dict, action: Callable[[], Any]) -> Any:

@@ -24,10 +24,10 @@ from dataclasses import replace
 
 import pytest
 
-from harness.engines.base import NotMeasurable
-from harness.results import Evidence, Status, Verdict
-from harness.session import EngineSession
-from harness.stages import Stage, resident_bytes, sample_busy, voluntary_switches
+from harness.outcomes import NotMeasurable
+from harness.records.results import Evidence, Status, Verdict
+from harness.probing.session import EngineSession
+from harness.engines.stages import Stage, resident_bytes, sample_busy, voluntary_switches
 from probes.test_model_families import check_matches_reference
 
 SPLIT = 2

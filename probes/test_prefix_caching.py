@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from harness.engines.base import ApiRequest
-from harness.results import Evidence, Status, Verdict
-from harness.session import EngineSession
+from harness.wire.request import ApiRequest
+from harness.records.results import Evidence, Status, Verdict
+from harness.probing.session import EngineSession
 
 PREFIX_WORDS = 700  # about 1270 tokens of the synthesized tokenizer
 ROUNDS = 3

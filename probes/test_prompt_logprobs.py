@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.client import EngineHTTPError
-from harness.engines.base import NotMeasurable
+from harness.wire.client import EngineHTTPError
+from harness.outcomes import NotMeasurable
 from harness.models import find_artifact
-from harness.results import Evidence, Status, Verdict
-from harness.session import EngineSession
+from harness.records.results import Evidence, Status, Verdict
+from harness.probing.session import EngineSession
 
 MAX_LOGPROB_DIFF = 0.05  # nats, any prompt position (float32 engine vs float32 reference)
 

@@ -22,8 +22,8 @@ from typing import Literal
 
 import pytest
 
-from harness.results import Evidence, Status, Verdict
-from harness.session import EngineSession
+from harness.records.results import Evidence, Status, Verdict
+from harness.probing.session import EngineSession
 from probes.binomial import clopper_pearson_lower, min_agreeing, tail_below
 from probes.reference import compare_to_reference
 

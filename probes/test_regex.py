@@ -7,10 +7,10 @@ import re
 
 import pytest
 
-from harness.client import EngineRejected
+from harness.wire.client import EngineRejected
 from harness.engines.base import RegexSpec
-from harness.results import Evidence, Status, Verdict
-from harness.session import EngineSession
+from harness.records.results import Evidence, Status, Verdict
+from harness.probing.session import EngineSession
 from probes.test_grammar import constrained_verdict
 
 REGEXES: dict[str, RegexSpec] = {

@@ -7,10 +7,10 @@ from dataclasses import replace
 
 import pytest
 
-from harness.engines.base import NotMeasurable
+from harness.outcomes import NotMeasurable
 from harness.models import RefCase
-from harness.results import Evidence, Status, Verdict
-from harness.session import EngineSession
+from harness.records.results import Evidence, Status, Verdict
+from harness.probing.session import EngineSession
 from probes.reference import MAX_TOKENS, require_references
 
 DRAFT_MODEL = "llama-draft"  # llama's first layer: agrees with llama on most tokens

@@ -20,10 +20,10 @@ from typing import Any
 import jsonschema
 import pytest
 
-from harness.client import EngineHTTPError
-from harness.engines.base import ApiRequest
-from harness.results import Evidence, Status, Verdict
-from harness.session import EngineSession
+from harness.wire.client import EngineHTTPError
+from harness.wire.request import ApiRequest
+from harness.records.results import Evidence, Status, Verdict
+from harness.probing.session import EngineSession
 
 # `strict: true` is how the OpenAI API asks for arguments that follow the schema; without it vLLM 0.32 constrains
 # only the call's envelope and function name (its --tool-strict-level auto; measured: free-text `parameters`).

@@ -66,7 +66,7 @@ mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv > "$OUT/nvidia-smi.csv" || true
 nvcc --version > "$OUT/nvcc.txt" 2>&1 || true
 say "building llama.cpp $VERSION for CUDA sm_$ARCH ($(left) s left)"
-timeout "$(left)" "$PYTHON" -m harness.cli setup llama.cpp > "$OUT/build.log" 2>&1 || fail "the build failed or ran out of time (tail: $(tail -3 "$OUT/build.log" | tr '\n' ' '))"
+timeout "$(left)" "$PYTHON" -m harness.cli.app setup llama.cpp > "$OUT/build.log" 2>&1 || fail "the build failed or ran out of time (tail: $(tail -3 "$OUT/build.log" | tr '\n' ' '))"
 say "running the llama.cpp probes ($(left) s left)"
 code=0
 timeout "$(left)" "${PROBES[@]}" > "$OUT/probes.log" 2>&1 || code=$?

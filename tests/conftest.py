@@ -12,7 +12,7 @@ from harness.engines.llamacpp import LlamaCppAdapter
 from harness.engines.vllm import VllmCpuAdapter
 from harness.models import ModelArtifact, ensure_models
 from harness.paths import cache_dir
-from harness.session import EnginePool, EngineSession
+from harness.probing.session import EnginePool, EngineSession
 from harness.toolchain import llamacpp as toolchain
 from harness.toolchain import vllm_cpu
 from tests.docker_support import docker_connection, llama_image  # noqa: F401 (fixtures, one per session)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from harness.results import (
+from harness.records.results import (
     Evidence, EngineIdentity, Exchange, HarnessInfo, HostInfo, LaunchInfo, ModelInfo, ResultRecord, Status,
     run_dir_for, write_record,
 )

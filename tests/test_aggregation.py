@@ -12,12 +12,12 @@ import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from harness import provenance
-from harness.claims import ClaimsTable, import_claims, load_claims, parse_claims
-from harness.cli import app
+from harness.host import provenance
+from harness.records.claims import ClaimsTable, import_claims, load_claims, parse_claims
+from harness.cli.app import app
 from harness.report import render_report
 from harness.report.aggregate import ABSENCE_MARK, NOT_DECISIVE_MARK, SEED_MARK_KEY
-from harness.results import (
+from harness.records.results import (
     EngineIdentity, Evidence, HarnessInfo, HostInfo, LaunchInfo, ModelInfo, RecordWarning, ResultRecord, Status,
     engine_slug, run_dir_for, write_record,
 )

@@ -15,10 +15,10 @@ from harness.bench.records import (
     BenchLevel, BenchRecord, BenchWorkload, Calibration, CalibrationPoint, PeerTool, latest_per_engine,
     load_bench_records, write_bench_record,
 )
-from harness.bench.report_section import PERCENTILES_PLOT, THROUGHPUT_PLOT
+from harness.report.performance import PERCENTILES_PLOT, THROUGHPUT_PLOT
 from harness.bench.saturation import saturation_point
 from harness.bench.sweep import SweepPlan, sweep
-from harness.client import EvidenceClient
+from harness.wire.client import EvidenceClient
 from harness.engines.base import LaunchSpec
 from harness.engines.llamacpp import LlamaCppAdapter
 from harness.launch.base import RunningEngine
@@ -26,8 +26,8 @@ from harness.loadgen import DEFINITIONS, SLO, ClientFigures, Lengths, Workload
 from harness.loadgen.null_engine import NullPace, running_null_engine
 from harness.models import ModelArtifact
 from harness.report import render_report, write_report
-from harness.results import BENCH_FILE, EngineIdentity, HarnessInfo, HostInfo, LaunchInfo, load_records, run_dir_for
-from harness.session import EngineSession
+from harness.records.results import BENCH_FILE, EngineIdentity, HarnessInfo, HostInfo, LaunchInfo, load_records, run_dir_for
+from harness.probing.session import EngineSession
 
 REPO = Path(__file__).resolve().parent.parent
 START = datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc)
@@ -95,7 +95,7 @@ def test_latest_record_per_engine(null_session: EngineSession, levels: list) -> 
 
 def test_report_performance_section_is_reproducible(null_session: EngineSession, levels: list,
                                                     tmp_path: Path) -> None:
-    from harness.claims import load_claims
+    from harness.records.claims import load_claims
 
     claims = load_claims(REPO / "report" / "claims.json")
     records = [bench_record(null_session, levels), bench_record(null_session, levels, engine="alpha")]
@@ -124,7 +124,7 @@ def test_write_report_reads_bench_records(null_session: EngineSession, levels: l
 def test_bench_command_rejects_bad_levels(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from harness.cli import app
+    from harness.cli.app import app
 
     result = CliRunner().invoke(app, ["bench", "--concurrency", "0,2", "--results-dir", str(tmp_path)])
     assert result.exit_code == 2 and not list(tmp_path.iterdir())
@@ -201,7 +201,7 @@ def test_calibration_ceiling_and_tables() -> None:
 
 
 def test_report_shows_the_calibration_and_the_definitions(null_session: EngineSession, levels: list) -> None:
-    from harness.claims import load_claims
+    from harness.records.claims import load_claims
 
     record = bench_record(null_session, [], engine="load generator calibration (null engine)").model_copy(
         update={"calibration": calibration()})
@@ -214,7 +214,7 @@ def test_report_shows_the_calibration_and_the_definitions(null_session: EngineSe
 def test_bench_calibrate_is_a_command() -> None:
     from typer.testing import CliRunner
 
-    from harness.cli import app
+    from harness.cli.app import app
 
     result = CliRunner().invoke(app, ["bench", "calibrate", "--help"])
     assert result.exit_code == 0 and "null engine" in result.output
@@ -268,7 +268,7 @@ def test_aiperf_result_is_read_in_its_own_field_names() -> None:
 def test_peer_point_counts_requests_the_tool_left_out_as_failed(tmp_path: Path) -> None:
     import sys
 
-    from harness.bench.calibration import Traffic
+    from harness.bench.peers.traffic import Traffic
     from harness.bench.peers import guidellm
     from harness.bench.peers.runner import PeerRunner
 
@@ -310,15 +310,16 @@ def _alive(pid: int) -> bool:
 
 
 def test_calibration_records_a_failed_tool_and_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.bench import calibration
+    from harness.bench import peer_calibration as calibration
+    from harness.bench.peers.traffic import Traffic
 
-    def fine(traffic: calibration.Traffic, pace: str) -> CalibrationPoint:
+    def fine(traffic: Traffic, pace: str) -> CalibrationPoint:
         return CalibrationPoint(tool="infercheck", pace=pace, rate=traffic.rate,  # type: ignore[arg-type]
                                 requests=traffic.requests, completed=traffic.requests, failed=0,
                                 achieved_rate=traffic.rate, ttft_p50_ms=100.0, itl_p50_ms=10.0,
                                 engine_ttft_p50_ms=None, engine_gap_p50_ms=None, client_cpu_ms_per_request=0.1)
 
-    def broken(traffic: calibration.Traffic, pace: str) -> CalibrationPoint:
+    def broken(traffic: Traffic, pace: str) -> CalibrationPoint:
         raise RuntimeError("aiperf failed (exit 1): Failed to load tokenizer")
 
     tools = [PeerTool(name="infercheck", version="0.1.0", status="measured"),
@@ -341,7 +342,8 @@ def test_peer_runs_against_the_null_engine(name: str) -> None:
     nothing: `infercheck bench calibrate` does)."""
     import importlib
 
-    from harness.bench.calibration import Traffic, hf_tokenizer
+    from harness.bench.peers.traffic import Traffic
+    from harness.bench.peer_calibration import hf_tokenizer
     from harness.bench.peers import find_peer
     from harness.paths import cache_dir
 

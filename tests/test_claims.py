@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.claims import ClaimsParseError, ClaimsTable, import_claims, load_claims, parse_claims
-from harness.features import FEATURE_ROWS, parent_row
+from harness.records.claims import ClaimsParseError, ClaimsTable, import_claims, load_claims, parse_claims
+from harness.records.features import FEATURE_ROWS, parent_row
 
 REPO = Path(__file__).resolve().parent.parent
 SEED = REPO / "report" / "claims-source.md"

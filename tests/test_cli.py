@@ -14,13 +14,13 @@ import pytest
 
 from harness.launch.base import free_port
 from harness.paths import REPO_ROOT
-from harness.results import Status, load_records
+from harness.records.results import Status, load_records
 
 SEED_TABLE = Path("/work/shared/lm-inference-engines-table.md")
 
 
 def infercheck(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "harness.cli.app", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=REPO_ROOT)
 
 
@@ -75,7 +75,7 @@ def test_missing_model_in_attach_mode(llama_build, artifacts, tmp_path: Path):
 @pytest.mark.engine_integration
 def test_engine_that_exits_at_start(llama_build, artifacts, tmp_path: Path):
     env = {**os.environ, "INFERCHECK_LLAMA_SERVER": "/bin/false"}
-    result = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--results-dir", str(tmp_path),
+    result = subprocess.run([sys.executable, "-m", "harness.cli.app", "run", "--results-dir", str(tmp_path),
                              "--no-report", "-k", "openai"], capture_output=True, text=True, env=env, timeout=300,
                             cwd=REPO_ROOT)
     assert result.returncode == 1
@@ -123,7 +123,7 @@ def test_attach_mode_gives_launch_mode_verdicts(llama_build, artifacts, tmp_path
 @pytest.mark.engine_integration
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
 def test_interrupted_run_keeps_records_and_leaves_no_engine(llama_build, artifacts, tmp_path: Path, how):
-    process = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--results-dir", str(tmp_path),
+    process = subprocess.Popen([sys.executable, "-m", "harness.cli.app", "run", "--results-dir", str(tmp_path),
                                 "--no-report"], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, start_new_session=True)
     deadline = time.monotonic() + 300

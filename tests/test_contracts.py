@@ -24,8 +24,10 @@ import pytest
 
 from harness.docker.specs import spec_named
 from harness.engines import base, get_adapter
-from harness.engines.base import ApiRequest, EngineAdapter, GrammarSpec, LaunchSpec, NotMeasurable, ResolvedModels
-from harness.engines.base import Unsupported
+from harness.wire.request import ApiRequest
+from harness.engines.base import EngineAdapter, GrammarSpec, LaunchSpec, ResolvedModels
+from harness.outcomes import NotMeasurable
+from harness.outcomes import Unsupported
 from harness.paths import REPO_ROOT, cache_dir
 from harness.toolchain import vllm_cpu
 from tests.contracts.envs import EnvUnavailable, sglang_python, vllm_python

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from harness import apple, doctor, provenance
+from harness.cli import doctor
+from harness.host import apple, provenance
 from harness.toolchain import llamacpp as toolchain
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.doctor import diagnose
+from harness.cli.doctor import diagnose
 from harness.paths import REPO_ROOT
-from harness.provenance import gpu_names
-from harness.results import ResultRecord, Status, load_records
+from harness.host.provenance import gpu_names
+from harness.records.results import ResultRecord, Status, load_records
 from tests.docker_support import infercheck_containers
 
 pytestmark = pytest.mark.engine_integration
@@ -105,7 +105,7 @@ def test_after_the_death(probe):
 def test_engine_dying_mid_probe_is_an_error_with_its_log(docker_connection, llama_image, artifacts, tmp_path: Path):
     probes = tmp_path / "test_dying.py"
     probes.write_text(DYING_PROBES)
-    command = _pytest(str(probes), "-p", "harness.pytest_plugin", "--launcher", "docker",
+    command = _pytest(str(probes), "-p", "harness.probing.plugin", "--launcher", "docker",
                       results=tmp_path / "results", run_id="dying")
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})

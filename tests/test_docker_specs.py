@@ -4,7 +4,6 @@ adapter owns it: one source of truth per launch)."""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest

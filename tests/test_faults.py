@@ -32,21 +32,22 @@ import httpx
 import pytest
 
 from harness.atomic import check_writable
-from harness.client import EngineRejected, EngineServerError, EngineTransportError, EvidenceClient
+from harness.wire.client import EngineRejected, EngineServerError, EngineTransportError, EvidenceClient
 from harness.deadline import DeadlineExceeded, probe_deadline
-from harness.engines.base import ApiRequest, LaunchSpec
+from harness.wire.request import ApiRequest
+from harness.engines.base import LaunchSpec
 from harness.engines.llamacpp import LlamaCppAdapter
 from harness.launch.base import EngineStartError, free_port, port_taken
-from harness.merge import MergeError, merge
+from harness.records.merge import MergeError, merge
 from harness.models.cache import verify_artifact
 from harness.paths import REPO_ROOT, default_report_dir
-from harness.pytest_plugin import _write_or_keep, spare_dir
+from harness.probing.plugin import _write_or_keep, spare_dir
 from harness.report import write_report
-from harness.results import (
+from harness.records.results import (
     EngineIdentity, HarnessInfo, HostInfo, RecordWarning, ResultRecord, Status, load_records, write_record)
-from harness.session import EnginePool
-from harness.streaming import StreamError, stream_request
-from harness.streaming_socket import stream_with_socket
+from harness.probing.session import EnginePool
+from harness.wire.streaming import StreamError, stream_request
+from harness.wire.streaming_socket import stream_with_socket
 
 CLAIMS = default_report_dir() / "claims.json"
 BOUND_S = 10.0  # every fault below must be reported within this (the deadlines are set to 1-2 s)
@@ -300,7 +301,7 @@ def test_a_read_only_results_folder_is_refused_before_any_probe(tmp_path: Path) 
     with tmpfs(tmp_path / "ro", "1m", readonly=True) as folder, within(30):
         with pytest.raises(OSError, match="not writable"):
             check_writable(folder)
-        result = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--results-dir", str(folder),
+        result = subprocess.run([sys.executable, "-m", "harness.cli.app", "run", "--results-dir", str(folder),
                                  "--no-report", "-k", "openai"], capture_output=True, text=True, cwd=REPO_ROOT,
                                 timeout=60)
     assert result.returncode == 2
@@ -354,7 +355,7 @@ def test_concurrent_report_writers_never_leave_a_broken_report(tmp_path: Path) -
 
     reader = threading.Thread(target=read)
     reader.start()
-    writers = [subprocess.Popen([sys.executable, "-m", "harness.cli", "report", "--results-dir",
+    writers = [subprocess.Popen([sys.executable, "-m", "harness.cli.app", "report", "--results-dir",
                                  str(tmp_path / "results"), "--out-dir", str(out)], cwd=REPO_ROOT,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(3)]
     assert [writer.wait(timeout=120) for writer in writers] == [0, 0, 0]
@@ -367,7 +368,7 @@ def test_concurrent_report_writers_never_leave_a_broken_report(tmp_path: Path) -
 def test_report_refuses_a_missing_or_empty_results_folder(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     for folder, message in ((tmp_path / "typo", "results folder not found"), (tmp_path / "empty", "no result records")):
-        result = subprocess.run([sys.executable, "-m", "harness.cli", "report", "--results-dir", str(folder),
+        result = subprocess.run([sys.executable, "-m", "harness.cli.app", "report", "--results-dir", str(folder),
                                  "--out-dir", str(tmp_path / "report")], capture_output=True, text=True,
                                 cwd=REPO_ROOT, timeout=60)
         assert result.returncode == 2 and message in result.stderr
@@ -409,14 +410,14 @@ def test_binary_and_folder_inputs_get_one_line_errors(tmp_path: Path) -> None:
              ["claims-import", str(binary), "--source", "x", "--out-dir", str(tmp_path / "out")],
              ["claims-import", str(tmp_path), "--source", "x", "--out-dir", str(tmp_path / "out")]]
     for args in cases:
-        result = subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True,
+        result = subprocess.run([sys.executable, "-m", "harness.cli.app", *args], capture_output=True, text=True,
                                 cwd=REPO_ROOT, timeout=120)
         assert result.returncode == 2 and "Traceback" not in result.stderr + result.stdout, args
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 def test_a_selection_of_no_probe_fails_and_leaves_the_report_alone(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--results-dir", str(tmp_path / "r"),
+    result = subprocess.run([sys.executable, "-m", "harness.cli.app", "run", "--results-dir", str(tmp_path / "r"),
                              "--report-dir", str(tmp_path / "report"), "-k", "no_such_probe_at_all"],
                             capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
     assert result.returncode == 2 and "selects no probe" in result.stderr
@@ -526,7 +527,7 @@ def test_sigint_and_sigterm_stop_the_run_in_one_line_and_record_the_probe(signum
     env = {**os.environ, "INFERCHECK_REQUEST_TIMEOUT_S": "60", "INFERCHECK_PROBE_TIMEOUT_S": "120",
            "HF_HUB_OFFLINE": "1"}
     try:
-        process = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--base-url",
+        process = subprocess.Popen([sys.executable, "-m", "harness.cli.app", "run", "--base-url",
                                     f"http://127.0.0.1:{server.server_address[1]}", "--results-dir", str(tmp_path),
                                     "--no-report", "-k", "openai_api", "--model-set", "model-sets/gpu-default.yaml"],
                                    cwd=REPO_ROOT, env=env, text=True,

@@ -44,6 +44,6 @@ def test_report_and_site_need_no_model_extra() -> None:
     """The nightly report job installs infercheck without extras: the report and the site must not import the
     model synthesis (transformers, torch) through the benchmark section."""
     code = ("import sys; sys.modules.update(transformers=None, torch=None, docker=None); "
-            "import harness.report.render, harness.site.build, harness.cli")
+            "import harness.report.render, harness.site.build, harness.cli.app")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]

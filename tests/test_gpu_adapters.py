@@ -15,13 +15,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.capabilities import engine_table, expressible
+from harness.cli.capabilities import engine_table, expressible
 from harness.engines import adapter_classes, containerized, get_adapter
-from harness.engines.base import GrammarSpec, LaunchSpec, NotMeasurable, ResolvedModels, Unsupported
+from harness.engines.base import GrammarSpec, LaunchSpec, ResolvedModels
+from harness.outcomes import NotMeasurable, Unsupported
 from harness.engines.containerized import ContainerEngineAdapter
 from harness.engines.exllamav2 import kbnf_from_gbnf
 from harness.engines.exllamav3 import _API_KEY as _API_KEY_PATTERN
-from harness.model_sets import DEFAULT_GPU_SET, ModelSetError, choose, hub_reachable, load_model_set
+from harness.models.sets import DEFAULT_GPU_SET, ModelSetError, choose, hub_reachable, load_model_set
 from harness.paths import REPO_ROOT
 
 GPU_ENGINES = ["TGI", "TensorRT-LLM", "LightLLM", "Fastgen", "ExLlamaV2", "ExLlamaV3", "SGLang"]
@@ -312,7 +313,7 @@ def test_capabilities_follow_the_adapters():
 
 
 def test_engines_command_lists_nine_columns_with_status_and_source():
-    result = subprocess.run([sys.executable, "-m", "harness.cli", "engines"], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "harness.cli.app", "engines"], capture_output=True, text=True,
                             cwd=REPO_ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
     status_lines = result.stdout.split("project status", 1)[1].split("\n\n", 1)[0].splitlines()[1:]

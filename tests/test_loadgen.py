@@ -1,7 +1,7 @@
 """The load generator against the null engine (a separate process with a known pace).
 
 Timing tolerances are generous on purpose: CI is a shared 2-core box. The calibration figures
-(error under 1% at the median) come from `python -m harness.bench.calibrate`, not from here.
+(error under 1% at the median) come from `python -m harness.bench.calibrate_llama`, not from here.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import pytest
 
-from harness.engines.base import ApiRequest
+from harness.wire.request import ApiRequest
 from harness.engines.llamacpp import LlamaCppAdapter
 from harness.launch.base import free_port
 from harness.loadgen import (
@@ -24,8 +24,8 @@ from harness.loadgen import (
     measure_prompt_scale, offered_rate, run_load, summarize,
 )
 from harness.loadgen.null_engine import MAX_LEAD_S, NullPace, running_null_engine
-from harness.streaming import SSEDecoder, StreamError, StreamTiming
-from harness.streaming_socket import stream_with_socket
+from harness.wire.streaming import SSEDecoder, StreamError, StreamTiming
+from harness.wire.streaming_socket import stream_with_socket
 
 PACE = NullPace(ttft_s=0.05, itl_s=0.005)
 ADAPTER = LlamaCppAdapter(server_binary=None)

@@ -17,15 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from harness.engines.base import LaunchSpec, NotMeasurable
+from harness.engines.base import LaunchSpec
+from harness.outcomes import NotMeasurable
 from harness.engines.llamacpp import LlamaCppAdapter
-from harness.model_sets import Checkpoint, ModelSet, load_model_set
+from harness.models.sets import Checkpoint, ModelSet, load_model_set
 from harness.models import ModelArtifact, find_artifact
 from harness.models.checkpoints import CheckpointSource, content_digest, describe
 from harness.paths import REPO_ROOT, cache_dir
-from harness.results import Status, load_records
-from harness.run_context import RunContext
-from harness.session import EnginePool
+from harness.records.results import Status, load_records
+from harness.probing.run_context import RunContext
+from harness.probing.session import EnginePool
 from probes.test_model_families import check_matches_reference
 from probes.test_openai_api import check_openai_api
 from probes.test_speculative import check_speculative

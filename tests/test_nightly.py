@@ -13,12 +13,12 @@ import pytest
 import yaml
 
 from harness.bench.records import load_bench_records
-from harness.claims import load_claims, load_current_claims
+from harness.records.claims import load_claims, load_current_claims
 from harness.engines import adapter_classes
-from harness.merge import MergeError, merge
+from harness.records.merge import MergeError, merge
 from harness.paths import REPO_ROOT
 from harness.report import render_report, write_report
-from harness.results import load_records
+from harness.records.results import load_records
 
 WORKFLOW = REPO_ROOT / ".github" / "workflows" / "nightly.yml"
 CLAIMS = REPO_ROOT / "report" / "claims.json"
@@ -92,7 +92,7 @@ def test_pytest_m_gpu_selects_every_probe_for_every_column():
     """`pytest -m gpu --engine X --launcher docker` (the nightly probe step): every column's image needs a GPU, so
     every probe gets the gpu mark (llama.cpp's CUDA spec named: this CPU host would pick its CPU image); and the
     newest column collects every probe end to end."""
-    from harness.pytest_plugin import _container_needs_gpu
+    from harness.probing.plugin import _container_needs_gpu
 
     engines = yaml.safe_load(WORKFLOW.read_text())["jobs"]["probe"]["strategy"]["matrix"]["engine"]
 
@@ -176,7 +176,7 @@ def test_merge_rejects_a_misplaced_record(artifacts, tmp_path):
 
 
 def test_merge_command(artifacts, tmp_path):
-    command = [sys.executable, "-m", "harness.cli", "merge", *map(str, artifacts), "--results-dir", str(tmp_path / "r")]
+    command = [sys.executable, "-m", "harness.cli.app", "merge", *map(str, artifacts), "--results-dir", str(tmp_path / "r")]
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
     assert result.returncode == 0, result.stderr
     missing = subprocess.run(command[:4] + [str(tmp_path / "none")], capture_output=True, text=True, cwd=REPO_ROOT,

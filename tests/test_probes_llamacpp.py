@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from harness.engines.base import (
-    ApiRequest, GrammarSpec, LaunchSpec, NotMeasurable, RegexSpec, ResolvedModels, Unsupported,
-)
+from harness.wire.request import ApiRequest
+from harness.engines.base import GrammarSpec, LaunchSpec, RegexSpec, ResolvedModels
+from harness.outcomes import NotMeasurable, Unsupported
 from harness.engines.llamacpp import LlamaCppAdapter
 from harness.launch.base import RunningEngine
 from harness.models import find_artifact
-from harness.results import Status
+from harness.records.results import Status
 from probes.test_attention import PAGED_SPEC, check_flash_attention, check_paged_attention
 from probes.test_beam_search import check_beam_search
 from probes.test_chunked_prefill import CHUNK_TOKENS, CONTROL_SPEC, check_chunked_prefill

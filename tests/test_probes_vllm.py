@@ -13,11 +13,13 @@ from typing import Any
 
 import pytest
 
-from harness.engines.base import ApiRequest, GrammarSpec, LaunchSpec, NotMeasurable, RegexSpec, Unsupported
+from harness.wire.request import ApiRequest
+from harness.engines.base import GrammarSpec, LaunchSpec, RegexSpec
+from harness.outcomes import NotMeasurable, Unsupported
 from harness.engines.vllm import VllmCpuAdapter
 from harness.models import ModelArtifact, find_artifact
-from harness.results import Status, Verdict
-from harness.session import EnginePool, EngineSession
+from harness.records.results import Status, Verdict
+from harness.probing.session import EnginePool, EngineSession
 from probes.test_attention import PAGED_SPEC, check_flash_attention, check_paged_attention
 from probes.test_beam_search import check_beam_search
 from probes.test_chunked_prefill import CHUNK_TOKENS, CONTROL_SPEC, check_chunked_prefill

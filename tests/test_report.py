@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.claims import ClaimsTable, import_claims, load_claims, parse_claims
+from harness.records.claims import ClaimsTable, import_claims, load_claims, parse_claims
 from harness.engines import adapter_classes
 from harness.report import ReportSection, record_relpath, render_report, write_report
 from harness.report.aggregate import counted_records, measured_mark
 from harness.report.sections import DEFAULT_SECTIONS
-from harness.results import (
+from harness.records.results import (
     EngineIdentity,
     Evidence,
     HarnessInfo,

@@ -8,8 +8,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from harness.provenance import harness_info, host_info
-from harness.results import (
+from harness.host.provenance import harness_info, host_info
+from harness.records.results import (
     EngineIdentity, ResultRecord, Status, load_records, record_json_schema, run_dir_for, write_record,
 )
 

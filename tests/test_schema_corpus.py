@@ -10,10 +10,10 @@ from typing import Any
 import jsonschema
 import pytest
 
-from harness.client import http_error
-from harness.engines.base import ApiRequest
+from harness.wire.client import http_error
+from harness.wire.request import ApiRequest
 from harness.engines.vllm import VllmCpuAdapter
-from harness.results import Exchange, Status
+from harness.records.results import Exchange, Status
 from probes.schema_corpus import KEYWORDS, SCHEMAS, keywords_of
 from probes.test_json_schema import BUDGETS, keyword_table, schema_outcome
 

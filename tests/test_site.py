@@ -10,9 +10,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from harness.cli import app
+from harness.cli.app import app
 from harness.report.changes import changed_cells, describe_changes, table_state
-from harness.results import Status, load_records, run_dir_for, write_record
+from harness.records.results import Status, load_records, run_dir_for, write_record
 from harness.site import SITE_MARKER, SiteError, build_site
 from harness.site import build as site_build
 from harness.site.history import cell_history

@@ -13,8 +13,8 @@ import pytest
 
 from headless_chromium import dump_dom, ensure_chromium, screenshot
 from harness.report.aggregate import record_mark
-from harness.report.layout import record_relpath
-from harness.results import ResultRecord
+from harness.records.layout import record_relpath
+from harness.records.results import ResultRecord
 from harness.site import build_site
 from site_records import write_site_records
 

@@ -1,6 +1,8 @@
-"""Benchmarks: concurrency sweeps recorded as bench.json with provenance, and the report's performance section.
+"""Benchmarks: concurrency sweeps recorded as bench.json with provenance, and load-generator calibration.
 
 Modules: `records` (BenchRecord, read and write), `sweep` (run a sweep on a launched or attached
-engine), `command` (the `infercheck bench` command), `plots` and `report_section` (the report),
-`vllm_bench` and `calibrate` (agreement with vLLM's `bench serve` and the engine's own timings).
+engine), `outputs`, `plots` and `saturation` (tables and figures the report's performance section
+draws), `peer_calibration` (every load generator against the null engine), `calibrate_llama`
+(agreement with vLLM's `bench serve` and llama-server's own timings) and `peers/` (one runner per
+peer tool). The `infercheck bench` command is `harness.cli.bench`.
 """

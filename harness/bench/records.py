@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from harness.loadgen import LoadStats, Percentiles, Workload
-from harness.results import BENCH_FILE, EngineIdentity, HarnessInfo, HostInfo, LaunchInfo, ModelInfo, write_model
+from harness.records.results import BENCH_FILE, EngineIdentity, HarnessInfo, HostInfo, LaunchInfo, ModelInfo, write_model
 
 BENCH_SCHEMA_VERSION = 1
 

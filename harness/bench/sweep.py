@@ -12,9 +12,9 @@ from harness.bench.records import BenchLevel, BenchRecord, BenchWorkload, write_
 from harness.engines.base import LaunchSpec
 from harness.loadgen import SLO, LoadResult, Percentiles, Workload, measure_prompt_scale, run_load, summarize
 from harness.paths import cache_dir
-from harness.provenance import harness_info, host_info
-from harness.run_context import RunContext
-from harness.session import EngineSession
+from harness.host.provenance import harness_info, host_info
+from harness.probing.run_context import RunContext
+from harness.probing.session import EngineSession
 
 
 RATE_WINDOW_S = 8.0  # an open-loop level sends this many seconds of traffic (at least 16 requests)

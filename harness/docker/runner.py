@@ -21,10 +21,10 @@ from docker.errors import DockerException
 from harness.docker.specs import ContainerSpec, select_spec
 from harness.docker.images import ImageBuildError, ImageUnavailable, ensure_image
 from harness.docker.daemon import DockerUnavailable, connect
-from harness.engines.base import NotMeasurable
+from harness.outcomes import NotMeasurable
 from harness.launch.base import EngineStartError, Launcher
 from harness.docker.launcher import ContainerConfig, ContainerExecError, DockerLauncher, sweep_leftovers
-from harness.results import EngineIdentity
+from harness.records.results import EngineIdentity
 
 
 def models_root(model_paths: list[Path]) -> Path:

@@ -14,28 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.launch.base import RunningEngine
+from harness.outcomes import NotMeasurable, Unsupported
 from harness.engines.status import EngineStatus
-from harness.results import EngineIdentity
-from harness.stages import Stage
+from harness.records.results import EngineIdentity
+from harness.engines.stages import Stage
+from harness.wire.request import ApiRequest
 
 if TYPE_CHECKING:
     from harness.docker.specs import ContainerSpec
-
-
-class Unsupported(Exception):
-    """The engine's API has no way to express this feature (a documented absence).
-
-    `source` names where the absence is documented: a file at a version (`vllm/.../__init__.py in
-    vllm 0.32.0`) or a docs page. The record keeps it and the report shows it beside the cell.
-    """
-
-    def __init__(self, message: str, source: str | None = None) -> None:
-        super().__init__(message)
-        self.source = source
-
-
-class NotMeasurable(Exception):
-    """This host or mode cannot run what the probe needs (no GPU, too few devices, attach mode)."""
 
 
 @dataclass(frozen=True)
@@ -64,16 +50,6 @@ class LaunchSpec:
         parts = [f"{name}={value}" for name, value in sorted(asdict(self).items())
                  if value != getattr(defaults, name)]
         return ",".join(parts) or "base"
-
-
-@dataclass(frozen=True)
-class ApiRequest:
-    """One HTTP request in the engine's own API."""
-
-    path: str
-    body: dict[str, Any]
-    method: str = "POST"
-    headers: dict[str, str] = field(default_factory=dict)  # e.g. an API key the engine asks for (TabbyAPI)
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,11 @@ from typing import ClassVar
 import httpx
 
 from harness.docker.specs import ContainerSpec, spec_named
-from harness.engines.base import EngineAdapter, LaunchSpec, NotMeasurable, ResolvedModels, Unsupported
+from harness.engines.base import EngineAdapter, LaunchSpec, ResolvedModels
+from harness.outcomes import NotMeasurable, Unsupported
 from harness.launch.base import RunningEngine
-from harness.provenance import gpu_names
-from harness.results import EngineIdentity
+from harness.host.provenance import gpu_names
+from harness.records.results import EngineIdentity
 
 # A launch need the engine cannot meet: the exception to raise (Unsupported: documented absence,
 # NotMeasurable: the probe does not apply) and the documentation that says so.

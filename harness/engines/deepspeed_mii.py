@@ -15,7 +15,9 @@ from __future__ import annotations
 import datetime
 from typing import Any, ClassVar
 
-from harness.engines.base import ApiRequest, GrammarSpec, LaunchSpec, NotMeasurable, ResolvedModels, Unsupported
+from harness.wire.request import ApiRequest
+from harness.engines.base import GrammarSpec, LaunchSpec, ResolvedModels
+from harness.outcomes import NotMeasurable, Unsupported
 from harness.engines.status import EngineStatus
 from harness.engines.containerized import ContainerEngineAdapter, Limit, unsupported
 

@@ -17,7 +17,9 @@ import datetime
 import re
 from typing import Any, ClassVar
 
-from harness.engines.base import ApiRequest, GrammarSpec, LaunchSpec, ResolvedModels, Unsupported
+from harness.wire.request import ApiRequest
+from harness.engines.base import GrammarSpec, LaunchSpec, ResolvedModels
+from harness.outcomes import Unsupported
 from harness.engines.status import EngineStatus
 from harness.engines.tabbyapi import tabby_command, tabby_json_schema_request
 from harness.engines.containerized import ContainerEngineAdapter, Limit, unsupported

@@ -19,12 +19,14 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from harness.engines.base import ApiRequest, EngineAdapter, GrammarSpec, LaunchSpec, ResolvedModels, Unsupported
+from harness.wire.request import ApiRequest
+from harness.engines.base import EngineAdapter, GrammarSpec, LaunchSpec, ResolvedModels
+from harness.outcomes import Unsupported
 from harness.engines.containerized import ContainerEngineAdapter, Limit, unsupported
 from harness.engines.status import EngineStatus
 from harness.engines.tabbyapi import tabby_command, tabby_json_schema_request
 from harness.launch.base import EngineStartError, RunningEngine
-from harness.results import EngineIdentity
+from harness.records.results import EngineIdentity
 
 if TYPE_CHECKING:
     from harness.engines.base import RegexSpec

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from harness.engines.base import ApiRequest, GrammarSpec, GreedyOutput, LaunchSpec, ResolvedModels, Unsupported
+from harness.wire.request import ApiRequest
+from harness.engines.base import GrammarSpec, GreedyOutput, LaunchSpec, ResolvedModels
+from harness.outcomes import Unsupported
 from harness.engines.status import EngineStatus
 from harness.engines.containerized import ContainerEngineAdapter, Limit, unsupported
 

@@ -19,18 +19,17 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 
-from harness.engines.base import (
-    ApiRequest, EngineAdapter, GrammarSpec, GreedyOutput, LaunchSpec, NotMeasurable, RegexSpec, ResolvedModels,
-    Unsupported,
-)
+from harness.wire.request import ApiRequest
+from harness.engines.base import EngineAdapter, GrammarSpec, GreedyOutput, LaunchSpec, RegexSpec, ResolvedModels
+from harness.outcomes import NotMeasurable, Unsupported
 from harness.engines.status import EngineStatus
 from harness.launch.base import RunningEngine
 from harness.launch.rpc_stages import STAGE_NAME
-from harness.model_sets import GGUF_FORMATS
+from harness.models.sets import GGUF_FORMATS
 from harness.paths import cache_dir
-from harness.prometheus import metric_values
-from harness.results import EngineIdentity
-from harness.stages import Stage
+from harness.wire.prometheus import metric_values
+from harness.records.results import EngineIdentity
+from harness.engines.stages import Stage
 from harness.toolchain import llamacpp as toolchain
 
 if TYPE_CHECKING:

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from harness.engines.base import ApiRequest, GrammarSpec, GreedyOutput, LaunchSpec, ResolvedModels, Unsupported
+from harness.wire.request import ApiRequest
+from harness.engines.base import GrammarSpec, GreedyOutput, LaunchSpec, ResolvedModels
+from harness.outcomes import Unsupported
 from harness.engines.containerized import ContainerEngineAdapter, Limit, unsupported
 from harness.engines.status import EngineStatus
-from harness.prometheus import metric_values
+from harness.wire.prometheus import metric_values
 
 # the scheduler's `#running-req` (the decode batch it logs) as a gauge, and its generated-token counter
 # (best effort: not yet measured against a real SGLang; it exports no per-step counter)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.engines.base import ApiRequest, LaunchSpec, ResolvedModels
+from harness.wire.request import ApiRequest
+from harness.engines.base import LaunchSpec, ResolvedModels
 
 
 def tabby_command(spec: LaunchSpec, models: ResolvedModels, port: int, backend: list[str]) -> list[str]:

@@ -24,7 +24,9 @@ from typing import Any, ClassVar
 
 import yaml
 
-from harness.engines.base import ApiRequest, GrammarSpec, LaunchSpec, NotMeasurable, ResolvedModels
+from harness.wire.request import ApiRequest
+from harness.engines.base import GrammarSpec, LaunchSpec, ResolvedModels
+from harness.outcomes import NotMeasurable
 from harness.engines.status import EngineStatus
 from harness.engines.containerized import ContainerEngineAdapter, Limit, unsupported
 from harness.paths import cache_dir

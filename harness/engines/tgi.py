@@ -17,11 +17,13 @@ import datetime
 import re
 from typing import Any, ClassVar
 
-from harness.engines.base import ApiRequest, GrammarSpec, GreedyOutput, LaunchSpec, ResolvedModels, Unsupported
+from harness.wire.request import ApiRequest
+from harness.engines.base import GrammarSpec, GreedyOutput, LaunchSpec, ResolvedModels
+from harness.outcomes import Unsupported
 from harness.engines.containerized import ContainerEngineAdapter, Limit, not_probed, unsupported
 from harness.engines.status import EngineStatus
 from harness.launch.base import RunningEngine
-from harness.prometheus import metric_values
+from harness.wire.prometheus import metric_values
 
 SERVED_MODEL = "tgi"  # server.rs: any other `model` value is used as a LoRA adapter id
 _ATTENTION = re.compile(r"Using Attention = (\S+)")

@@ -21,16 +21,16 @@ from typing import Any, ClassVar
 import httpx
 
 from harness.docker.specs import ContainerSpec, PackagePin
-from harness.engines.base import (
-    ApiRequest, EngineAdapter, GrammarSpec, LaunchSpec, NotMeasurable, RegexSpec, ResolvedModels, Unsupported,
-)
+from harness.wire.request import ApiRequest
+from harness.engines.base import EngineAdapter, GrammarSpec, LaunchSpec, RegexSpec, ResolvedModels
+from harness.outcomes import NotMeasurable, Unsupported
 from harness.engines.status import EngineStatus
 from harness.launch.base import RunningEngine
-from harness.model_sets import GGUF_FORMATS
+from harness.models.sets import GGUF_FORMATS
 from harness.paths import cache_dir
-from harness.prometheus import metric_total, metric_values
-from harness.results import EngineIdentity
-from harness.stages import Stage, descendants
+from harness.wire.prometheus import metric_total, metric_values
+from harness.records.results import EngineIdentity
+from harness.engines.stages import Stage, descendants
 from harness.toolchain import vllm_cpu
 
 _BATCHING_METRICS = {"steps": "vllm:iteration_tokens_total_count", "generated": "vllm:generation_tokens_total",

@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.engines.base import ApiRequest
+from harness.wire.request import ApiRequest
 from harness.loadgen import wire
 from harness.loadgen.schedule import arrival_offsets
-from harness.streaming import StreamTiming
+from harness.wire.streaming import StreamTiming
 
 MIN_FOR_ERROR_RATE = 10  # finished requests before the maximum error rate may stop a run
 CANCELLED = "cancelled: the run stopped at its maximum error rate"

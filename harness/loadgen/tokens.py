@@ -11,7 +11,7 @@ import httpx
 
 from harness.engines.base import EngineAdapter
 from harness.loadgen.workload import PROMPT_WORDS, PromptScale
-from harness.streaming import StreamError, stream_request
+from harness.wire.streaming import StreamError, stream_request
 
 _PROBE_WORDS = (8, 72)
 

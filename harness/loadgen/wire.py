@@ -24,9 +24,9 @@ from urllib.parse import urlsplit
 
 import h11
 
-from harness.engines.base import ApiRequest
-from harness.streaming import StreamError, StreamTiming, check_complete
-from harness.streaming_socket import parse_chunks
+from harness.wire.request import ApiRequest
+from harness.wire.streaming import StreamError, StreamTiming, check_complete
+from harness.wire.streaming_socket import parse_chunks
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ def _expire(record: Exchange, transport: asyncio.BaseTransport) -> None:
 
 def parse(target: Target, request: ApiRequest, record: Exchange) -> tuple[StreamTiming, str | None]:
     """The request's timing from its recorded bytes, and why it failed if it did (as the socket reader
-    of `harness.streaming_socket` parses and judges a stream)."""
+    of `harness.wire.streaming_socket` parses and judges a stream)."""
     if record.chunks is None:
         return StreamTiming(sent_at=record.sent_at), record.error or "never sent"
     connection = h11.Connection(h11.CLIENT)

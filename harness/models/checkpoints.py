@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.model_sets import Checkpoint, ModelSet
+from harness.models.sets import Checkpoint, ModelSet
 from harness.models.schema import ModelArtifact
 
 

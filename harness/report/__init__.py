@@ -1,6 +1,6 @@
 """The generated report: the comparison table regenerated from claims and measured results."""
 
-from harness.report.layout import record_relpath
+from harness.records.layout import record_relpath  # the report links records by their path
 from harness.report.render import REPORT_FILE, render_report, write_report
 from harness.report.sections import DEFAULT_SECTIONS, ReportSection, SectionRenderer
 

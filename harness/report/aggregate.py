@@ -20,10 +20,10 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel
 
-from harness.claims import MARKS
-from harness.features import OTHER_QUANTS, parent_row, record_feature, row_for, subrow_name
-from harness.report.layout import record_relpath
-from harness.results import UNKNOWN, MeasurementContext, RecordWarning, ResultRecord, Status
+from harness.records.claims import MARKS
+from harness.records.features import OTHER_QUANTS, parent_row, record_feature, row_for, subrow_name
+from harness.records.layout import record_relpath
+from harness.records.results import UNKNOWN, MeasurementContext, RecordWarning, ResultRecord, Status
 
 PASS_MARK = "✅"
 FAIL_MARK = "❌"

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from harness.claims import load_claims, load_current_claims
+from harness.records.claims import load_claims, load_current_claims
 from harness.report.context import ReportCell, build_context
-from harness.report.layout import record_relpath
-from harness.results import RecordWarning, load_records
+from harness.records.layout import record_relpath
+from harness.records.results import RecordWarning, load_records
 
 UNVERIFIED = "·"
 CHANGES_SHOWN = 20

@@ -8,13 +8,13 @@ from datetime import datetime, timezone
 from pydantic import BaseModel, Field
 
 from harness.bench.records import BenchRecord
-from harness.claims import Cell, ClaimsTable, Footnote
-from harness.features import FEATURE_ROWS, OTHER_QUANTS, parent_row, subrow_name
+from harness.records.claims import Cell, ClaimsTable, Footnote
+from harness.records.features import FEATURE_ROWS, OTHER_QUANTS, parent_row, subrow_name
 from harness.report.aggregate import (
     ABSENCE_MARK, ERROR_MARK, FAIL_MARK, NOT_DECISIVE_MARK, CellResult, LeftOut, cell_results, counted_records,
     select_records,
 )
-from harness.results import ResultRecord, Status
+from harness.records.results import ResultRecord, Status
 
 PRESENT_MARKS = ("✅", "🟠", "🌩️")  # claimed marks that say a feature is there
 BEYOND = "Beyond the 2024 table"  # section for probed rows the claimed table does not have

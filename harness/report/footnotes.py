@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from harness.report.context import NO_CLAIM, ReportCell, ReportContext, ReportRow
 from harness.report.format import one_line, short_numbers
-from harness.report.layout import record_relpath
-from harness.results import ResultRecord
+from harness.records.layout import record_relpath
+from harness.records.results import ResultRecord
 
 
 def record_link(record: ResultRecord, results_href: str) -> str:

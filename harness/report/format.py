@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from harness.results import ResultRecord
+from harness.records.results import ResultRecord
 
 _REF = re.compile(r"\[\^([^\]\s]+)\]")
 NUMBERS_SHOWN = 6

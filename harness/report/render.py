@@ -9,14 +9,14 @@ from pathlib import Path
 
 from harness.atomic import write_atomic
 from harness.bench.records import BenchRecord, load_bench_records
-from harness.claims import ClaimsTable, load_claims, load_current_claims
+from harness.records.claims import ClaimsTable, load_claims, load_current_claims
 from harness.engines import adapter_classes
 from harness.report.context import build_context
 from harness.report.footnotes import footnote_definitions
 from harness.report.format import inert_record
 from harness.report.sections import DEFAULT_SECTIONS, SectionRenderer
 from harness.report.table import asterisk_notes, comparison_table, header
-from harness.results import ResultRecord, load_records
+from harness.records.results import ResultRecord, load_records
 
 REPORT_FILE = "comparison.md"
 

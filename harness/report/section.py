@@ -1,5 +1,5 @@
-"""What a report section renders to, on its own so section renderers outside harness.report (the benchmark
-tables of harness.bench) need not import harness.report.sections, which imports them."""
+"""What a report section renders to, on its own so section renderers (the performance tables of
+harness.report.performance) need not import harness.report.sections, which imports them."""
 
 from __future__ import annotations
 

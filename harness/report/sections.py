@@ -14,7 +14,7 @@ from harness.report.footnotes import record_link
 from harness.report.format import table_cell, timestamp
 from harness.report.section import ReportSection, SectionRenderer
 from harness.report.table import measured_text
-from harness.results import ResultRecord
+from harness.records.results import ResultRecord
 
 
 
@@ -183,7 +183,7 @@ def _harness(record: ResultRecord) -> str:
 
 def performance_section(context: ReportContext) -> ReportSection:
     """Benchmark tables and plots (harness.bench); imported on use, so matplotlib loads only here."""
-    from harness.bench.report_section import render_performance
+    from harness.report.performance import render_performance
 
     return render_performance(context)
 

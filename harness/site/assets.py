@@ -7,8 +7,8 @@ import re
 from pathlib import Path, PurePosixPath
 
 from harness.bench.records import BenchRecord
-from harness.report.layout import record_relpath
-from harness.results import BENCH_FILE, SAFE_NAME, ResultRecord, engine_slug
+from harness.records.layout import record_relpath
+from harness.records.results import BENCH_FILE, SAFE_NAME, ResultRecord, engine_slug
 from harness.site.views import RECORDS_DIR
 
 CSS = """\

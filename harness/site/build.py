@@ -12,12 +12,12 @@ from pathlib import Path
 
 from harness.atomic import TMP_PREFIX, umask
 from harness.bench.records import load_bench_records
-from harness.bench.report_section import render_performance
-from harness.claims import load_claims, load_current_claims
+from harness.report.performance import render_performance
+from harness.records.claims import load_claims, load_current_claims
 from harness.engines import adapter_classes
 from harness.report.context import ReportContext, build_context
-from harness.report.layout import record_relpath
-from harness.results import ResultRecord, load_records
+from harness.records.layout import record_relpath
+from harness.records.results import ResultRecord, load_records
 from harness.site.assets import bench_relpath, write_bench, write_plots, write_records, write_static
 from harness.site.history import history_by_cell
 from harness.site.pages import cell_page, environment, index_page, plots_page, runs_page

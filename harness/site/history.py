@@ -6,10 +6,10 @@ from collections import defaultdict
 
 from pydantic import BaseModel
 
-from harness.features import parent_row, record_feature, row_for
+from harness.records.features import parent_row, record_feature, row_for
 from harness.report.aggregate import record_mark, resolved_contexts
-from harness.report.layout import record_relpath
-from harness.results import MeasurementContext, ResultRecord
+from harness.records.layout import record_relpath
+from harness.records.results import MeasurementContext, ResultRecord
 
 
 class HistoryEntry(BaseModel):
@@ -39,7 +39,7 @@ def _series(context: MeasurementContext) -> str:
 def cell_history(records: list[ResultRecord], engine: str, row: str, counted: set[str],
                  left_out: dict[str, str]) -> list[HistoryEntry]:
     """Every record of (engine, row or one of its sub-rows), oldest first. `counted` and `left_out` are keyed
-    by record path (harness.report.layout.record_relpath) and come from the report's own selection."""
+    by record path (harness.records.layout.record_relpath) and come from the report's own selection."""
     own = [record for record in records if record.engine.name == engine
            and (found := record_row(record)) is not None and row in (found, parent_row(found))]
     contexts = resolved_contexts([record for record in records if record.engine.name == engine])

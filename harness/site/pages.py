@@ -14,9 +14,9 @@ from harness.report.aggregate import record_mark
 from harness.report.changes import cell_summary
 from harness.report.context import NO_CLAIM, ReportCell, ReportContext, ReportRow
 from harness.report.format import timestamp
-from harness.report.layout import record_relpath
+from harness.records.layout import record_relpath
 from harness.report.table import MEASURED_LEGEND
-from harness.results import ResultRecord
+from harness.records.results import ResultRecord
 from harness.site.history import HistoryEntry
 from harness.site.views import (
     claim_text, context_marks, context_options, record_href, rows_by_section,

@@ -9,8 +9,8 @@ from pydantic import BaseModel
 
 from harness.report.aggregate import ContextResult
 from harness.report.context import NO_CLAIM, ReportCell, ReportContext, ReportRow
-from harness.report.layout import record_relpath
-from harness.results import ResultRecord, engine_slug
+from harness.records.layout import record_relpath
+from harness.records.results import ResultRecord, engine_slug
 
 RECORDS_DIR = "records"  # raw record copies, at their results/ layout
 CELLS_DIR = "cells"

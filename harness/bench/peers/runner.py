@@ -27,7 +27,7 @@ from typing import Any
 
 import psutil
 
-from harness.bench.calibration import Traffic
+from harness.bench.peers.traffic import Traffic
 from harness.bench.records import CalibrationPoint
 
 STARTUP_S = 120.0  # the longest a tool may take to start (imports, tokenizer, workers) on a busy host

@@ -16,12 +16,12 @@ import pytest
 import typer
 from rich.console import Console
 
-from harness.bench.command import bench_app
+from harness.cli.bench import bench_app
 from harness.atomic import TMP_PREFIX, check_writable
 from harness.engines import UnknownEngineError, get_adapter
-from harness.model_sets import ModelSetError, load_model_set
+from harness.models.sets import ModelSetError, load_model_set
 from harness.paths import REPO_ROOT, cache_dir, default_report_dir, default_results_dir, default_site_dir
-from harness.results import RecordWarning, record_json_schema
+from harness.records.results import RecordWarning, record_json_schema
 
 app = typer.Typer(help="Measure what LLM inference engines really do, and regenerate the comparison table.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -146,7 +146,7 @@ def _record_warnings() -> Iterator[None]:
 
 def _write_report(claims: Path, results_dir: Path, out_dir: Path, *, include_attach: bool = False,
                   allow_dirty: bool = False) -> None:
-    from harness.claims import ClaimsParseError
+    from harness.records.claims import ClaimsParseError
     from harness.report import write_report
 
     if not claims.exists():
@@ -175,7 +175,7 @@ def site_command(claims: Path = typer.Option(default_report_dir() / "claims.json
                  include_attach: bool = typer.Option(False, help="count attach-mode records in the table"),
                  allow_dirty: bool = typer.Option(False, help="count records made from a dirty harness tree")) -> None:
     """Write the evidence site: the table with switchable contexts, a page per cell, histories, plots (static)."""
-    from harness.claims import ClaimsParseError
+    from harness.records.claims import ClaimsParseError
     from harness.site import SiteError, build_site
 
     if not claims.exists():
@@ -196,7 +196,7 @@ def site_command(claims: Path = typer.Option(default_report_dir() / "claims.json
 def merge_command(sources: list[Path] = typer.Argument(..., help="uploaded results folders (CI artifacts)"),
                   results_dir: Path = typer.Option(default_results_dir(), help="results folder to merge into")) -> None:
     """Merge uploaded result folders into the results folder; refuses to overwrite a record."""
-    from harness.merge import MergeError, merge
+    from harness.records.merge import MergeError, merge
 
     try:
         written = merge(sources, results_dir)
@@ -214,7 +214,7 @@ def claims_import(markdown: Path = typer.Argument(..., help="markdown comparison
                   current: bool = typer.Option(False, help="today's claims (claims-current.md), shown beside the "
                                                "seed's, instead of the seed table")) -> None:
     """Import a markdown comparison table: the seed claims, or with --current today's claims."""
-    from harness.claims import ClaimsParseError, import_claims
+    from harness.records.claims import ClaimsParseError, import_claims
 
     if not markdown.is_file():
         _fail(f"table not found: {markdown}" if not markdown.exists() else f"not a file: {markdown}")
@@ -239,7 +239,7 @@ def schema(out: Path = typer.Option(default_results_dir() / "record.schema.json"
 @app.command()
 def engines(as_json: bool = typer.Option(False, "--json", help="print everything, with the reasons, as JSON")) -> None:
     """List the engine adapters: container specs, the probes each can express, what this host can run."""
-    from harness.capabilities import engine_table, render_table
+    from harness.cli.capabilities import engine_table, render_table
 
     table = engine_table()
     typer.echo(json.dumps(table, indent=2) if as_json else render_table(table))
@@ -252,7 +252,7 @@ app.add_typer(bench_app, name="bench")
 def doctor(as_json: bool = typer.Option(False, "--json", help="print the report as JSON")) -> None:
     """Say what this host can run: Docker, NVIDIA runtime, GPUs, Apple Metal, disk, and why each engine cannot
     (works without the Docker SDK: it says so and reports the rest)."""
-    from harness.doctor import diagnose, render
+    from harness.cli.doctor import diagnose, render
 
     report = diagnose()
     typer.echo(report.model_dump_json(indent=2) if as_json else render(report))

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from harness.deadline import request_timeout_s
-from harness.engines.base import ApiRequest
+from harness.wire.request import ApiRequest
 
 _ERROR_BODY_CHARS = 300
 

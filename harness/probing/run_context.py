@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING
 
 from harness.engines import get_adapter
 from harness.engines.base import EngineAdapter, LaunchSpec
-from harness.model_sets import ModelSet, hub_reachable
+from harness.models.sets import ModelSet, hub_reachable
 from harness.models import ModelArtifact, ensure_models, find_artifact
 from harness.models.checkpoints import CheckpointSource, hub_root
-from harness.provenance import gpu_names
-from harness.results import EngineIdentity, run_dir_for
-from harness.session import EnginePool
+from harness.host.provenance import gpu_names
+from harness.records.results import EngineIdentity, run_dir_for
+from harness.probing.session import EnginePool
 from harness.toolchain import llamacpp as llamacpp_toolchain
 
 if TYPE_CHECKING:

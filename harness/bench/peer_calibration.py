@@ -15,13 +15,13 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
 
+from harness.bench.peers.traffic import INPUT_TOKENS, OUTPUT_TOKENS, Traffic
 from harness.bench.records import (
     BenchRecord, BenchWorkload, Calibration, CalibrationPoint, PeerTool, write_bench_record,
 )
@@ -29,13 +29,12 @@ from harness.engines.llamacpp import LlamaCppAdapter
 from harness.loadgen import Lengths, Workload, run_load, summarize
 from harness.loadgen.null_engine import MODEL, STATS_PATH, NullPace, running_null_engine
 from harness.paths import cache_dir
-from harness.provenance import harness_info, host_info
-from harness.results import EngineIdentity, run_dir_for
-from harness.run_context import new_run_id
+from harness.host.provenance import harness_info, host_info
+from harness.records.results import EngineIdentity, run_dir_for
+from harness.probing.run_context import new_run_id
 
 PACE = NullPace(ttft_s=0.1, itl_s=0.01)
 ZERO = NullPace(ttft_s=0.0, itl_s=0.0)
-INPUT_TOKENS, OUTPUT_TOKENS = 32, 50
 ACCURACY_RATES = (10.0, 40.0, 80.0, 160.0, 320.0, 640.0)
 CEILING_RATES = (250.0, 500.0, 1000.0, 2000.0, 4000.0)
 ACCURACY_WINDOW_S, CEILING_WINDOW_S = 3.0, 2.0  # seconds of traffic each rate sends
@@ -43,16 +42,6 @@ MIN_REQUESTS, MAX_REQUESTS = 30, 8000
 CEILING_SHARE = 0.95
 PROCESSES = max(1, min(4, os.cpu_count() or 1))  # infercheck's load-generating processes
 ENGINE_NAME = "load generator calibration (null engine)"
-
-
-@dataclass(frozen=True)
-class Traffic:
-    """What one run of one tool sends."""
-
-    base_url: str
-    rate: float
-    requests: int
-
 
 
 def requests_for(rate: float, window_s: float) -> int:
@@ -76,7 +65,7 @@ def run_infercheck(traffic: Traffic, pace: str) -> CalibrationPoint:
 
 def run_vllm(python: Path, tokenizer: Path) -> Callable[[Traffic, str], CalibrationPoint]:
     """`vllm bench serve` at one rate (random dataset, the same lengths, EOS ignored)."""
-    from harness.bench.vllm_bench import VllmBenchRun, run_vllm_bench
+    from harness.bench.peers.vllm_bench import VllmBenchRun, run_vllm_bench
 
     def run(traffic: Traffic, pace: str) -> CalibrationPoint:
         result = run_vllm_bench(python, VllmBenchRun(

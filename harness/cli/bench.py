@@ -51,7 +51,7 @@ def bench_command(
         return
     from harness.bench.sweep import SweepPlan, run_bench
     from harness.engines import UnknownEngineError
-    from harness.engines.base import NotMeasurable, Unsupported
+    from harness.outcomes import NotMeasurable, Unsupported
     from harness.launch.base import EngineStartError
     from harness.loadgen import SLO, Lengths, Workload
 
@@ -93,7 +93,7 @@ def calibrate_command(
     engine in one run: TTFT/ITL accuracy at 10 to 640 req/s and each tool's ceiling."""
     import time
 
-    from harness.bench.calibration import run_calibration
+    from harness.bench.peer_calibration import run_calibration
     from harness.bench.peers import INSTALL_TIMEOUT_S, PEER_VERSIONS, find_peer, install_peer
     from harness.paths import cache_dir
 

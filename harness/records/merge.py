@@ -18,8 +18,8 @@ import stat
 from pathlib import Path
 
 from harness.atomic import TMP_PREFIX, write_atomic
-from harness.report.layout import record_relpath
-from harness.results import BENCH_FILE, ResultRecord
+from harness.records.layout import record_relpath
+from harness.records.results import BENCH_FILE, ResultRecord
 
 SKIPPED = {"record.schema.json"}
 

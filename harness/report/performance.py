@@ -14,7 +14,7 @@ from harness.loadgen import DEFINITIONS
 from harness.report.context import ReportContext
 from harness.report.format import table_cell
 from harness.report.section import ReportSection
-from harness.results import BENCH_FILE, engine_slug
+from harness.records.results import BENCH_FILE, engine_slug
 
 THROUGHPUT_PLOT = "performance/throughput-latency.svg"
 PERCENTILES_PLOT = "performance/latency-percentiles.svg"

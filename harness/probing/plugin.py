@@ -34,14 +34,15 @@ from harness.atomic import check_writable
 from harness.deadline import probe_deadline, probe_timeout_s
 from harness.docker.specs import SpecError, select_spec
 from harness.engines import UnknownEngineError, adapter_classes
-from harness.engines.base import LaunchSpec, NotMeasurable, Unsupported
-from harness.model_sets import ModelSet, ModelSetError, load_model_set
-from harness.features import row_for
+from harness.engines.base import LaunchSpec
+from harness.outcomes import NotMeasurable, Unsupported
+from harness.models.sets import ModelSet, ModelSetError, load_model_set
+from harness.records.features import row_for
 from harness.paths import cache_dir, default_results_dir
-from harness.provenance import gpu_names, harness_info, host_info
-from harness.results import SAFE_NAME, LEGACY_ABSENCE_NOTE, Evidence, Exchange, ResultRecord, Status, Verdict, write_record
-from harness.run_context import RunContext
-from harness.session import EngineSession
+from harness.host.provenance import gpu_names, harness_info, host_info
+from harness.records.results import SAFE_NAME, LEGACY_ABSENCE_NOTE, Evidence, Exchange, ResultRecord, Status, Verdict, write_record
+from harness.probing.run_context import RunContext
+from harness.probing.session import EngineSession
 
 _CONTEXT_KEY = pytest.StashKey[RunContext]()
 _VERDICTS_KEY = pytest.StashKey[list[ResultRecord]]()
@@ -95,7 +96,7 @@ MARKERS = (
     "cpu: probe runs on a CPU-only host",
     "gpu: probe needs a GPU",
     "multi_gpu: probe needs more than one GPU",
-    "feature(name): the comparison-table row a probe measures (harness.features)",
+    "feature(name): the comparison-table row a probe measures (harness.records.features)",
     "launch(**spec): the LaunchSpec fields the probe's engine needs",
     "engine_integration: test starts a real engine",
 )

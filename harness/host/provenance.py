@@ -10,9 +10,9 @@ import subprocess
 from functools import lru_cache
 
 from harness import __version__
-from harness.apple import apple_accelerators
+from harness.host.apple import apple_accelerators
 from harness.paths import REPO_ROOT
-from harness.results import HarnessInfo, HostInfo
+from harness.records.results import HarnessInfo, HostInfo
 
 
 @lru_cache(maxsize=1)

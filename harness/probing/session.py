@@ -9,14 +9,15 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from harness.client import EvidenceClient
-from harness.engines.base import EngineAdapter, LaunchSpec, NotMeasurable, ResolvedModels
+from harness.wire.client import EvidenceClient
+from harness.engines.base import EngineAdapter, LaunchSpec, ResolvedModels
+from harness.outcomes import NotMeasurable
 from harness.launch.base import PORT_ATTEMPTS, EngineStartError, Launcher, RunningEngine, free_port, port_taken
 from harness.launch.process import ProcessLauncher
 from harness.models import ModelArtifact, find_artifact
 from harness.models.cache import ModelIntegrityError, verify_artifact
 from harness.models.checkpoints import CheckpointSource
-from harness.results import EngineIdentity, LaunchInfo, ModelInfo
+from harness.records.results import EngineIdentity, LaunchInfo, ModelInfo
 
 HEALTH_TIMEOUT_S = 5.0  # a reused engine that does not answer its health check this fast is restarted
 

@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 
 from harness.deadline import request_timeout_s
-from harness.engines.base import ApiRequest
-from harness.results import Exchange
+from harness.wire.request import ApiRequest
+from harness.records.results import Exchange
 
 _EXCERPT_CHARS = 2000
 

@@ -1,0 +1,1 @@
+"""The `infercheck` command line and its command back-ends."""

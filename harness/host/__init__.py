@@ -1,0 +1,1 @@
+"""Facts about the machine a run is on: provenance, GPUs, Apple Silicon."""

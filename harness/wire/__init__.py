@@ -1,0 +1,1 @@
+"""Talking to an engine over HTTP: requests, the evidence client, SSE streaming, Prometheus text."""
