@@ -6,8 +6,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from harness.engines.base import GreedyOutput
-from harness.outcomes import NotMeasurable
 from harness.models import RefCase
+from harness.outcomes import NotMeasurable
 from harness.probing.session import EngineSession
 
 MAX_TOKENS = 16
@@ -42,19 +42,26 @@ def dtype_tolerance(session: EngineSession) -> tuple[Tolerance, dict[str, Any]]:
         note = "float32" if dtype == "float32" else f"compute dtype {dtype or 'not reported'}: no measured spread"
         return FLOAT32, {"compute_dtype": dtype, "tolerance": asdict(FLOAT32), "derived_from": note}
     slack = 1 / spread.prompts
-    tolerance = Tolerance(min_exact_prompts=max(0.0, spread.exact_share - slack),
-                          min_top1_agreement=max(0.0, spread.top1_share - slack),
-                          max_logprob_diff=max(FLOAT32.max_logprob_diff,
-                                               LOGPROB_SPREAD_FACTOR * spread.max_logprob_diff))
-    return tolerance, {"compute_dtype": dtype, "tolerance": asdict(tolerance),
-                       "derived_from": f"torch {dtype} vs float32 on the same weights", "spread": spread.model_dump()}
+    tolerance = Tolerance(
+        min_exact_prompts=max(0.0, spread.exact_share - slack),
+        min_top1_agreement=max(0.0, spread.top1_share - slack),
+        max_logprob_diff=max(FLOAT32.max_logprob_diff, LOGPROB_SPREAD_FACTOR * spread.max_logprob_diff),
+    )
+    return tolerance, {
+        "compute_dtype": dtype,
+        "tolerance": asdict(tolerance),
+        "derived_from": f"torch {dtype} vs float32 on the same weights",
+        "spread": spread.model_dump(),
+    }
 
 
 def require_references(session: EngineSession, references: list[RefCase]) -> None:
     """Not measured when there is nothing to compare with (a model set's real checkpoint)."""
     if not references:
-        raise NotMeasurable(f"{session.model.source} has no float32 reference outputs to compare with "
-                            "(references exist for the synthesized models only)")
+        raise NotMeasurable(
+            f"{session.model.source} has no float32 reference outputs to compare with "
+            "(references exist for the synthesized models only)"
+        )
 
 
 def run_greedy(session: EngineSession, case: RefCase) -> GreedyOutput:
@@ -84,12 +91,19 @@ def compare_to_reference(session: EngineSession, references: list[RefCase]) -> d
                 diffs.append(float("inf"))
         outputs.append({"prompt": case.prompt, "reference": case.greedy_text, "engine": output.text})
     count = len(references)
-    return {"prompts": count, "exact_share": exact / count, "top1_share": top1 / count,
-            "max_logprob_diff": max(diffs) if diffs else float("inf"), "outputs": outputs}
+    return {
+        "prompts": count,
+        "exact_share": exact / count,
+        "top1_share": top1 / count,
+        "max_logprob_diff": max(diffs) if diffs else float("inf"),
+        "outputs": outputs,
+    }
 
 
 def within(numbers: dict, tolerance: Tolerance) -> bool:
     """Whether measured agreement meets the tolerance."""
-    return (numbers["exact_share"] >= tolerance.min_exact_prompts
-            and numbers["top1_share"] >= tolerance.min_top1_agreement
-            and numbers["max_logprob_diff"] <= tolerance.max_logprob_diff)
+    return (
+        numbers["exact_share"] >= tolerance.min_exact_prompts
+        and numbers["top1_share"] >= tolerance.min_top1_agreement
+        and numbers["max_logprob_diff"] <= tolerance.max_logprob_diff
+    )

@@ -12,16 +12,44 @@ from typing import Any
 Schema = dict[str, Any]
 
 # The keywords the coverage table breaks down by; "nested" marks an object or array inside another.
-KEYWORDS = ("enum", "const", "pattern", "format", "minLength", "maxLength", "minimum", "maximum",
-            "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "minItems", "maxItems", "uniqueItems", "prefixItems",
-            "anyOf", "oneOf", "allOf", "$ref", "$defs", "additionalProperties", "minProperties", "maxProperties",
-            "required", "nested")
+KEYWORDS = (
+    "enum",
+    "const",
+    "pattern",
+    "format",
+    "minLength",
+    "maxLength",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "multipleOf",
+    "minItems",
+    "maxItems",
+    "uniqueItems",
+    "prefixItems",
+    "anyOf",
+    "oneOf",
+    "allOf",
+    "$ref",
+    "$defs",
+    "additionalProperties",
+    "minProperties",
+    "maxProperties",
+    "required",
+    "nested",
+)
 
 
 def _obj(properties: dict[str, Schema], required: list[str] | None = None, **extra: Any) -> Schema:
     """A closed object whose listed properties are all required unless `required` says otherwise."""
-    return {"type": "object", "properties": properties,
-            "required": list(properties) if required is None else required, "additionalProperties": False, **extra}
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties) if required is None else required,
+        "additionalProperties": False,
+        **extra,
+    }
 
 
 def _str(**constraints: Any) -> Schema:
@@ -77,53 +105,98 @@ SCHEMAS: dict[str, Schema] = {
     "max_items": _obj({"tags": _arr(_str(maxLength=4), maxItems=1)}),
     "exact_items": _obj({"triple": _arr(_int(minimum=0, maximum=9), minItems=3, maxItems=3)}),
     "unique_items": _obj({"ids": _arr(_int(minimum=0, maximum=3), minItems=3, maxItems=3, uniqueItems=True)}),
-    "tuple_prefix_items": _obj({"pair": {"type": "array", "prefixItems": [_str(maxLength=3), _int(minimum=5,
-                                                                                                    maximum=6)],
-                                         "items": False, "minItems": 2}}),
+    "tuple_prefix_items": _obj(
+        {
+            "pair": {
+                "type": "array",
+                "prefixItems": [_str(maxLength=3), _int(minimum=5, maximum=6)],
+                "items": False,
+                "minItems": 2,
+            }
+        }
+    ),
     "array_of_objects": _obj({"points": _arr(_POINT, minItems=2, maxItems=2)}),
     # anyOf / oneOf / allOf
     "any_of_types": _obj({"value": {"anyOf": [_int(minimum=500, maximum=599), _str(pattern="^x{3}$")]}}),
     "any_of_objects": {"anyOf": [_obj({"cat": _str(maxLength=4)}), _obj({"dog": _int(minimum=1, maximum=2)})]},
     "one_of_disjoint": _obj({"id": {"oneOf": [_int(minimum=0, maximum=9), _str(pattern="^id-[a-z]{2}$")]}}),
-    "one_of_tagged": {"oneOf": [_obj({"type": {"const": "a"}, "a": _int(minimum=1, maximum=1)}),
-                                _obj({"type": {"const": "b"}, "b": {"type": "boolean"}})]},
+    "one_of_tagged": {
+        "oneOf": [
+            _obj({"type": {"const": "a"}, "a": _int(minimum=1, maximum=1)}),
+            _obj({"type": {"const": "b"}, "b": {"type": "boolean"}}),
+        ]
+    },
     "nullable_any_of": _obj({"maybe": {"anyOf": [{"type": "null"}, _int(minimum=77, maximum=77)]}}),
     "all_of_bounds": _obj({"n": {"allOf": [_int(minimum=20), _int(maximum=22)]}}),
     # $ref / $defs
     "ref_defs": {"$defs": {"point": _POINT}, **_obj({"a": {"$ref": "#/$defs/point"}, "b": {"$ref": "#/$defs/point"}})},
-    "ref_in_array": {"$defs": {"tag": _str(pattern="^t[0-9]$")},
-                     **_obj({"tags": _arr({"$ref": "#/$defs/tag"}, minItems=2, maxItems=2)})},
-    "ref_chain": {"$defs": {"code": _str(pattern="^[a-c]{2}$"), "item": _obj({"code": {"$ref": "#/$defs/code"}})},
-                  **_obj({"item": {"$ref": "#/$defs/item"}})},
-    "ref_recursive": {"$defs": {"node": _obj({"v": _int(minimum=0, maximum=3),
-                                              "kids": _arr({"$ref": "#/$defs/node"}, maxItems=1)})},
-                      "$ref": "#/$defs/node"},
-    "ref_enum": {"$defs": {"unit": {"enum": ["kg", "lb"]}}, **_obj({"unit": {"$ref": "#/$defs/unit"},
-                                                                   "amount": _int(minimum=1, maximum=5)})},
+    "ref_in_array": {
+        "$defs": {"tag": _str(pattern="^t[0-9]$")},
+        **_obj({"tags": _arr({"$ref": "#/$defs/tag"}, minItems=2, maxItems=2)}),
+    },
+    "ref_chain": {
+        "$defs": {"code": _str(pattern="^[a-c]{2}$"), "item": _obj({"code": {"$ref": "#/$defs/code"}})},
+        **_obj({"item": {"$ref": "#/$defs/item"}}),
+    },
+    "ref_recursive": {
+        "$defs": {"node": _obj({"v": _int(minimum=0, maximum=3), "kids": _arr({"$ref": "#/$defs/node"}, maxItems=1)})},
+        "$ref": "#/$defs/node",
+    },
+    "ref_enum": {
+        "$defs": {"unit": {"enum": ["kg", "lb"]}},
+        **_obj({"unit": {"$ref": "#/$defs/unit"}, "amount": _int(minimum=1, maximum=5)}),
+    },
     # nested objects and arrays
-    "nested_objects": _obj({"user": _obj({"name": _str(minLength=1, maxLength=8), "admin": {"type": "boolean"},
-                                          "address": _obj({"zip": _str(pattern="^[0-9]{5}$")})})}),
-    "nested_arrays": _obj({"grid": _arr(_arr(_int(minimum=0, maximum=1), minItems=2, maxItems=2), minItems=2,
-                                        maxItems=2)}),
+    "nested_objects": _obj(
+        {
+            "user": _obj(
+                {
+                    "name": _str(minLength=1, maxLength=8),
+                    "admin": {"type": "boolean"},
+                    "address": _obj({"zip": _str(pattern="^[0-9]{5}$")}),
+                }
+            )
+        }
+    ),
+    "nested_arrays": _obj(
+        {"grid": _arr(_arr(_int(minimum=0, maximum=1), minItems=2, maxItems=2), minItems=2, maxItems=2)}
+    ),
     "deep_nesting": _obj({"a": _obj({"b": _obj({"c": _obj({"d": {"const": "deep"}})})})}),
-    "array_in_object_in_array": _arr(_obj({"ks": _arr({"enum": ["k1", "k2"]}, minItems=1, maxItems=1)}),
-                                     minItems=2, maxItems=2),
+    "array_in_object_in_array": _arr(
+        _obj({"ks": _arr({"enum": ["k1", "k2"]}, minItems=1, maxItems=1)}), minItems=2, maxItems=2
+    ),
     # additionalProperties and required
     "closed_object": _obj({"only": {"type": "boolean"}}),
-    "typed_additional_properties": {"type": "object", "additionalProperties": _int(minimum=3, maximum=4),
-                                    "minProperties": 1, "maxProperties": 2},
+    "typed_additional_properties": {
+        "type": "object",
+        "additionalProperties": _int(minimum=3, maximum=4),
+        "minProperties": 1,
+        "maxProperties": 2,
+    },
     "optional_properties": _obj({"must": {"const": 1}, "may": _str(maxLength=2)}, required=["must"]),
-    "required_many": _obj({"a": {"type": "boolean"}, "b": {"type": "null"}, "c": {"const": "c"},
-                           "d": _int(minimum=4, maximum=4)}),
+    "required_many": _obj(
+        {"a": {"type": "boolean"}, "b": {"type": "null"}, "c": {"const": "c"}, "d": _int(minimum=4, maximum=4)}
+    ),
     # mixes that real schemas use
-    "realistic_order": _obj({"order_id": _str(pattern="^ORD-[0-9]{4}$"), "status": {"enum": ["new", "paid"]},
-                             "items": _arr(_obj({"sku": _str(minLength=3, maxLength=3), "qty": _int(minimum=1,
-                                                                                                 maximum=3)}),
-                                           minItems=1, maxItems=2)}),
-    "realistic_contact": {"$defs": {"phone": _str(pattern="^\\+[0-9]{2} [0-9]{3}$")},
-                          **_obj({"email": _str(format="email"), "phones": _arr({"$ref": "#/$defs/phone"}, minItems=1,
-                                                                                maxItems=1),
-                                  "role": {"anyOf": [{"const": "admin"}, {"const": "guest"}]}})},
+    "realistic_order": _obj(
+        {
+            "order_id": _str(pattern="^ORD-[0-9]{4}$"),
+            "status": {"enum": ["new", "paid"]},
+            "items": _arr(
+                _obj({"sku": _str(minLength=3, maxLength=3), "qty": _int(minimum=1, maximum=3)}), minItems=1, maxItems=2
+            ),
+        }
+    ),
+    "realistic_contact": {
+        "$defs": {"phone": _str(pattern="^\\+[0-9]{2} [0-9]{3}$")},
+        **_obj(
+            {
+                "email": _str(format="email"),
+                "phones": _arr({"$ref": "#/$defs/phone"}, minItems=1, maxItems=1),
+                "role": {"anyOf": [{"const": "admin"}, {"const": "guest"}]},
+            }
+        ),
+    },
 }
 
 

@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 
 from harness.engines.base import LaunchSpec
-from harness.outcomes import NotMeasurable
 from harness.loadgen import run_load
-from harness.records.results import Evidence, Status, Verdict
+from harness.outcomes import NotMeasurable
 from harness.probing.session import EngineSession
+from harness.records.results import Evidence, Status, Verdict
 from probes.test_continuous_batching import GaugeSampler, engine_counters
 
 FUSED_MAX_RATIO = 0.75  # compute buffers with the kernel on at most this share of those with it off: fused
@@ -54,36 +54,53 @@ def check_flash_attention(on: Callable[[], EngineSession], off: Callable[[], Eng
     library = on_report.get("library_kernel")
     if library:
         numbers |= {"kernel": library, "seed_mark": KERNEL_MARKS[library]}
-        return Verdict(status=Status.PASS, reason=f"engine resolved attention backend {numbers['attention_backend']} "
-                       f"({library})", evidence=Evidence(numbers=numbers, engine_log=log))
+        return Verdict(
+            status=Status.PASS,
+            reason=f"engine resolved attention backend {numbers['attention_backend']} ({library})",
+            evidence=Evidence(numbers=numbers, engine_log=log),
+        )
     off_report = _report(off())
     on_mib, off_mib = on_report.get("compute_buffer_mib"), off_report.get("compute_buffer_mib")
     numbers |= {"compute_buffer_mib_on": on_mib, "compute_buffer_mib_off": off_mib}
     log = log + ["--- flash attention off ---", *off_report.get("log", [])]
     if not on_mib or not off_mib:
-        return Verdict(status=Status.NOT_MEASURED, reason="the engine reports neither its attention backend nor its "
-                       "compute buffers", evidence=Evidence(numbers=numbers, engine_log=log))
+        return Verdict(
+            status=Status.NOT_MEASURED,
+            reason="the engine reports neither its attention backend nor its compute buffers",
+            evidence=Evidence(numbers=numbers, engine_log=log),
+        )
     ratio = on_mib / off_mib
     numbers["buffer_ratio"] = round(ratio, 3)
     if ratio <= FUSED_MAX_RATIO:
         kernel = on_report.get("fused_kernel", "fused_own")
         numbers |= {"kernel": kernel, "seed_mark": KERNEL_MARKS.get(kernel, "🟠")}
-        return Verdict(status=Status.PASS, reason=f"fused attention kernel ({kernel}): compute buffers {on_mib:.2f} MiB "
-                       f"against {off_mib:.2f} MiB without it, no attention matrix", evidence=Evidence(numbers=numbers,
-                                                                                                       engine_log=log))
+        return Verdict(
+            status=Status.PASS,
+            reason=f"fused attention kernel ({kernel}): compute buffers {on_mib:.2f} MiB "
+            f"against {off_mib:.2f} MiB without it, no attention matrix",
+            evidence=Evidence(numbers=numbers, engine_log=log),
+        )
     if ratio >= UNFUSED_MIN_RATIO:
         numbers["kernel"] = "none"
-        return Verdict(status=Status.FAIL, reason=f"compute buffers {on_mib:.2f} MiB asked with flash attention against "
-                       f"{off_mib:.2f} MiB without: the attention matrix is materialised, no fused kernel ran",
-                       evidence=Evidence(numbers=numbers, engine_log=log))
-    return Verdict(status=Status.ERROR, reason=f"compute buffers {ratio:.0%} of those without flash attention: "
-                   "between fused and unfused, inconclusive", evidence=Evidence(numbers=numbers, engine_log=log))
+        return Verdict(
+            status=Status.FAIL,
+            reason=f"compute buffers {on_mib:.2f} MiB asked with flash attention against "
+            f"{off_mib:.2f} MiB without: the attention matrix is materialised, no fused kernel ran",
+            evidence=Evidence(numbers=numbers, engine_log=log),
+        )
+    return Verdict(
+        status=Status.ERROR,
+        reason=f"compute buffers {ratio:.0%} of those without flash attention: between fused and unfused, inconclusive",
+        evidence=Evidence(numbers=numbers, engine_log=log),
+    )
 
 
 async def _run_sequences(session: EngineSession) -> list[Any]:
     """SEQUENCES requests at once: one LONG_TOKENS long, the others SHORT_TOKENS."""
-    requests = [session.adapter.fixed_length_request(session.served_model, PROMPT, tokens, stream=True)
-                for tokens in [LONG_TOKENS] + [SHORT_TOKENS] * (SEQUENCES - 1)]
+    requests = [
+        session.adapter.fixed_length_request(session.served_model, PROMPT, tokens, stream=True)
+        for tokens in [LONG_TOKENS] + [SHORT_TOKENS] * (SEQUENCES - 1)
+    ]
     load = await run_load(session.running.base_url, requests, concurrency=SEQUENCES)
     return load.results
 
@@ -103,31 +120,46 @@ def check_paged_attention(session: EngineSession) -> Verdict:
     ends = [result.timing.finished_at for result in results if result.ok]
     together = len(firsts) == SEQUENCES and max(firsts) < min(ends)
     numbers: dict[str, Any] = {
-        "kv_budget_tokens": KV_BUDGET_TOKENS, "requested_tokens": wanted, "generated_tokens": got,
-        "errors": [result.error for result in results if result.error], "all_in_flight_at_once": together,
-        "max_batch_gauge": gauges.maxima.get("batch"), "kv_usage_before": before.get("kv_usage"),
-        "max_kv_usage": gauges.maxima.get("kv_usage"), "kv_kind": report.get("kv_kind"),
-        "kv_layout": report.get("kv_layout")}
+        "kv_budget_tokens": KV_BUDGET_TOKENS,
+        "requested_tokens": wanted,
+        "generated_tokens": got,
+        "errors": [result.error for result in results if result.error],
+        "all_in_flight_at_once": together,
+        "max_batch_gauge": gauges.maxima.get("batch"),
+        "kv_usage_before": before.get("kv_usage"),
+        "max_kv_usage": gauges.maxima.get("kv_usage"),
+        "kv_kind": report.get("kv_kind"),
+        "kv_layout": report.get("kv_layout"),
+    }
     evidence = Evidence(numbers=numbers, engine_log=report.get("log", []))
     if got != wanted or not together:
         cut = [f"{g}/{w}" for g, w in zip(got, wanted) if g != w]
         why = f"tokens cut short or refused ({', '.join(cut)})" if cut else "the requests did not all run at once"
-        return Verdict(status=Status.FAIL, reason=f"a {KV_BUDGET_TOKENS}-token KV cache did not hold {SEQUENCES} "
-                       f"sequences of {sum(wanted)} tokens in all: {why}; reserved per-slot buffers", evidence=evidence)
+        return Verdict(
+            status=Status.FAIL,
+            reason=f"a {KV_BUDGET_TOKENS}-token KV cache did not hold {SEQUENCES} "
+            f"sequences of {sum(wanted)} tokens in all: {why}; reserved per-slot buffers",
+            evidence=evidence,
+        )
     # The gauges count only when they were seen live: vLLM CPU 0.32 left num_requests_running at 0 while all four
     # sequences were measurably in flight at once (2026-12-02), so a flat KV gauge beside it says nothing.
     live = (gauges.maxima.get("batch") or 0) > 0
     numbers["gauges_live"] = live
     if live and "kv_usage" in gauges.maxima and gauges.maxima["kv_usage"] <= (before.get("kv_usage") or 0):
-        return Verdict(status=Status.ERROR, reason="the engine's KV usage did not grow while the sequences ran",
-                       evidence=evidence)
+        return Verdict(
+            status=Status.ERROR, reason="the engine's KV usage did not grow while the sequences ran", evidence=evidence
+        )
     kind = report.get("kv_kind")
     if kind in LAYOUT_MARKS:
         numbers["seed_mark"] = LAYOUT_MARKS[kind]
     evidence = Evidence(numbers=numbers, engine_log=report.get("log", []))
-    return Verdict(status=Status.PASS, reason=f"{SEQUENCES} sequences ({sum(wanted)} tokens) ran at once in a "
-                   f"{KV_BUDGET_TOKENS}-token KV cache that {SEQUENCES} reserved contexts would overflow; "
-                   f"layout: {report.get('kv_layout') or 'not stated'}", evidence=evidence)
+    return Verdict(
+        status=Status.PASS,
+        reason=f"{SEQUENCES} sequences ({sum(wanted)} tokens) ran at once in a "
+        f"{KV_BUDGET_TOKENS}-token KV cache that {SEQUENCES} reserved contexts would overflow; "
+        f"layout: {report.get('kv_layout') or 'not stated'}",
+        evidence=evidence,
+    )
 
 
 @pytest.mark.cpu

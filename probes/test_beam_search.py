@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import pytest
 
-from harness.wire.client import EngineRejected
 from harness.models import find_artifact
 from harness.models.beams import reference_beams
-from harness.records.results import Evidence, Status, Verdict
 from harness.probing.session import EngineSession
+from harness.records.results import Evidence, Status, Verdict
+from harness.wire.client import EngineRejected
 from probes.reference import dtype_tolerance, require_references
 
 BEAMS = 3
@@ -47,30 +47,52 @@ def check_beam_search(session: EngineSession) -> Verdict:
     tolerance, derivation = dtype_tolerance(session)
     allowed = tolerance.max_logprob_diff * MAX_TOKENS
     reference = {beam.text: beam.cumulative_logprob for beam in beams}
-    diffs = [abs(score - reference[text]) for text, score in zip(texts, scores)
-             if score is not None and text in reference]
-    numbers = {"prompt": prompt, "beams_requested": BEAMS, "engine_texts": texts, "engine_scores": scores,
-               "reference_beams": [beam.model_dump() for beam in beams], "greedy": greedy.model_dump(),
-               "max_score_diff": max(diffs) if diffs else None, "allowed_score_diff": allowed,
-               "tolerance": derivation}
+    diffs = [
+        abs(score - reference[text]) for text, score in zip(texts, scores) if score is not None and text in reference
+    ]
+    numbers = {
+        "prompt": prompt,
+        "beams_requested": BEAMS,
+        "engine_texts": texts,
+        "engine_scores": scores,
+        "reference_beams": [beam.model_dump() for beam in beams],
+        "greedy": greedy.model_dump(),
+        "max_score_diff": max(diffs) if diffs else None,
+        "allowed_score_diff": allowed,
+        "tolerance": derivation,
+    }
     evidence = Evidence(numbers=numbers)
     if len(texts) > 1 and len(set(texts)) == 1:
-        return Verdict(status=Status.FAIL, reason=f"{len(texts)} identical outputs, not {BEAMS} beams",
-                       evidence=evidence)
+        return Verdict(
+            status=Status.FAIL, reason=f"{len(texts)} identical outputs, not {BEAMS} beams", evidence=evidence
+        )
     if sorted(texts) != sorted(reference):
         missing = len(set(reference) - set(texts))
-        return Verdict(status=Status.FAIL, reason=f"{missing} of the {BEAMS} reference beams missing from the "
-                       f"{len(texts)} texts returned (sampled or searched otherwise)", evidence=evidence)
+        return Verdict(
+            status=Status.FAIL,
+            reason=f"{missing} of the {BEAMS} reference beams missing from the "
+            f"{len(texts)} texts returned (sampled or searched otherwise)",
+            evidence=evidence,
+        )
     if any(score is None for score in scores):
-        return Verdict(status=Status.PARTIAL, reason="the reference beams came back, without their scores",
-                       evidence=evidence)
+        return Verdict(
+            status=Status.PARTIAL, reason="the reference beams came back, without their scores", evidence=evidence
+        )
     best = max(score for score in scores if score is not None)
     if max(diffs) > allowed or best < greedy.cumulative_logprob - allowed:
-        return Verdict(status=Status.FAIL, reason=f"the reference beams came back with other scores (max diff "
-                       f"{max(diffs):.3f} > {allowed:.3f}, or the best below greedy's "
-                       f"{greedy.cumulative_logprob:.3f})", evidence=evidence)
-    return Verdict(status=Status.PASS, reason=f"the {BEAMS} reference beams, scores within {max(diffs):.4f} "
-                   f"(best {best:.3f} >= greedy {greedy.cumulative_logprob:.3f})", evidence=evidence)
+        return Verdict(
+            status=Status.FAIL,
+            reason=f"the reference beams came back with other scores (max diff "
+            f"{max(diffs):.3f} > {allowed:.3f}, or the best below greedy's "
+            f"{greedy.cumulative_logprob:.3f})",
+            evidence=evidence,
+        )
+    return Verdict(
+        status=Status.PASS,
+        reason=f"the {BEAMS} reference beams, scores within {max(diffs):.4f} "
+        f"(best {best:.3f} >= greedy {greedy.cumulative_logprob:.3f})",
+        evidence=evidence,
+    )
 
 
 @pytest.mark.cpu

@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 from harness.engines.base import LaunchSpec
-from harness.records.results import Evidence, Status, Verdict
 from harness.probing.session import EngineSession
+from harness.records.results import Evidence, Status, Verdict
 from harness.wire.streaming_socket import stream_with_socket
 
 CHUNK_TOKENS = 64
@@ -48,15 +48,19 @@ STREAM_TIMEOUT_S = 300.0
 
 def _long_prompt(words: int) -> str:
     """A long prompt that starts with a fresh nonce, so no prefix cache can shorten its prefill."""
-    text = itertools.islice(itertools.cycle(["the", "cat", "sat", "on", "a", "red", "mat", "and", "ate", "fish"]), words)
+    text = itertools.islice(
+        itertools.cycle(["the", "cat", "sat", "on", "a", "red", "mat", "and", "ate", "fish"]), words
+    )
     return f"{secrets.randbelow(10**9)} " + " ".join(text)
 
 
 def _prefill_alone_s(session: EngineSession, words: int) -> float:
     """The fastest of ALONE_REPEATS times to first token of a fresh `words`-word prompt with nothing else running."""
     request = lambda: session.adapter.fixed_length_request(session.served_model, _long_prompt(words), 1, stream=True)  # noqa: E731
-    return min(stream_with_socket(session.running.base_url, request(), timeout_s=STREAM_TIMEOUT_S).ttft_s
-               for _ in range(ALONE_REPEATS))
+    return min(
+        stream_with_socket(session.running.base_url, request(), timeout_s=STREAM_TIMEOUT_S).ttft_s
+        for _ in range(ALONE_REPEATS)
+    )
 
 
 def _decode_step_s(session: EngineSession) -> float:
@@ -78,8 +82,12 @@ def size_prompt(session: EngineSession) -> dict[str, Any]:
     if step > 0 and prefill < MIN_PREFILL_STEPS * step and words < MAX_PROMPT_WORDS:
         words = min(MAX_PROMPT_WORDS, math.ceil(words * 1.3 * MIN_PREFILL_STEPS * step / prefill))
         prefill = _prefill_alone_s(session, words)
-    return {"prompt_words": words, "decode_step_s": round(step, 5), "sizing_prefill_s": round(prefill, 4),
-            "prefill_steps": round(prefill / step, 1) if step > 0 else None}
+    return {
+        "prompt_words": words,
+        "decode_step_s": round(step, 5),
+        "sizing_prefill_s": round(prefill, 4),
+        "prefill_steps": round(prefill / step, 1) if step > 0 else None,
+    }
 
 
 def _measure(session: EngineSession, words: int, alone_s: float) -> dict[str, Any]:
@@ -88,30 +96,45 @@ def _measure(session: EngineSession, words: int, alone_s: float) -> dict[str, An
     adapter, model, url = session.adapter, session.served_model, session.running.base_url
     decoding, cut = threading.Event(), threading.Event()
     with ThreadPoolExecutor(max_workers=1) as reader:
-        decode_future = reader.submit(stream_with_socket, url, adapter.fixed_length_request(
-            model, "the cat", DECODE_TOKENS_MAX, stream=True), decoding, timeout_s=STREAM_TIMEOUT_S, stop=cut)
+        decode_future = reader.submit(
+            stream_with_socket,
+            url,
+            adapter.fixed_length_request(model, "the cat", DECODE_TOKENS_MAX, stream=True),
+            decoding,
+            timeout_s=STREAM_TIMEOUT_S,
+            stop=cut,
+        )
         try:
             if not decoding.wait(timeout=STREAM_TIMEOUT_S):
                 raise TimeoutError(f"the decode sent no token within {STREAM_TIMEOUT_S:.0f} s")
             time.sleep(0.05)
-            prefill = stream_with_socket(url, adapter.fixed_length_request(model, _long_prompt(words), 1, stream=True),
-                                         timeout_s=STREAM_TIMEOUT_S)
+            prefill = stream_with_socket(
+                url,
+                adapter.fixed_length_request(model, _long_prompt(words), 1, stream=True),
+                timeout_s=STREAM_TIMEOUT_S,
+            )
             time.sleep(DECODE_AFTER_PREFILL_S)
         finally:
             cut.set()
         decode = decode_future.result(timeout=STREAM_TIMEOUT_S)
-    overlapping = [later - earlier for earlier, later in zip(decode.token_times, decode.token_times[1:])
-                   if later >= prefill.sent_at and earlier <= prefill.finished_at]
+    overlapping = [
+        later - earlier
+        for earlier, later in zip(decode.token_times, decode.token_times[1:])
+        if later >= prefill.sent_at and earlier <= prefill.finished_at
+    ]
     gaps = decode.gaps_s
     longest = max(overlapping) if overlapping else None
-    return {"prefill_alone_s": round(alone_s, 4), "prefill_ttft_s": round(prefill.ttft_s, 4),
-            "max_decode_gap_during_prefill_s": round(longest, 4) if longest is not None else None,
-            "stall_share": round(longest / alone_s, 3) if longest is not None else None,
-            "decode_outlived_prefill": bool(decode.token_times) and decode.token_times[-1] > prefill.finished_at,
-            "decode_tokens_seen": len(decode.token_times),
-            "median_decode_gap_s": round(statistics.median(gaps), 5) if gaps else None,
-            "zero_gap_share": round(sum(gap == 0 for gap in gaps) / len(gaps), 3) if gaps else 0.0,
-            "prompt_tokens": prefill.prompt_tokens}
+    return {
+        "prefill_alone_s": round(alone_s, 4),
+        "prefill_ttft_s": round(prefill.ttft_s, 4),
+        "max_decode_gap_during_prefill_s": round(longest, 4) if longest is not None else None,
+        "stall_share": round(longest / alone_s, 3) if longest is not None else None,
+        "decode_outlived_prefill": bool(decode.token_times) and decode.token_times[-1] > prefill.finished_at,
+        "decode_tokens_seen": len(decode.token_times),
+        "median_decode_gap_s": round(statistics.median(gaps), 5) if gaps else None,
+        "zero_gap_share": round(sum(gap == 0 for gap in gaps) / len(gaps), 3) if gaps else 0.0,
+        "prompt_tokens": prefill.prompt_tokens,
+    }
 
 
 def _inconclusive(numbers: dict[str, Any]) -> str | None:
@@ -119,8 +142,13 @@ def _inconclusive(numbers: dict[str, Any]) -> str | None:
     if not numbers["decode_outlived_prefill"] or numbers["max_decode_gap_during_prefill_s"] is None:
         return "the decode did not overlap the prefill"
     if numbers["zero_gap_share"] > BURST_SHARE:
-        return "the decode arrived in bursts (most of its events shared a read), so its gaps do not show the engine's pace"
-    if numbers["median_decode_gap_s"] is None or numbers["prefill_alone_s"] < MIN_PREFILL_STEPS * numbers["median_decode_gap_s"]:
+        return (
+            "the decode arrived in bursts (most of its events shared a read), so its gaps do not show the engine's pace"
+        )
+    if (
+        numbers["median_decode_gap_s"] is None
+        or numbers["prefill_alone_s"] < MIN_PREFILL_STEPS * numbers["median_decode_gap_s"]
+    ):
         return f"the prefill alone lasted under {MIN_PREFILL_STEPS} decode steps, too short to tell chunked from whole"
     return None
 
@@ -145,8 +173,11 @@ def measure_stall(session: EngineSession, words: int) -> dict[str, Any]:
     if not measured:
         return numbers | {"conclusive": False, "inconclusive": inconclusive}
     best = min(measured, key=lambda m: m["stall_share"])
-    return best | {"conclusive": True, "stall_shares": [m["stall_share"] for m in measured],
-                   "inconclusive": inconclusive}
+    return best | {
+        "conclusive": True,
+        "stall_shares": [m["stall_share"] for m in measured],
+        "inconclusive": inconclusive,
+    }
 
 
 def check_chunked_prefill(chunked: Callable[[], EngineSession], control: Callable[[], EngineSession]) -> Verdict:
@@ -158,30 +189,56 @@ def check_chunked_prefill(chunked: Callable[[], EngineSession], control: Callabl
     sizing = size_prompt(control_session)
     whole = measure_stall(control_session, sizing["prompt_words"])
     split = measure_stall(chunked(), sizing["prompt_words"])
-    evidence = Evidence(numbers={"sizing": sizing, "chunked": split, "control": whole,
-                                 "thresholds": {"stall_share": STALL_SHARE, "contrast": CONTRAST,
-                                                "min_prefill_steps": MIN_PREFILL_STEPS}})
+    evidence = Evidence(
+        numbers={
+            "sizing": sizing,
+            "chunked": split,
+            "control": whole,
+            "thresholds": {"stall_share": STALL_SHARE, "contrast": CONTRAST, "min_prefill_steps": MIN_PREFILL_STEPS},
+        }
+    )
     if sizing["prefill_steps"] is None or sizing["prefill_steps"] < MIN_PREFILL_STEPS:
-        return Verdict(status=Status.ERROR, reason=f"the longest prompt that fits ({sizing['prompt_words']} words) "
-                       f"prefills in {sizing['prefill_steps']} decode steps, under {MIN_PREFILL_STEPS}", evidence=evidence)
+        return Verdict(
+            status=Status.ERROR,
+            reason=f"the longest prompt that fits ({sizing['prompt_words']} words) "
+            f"prefills in {sizing['prefill_steps']} decode steps, under {MIN_PREFILL_STEPS}",
+            evidence=evidence,
+        )
     for name, numbers in (("control (chunking off)", whole), ("chunked engine", split)):
         if not numbers["conclusive"]:
-            return Verdict(status=Status.ERROR, reason=f"{name}: {numbers['inconclusive'][-1]} (all {ATTEMPTS} "
-                           "attempts)", evidence=evidence)
+            return Verdict(
+                status=Status.ERROR,
+                reason=f"{name}: {numbers['inconclusive'][-1]} (all {ATTEMPTS} attempts)",
+                evidence=evidence,
+            )
     if whole["stall_share"] < STALL_SHARE:
-        return Verdict(status=Status.ERROR, reason=f"the control with chunking off stalled the decode for only "
-                       f"{whole['stall_share']:.0%} of the prefill, so the contrast cannot tell", evidence=evidence)
+        return Verdict(
+            status=Status.ERROR,
+            reason=f"the control with chunking off stalled the decode for only "
+            f"{whole['stall_share']:.0%} of the prefill, so the contrast cannot tell",
+            evidence=evidence,
+        )
     share, tokens = split["stall_share"], split["prompt_tokens"]
     if share >= STALL_SHARE:
-        return Verdict(status=Status.FAIL, reason=f"decode stalled for {share:.0%} of a {tokens}-token prefill (control "
-                       f"with chunking off: {whole['stall_share']:.0%}): the prompt was processed in one piece",
-                       evidence=evidence)
+        return Verdict(
+            status=Status.FAIL,
+            reason=f"decode stalled for {share:.0%} of a {tokens}-token prefill (control "
+            f"with chunking off: {whole['stall_share']:.0%}): the prompt was processed in one piece",
+            evidence=evidence,
+        )
     if share * CONTRAST > whole["stall_share"]:
-        return Verdict(status=Status.ERROR, reason=f"decode stalled for {share:.0%} of the prefill against the "
-                       f"control's {whole['stall_share']:.0%}: not clearly less, inconclusive", evidence=evidence)
-    return Verdict(status=Status.PASS, reason=f"decode kept running during a {tokens}-token prefill: longest gap "
-                   f"{share:.0%} of the prefill time alone, against {whole['stall_share']:.0%} with chunking off",
-                   evidence=evidence)
+        return Verdict(
+            status=Status.ERROR,
+            reason=f"decode stalled for {share:.0%} of the prefill against the "
+            f"control's {whole['stall_share']:.0%}: not clearly less, inconclusive",
+            evidence=evidence,
+        )
+    return Verdict(
+        status=Status.PASS,
+        reason=f"decode kept running during a {tokens}-token prefill: longest gap "
+        f"{share:.0%} of the prefill time alone, against {whole['stall_share']:.0%} with chunking off",
+        evidence=evidence,
+    )
 
 
 @pytest.mark.cpu

@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from harness.loadgen import Lengths, LoadStats, Workload, run_load, summarize
-from harness.records.results import Evidence, Status, Verdict
 from harness.probing.session import EngineSession
+from harness.records.results import Evidence, Status, Verdict
 from harness.wire.streaming_socket import stream_with_socket
 
 CONCURRENCY = 4
@@ -37,7 +37,9 @@ STREAM_TIMEOUT_S = 300.0
 LONG_TOKENS = 1024
 SHORT_TOKENS = 8
 OVERTAKE_ATTEMPTS = 3  # attempts that count: the short request was sent while the long one still streamed
-OVERTAKE_TRIES = 8  # at most this many tries to get them (vLLM CPU on 2 cores sometimes delivers a whole stream at once)
+OVERTAKE_TRIES = (
+    8  # at most this many tries to get them (vLLM CPU on 2 cores sometimes delivers a whole stream at once)
+)
 # After the short request ends, the long one must still stream this many tokens, for this share of its own
 # latency: a server whose output layer lags can deliver a finished long stream's buffered tail after the
 # short one, but as a burst, not at the decode's pace (seen on vLLM CPU with --max-num-seqs 1).
@@ -97,17 +99,21 @@ async def _phase(session: EngineSession, requests: list, concurrency: int) -> di
     if stats.errors:
         raise RuntimeError(f"requests failed: {stats.errors[0]}")
     per_step = tokens_per_step(before, engine_counters(session))
-    return {"duration_s": round(stats.duration_s, 4), "output_tokens": stats.output_tokens,
-            "tokens_per_s": round(stats.output_throughput, 1),
-            "tokens_per_step": round(per_step, 3) if per_step is not None else None,
-            "max_batch_gauge": gauges.maxima.get("batch")}
+    return {
+        "duration_s": round(stats.duration_s, 4),
+        "output_tokens": stats.output_tokens,
+        "tokens_per_s": round(stats.output_throughput, 1),
+        "tokens_per_step": round(per_step, 3) if per_step is not None else None,
+        "max_batch_gauge": gauges.maxima.get("batch"),
+    }
 
 
 async def _round(session: EngineSession, index: int) -> dict[str, Any]:
     """One workload of CONCURRENCY * REQUESTS_PER_SLOT requests, identical in both phases: one after another,
     then CONCURRENCY at a time."""
     requests = Workload(Lengths(PROMPT_TOKENS), Lengths(TOKENS), seed=index).requests(
-        session.adapter, session.served_model, CONCURRENCY * REQUESTS_PER_SLOT)
+        session.adapter, session.served_model, CONCURRENCY * REQUESTS_PER_SLOT
+    )
     sequential = await _phase(session, requests, 1)
     concurrent = await _phase(session, requests, CONCURRENCY)
     return {"sequential": sequential, "concurrent": concurrent}
@@ -118,11 +124,16 @@ def _best(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     the median of each round's concurrent over sequential tokens/s (the two phases of a round run back to back)."""
     per_step = [r["concurrent"]["tokens_per_step"] for r in rounds if r["concurrent"]["tokens_per_step"] is not None]
     gauges = [r["concurrent"]["max_batch_gauge"] for r in rounds if r["concurrent"]["max_batch_gauge"] is not None]
-    ratios = [r["concurrent"]["tokens_per_s"] / r["sequential"]["tokens_per_s"] for r in rounds
-              if r["sequential"]["tokens_per_s"]]
-    return {"speedup": round(statistics.median(ratios), 3) if ratios else 0.0,
-            "tokens_per_step": max(per_step) if per_step else None,
-            "max_batch_gauge": max(gauges) if gauges else None}
+    ratios = [
+        r["concurrent"]["tokens_per_s"] / r["sequential"]["tokens_per_s"]
+        for r in rounds
+        if r["sequential"]["tokens_per_s"]
+    ]
+    return {
+        "speedup": round(statistics.median(ratios), 3) if ratios else 0.0,
+        "tokens_per_step": max(per_step) if per_step else None,
+        "max_batch_gauge": max(gauges) if gauges else None,
+    }
 
 
 async def _measure(session: EngineSession) -> dict[str, Any]:
@@ -139,8 +150,12 @@ async def _measure(session: EngineSession) -> dict[str, Any]:
         if len(rounds) >= ROUNDS and (shown or one_at_a_time):
             break
     unequal = [r for r in rounds if r["sequential"]["output_tokens"] != r["concurrent"]["output_tokens"]]
-    return {"rounds": rounds, "unequal_rounds": len(unequal), **_best(rounds),
-            "output_tokens_per_phase": CONCURRENCY * REQUESTS_PER_SLOT * TOKENS}
+    return {
+        "rounds": rounds,
+        "unequal_rounds": len(unequal),
+        **_best(rounds),
+        "output_tokens_per_phase": CONCURRENCY * REQUESTS_PER_SLOT * TOKENS,
+    }
 
 
 def _overtake_attempts(session: EngineSession) -> list[dict[str, Any]]:
@@ -153,24 +168,38 @@ def _overtake_attempts(session: EngineSession) -> list[dict[str, Any]]:
     adapter, model, url = session.adapter, session.served_model, session.running.base_url
     attempts: list[dict[str, Any]] = []
     with ThreadPoolExecutor(max_workers=1) as reader:
-        while (len(attempts) < OVERTAKE_TRIES and not any(a["short_finished_first"] for a in attempts)
-               and sum(a["short_sent_during_long"] for a in attempts) < OVERTAKE_ATTEMPTS):
+        while (
+            len(attempts) < OVERTAKE_TRIES
+            and not any(a["short_finished_first"] for a in attempts)
+            and sum(a["short_sent_during_long"] for a in attempts) < OVERTAKE_ATTEMPTS
+        ):
             long_streaming = threading.Event()
-            long_future = reader.submit(stream_with_socket, url, adapter.fixed_length_request(
-                model, PROMPT, LONG_TOKENS, stream=True), long_streaming, timeout_s=STREAM_TIMEOUT_S)
+            long_future = reader.submit(
+                stream_with_socket,
+                url,
+                adapter.fixed_length_request(model, PROMPT, LONG_TOKENS, stream=True),
+                long_streaming,
+                timeout_s=STREAM_TIMEOUT_S,
+            )
             if not long_streaming.wait(timeout=STREAM_TIMEOUT_S):
                 raise TimeoutError(f"the long request sent no token within {STREAM_TIMEOUT_S:.0f} s")
-            short = stream_with_socket(url, adapter.fixed_length_request(model, PROMPT, SHORT_TOKENS, stream=True),
-                                       timeout_s=STREAM_TIMEOUT_S)
+            short = stream_with_socket(
+                url, adapter.fixed_length_request(model, PROMPT, SHORT_TOKENS, stream=True), timeout_s=STREAM_TIMEOUT_S
+            )
             long = long_future.result(timeout=STREAM_TIMEOUT_S)
             long_tokens_after_short = sum(arrived > short.finished_at for arrived in long.token_times)
             long_after_short_s = long.finished_at - short.finished_at
-            attempts.append({"short_sent_during_long": short.sent_at < long.finished_at,
-                             "long_tokens_after_short": long_tokens_after_short,
-                             "long_streamed_after_short_s": round(long_after_short_s, 4),
-                             "short_finished_first": long_tokens_after_short >= OVERTAKE_MARGIN_TOKENS
-                             and long_after_short_s >= OVERTAKE_MARGIN_SHARE * long.e2e_s,
-                             "short_latency_s": round(short.e2e_s, 4), "long_latency_s": round(long.e2e_s, 4)})
+            attempts.append(
+                {
+                    "short_sent_during_long": short.sent_at < long.finished_at,
+                    "long_tokens_after_short": long_tokens_after_short,
+                    "long_streamed_after_short_s": round(long_after_short_s, 4),
+                    "short_finished_first": long_tokens_after_short >= OVERTAKE_MARGIN_TOKENS
+                    and long_after_short_s >= OVERTAKE_MARGIN_SHARE * long.e2e_s,
+                    "short_latency_s": round(short.e2e_s, 4),
+                    "long_latency_s": round(long.e2e_s, 4),
+                }
+            )
     return attempts
 
 
@@ -186,37 +215,65 @@ def check_continuous_batching(session: EngineSession) -> Verdict:
     numbers = asyncio.run(_measure(session))
     overtaking = _overtake_attempts(session)
     overtakes = any(attempt["short_finished_first"] for attempt in overtaking)
-    numbers |= {"short_finished_first": overtakes, "overtake_attempts": overtaking,
-                "thresholds": {"batched_tokens_per_step": BATCHED_PER_STEP, "single_tokens_per_step": SINGLE_PER_STEP}}
+    numbers |= {
+        "short_finished_first": overtakes,
+        "overtake_attempts": overtaking,
+        "thresholds": {"batched_tokens_per_step": BATCHED_PER_STEP, "single_tokens_per_step": SINGLE_PER_STEP},
+    }
     evidence = Evidence(numbers=numbers)
     per_step, gauge, speedup = numbers["tokens_per_step"], numbers["max_batch_gauge"], numbers["speedup"]
     if numbers["unequal_rounds"]:
-        return Verdict(status=Status.ERROR, reason="the sequential and concurrent phases generated different token "
-                       "counts, so their throughputs do not compare", evidence=evidence)
+        return Verdict(
+            status=Status.ERROR,
+            reason="the sequential and concurrent phases generated different token "
+            "counts, so their throughputs do not compare",
+            evidence=evidence,
+        )
     if per_step is not None:
         if SINGLE_PER_STEP < per_step < BATCHED_PER_STEP:
-            return Verdict(status=Status.ERROR, reason=f"{per_step:.2f} tokens per forward pass: between one sequence "
-                           f"per step ({SINGLE_PER_STEP}) and batched ({BATCHED_PER_STEP}), inconclusive",
-                           evidence=evidence)
+            return Verdict(
+                status=Status.ERROR,
+                reason=f"{per_step:.2f} tokens per forward pass: between one sequence "
+                f"per step ({SINGLE_PER_STEP}) and batched ({BATCHED_PER_STEP}), inconclusive",
+                evidence=evidence,
+            )
         batched, shown = per_step >= BATCHED_PER_STEP, f"{per_step:.2f} tokens per forward pass (engine counters)"
     elif gauge is not None:
         batched, shown = gauge >= 2, f"at most {gauge:.0f} sequences in the running batch (engine gauge)"
     else:
-        return Verdict(status=Status.NOT_MEASURED, reason=f"{session.adapter.name} reports no step counters or batch "
-                       "size in /metrics, so batching cannot be told from mere concurrency", evidence=evidence)
+        return Verdict(
+            status=Status.NOT_MEASURED,
+            reason=f"{session.adapter.name} reports no step counters or batch "
+            "size in /metrics, so batching cannot be told from mere concurrency",
+            evidence=evidence,
+        )
     during = sum(attempt["short_sent_during_long"] for attempt in overtaking)
-    joined = (f"a short request sent during a long one {'finished first' if overtakes else 'waited for it'} "
-              f"({during} of {len(overtaking)} tries sent during the long stream)")
+    joined = (
+        f"a short request sent during a long one {'finished first' if overtakes else 'waited for it'} "
+        f"({during} of {len(overtaking)} tries sent during the long stream)"
+    )
     if not batched:
-        return Verdict(status=Status.FAIL, reason=f"{CONCURRENCY} concurrent requests ran {speedup}x the sequential "
-                       f"tokens/s, but the engine decoded one sequence per step: {shown}; {joined}", evidence=evidence)
+        return Verdict(
+            status=Status.FAIL,
+            reason=f"{CONCURRENCY} concurrent requests ran {speedup}x the sequential "
+            f"tokens/s, but the engine decoded one sequence per step: {shown}; {joined}",
+            evidence=evidence,
+        )
     if not during:
-        return Verdict(status=Status.ERROR, reason=f"batched: {shown}; but no short request could be sent while a "
-                       f"long one streamed ({len(overtaking)} tries: each long stream arrived all at once), so "
-                       "joining a running batch was not observed", evidence=evidence)
+        return Verdict(
+            status=Status.ERROR,
+            reason=f"batched: {shown}; but no short request could be sent while a "
+            f"long one streamed ({len(overtaking)} tries: each long stream arrived all at once), so "
+            "joining a running batch was not observed",
+            evidence=evidence,
+        )
     status = Status.PASS if overtakes else Status.PARTIAL
-    return Verdict(status=status, reason=f"batched: {shown}; {joined}; identical work ran {speedup}x the "
-                   "sequential tokens/s (median of paired rounds, recorded only)", evidence=evidence)
+    return Verdict(
+        status=status,
+        reason=f"batched: {shown}; {joined}; identical work ran {speedup}x the "
+        "sequential tokens/s (median of paired rounds, recorded only)",
+        evidence=evidence,
+    )
 
 
 @pytest.mark.cpu

@@ -5,29 +5,23 @@ from __future__ import annotations
 import lark
 import pytest
 
-from harness.wire.client import EngineRejected
 from harness.engines.base import GrammarSpec
-from harness.records.results import Evidence, Status, Verdict
 from harness.probing.session import EngineSession
+from harness.records.results import Evidence, Status, Verdict
+from harness.wire.client import EngineRejected
 
 GRAMMARS: dict[str, GrammarSpec] = {
     "select_statement": GrammarSpec(
         gbnf='root ::= "SELECT " col ("," col){0,2} " FROM " table ";"\n'
-             'col ::= "id" | "name" | "price"\n'
-             'table ::= "users" | "orders"\n',
+        'col ::= "id" | "name" | "price"\n'
+        'table ::= "users" | "orders"\n',
         lark='start: "SELECT " col ("," col)~0..2 " FROM " table ";"\n'
-             'col: "id" | "name" | "price"\n'
-             'table: "users" | "orders"\n',
+        'col: "id" | "name" | "price"\n'
+        'table: "users" | "orders"\n',
     ),
     "key_values": GrammarSpec(
-        gbnf='root ::= pair (";" pair){1,3}\n'
-             'pair ::= key "=" digit digit?\n'
-             'key ::= "a" | "b" | "c"\n'
-             'digit ::= [0-9]\n',
-        lark='start: pair (";" pair)~1..3\n'
-             'pair: KEY "=" DIGIT DIGIT?\n'
-             'KEY: "a" | "b" | "c"\n'
-             'DIGIT: /[0-9]/\n',
+        gbnf='root ::= pair (";" pair){1,3}\npair ::= key "=" digit digit?\nkey ::= "a" | "b" | "c"\ndigit ::= [0-9]\n',
+        lark='start: pair (";" pair)~1..3\npair: KEY "=" DIGIT DIGIT?\nKEY: "a" | "b" | "c"\nDIGIT: /[0-9]/\n',
     ),
 }
 PROMPT = "Write it:"
@@ -62,12 +56,14 @@ def check_grammar(session: EngineSession) -> Verdict:
         _, control_response = session.client.send(control)
         outcomes[name]["control_parses"] = _parses(parser, session.adapter.completion_text(control_response)[0])
     parsed = sum(bool(outcome["parses"]) for outcome in outcomes.values())
-    return constrained_verdict(outcomes, parsed, "grammar", "grammar-constrained outputs parse under the Lark grammar",
-                               "parse")
+    return constrained_verdict(
+        outcomes, parsed, "grammar", "grammar-constrained outputs parse under the Lark grammar", "parse"
+    )
 
 
-def constrained_verdict(outcomes: dict[str, dict], honoured: int, kind: str, honoured_text: str, verb: str,
-                        note: str = "") -> Verdict:
+def constrained_verdict(
+    outcomes: dict[str, dict], honoured: int, kind: str, honoured_text: str, verb: str, note: str = ""
+) -> Verdict:
     """Pass when every constrained output is honoured, partial when some, fail when none (rejected, or
     accepted but not honoured); `outcomes` (one per constraint, "rejected" where refused) is the evidence."""
     total = len(outcomes)

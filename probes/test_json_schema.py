@@ -20,32 +20,45 @@ from typing import Any
 import jsonschema
 import pytest
 
-from harness.wire.client import EngineHTTPError, EngineTransportError
-from harness.records.results import Evidence, Status, Verdict
 from harness.probing.session import EngineSession
+from harness.records.results import Evidence, Status, Verdict
+from harness.wire.client import EngineHTTPError, EngineTransportError
 from probes.schema_corpus import SCHEMAS as CORPUS
 from probes.schema_corpus import keywords_of
 
 SCHEMAS: dict[str, dict[str, Any]] = {
     "enum_and_integer": {
         "type": "object",
-        "properties": {"color": {"enum": ["red", "green", "blue"]}, "count": {"type": "integer", "minimum": 0,
-                                                                                 "maximum": 99}},
-        "required": ["color", "count"], "additionalProperties": False,
+        "properties": {
+            "color": {"enum": ["red", "green", "blue"]},
+            "count": {"type": "integer", "minimum": 0, "maximum": 99},
+        },
+        "required": ["color", "count"],
+        "additionalProperties": False,
     },
     "nested_object": {
         "type": "object",
-        "properties": {"user": {"type": "object",
-                                "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 8},
-                                               "admin": {"type": "boolean"}},
-                                "required": ["name", "admin"], "additionalProperties": False}},
-        "required": ["user"], "additionalProperties": False,
+        "properties": {
+            "user": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "minLength": 1, "maxLength": 8},
+                    "admin": {"type": "boolean"},
+                },
+                "required": ["name", "admin"],
+                "additionalProperties": False,
+            }
+        },
+        "required": ["user"],
+        "additionalProperties": False,
     },
     "bounded_array": {
         "type": "object",
-        "properties": {"tags": {"type": "array", "items": {"type": "string", "maxLength": 6},
-                                "minItems": 2, "maxItems": 3}},
-        "required": ["tags"], "additionalProperties": False,
+        "properties": {
+            "tags": {"type": "array", "items": {"type": "string", "maxLength": 6}, "minItems": 2, "maxItems": 3}
+        },
+        "required": ["tags"],
+        "additionalProperties": False,
     },
 }
 PROMPT = "Answer with a JSON object."
@@ -68,7 +81,7 @@ def could_start_json(text: str) -> bool:
     stripped = text.lstrip()
     if not stripped or stripped[0] in '{["-0123456789':
         return True
-    return any(literal.startswith(stripped[:len(literal)]) for literal in ("true", "false", "null"))
+    return any(literal.startswith(stripped[: len(literal)]) for literal in ("true", "false", "null"))
 
 
 def _judge(text: str, schema: dict[str, Any], cut_off: bool) -> tuple[str, list[str], str]:
@@ -86,8 +99,11 @@ def _judge(text: str, schema: dict[str, Any], cut_off: bool) -> tuple[str, list[
     errors = sorted(validator.iter_errors(document), key=lambda error: error.path)
     if not errors:
         return "honoured", [], "valid"
-    return "ignored", sorted({str(error.validator) for error in errors}), \
-        f"invalid: {errors[0].message[:160]}: {text[:80]!r}"
+    return (
+        "ignored",
+        sorted({str(error.validator) for error in errors}),
+        f"invalid: {errors[0].message[:160]}: {text[:80]!r}",
+    )
 
 
 def schema_outcome(session: EngineSession, schema: dict[str, Any], budgets: tuple[int, ...] = BUDGETS) -> SchemaOutcome:
@@ -100,8 +116,9 @@ def schema_outcome(session: EngineSession, schema: dict[str, Any], budgets: tupl
             _, response = session.client.send(request)
         except EngineHTTPError as exc:  # 4xx: rejected; a 5xx is an error, never a rejection
             kind = "rejected" if exc.rejected else "error"
-            return SchemaOutcome(kind, f"HTTP {exc.exchange.status_code}: {str(exc.exchange.response)[:160]}",
-                                 max_tokens)
+            return SchemaOutcome(
+                kind, f"HTTP {exc.exchange.status_code}: {str(exc.exchange.response)[:160]}", max_tokens
+            )
         except EngineTransportError as exc:
             return SchemaOutcome("error", str(exc)[:200], max_tokens)
         text = session.adapter.completion_text(response)[0] or ""
@@ -147,9 +164,17 @@ def check_json_schema(session: EngineSession) -> Verdict:
     elif status is Status.ERROR:
         reason = "no schema answer was conclusive"
     reason += _inconclusive_note(counts)
-    return Verdict(status=status, reason=reason, evidence=Evidence(numbers={
-        "outcomes": {name: asdict(outcome) for name, outcome in outcomes.items()},
-        "counts": {kind: counts[kind] for kind in OUTCOMES}, "budgets": list(BUDGETS)}))
+    return Verdict(
+        status=status,
+        reason=reason,
+        evidence=Evidence(
+            numbers={
+                "outcomes": {name: asdict(outcome) for name, outcome in outcomes.items()},
+                "counts": {kind: counts[kind] for kind in OUTCOMES},
+                "budgets": list(BUDGETS),
+            }
+        ),
+    )
 
 
 def keyword_table(outcomes: dict[str, SchemaOutcome], schemas: dict[str, dict[str, Any]]) -> dict[str, dict[str, int]]:
@@ -172,17 +197,30 @@ def check_json_schema_coverage(session: EngineSession, schemas: dict[str, dict[s
     conclusive = counts["honoured"] + counts["rejected"] + counts["ignored"]
     total = len(schemas)
     backend = session.adapter.structured_output_backend(session.running)
-    reason = (f"{backend}: {counts['honoured']}/{total} schemas honoured, {counts['rejected']} rejected (4xx), "
-              f"{counts['ignored']} silently ignored" + _inconclusive_note(counts))
+    reason = (
+        f"{backend}: {counts['honoured']}/{total} schemas honoured, {counts['rejected']} rejected (4xx), "
+        f"{counts['ignored']} silently ignored" + _inconclusive_note(counts)
+    )
     if not conclusive:
         reason = f"{backend}: no schema answer was conclusive" + _inconclusive_note(counts)
     keywords = keyword_table(outcomes, schemas)
     not_honoured = sorted(keyword for keyword, row in keywords.items() if row["honoured"] < row["schemas"])
-    return Verdict(status=status, reason=reason, evidence=Evidence(numbers={
-        "backend": backend, "schemas": total, "counts": {kind: counts[kind] for kind in OUTCOMES},
-        "shares": {kind: round(counts[kind] / total, 3) for kind in OUTCOMES},
-        "keywords": keywords, "keywords_not_always_honoured": not_honoured, "budgets": list(BUDGETS),
-        "outcomes": {name: asdict(outcome) for name, outcome in outcomes.items()}}))
+    return Verdict(
+        status=status,
+        reason=reason,
+        evidence=Evidence(
+            numbers={
+                "backend": backend,
+                "schemas": total,
+                "counts": {kind: counts[kind] for kind in OUTCOMES},
+                "shares": {kind: round(counts[kind] / total, 3) for kind in OUTCOMES},
+                "keywords": keywords,
+                "keywords_not_always_honoured": not_honoured,
+                "budgets": list(BUDGETS),
+                "outcomes": {name: asdict(outcome) for name, outcome in outcomes.items()},
+            }
+        ),
+    )
 
 
 @pytest.mark.cpu

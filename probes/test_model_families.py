@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from harness.models import RefCase
-from harness.records.results import Evidence, Status, Verdict
 from harness.probing.session import EngineSession
+from harness.records.results import Evidence, Status, Verdict
 from probes.reference import compare_to_reference, dtype_tolerance, within
 
 
@@ -18,9 +18,11 @@ def check_matches_reference(session: EngineSession, references: list[RefCase]) -
     tolerance, derivation = dtype_tolerance(session)
     numbers["tolerance"] = derivation
     numbers["prompt_tokens"] = [len(case.prompt_ids) for case in references]
-    summary = (f"{session.model.name} ({session.model.format}, {derivation['compute_dtype'] or 'dtype unknown'}): "
-               f"exact greedy {numbers['exact_share']:.0%}, max first-token logprob diff "
-               f"{numbers['max_logprob_diff']:.3f}")
+    summary = (
+        f"{session.model.name} ({session.model.format}, {derivation['compute_dtype'] or 'dtype unknown'}): "
+        f"exact greedy {numbers['exact_share']:.0%}, max first-token logprob diff "
+        f"{numbers['max_logprob_diff']:.3f}"
+    )
     status = Status.PASS if within(numbers, tolerance) else Status.FAIL
     return Verdict(status=status, reason=summary, evidence=Evidence(numbers=numbers))
 

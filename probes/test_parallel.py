@@ -10,10 +10,10 @@ Three questions, each answered without asking the engine whether it split:
    waits by blocking: a stage whose main thread never gives up its CPU (fewer than MIN_SWITCHES_PER_STEP
    voluntary context switches per decode step) spins while it waits, and looks busy whether it works
    or not (measured: vLLM CPU's PP=2 ranks read 0.97 overlap with one stream, which no pipeline can
-   overlap, and 0 voluntary switches), so its high overlap is no evidence and the verdict is an error. The overlap fraction decides the mark
-   (seed: ✅ pipelined, 🟠 "sequentially processed" split, ❌ no split); the band between the two
-   thresholds is inconclusive and recorded as an error, never as a mark. The throughput against the
-   same workload on one stage (a control launch in the same run) is recorded beside it.
+   overlap, and 0 voluntary switches), so its high overlap is no evidence and the verdict is an error.
+   The overlap fraction decides the mark (seed: ✅ pipelined, 🟠 "sequentially processed" split, ❌ no
+   split); the band between the two thresholds is inconclusive and recorded as an error, never as a mark.
+   The throughput against the same workload on one stage (a control launch in the same run) is recorded beside it.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from dataclasses import replace
 
 import pytest
 
-from harness.outcomes import NotMeasurable
-from harness.records.results import Evidence, Status, Verdict
-from harness.probing.session import EngineSession
 from harness.engines.stages import Stage, resident_bytes, sample_busy, voluntary_switches
+from harness.outcomes import NotMeasurable
+from harness.probing.session import EngineSession
+from harness.records.results import Evidence, Status, Verdict
 from probes.test_model_families import check_matches_reference
 
 SPLIT = 2
@@ -55,8 +55,12 @@ def _workload(session: EngineSession, min_s: float = 0.0) -> dict[str, float]:
             tokens += sum((answer.get("usage") or {}).get("completion_tokens") or TOKENS for answer in answers)
             rounds += 1
     elapsed = time.perf_counter() - started
-    return {"rounds": rounds, "output_tokens": tokens, "elapsed_s": round(elapsed, 3),
-            "tokens_per_s": round(tokens / elapsed, 1)}
+    return {
+        "rounds": rounds,
+        "output_tokens": tokens,
+        "elapsed_s": round(elapsed, 3),
+        "tokens_per_s": round(tokens / elapsed, 1),
+    }
 
 
 def _weight_shares(stages: list[Stage]) -> list[float] | None:
@@ -72,69 +76,126 @@ def check_parallel(session: EngineSession) -> Verdict:
     """Pass (✅, or 🟠 for a sequential split): split verified, output right, overlap decisive. Fail: no split, a
     stage that holds or does no fair share, or wrong output. Error: the overlap falls in the inconclusive band."""
     if session.running.pid is None:
-        raise NotMeasurable("the engine's processes are not visible from here (attach mode or a container), so "
-                            "its split cannot be verified")
+        raise NotMeasurable(
+            "the engine's processes are not visible from here (attach mode or a container), so "
+            "its split cannot be verified"
+        )
     stages = session.adapter.stages(session.running)
     weights = _weight_shares(stages)
     numbers: dict[str, object] = {
-        "stages": [stage.name for stage in stages], "stage_pids": [stage.pid for stage in stages],
-        "stage_weight_bytes": [stage.weight_bytes for stage in stages], "stage_weight_shares": weights,
-        "stage_rss_bytes": [resident_bytes(stage.pid) for stage in stages]}
+        "stages": [stage.name for stage in stages],
+        "stage_pids": [stage.pid for stage in stages],
+        "stage_weight_bytes": [stage.weight_bytes for stage in stages],
+        "stage_weight_shares": weights,
+        "stage_rss_bytes": [resident_bytes(stage.pid) for stage in stages],
+    }
     if len(stages) < SPLIT:
-        return Verdict(status=Status.FAIL, reason=f"no split: {len(stages)} stage process(es) where {SPLIT} were "
-                       "asked for", evidence=Evidence(numbers=numbers))
+        return Verdict(
+            status=Status.FAIL,
+            reason=f"no split: {len(stages)} stage process(es) where {SPLIT} were asked for",
+            evidence=Evidence(numbers=numbers),
+        )
     reference = check_matches_reference(session, session.model.references)
     numbers["reference"] = reference.evidence.numbers
     if reference.status is not Status.PASS:
-        return Verdict(status=Status.FAIL, reason=f"split over {len(stages)} stages, but the output is wrong: "
-                       f"{reference.reason}", evidence=Evidence(numbers=numbers))
+        return Verdict(
+            status=Status.FAIL,
+            reason=f"split over {len(stages)} stages, but the output is wrong: {reference.reason}",
+            evidence=Evidence(numbers=numbers),
+        )
     _workload(session)  # warm-up
     switches_before = [voluntary_switches(stage.pid) for stage in stages]
     trace, load = sample_busy(stages, lambda: _workload(session, MIN_SAMPLED_S), interval_s=SAMPLE_S)
     steps = load["output_tokens"] / CONCURRENCY  # decode steps at least, every stream in every step
-    switches_per_step = [None if before is None or after is None else round((after - before) / steps, 3)
-                         for before, after in zip(switches_before, (voluntary_switches(s.pid) for s in stages))]
-    spinning = [name for name, rate in zip((stage.name for stage in stages), switches_per_step)
-                if rate is not None and rate < MIN_SWITCHES_PER_STEP]
+    switches_per_step = [
+        None if before is None or after is None else round((after - before) / steps, 3)
+        for before, after in zip(switches_before, (voluntary_switches(s.pid) for s in stages))
+    ]
+    spinning = [
+        name
+        for name, rate in zip((stage.name for stage in stages), switches_per_step)
+        if rate is not None and rate < MIN_SWITCHES_PER_STEP
+    ]
     overlap = trace.overlap_fraction(BUSY_SHARE)
     compute = trace.cpu_share()
-    numbers.update({"workload": load, "concurrency": CONCURRENCY, "tokens_per_request": TOKENS,
-                    "sample_s": SAMPLE_S, "busy_share": BUSY_SHARE, "intervals": len(trace.cpu_s),
-                    "overlap_fraction": None if overlap is None else round(overlap, 3), "stage_cpu_shares": compute,
-                    "voluntary_switches_per_step": switches_per_step, "spinning_stages": spinning,
-                    "thresholds": {"pipelined": PIPELINED_OVERLAP, "sequential": SEQUENTIAL_OVERLAP,
-                                   "min_share": MIN_SHARE, "min_switches_per_step": MIN_SWITCHES_PER_STEP}})
+    numbers.update(
+        {
+            "workload": load,
+            "concurrency": CONCURRENCY,
+            "tokens_per_request": TOKENS,
+            "sample_s": SAMPLE_S,
+            "busy_share": BUSY_SHARE,
+            "intervals": len(trace.cpu_s),
+            "overlap_fraction": None if overlap is None else round(overlap, 3),
+            "stage_cpu_shares": compute,
+            "voluntary_switches_per_step": switches_per_step,
+            "spinning_stages": spinning,
+            "thresholds": {
+                "pipelined": PIPELINED_OVERLAP,
+                "sequential": SEQUENTIAL_OVERLAP,
+                "min_share": MIN_SHARE,
+                "min_switches_per_step": MIN_SWITCHES_PER_STEP,
+            },
+        }
+    )
     unfair = [name for name, share in zip(numbers["stages"], compute) if share < MIN_SHARE]
     unfair += [name for name, share in zip(numbers["stages"], weights or []) if share < MIN_SHARE]
     if unfair:
-        return Verdict(status=Status.FAIL, reason=f"no real split: {', '.join(sorted(set(unfair)))} held or did less "
-                       f"than {MIN_SHARE:.0%} (weights {weights}, compute {compute})", evidence=Evidence(numbers=numbers))
+        return Verdict(
+            status=Status.FAIL,
+            reason=f"no real split: {', '.join(sorted(set(unfair)))} held or did less "
+            f"than {MIN_SHARE:.0%} (weights {weights}, compute {compute})",
+            evidence=Evidence(numbers=numbers),
+        )
     held = f"weight shares {weights}" if weights else "the engine does not report per-stage weights"
     split = f"split verified over {len(stages)} stages ({held}; compute shares {compute}), output matches"
     if overlap is not None and overlap >= PIPELINED_OVERLAP and spinning:
-        return Verdict(status=Status.ERROR, reason=f"{split}; stages busy at once in {overlap:.0%} of busy intervals, "
-                       f"but {', '.join(spinning)} never blocked to wait ({switches_per_step} voluntary context switches "
-                       "per step): a stage that spins looks busy whether it works or not, so this is no evidence "
-                       "that the stages work at once", evidence=Evidence(numbers=numbers))
+        return Verdict(
+            status=Status.ERROR,
+            reason=f"{split}; stages busy at once in {overlap:.0%} of busy intervals, "
+            f"but {', '.join(spinning)} never blocked to wait ({switches_per_step} voluntary context switches "
+            "per step): a stage that spins looks busy whether it works or not, so this is no evidence "
+            "that the stages work at once",
+            evidence=Evidence(numbers=numbers),
+        )
     if overlap is not None and overlap >= PIPELINED_OVERLAP:
-        return Verdict(status=Status.PASS, reason=f"{split}; stages busy at once in {overlap:.0%} of busy intervals",
-                       evidence=Evidence(numbers=numbers))
+        return Verdict(
+            status=Status.PASS,
+            reason=f"{split}; stages busy at once in {overlap:.0%} of busy intervals",
+            evidence=Evidence(numbers=numbers),
+        )
     if overlap is not None and overlap <= SEQUENTIAL_OVERLAP:
         numbers["seed_mark"] = "🟠"
-        return Verdict(status=Status.PASS, reason=f"{split}; stages take turns (busy at once in only {overlap:.0%} "
-                       "of busy intervals): a sequentially processed split", evidence=Evidence(numbers=numbers))
-    return Verdict(status=Status.ERROR, reason=f"{split}; overlap {overlap} is between the sequential "
-                   f"({SEQUENTIAL_OVERLAP}) and pipelined ({PIPELINED_OVERLAP}) thresholds: inconclusive on a loaded host",
-                   evidence=Evidence(numbers=numbers))
+        return Verdict(
+            status=Status.PASS,
+            reason=f"{split}; stages take turns (busy at once in only {overlap:.0%} "
+            "of busy intervals): a sequentially processed split",
+            evidence=Evidence(numbers=numbers),
+        )
+    return Verdict(
+        status=Status.ERROR,
+        reason=f"{split}; overlap {overlap} is between the sequential "
+        f"({SEQUENTIAL_OVERLAP}) and pipelined ({PIPELINED_OVERLAP}) thresholds: inconclusive on a loaded host",
+        evidence=Evidence(numbers=numbers),
+    )
 
 
 @pytest.mark.cpu
-@pytest.mark.parametrize("kind", [
-    pytest.param("tensor", id="tensor", marks=[pytest.mark.launch(tensor_parallel=SPLIT),
-                                              pytest.mark.feature("tensor_parallel")]),
-    pytest.param("pipeline", id="pipeline", marks=[pytest.mark.launch(pipeline_parallel=SPLIT),
-                                                  pytest.mark.feature("pipeline_parallel")]),
-])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param(
+            "tensor",
+            id="tensor",
+            marks=[pytest.mark.launch(tensor_parallel=SPLIT), pytest.mark.feature("tensor_parallel")],
+        ),
+        pytest.param(
+            "pipeline",
+            id="pipeline",
+            marks=[pytest.mark.launch(pipeline_parallel=SPLIT), pytest.mark.feature("pipeline_parallel")],
+        ),
+    ],
+)
 def test_parallel(probe, kind):
     session = probe.engine()
     first = check_parallel(session)

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from harness.wire.request import ApiRequest
-from harness.records.results import Evidence, Status, Verdict
 from harness.probing.session import EngineSession
+from harness.records.results import Evidence, Status, Verdict
+from harness.wire.request import ApiRequest
 
 PREFIX_WORDS = 700  # about 1270 tokens of the synthesized tokenizer
 ROUNDS = 3
@@ -31,8 +31,9 @@ METRICS_SETTLE_S = 0.3  # the engine's counters are updated just after the answe
 
 def _prefix() -> str:
     """A long prefix starting with a fresh nonce, so nothing from an earlier run is cached."""
-    words = itertools.islice(itertools.cycle(["a", "blue", "bird", "flew", "over", "the", "old", "stone", "wall"]),
-                             PREFIX_WORDS)
+    words = itertools.islice(
+        itertools.cycle(["a", "blue", "bird", "flew", "over", "the", "old", "stone", "wall"]), PREFIX_WORDS
+    )
     return f"{secrets.randbelow(10**9)} " + " ".join(words)
 
 
@@ -65,26 +66,41 @@ def check_prefix_caching(session: EngineSession) -> Verdict:
         time.sleep(METRICS_SETTLE_S)
         after = _counters(session)
         delta = {name: after[name] - before.get(name, 0.0) for name in after if after[name] != before.get(name, 0.0)}
-        rounds.append({"uncached_s": round(uncached_s, 4), "cached_s": round(cached_s, 4),
-                       "prompt_tokens": (uncached.get("usage") or {}).get("prompt_tokens"),
-                       "uncached_reported": adapter.cached_prompt_tokens(uncached, {}),
-                       "cached_reported": adapter.cached_prompt_tokens(cached, delta)})
+        rounds.append(
+            {
+                "uncached_s": round(uncached_s, 4),
+                "cached_s": round(cached_s, 4),
+                "prompt_tokens": (uncached.get("usage") or {}).get("prompt_tokens"),
+                "uncached_reported": adapter.cached_prompt_tokens(uncached, {}),
+                "cached_reported": adapter.cached_prompt_tokens(cached, delta),
+            }
+        )
     uncached_median = statistics.median(r["uncached_s"] for r in rounds)
     cached_median = statistics.median(r["cached_s"] for r in rounds)
     ratio = cached_median / uncached_median
     prompt_tokens = max((r["prompt_tokens"] or 0) for r in rounds)
     reported = [r["cached_reported"] for r in rounds]
-    reported_ok = prompt_tokens > 0 and all(value is not None and value >= MIN_CACHED_SHARE * prompt_tokens
-                                            for value in reported)
+    reported_ok = prompt_tokens > 0 and all(
+        value is not None and value >= MIN_CACHED_SHARE * prompt_tokens for value in reported
+    )
     faster = ratio <= MAX_CACHED_RATIO
-    numbers = {"rounds": rounds, "uncached_median_s": round(uncached_median, 4),
-               "cached_median_s": round(cached_median, 4), "time_ratio": round(ratio, 3),
-               "max_ratio": MAX_CACHED_RATIO, "prompt_tokens": prompt_tokens, "cached_tokens_reported": reported,
-               "reported": reported_ok, "faster": faster}
+    numbers = {
+        "rounds": rounds,
+        "uncached_median_s": round(uncached_median, 4),
+        "cached_median_s": round(cached_median, 4),
+        "time_ratio": round(ratio, 3),
+        "max_ratio": MAX_CACHED_RATIO,
+        "prompt_tokens": prompt_tokens,
+        "cached_tokens_reported": reported,
+        "reported": reported_ok,
+        "faster": faster,
+    }
     status = Status.PASS if reported_ok and faster else Status.PARTIAL if faster else Status.FAIL
-    reason = (f"shared {prompt_tokens}-token prefix: engine reports {reported} cached tokens; cached request "
-              f"{cached_median * 1000:.0f} ms vs {uncached_median * 1000:.0f} ms with the cache bypassed "
-              f"(ratio {ratio:.2f}, needs <= {MAX_CACHED_RATIO})")
+    reason = (
+        f"shared {prompt_tokens}-token prefix: engine reports {reported} cached tokens; cached request "
+        f"{cached_median * 1000:.0f} ms vs {uncached_median * 1000:.0f} ms with the cache bypassed "
+        f"(ratio {ratio:.2f}, needs <= {MAX_CACHED_RATIO})"
+    )
     if reported_ok and not faster:
         reason = "cached tokens reported but the prefill is not faster: " + reason
     return Verdict(status=status, reason=reason, evidence=Evidence(numbers=numbers))

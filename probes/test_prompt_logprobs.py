@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.wire.client import EngineHTTPError
-from harness.outcomes import NotMeasurable
 from harness.models import find_artifact
-from harness.records.results import Evidence, Status, Verdict
+from harness.outcomes import NotMeasurable
 from harness.probing.session import EngineSession
+from harness.records.results import Evidence, Status, Verdict
+from harness.wire.client import EngineHTTPError
 
 MAX_LOGPROB_DIFF = 0.05  # nats, any prompt position (float32 engine vs float32 reference)
 
@@ -55,9 +55,12 @@ def _refusal(session: EngineSession, prompt: str, exc: EngineHTTPError) -> Verdi
     except EngineHTTPError:
         raise exc from None
     message = str(exc.exchange.response)[:200]
-    return Verdict(status=Status.FAIL, reason=f"echo with logprobs refused: HTTP {exc.exchange.status_code} "
-                   f"{message!r}; the same request without echo answers 200",
-                   evidence=Evidence(numbers={"status_code": exc.exchange.status_code, "message": message}))
+    return Verdict(
+        status=Status.FAIL,
+        reason=f"echo with logprobs refused: HTTP {exc.exchange.status_code} "
+        f"{message!r}; the same request without echo answers 200",
+        evidence=Evidence(numbers={"status_code": exc.exchange.status_code, "message": message}),
+    )
 
 
 def check_prompt_logprobs(session: EngineSession) -> Verdict:
@@ -82,18 +85,31 @@ def check_prompt_logprobs(session: EngineSession) -> Verdict:
         complete = prompt_text == prompt and len(values) == len(expected) and all(v is not None for v in values)
         worst = max((abs(v - e) for v, e in zip(values, expected)), default=math.inf) if complete else math.inf
         diffs.append(worst)
-        per_prompt.append({"prompt": prompt, "echoed_tokens": len(positions), "reference_tokens": len(expected) + 1,
-                           "echoed_text_matches": prompt_text == prompt, "max_diff": worst,
-                           "engine": values[:8], "reference": expected[:8]})
+        per_prompt.append(
+            {
+                "prompt": prompt,
+                "echoed_tokens": len(positions),
+                "reference_tokens": len(expected) + 1,
+                "echoed_text_matches": prompt_text == prompt,
+                "max_diff": worst,
+                "engine": values[:8],
+                "reference": expected[:8],
+            }
+        )
     echoed_all = all(math.isfinite(diff) for diff in diffs)
     worst = max(diffs)
     numbers = {"prompts": per_prompt, "max_logprob_diff": worst, "tolerance": MAX_LOGPROB_DIFF}
     if not echoed_all:
-        return Verdict(status=Status.FAIL, reason="echo accepted but the prompt tokens' log-probabilities are "
-                       "missing or do not cover the prompt", evidence=Evidence(numbers=numbers))
+        return Verdict(
+            status=Status.FAIL,
+            reason="echo accepted but the prompt tokens' log-probabilities are missing or do not cover the prompt",
+            evidence=Evidence(numbers=numbers),
+        )
     status = Status.PASS if worst <= MAX_LOGPROB_DIFF else Status.PARTIAL
-    reason = (f"{len(prompts)} prompts echoed with per-token log-probabilities; max |engine - HF reference| "
-              f"{worst:.4f} nats (tolerance {MAX_LOGPROB_DIFF})")
+    reason = (
+        f"{len(prompts)} prompts echoed with per-token log-probabilities; max |engine - HF reference| "
+        f"{worst:.4f} nats (tolerance {MAX_LOGPROB_DIFF})"
+    )
     return Verdict(status=status, reason=reason, evidence=Evidence(numbers=numbers))
 
 

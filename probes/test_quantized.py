@@ -22,8 +22,8 @@ from typing import Literal
 
 import pytest
 
-from harness.records.results import Evidence, Status, Verdict
 from harness.probing.session import EngineSession
+from harness.records.results import Evidence, Status, Verdict
 from probes.binomial import clopper_pearson_lower, min_agreeing, tail_below
 from probes.reference import compare_to_reference
 
@@ -42,8 +42,11 @@ class Bound:
 
 _BF16 = "the engine computes in bfloat16 (3 significant digits): logit errors up to ~0.15 against a gap of 0.2"
 BOUNDS: dict[str, Bound] = {
-    "f16": Bound("greedy_text", 0.9, "f16 weights as written; only the activations' f16 rounding differs, "
-                                     "but over 16 steps a gap may close"),
+    "f16": Bound(
+        "greedy_text",
+        0.9,
+        "f16 weights as written; only the activations' f16 rounding differs, but over 16 steps a gap may close",
+    ),
     "q8_0": Bound("first_token", 0.9, "llama.cpp rounds the activations to 8 bits (Q8_0) for the dot products"),
     "q4_k_m": Bound("first_token", 0.9, "llama.cpp rounds the activations to 8 bits (Q8_K) for the dot products"),
     "awq": Bound("first_token", 0.9, _BF16),
@@ -58,9 +61,14 @@ def agreement_bound(fmt: str, prompts: int) -> dict[str, float | int | str]:
     """The pass threshold for `prompts` trials of `fmt` and the error rates it implies (for the evidence)."""
     bound = BOUNDS[fmt]
     needed = min_agreeing(prompts, bound.p_correct, ALPHA)
-    return {**asdict(bound), "alpha": ALPHA, "min_successes": needed,
-            "false_fail_max": tail_below(prompts, bound.p_correct, needed),
-            "false_pass_at_unrelated": 1 - tail_below(prompts, P_UNRELATED, needed), "p_unrelated": P_UNRELATED}
+    return {
+        **asdict(bound),
+        "alpha": ALPHA,
+        "min_successes": needed,
+        "false_fail_max": tail_below(prompts, bound.p_correct, needed),
+        "false_pass_at_unrelated": 1 - tail_below(prompts, P_UNRELATED, needed),
+        "p_unrelated": P_UNRELATED,
+    }
 
 
 def check_quantized(session: EngineSession, fmt: str) -> Verdict:
@@ -70,14 +78,19 @@ def check_quantized(session: EngineSession, fmt: str) -> Verdict:
     bound = agreement_bound(fmt, prompts)
     share = numbers["exact_share"] if bound["trial"] == "greedy_text" else numbers["top1_share"]
     successes = round(float(share) * prompts)
-    numbers |= {"bound": bound, "successes": successes,
-                "agreement_lower_95": round(clopper_pearson_lower(prompts, successes, 0.05), 3)}
+    numbers |= {
+        "bound": bound,
+        "successes": successes,
+        "agreement_lower_95": round(clopper_pearson_lower(prompts, successes, 0.05), 3),
+    }
     status = Status.PASS if successes >= int(bound["min_successes"]) else Status.FAIL
     trial = "greedy texts" if bound["trial"] == "greedy_text" else "first tokens"
-    reason = (f"{fmt}: {successes} of {prompts} {trial} agree with the file's own float32 references "
-              f"(needed {bound['min_successes']}: p >= {bound['p_correct']}, alpha {ALPHA}); exact greedy "
-              f"{numbers['exact_share']:.0%}, first tokens {numbers['top1_share']:.0%}, "
-              f"max logprob diff {numbers['max_logprob_diff']:.3f}")
+    reason = (
+        f"{fmt}: {successes} of {prompts} {trial} agree with the file's own float32 references "
+        f"(needed {bound['min_successes']}: p >= {bound['p_correct']}, alpha {ALPHA}); exact greedy "
+        f"{numbers['exact_share']:.0%}, first tokens {numbers['top1_share']:.0%}, "
+        f"max logprob diff {numbers['max_logprob_diff']:.3f}"
+    )
     return Verdict(status=status, reason=reason, evidence=Evidence(numbers=numbers))
 
 
@@ -86,10 +99,18 @@ def _format_case(fmt: str, feature: str) -> pytest.param:
 
 
 @pytest.mark.cpu
-@pytest.mark.parametrize("fmt", [
-    _format_case("f16", "reference_precision"), _format_case("q8_0", "other_quants_gguf_q8_0"),
-    _format_case("q4_k_m", "other_quants_gguf_q4_k_m"), _format_case("awq", "awq"),
-    _format_case("gptq", "other_quants_gptq"), _format_case("w8a8", "other_quants_int8"),
-    _format_case("fp8", "other_quants_fp8"), _format_case("exl2", "exl2")])
+@pytest.mark.parametrize(
+    "fmt",
+    [
+        _format_case("f16", "reference_precision"),
+        _format_case("q8_0", "other_quants_gguf_q8_0"),
+        _format_case("q4_k_m", "other_quants_gguf_q4_k_m"),
+        _format_case("awq", "awq"),
+        _format_case("gptq", "other_quants_gptq"),
+        _format_case("w8a8", "other_quants_int8"),
+        _format_case("fp8", "other_quants_fp8"),
+        _format_case("exl2", "exl2"),
+    ],
+)
 def test_quantized(probe, fmt):
     probe.record(check_quantized(probe.engine(), fmt))

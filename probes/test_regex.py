@@ -7,19 +7,24 @@ import re
 
 import pytest
 
-from harness.wire.client import EngineRejected
 from harness.engines.base import RegexSpec
-from harness.records.results import Evidence, Status, Verdict
 from harness.probing.session import EngineSession
+from harness.records.results import Evidence, Status, Verdict
+from harness.wire.client import EngineRejected
 from probes.test_grammar import constrained_verdict
 
 REGEXES: dict[str, RegexSpec] = {
-    "iso_date": RegexSpec(pattern=r"20[0-9]{2}-(0[1-9]|1[0-2])-[0-2][0-9]",
-                          gbnf='root ::= "20" [0-9] [0-9] "-" ("0" [1-9] | "1" [0-2]) "-" [0-2] [0-9]\n'),
-    "phone": RegexSpec(pattern=r"\([0-9]{3}\) [0-9]{3}-[0-9]{4}",
-                       gbnf='root ::= "(" [0-9]{3} ") " [0-9]{3} "-" [0-9]{4}\n'),
-    "word_list": RegexSpec(pattern=r"(cat|dog|owl)(, (cat|dog|owl)){2,3}\.",
-                           gbnf='root ::= animal (", " animal){2,3} "."\nanimal ::= "cat" | "dog" | "owl"\n'),
+    "iso_date": RegexSpec(
+        pattern=r"20[0-9]{2}-(0[1-9]|1[0-2])-[0-2][0-9]",
+        gbnf='root ::= "20" [0-9] [0-9] "-" ("0" [1-9] | "1" [0-2]) "-" [0-2] [0-9]\n',
+    ),
+    "phone": RegexSpec(
+        pattern=r"\([0-9]{3}\) [0-9]{3}-[0-9]{4}", gbnf='root ::= "(" [0-9]{3} ") " [0-9]{3} "-" [0-9]{4}\n'
+    ),
+    "word_list": RegexSpec(
+        pattern=r"(cat|dog|owl)(, (cat|dog|owl)){2,3}\.",
+        gbnf='root ::= animal (", " animal){2,3} "."\nanimal ::= "cat" | "dog" | "owl"\n',
+    ),
 }
 PROMPT = "Write it:"
 MAX_TOKENS = 48
@@ -34,22 +39,35 @@ def check_regex(session: EngineSession) -> Verdict:
         try:
             _, response = session.client.send(request)
             text = session.adapter.completion_text(response)[0]
-            outcomes[name] = {"output": text, "matches": compiled.fullmatch(text) is not None,
-                              "finish_reason": response["choices"][0].get("finish_reason")}
+            outcomes[name] = {
+                "output": text,
+                "matches": compiled.fullmatch(text) is not None,
+                "finish_reason": response["choices"][0].get("finish_reason"),
+            }
         except EngineRejected as exc:  # 4xx only: a 5xx or a lost connection is an error
             outcomes[name] = {"output": None, "matches": False, "rejected": exc.exchange.status_code}
         control = session.adapter.fixed_length_request(session.served_model, PROMPT, 16, stream=False)
         _, control_response = session.client.send(control)
-        outcomes[name]["control_matches"] = compiled.fullmatch(
-            session.adapter.completion_text(control_response)[0]) is not None
+        outcomes[name]["control_matches"] = (
+            compiled.fullmatch(session.adapter.completion_text(control_response)[0]) is not None
+        )
     matched = sum(bool(outcome["matches"]) for outcome in outcomes.values())
     controls = sum(bool(outcome["control_matches"]) for outcome in outcomes.values())
     if controls:
-        return Verdict(status=Status.ERROR, reason=f"{controls} unconstrained control output(s) match their regex: "
-                       "the model's own output cannot tell a constraint from none",
-                       evidence=Evidence(numbers={"outcomes": outcomes}))
-    return constrained_verdict(outcomes, matched, "regex", "regex-constrained outputs match in full (0 controls match)",
-                               "match", note=session.adapter.regex_note())
+        return Verdict(
+            status=Status.ERROR,
+            reason=f"{controls} unconstrained control output(s) match their regex: "
+            "the model's own output cannot tell a constraint from none",
+            evidence=Evidence(numbers={"outcomes": outcomes}),
+        )
+    return constrained_verdict(
+        outcomes,
+        matched,
+        "regex",
+        "regex-constrained outputs match in full (0 controls match)",
+        "match",
+        note=session.adapter.regex_note(),
+    )
 
 
 @pytest.mark.cpu

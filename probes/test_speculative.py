@@ -7,10 +7,10 @@ from dataclasses import replace
 
 import pytest
 
-from harness.outcomes import NotMeasurable
 from harness.models import RefCase
-from harness.records.results import Evidence, Status, Verdict
+from harness.outcomes import NotMeasurable
 from harness.probing.session import EngineSession
+from harness.records.results import Evidence, Status, Verdict
 from probes.reference import MAX_TOKENS, require_references
 
 DRAFT_MODEL = "llama-draft"  # llama's first layer: agrees with llama on most tokens
@@ -61,24 +61,47 @@ def check_speculative(session: EngineSession, references: list[RefCase], control
     same_as_control = sum(text == plain for text, plain in zip(texts, control))
     same_as_reference = sum(text == case.greedy_text for text, case in zip(texts, references))
     count = len(references)
-    numbers = {"compute_dtype": session.adapter.compute_dtype(session.spec), "draft_tokens_proposed": proposed, "draft_tokens_accepted": accepted,
-               "acceptance_rate": round(rate, 3), "min_acceptance": MIN_ACCEPTANCE,
-               "identical_to_no_draft": f"{same_as_control}/{count}",
-               "identical_to_reference": f"{same_as_reference}/{count}",
-               "outputs": [{"prompt": case.prompt, "speculative": text, "no_draft": plain,
-                            "reference": case.greedy_text} for case, text, plain in zip(references, texts, control)]}
+    numbers = {
+        "compute_dtype": session.adapter.compute_dtype(session.spec),
+        "draft_tokens_proposed": proposed,
+        "draft_tokens_accepted": accepted,
+        "acceptance_rate": round(rate, 3),
+        "min_acceptance": MIN_ACCEPTANCE,
+        "identical_to_no_draft": f"{same_as_control}/{count}",
+        "identical_to_reference": f"{same_as_reference}/{count}",
+        "outputs": [
+            {"prompt": case.prompt, "speculative": text, "no_draft": plain, "reference": case.greedy_text}
+            for case, text, plain in zip(references, texts, control)
+        ],
+    }
     evidence = Evidence(numbers=numbers)
     if same_as_control < count:
-        return Verdict(status=Status.FAIL, reason=f"not lossless: greedy output with the draft differs from the "
-                       f"same engine's without it in {count - same_as_control}/{count} prompts", evidence=evidence)
+        return Verdict(
+            status=Status.FAIL,
+            reason=f"not lossless: greedy output with the draft differs from the "
+            f"same engine's without it in {count - same_as_control}/{count} prompts",
+            evidence=evidence,
+        )
     if same_as_reference < count and numbers["compute_dtype"] == "float32":
-        return Verdict(status=Status.FAIL, reason=f"greedy output differs from the float32 reference in "
-                       f"{count - same_as_reference}/{count} prompts (with and without the draft)", evidence=evidence)
+        return Verdict(
+            status=Status.FAIL,
+            reason=f"greedy output differs from the float32 reference in "
+            f"{count - same_as_reference}/{count} prompts (with and without the draft)",
+            evidence=evidence,
+        )
     if proposed == 0 or rate < MIN_ACCEPTANCE:
-        return Verdict(status=Status.FAIL, reason=f"no acceptance: {accepted:.0f} of {proposed:.0f} proposed draft "
-                       f"tokens accepted ({rate:.0%} < {MIN_ACCEPTANCE:.0%}); output lossless", evidence=evidence)
-    return Verdict(status=Status.PASS, reason=f"{accepted:.0f}/{proposed:.0f} draft tokens accepted ({rate:.0%}); "
-                   "output identical to the engine without a draft and to the reference", evidence=evidence)
+        return Verdict(
+            status=Status.FAIL,
+            reason=f"no acceptance: {accepted:.0f} of {proposed:.0f} proposed draft "
+            f"tokens accepted ({rate:.0%} < {MIN_ACCEPTANCE:.0%}); output lossless",
+            evidence=evidence,
+        )
+    return Verdict(
+        status=Status.PASS,
+        reason=f"{accepted:.0f}/{proposed:.0f} draft tokens accepted ({rate:.0%}); "
+        "output identical to the engine without a draft and to the reference",
+        evidence=evidence,
+    )
 
 
 @pytest.mark.cpu

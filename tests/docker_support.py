@@ -12,10 +12,10 @@ from collections.abc import Iterator
 import pytest
 from docker.models.images import Image
 
-from harness.docker.specs import spec_named
-from harness.docker.images import ensure_image
 from harness.docker.daemon import DockerConnection, DockerUnavailable, shared_daemon
+from harness.docker.images import ensure_image
 from harness.docker.launcher import LABEL, OWNER_LABEL, owner_alive, owner_token
+from harness.docker.specs import spec_named
 from harness.toolchain import llamacpp as toolchain
 
 
@@ -31,8 +31,11 @@ def docker_connection() -> Iterator[DockerConnection]:
     try:
         with shared_daemon(progress=lambda message: None) as connection:
             yield connection
-            mine = [c.name for c in connection.client.containers.list(all=True, filters={"label": LABEL})
-                    if c.labels.get(OWNER_LABEL) == owner_token() or not owner_alive(c.labels.get(OWNER_LABEL, ""))]
+            mine = [
+                c.name
+                for c in connection.client.containers.list(all=True, filters={"label": LABEL})
+                if c.labels.get(OWNER_LABEL) == owner_token() or not owner_alive(c.labels.get(OWNER_LABEL, ""))
+            ]
             assert not mine, f"infercheck containers left behind: {mine}"
     except DockerUnavailable as exc:
         pytest.skip(f"Docker cannot run on this host: {exc}")

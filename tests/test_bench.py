@@ -12,27 +12,47 @@ import pytest
 from harness.bench.outputs import LEVEL_COLUMNS, accuracy_rows, ceiling_rows, write_outputs
 from harness.bench.plots import pareto_frontier
 from harness.bench.records import (
-    BenchLevel, BenchRecord, BenchWorkload, Calibration, CalibrationPoint, PeerTool, latest_per_engine,
-    load_bench_records, write_bench_record,
+    BenchLevel,
+    BenchRecord,
+    BenchWorkload,
+    Calibration,
+    CalibrationPoint,
+    PeerTool,
+    latest_per_engine,
+    load_bench_records,
+    write_bench_record,
 )
-from harness.report.performance import PERCENTILES_PLOT, THROUGHPUT_PLOT
 from harness.bench.saturation import saturation_point
 from harness.bench.sweep import SweepPlan, sweep
-from harness.wire.client import EvidenceClient
 from harness.engines.base import LaunchSpec
 from harness.engines.llamacpp import LlamaCppAdapter
 from harness.launch.base import RunningEngine
 from harness.loadgen import DEFINITIONS, SLO, ClientFigures, Lengths, Workload
 from harness.loadgen.null_engine import NullPace, running_null_engine
 from harness.models import ModelArtifact
-from harness.report import render_report, write_report
-from harness.records.results import BENCH_FILE, EngineIdentity, HarnessInfo, HostInfo, LaunchInfo, load_records, run_dir_for
 from harness.probing.session import EngineSession
+from harness.records.results import (
+    BENCH_FILE,
+    EngineIdentity,
+    HarnessInfo,
+    HostInfo,
+    LaunchInfo,
+    load_records,
+    run_dir_for,
+)
+from harness.report import render_report, write_report
+from harness.report.performance import PERCENTILES_PLOT, THROUGHPUT_PLOT
+from harness.wire.client import EvidenceClient
 
 REPO = Path(__file__).resolve().parent.parent
 START = datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc)
-PLAN = SweepPlan(levels=[1, 2], workload=Workload(Lengths(8), Lengths(6)), requests_per_level=4, warmup_requests=1,
-                 slo=SLO(ttft_s=1.0))
+PLAN = SweepPlan(
+    levels=[1, 2],
+    workload=Workload(Lengths(8), Lengths(6)),
+    requests_per_level=4,
+    warmup_requests=1,
+    slo=SLO(ttft_s=1.0),
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,23 +61,35 @@ def null_session() -> Iterator[EngineSession]:
     with running_null_engine(NullPace(ttft_s=0.02, itl_s=0.004)) as url:
         client = EvidenceClient(url)
         yield EngineSession(
-            adapter=LlamaCppAdapter(), spec=LaunchSpec(), running=RunningEngine(base_url=url, log_path=None),
+            adapter=LlamaCppAdapter(),
+            spec=LaunchSpec(),
+            running=RunningEngine(base_url=url, log_path=None),
             identity=EngineIdentity(name="null", version="1"),
-            model=ModelArtifact(name="null", family="null", format="none", path=Path("null"), sha256="0",
-                                references=[]),
-            served_model="null", client=client, launch=LaunchInfo(launcher="attach", config="base", base_url=url))
+            model=ModelArtifact(
+                name="null", family="null", format="none", path=Path("null"), sha256="0", references=[]
+            ),
+            served_model="null",
+            client=client,
+            launch=LaunchInfo(launcher="attach", config="base", base_url=url),
+        )
         client.close()
 
 
-def bench_record(session: EngineSession, levels: list, engine: str = "null", run_id: str = "run-1",
-                 minute: int = 1) -> BenchRecord:
+def bench_record(
+    session: EngineSession, levels: list, engine: str = "null", run_id: str = "run-1", minute: int = 1
+) -> BenchRecord:
     return BenchRecord(
-        run_id=run_id, engine=session.identity.model_copy(update={"name": engine}), launch=session.launch,
-        model=session.model_info(), host=HostInfo(hostname="box", platform="Linux", cpu="Xeon", cpu_count=2,
-                                                  memory_gib=8.0),
+        run_id=run_id,
+        engine=session.identity.model_copy(update={"name": engine}),
+        launch=session.launch,
+        model=session.model_info(),
+        host=HostInfo(hostname="box", platform="Linux", cpu="Xeon", cpu_count=2, memory_gib=8.0),
         harness=HarnessInfo(version="0.1.0", git_commit="0123456789ab", git_dirty=False),
-        workload=BenchWorkload.of(PLAN.workload, PLAN.warmup_requests), levels=levels,
-        started_at=START + timedelta(minutes=minute - 1), finished_at=START + timedelta(minutes=minute))
+        workload=BenchWorkload.of(PLAN.workload, PLAN.warmup_requests),
+        levels=levels,
+        started_at=START + timedelta(minutes=minute - 1),
+        finished_at=START + timedelta(minutes=minute),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +108,9 @@ def test_sweep_runs_each_level(levels: list) -> None:
         assert level.stats.client is not None and level.stats.client.processes == 1
 
 
-def test_bench_record_round_trips_and_is_not_a_probe_record(null_session: EngineSession, levels: list,
-                                                            tmp_path: Path) -> None:
+def test_bench_record_round_trips_and_is_not_a_probe_record(
+    null_session: EngineSession, levels: list, tmp_path: Path
+) -> None:
     record = bench_record(null_session, levels)
     path = write_bench_record(record, run_dir_for(tmp_path, "null", "run-1"))
     assert path == tmp_path / "null" / "run-1" / BENCH_FILE
@@ -93,8 +126,7 @@ def test_latest_record_per_engine(null_session: EngineSession, levels: list) -> 
     assert latest_per_engine([new, other, old]) == [other, new]
 
 
-def test_report_performance_section_is_reproducible(null_session: EngineSession, levels: list,
-                                                    tmp_path: Path) -> None:
+def test_report_performance_section_is_reproducible(null_session: EngineSession, levels: list, tmp_path: Path) -> None:
     from harness.records.claims import load_claims
 
     claims = load_claims(REPO / "report" / "claims.json")
@@ -132,22 +164,41 @@ def test_bench_command_rejects_bad_levels(tmp_path: Path) -> None:
 
 # -- rate levels, saturation, Pareto, outputs, calibration records -----------------------------
 
+
 def test_rate_levels_report_requested_offered_and_client_figures(null_session: EngineSession) -> None:
-    plan = SweepPlan(levels=[], rates=[40.0], workload=Workload(Lengths(8), Lengths(4)), requests_per_level=12,
-                     warmup_requests=0, processes=2, max_error_rate=0.5)
+    plan = SweepPlan(
+        levels=[],
+        rates=[40.0],
+        workload=Workload(Lengths(8), Lengths(4)),
+        requests_per_level=12,
+        warmup_requests=0,
+        processes=2,
+        max_error_rate=0.5,
+    )
     (level,) = sweep(null_session, plan, progress=lambda message: None)
     stats = level.stats
     assert (stats.concurrency, stats.rate, stats.completed) == (None, 40.0, 12)
     assert stats.offered_rate == pytest.approx(40.0) and stats.client and stats.client.processes == 2
 
 
-def stats_level(levels: list, concurrency: int | None, rate: float | None, throughput: float,
-                bound: bool = False) -> BenchLevel:
-    stats = levels[0].stats.model_copy(update={"concurrency": concurrency, "rate": rate,
-                                               "request_throughput": throughput})
+def stats_level(
+    levels: list, concurrency: int | None, rate: float | None, throughput: float, bound: bool = False
+) -> BenchLevel:
+    stats = levels[0].stats.model_copy(
+        update={"concurrency": concurrency, "rate": rate, "request_throughput": throughput}
+    )
     if bound:
-        stats.client = ClientFigures(processes=1, cpu_s=1.0, cpu_ms_per_request=1.0, saturation=0.99, waiting=0.0,
-                                     send_rate=None, send_lag_s=None, bound=True, reason="client-bound: busy")
+        stats.client = ClientFigures(
+            processes=1,
+            cpu_s=1.0,
+            cpu_ms_per_request=1.0,
+            saturation=0.99,
+            waiting=0.0,
+            send_rate=None,
+            send_lag_s=None,
+            bound=True,
+            reason="client-bound: busy",
+        )
     return BenchLevel(stats=stats)
 
 
@@ -164,31 +215,54 @@ def test_pareto_frontier_keeps_undominated_points() -> None:
     assert pareto_frontier(points) == [(1.0, 100.0), (2.0, 150.0), (4.0, 200.0)]
 
 
-def test_outputs_write_csv_and_a_self_contained_html(null_session: EngineSession, levels: list,
-                                                     tmp_path: Path) -> None:
+def test_outputs_write_csv_and_a_self_contained_html(null_session: EngineSession, levels: list, tmp_path: Path) -> None:
     record = bench_record(null_session, levels)
     csv_path, html_path = write_outputs(record, tmp_path)
     rows = list(csv.reader(csv_path.open()))
     assert rows[1] == list(LEVEL_COLUMNS) and len(rows) == 2 + len(levels)
     page = html_path.read_text()
     assert page.startswith("<!DOCTYPE html>") and "<svg" in page and "Saturation point" in page
-    assert "src=" not in page and "href=\"http" not in page  # nothing external
+    assert "src=" not in page and 'href="http' not in page  # nothing external
     assert all(name in page for name in DEFINITIONS)
 
 
 def calibration() -> Calibration:
     def point(tool: str, pace: str, rate: float, achieved: float, ttft: float = 101.0) -> CalibrationPoint:
-        return CalibrationPoint(tool=tool, pace=pace, rate=rate, requests=100, completed=100, failed=0,  # type: ignore[arg-type]
-                                achieved_rate=achieved, ttft_p50_ms=ttft, itl_p50_ms=10.0, engine_ttft_p50_ms=100.5,
-                                engine_gap_p50_ms=10.0, client_cpu_ms_per_request=0.3,
-                                client_bound=False if tool == "infercheck" else None)
+        return CalibrationPoint(
+            tool=tool,
+            pace=pace,
+            rate=rate,
+            requests=100,
+            completed=100,
+            failed=0,  # type: ignore[arg-type]
+            achieved_rate=achieved,
+            ttft_p50_ms=ttft,
+            itl_p50_ms=10.0,
+            engine_ttft_p50_ms=100.5,
+            engine_gap_p50_ms=10.0,
+            client_cpu_ms_per_request=0.3,
+            client_bound=False if tool == "infercheck" else None,
+        )
 
-    points = [point("infercheck", "paced", 10.0, 9.9), point("vllm bench serve", "paced", 10.0, 9.8, 102.0),
-              point("infercheck", "zero", 500.0, 498.0), point("infercheck", "zero", 1000.0, 700.0),
-              point("vllm bench serve", "zero", 500.0, 400.0)]
-    return Calibration(ttft_ms=100.0, itl_ms=10.0, input_tokens=32, output_tokens=50, ceiling_share=0.95,
-                       tools=[PeerTool(name="infercheck", version="0.1.0", status="measured"),
-                              PeerTool(name="aiperf", version=None, status="not installed here")], points=points)
+    points = [
+        point("infercheck", "paced", 10.0, 9.9),
+        point("vllm bench serve", "paced", 10.0, 9.8, 102.0),
+        point("infercheck", "zero", 500.0, 498.0),
+        point("infercheck", "zero", 1000.0, 700.0),
+        point("vllm bench serve", "zero", 500.0, 400.0),
+    ]
+    return Calibration(
+        ttft_ms=100.0,
+        itl_ms=10.0,
+        input_tokens=32,
+        output_tokens=50,
+        ceiling_share=0.95,
+        tools=[
+            PeerTool(name="infercheck", version="0.1.0", status="measured"),
+            PeerTool(name="aiperf", version=None, status="not installed here"),
+        ],
+        points=points,
+    )
 
 
 def test_calibration_ceiling_and_tables() -> None:
@@ -204,7 +278,8 @@ def test_report_shows_the_calibration_and_the_definitions(null_session: EngineSe
     from harness.records.claims import load_claims
 
     record = bench_record(null_session, [], engine="load generator calibration (null engine)").model_copy(
-        update={"calibration": calibration()})
+        update={"calibration": calibration()}
+    )
     report = render_report(load_claims(REPO / "report" / "claims.json"), [], bench=[record])["comparison.md"]
     assert "### Load generator calibration" in report and "| vllm bench serve | 10 |" in report
     assert "aiperf : not installed here" not in report and "aiperf: not installed here" in report
@@ -224,10 +299,12 @@ def test_benchmark_launch_turns_llama_servers_ram_prompt_cache_off() -> None:
     from harness.engines.base import ResolvedModels
 
     command = LlamaCppAdapter(server_binary=Path("llama-server")).launch_command(
-        LaunchSpec(prompt_cache_ram=False), ResolvedModels(model=Path("m.gguf")), 8080)
+        LaunchSpec(prompt_cache_ram=False), ResolvedModels(model=Path("m.gguf")), 8080
+    )
     assert command[command.index("--cache-ram") + 1] == "0"
     assert "--cache-ram" not in LlamaCppAdapter(server_binary=Path("llama-server")).launch_command(
-        LaunchSpec(), ResolvedModels(model=Path("m.gguf")), 8080)
+        LaunchSpec(), ResolvedModels(model=Path("m.gguf")), 8080
+    )
 
 
 # -- the peer load generators (GuideLLM, AIPerf): their result formats and real runs ------------
@@ -268,12 +345,16 @@ def test_aiperf_result_is_read_in_its_own_field_names() -> None:
 def test_peer_point_counts_requests_the_tool_left_out_as_failed(tmp_path: Path) -> None:
     import sys
 
-    from harness.bench.peers.traffic import Traffic
     from harness.bench.peers import guidellm
     from harness.bench.peers.runner import PeerRunner
+    from harness.bench.peers.traffic import Traffic
 
-    run = PeerRunner("guidellm", lambda traffic, folder: [sys.executable, "-c", "pass"], {},
-                     lambda folder: guidellm.parse(_peer_sample("guidellm.json")))
+    run = PeerRunner(
+        "guidellm",
+        lambda traffic, folder: [sys.executable, "-c", "pass"],
+        {},
+        lambda folder: guidellm.parse(_peer_sample("guidellm.json")),
+    )
     point = run(Traffic("http://127.0.0.1:1", 10.0, 20), "paced")
     assert (point.completed, point.failed) == (19, 1)
     assert point.client_cpu_ms_per_request is None  # the sample's benchmark window is not this process's
@@ -291,7 +372,8 @@ def test_peer_process_tree_cpu_and_deadline(tmp_path: Path) -> None:
     run = run_tool([sys.executable, "-c", parent], dict(os.environ), tmp_path, timeout_s=30)
     assert run.returncode == 0 and run.cpu_s >= 0.3  # the grandchild's CPU counts
     assert run.cpu_between(run.cpu_samples[0][0], run.cpu_samples[-1][0]) == pytest.approx(
-        run.cpu_samples[-1][1] - run.cpu_samples[0][1])
+        run.cpu_samples[-1][1] - run.cpu_samples[0][1]
+    )
     with pytest.raises(RuntimeError, match="did not finish within 1 s"):
         run_tool(["sh", "-c", "sleep 30 & echo $! > child; wait"], dict(os.environ), tmp_path, timeout_s=1)
     child, deadline = int((tmp_path / "child").read_text()), time.monotonic() + 5
@@ -314,26 +396,41 @@ def test_calibration_records_a_failed_tool_and_goes_on(monkeypatch: pytest.Monke
     from harness.bench.peers.traffic import Traffic
 
     def fine(traffic: Traffic, pace: str) -> CalibrationPoint:
-        return CalibrationPoint(tool="infercheck", pace=pace, rate=traffic.rate,  # type: ignore[arg-type]
-                                requests=traffic.requests, completed=traffic.requests, failed=0,
-                                achieved_rate=traffic.rate, ttft_p50_ms=100.0, itl_p50_ms=10.0,
-                                engine_ttft_p50_ms=None, engine_gap_p50_ms=None, client_cpu_ms_per_request=0.1)
+        return CalibrationPoint(
+            tool="infercheck",
+            pace=pace,
+            rate=traffic.rate,  # type: ignore[arg-type]
+            requests=traffic.requests,
+            completed=traffic.requests,
+            failed=0,
+            achieved_rate=traffic.rate,
+            ttft_p50_ms=100.0,
+            itl_p50_ms=10.0,
+            engine_ttft_p50_ms=None,
+            engine_gap_p50_ms=None,
+            client_cpu_ms_per_request=0.1,
+        )
 
     def broken(traffic: Traffic, pace: str) -> CalibrationPoint:
         raise RuntimeError("aiperf failed (exit 1): Failed to load tokenizer")
 
-    tools = [PeerTool(name="infercheck", version="0.1.0", status="measured"),
-             PeerTool(name="aiperf", version="0.13.0", status="measured")]
+    tools = [
+        PeerTool(name="infercheck", version="0.1.0", status="measured"),
+        PeerTool(name="aiperf", version="0.13.0", status="measured"),
+    ]
     monkeypatch.setattr(calibration, "peer_tools", lambda: ({"infercheck": fine, "aiperf": broken}, tools))
     monkeypatch.setattr(calibration, "ACCURACY_RATES", (10.0,))
     monkeypatch.setattr(calibration, "CEILING_RATES", (250.0, 500.0))
     result = calibration.calibrate(progress=lambda message: None)
     failed = [point for point in result.points if point.tool == "aiperf"]
-    assert [(p.pace, p.rate, p.completed, p.failed) for p in failed] == [("paced", 10.0, 0, 30),
-                                                                          ("zero", 250.0, 0, 500)]
+    assert [(p.pace, p.rate, p.completed, p.failed) for p in failed] == [
+        ("paced", 10.0, 0, 30),
+        ("zero", 250.0, 0, 500),
+    ]
     assert len([point for point in result.points if point.tool == "infercheck"]) == 3
-    assert result.tools[1].status == ("measured; failed first at 10 req/s (paced): "
-                                      "aiperf failed (exit 1): Failed to load tokenizer")
+    assert result.tools[1].status == (
+        "measured; failed first at 10 req/s (paced): aiperf failed (exit 1): Failed to load tokenizer"
+    )
 
 
 @pytest.mark.parametrize("name", ["guidellm", "aiperf"])
@@ -342,9 +439,9 @@ def test_peer_runs_against_the_null_engine(name: str) -> None:
     nothing: `infercheck bench calibrate` does)."""
     import importlib
 
-    from harness.bench.peers.traffic import Traffic
     from harness.bench.peer_calibration import hf_tokenizer
     from harness.bench.peers import find_peer
+    from harness.bench.peers.traffic import Traffic
     from harness.paths import cache_dir
 
     peer = find_peer(cache_dir(), name)

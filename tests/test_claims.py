@@ -22,16 +22,44 @@ def seed() -> ClaimsTable:
 
 def test_engines_and_sections(seed: ClaimsTable) -> None:
     assert seed.engines == ["vLLM", "TensorRT-LLM", "llama.cpp", "TGI", "LightLLM", "Fastgen", "ExLlamaV2"]
-    assert seed.sections == ["Optimizations", "Optim. / Scheduler", "Optim. / Quant", "Features",
-                             "Feat. / Sampling", "Models", "Implementation", "Repo"]
+    assert seed.sections == [
+        "Optimizations",
+        "Optim. / Scheduler",
+        "Optim. / Quant",
+        "Features",
+        "Feat. / Sampling",
+        "Models",
+        "Implementation",
+        "Repo",
+    ]
 
 
 def test_rows_and_sections(seed: ClaimsTable) -> None:
     assert [row.label for row in seed.rows] == [
-        "FlashAttention2", "PagedAttention", "Speculative Decoding", "Tensor Parallel", "Pipeline Parallel",
-        "Dyn. SplitFuse", "Efficient Rtr (better)", "Cont. Batching", "EXL2", "AWQ", "Other Quants",
-        "OpenAI-Style API", "Beam Search", "LMQL Support", "EBNF Grammars", "JSON Schema", "Llama 2 / 3", "Mistral",
-        "Mixtral", "Core Language", "GPU API", "License", "Github Stars"]
+        "FlashAttention2",
+        "PagedAttention",
+        "Speculative Decoding",
+        "Tensor Parallel",
+        "Pipeline Parallel",
+        "Dyn. SplitFuse",
+        "Efficient Rtr (better)",
+        "Cont. Batching",
+        "EXL2",
+        "AWQ",
+        "Other Quants",
+        "OpenAI-Style API",
+        "Beam Search",
+        "LMQL Support",
+        "EBNF Grammars",
+        "JSON Schema",
+        "Llama 2 / 3",
+        "Mistral",
+        "Mixtral",
+        "Core Language",
+        "GPU API",
+        "License",
+        "Github Stars",
+    ]
     assert seed.row("Beam Search").section == "Feat. / Sampling"
     assert seed.row("License").section == "Repo"
     assert all(len(row.cells) == 7 for row in seed.rows)
@@ -63,15 +91,19 @@ def test_cells(seed: ClaimsTable) -> None:
     assert seed.cell("TGI", "Beam Search").text == "🟠****"
 
 
-@pytest.mark.parametrize(("engine", "row", "text", "footnotes"), [
-    ("vLLM", "Other Quants", "(yes)", ["30"]),
-    ("TensorRT-LLM", "Other Quants", "GPTQ", []),
-    ("LightLLM", "Other Quants", "?", []),
-    ("TGI", "Core Language", "Py / Rust", []),
-    ("TGI", "License", "Apache 2", ["15"]),
-])
-def test_free_text_cells_have_no_mark(seed: ClaimsTable, engine: str, row: str, text: str,
-                                      footnotes: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("engine", "row", "text", "footnotes"),
+    [
+        ("vLLM", "Other Quants", "(yes)", ["30"]),
+        ("TensorRT-LLM", "Other Quants", "GPTQ", []),
+        ("LightLLM", "Other Quants", "?", []),
+        ("TGI", "Core Language", "Py / Rust", []),
+        ("TGI", "License", "Apache 2", ["15"]),
+    ],
+)
+def test_free_text_cells_have_no_mark(
+    seed: ClaimsTable, engine: str, row: str, text: str, footnotes: list[str]
+) -> None:
     cell = seed.cell(engine, row)
     assert (cell.mark, cell.text, cell.footnotes) == (None, text, footnotes)
 
@@ -84,18 +116,27 @@ def test_unknown_cell_is_a_key_error(seed: ClaimsTable) -> None:
 
 
 def test_legend(seed: ClaimsTable) -> None:
-    assert seed.legend == {"✅": "Included", "🟠": "Inferior Alternative", "🌩️": "Exists but has Issues",
-                           "🔨": "PR", "🗓️": "Planned", "❓": "Unclear / Unofficial", "❌": "Not Implemented"}
+    assert seed.legend == {
+        "✅": "Included",
+        "🟠": "Inferior Alternative",
+        "🌩️": "Exists but has Issues",
+        "🔨": "PR",
+        "🗓️": "Planned",
+        "❓": "Unclear / Unofficial",
+        "❌": "Not Implemented",
+    }
 
 
 def test_footnotes(seed: ClaimsTable) -> None:
     assert len(seed.footnotes) == 47
     assert [definition.urls for definition in seed.footnote_definitions("42")] == [
         ["https://github.com/NVIDIA/TensorRT-LLM/issues/334"],
-        ["https://github.com/ggerganov/llama.cpp/blob/master/examples/json-schema-to-grammar.py"]]
+        ["https://github.com/ggerganov/llama.cpp/blob/master/examples/json-schema-to-grammar.py"],
+    ]
     assert seed.footnote_definitions("15")[0].urls == [
         "https://raw.githubusercontent.com/huggingface/text-generation-inference/main/LICENSE",
-        "https://twitter.com/julien_c/status/1777328456709062848"]
+        "https://twitter.com/julien_c/status/1777328456709062848",
+    ]
     assert seed.footnote_definitions("41")[0].urls == ["https://github.com/outlines-dev/outlines"]
     assert seed.footnote_definitions("43")[0].text.endswith("FlashAttention, but not FlashAttention2")
     assert len(seed.footnote_definitions("33")[0].urls) == 3
@@ -125,7 +166,8 @@ def test_import_round_trip(tmp_path: Path) -> None:
 
 
 def test_liberal_spacing_and_marks_without_variation_selector() -> None:
-    table = parse_claims("""
+    table = parse_claims(
+        """
   ✅ Yes | 🌩 Buggy
 |Feature|A|  B  |
 |:--|:-:|--:|
@@ -134,7 +176,9 @@ def test_liberal_spacing_and_marks_without_variation_selector() -> None:
 |Y|  | ?  |
 
 [^1]: see https://example.com/a.
-""", "inline")
+""",
+        "inline",
+    )
     assert table.engines == ["A", "B"]
     assert table.legend == {"✅": "Yes", "🌩️": "Buggy"}
     assert table.cell("B", "X").mark == "🌩️"
@@ -148,21 +192,24 @@ def test_escaped_pipe_stays_in_the_cell() -> None:
     assert table.cell("A", "Row").text == "a | b"
 
 
-@pytest.mark.parametrize(("markdown", "message"), [
-    ("# Title\n\nNo table here.\n", "no markdown table"),
-    ("|---|---|\n| X | ✅ |\n", "no header row"),
-    ("| | A |\n| X | ✅ |\n", "delimiter row"),
-    ("| | A |\n", "delimiter row"),
-    ("| | A | B |\n|---|---|---|\n| X | ✅ |\n", "row has 1 engine cells, expected 2"),
-    ("| | A |\n|---|---|\n| X | ✅ | ❌ |\n", "row has 2 engine cells, expected 1"),
-    ("| | A |\n|---|---|\n| X | ✅\n", "must start and end with '|'"),
-    ("| | A | |\n|---|---|---|\n| X | ✅ | ✅ |\n", "non-empty name"),
-    ("| | A | A |\n|---|---|---|\n| X | ✅ | ✅ |\n", "duplicate engine"),
-    ("| | A |\n|---|---|\n| **Only a section** | |\n", "no feature rows"),
-    ("| | A |\n|---|---|\n| X | ✅ |\n| X | ❌ |\n", "duplicate row label"),
-    ("| | A |\n|---|---|\n| | ✅ |\n", "no label"),
-    ("| | A |\n|---|---|\n| X | ✅ [^9] |\n", "[^9] is referenced but never defined"),
-])
+@pytest.mark.parametrize(
+    ("markdown", "message"),
+    [
+        ("# Title\n\nNo table here.\n", "no markdown table"),
+        ("|---|---|\n| X | ✅ |\n", "no header row"),
+        ("| | A |\n| X | ✅ |\n", "delimiter row"),
+        ("| | A |\n", "delimiter row"),
+        ("| | A | B |\n|---|---|---|\n| X | ✅ |\n", "row has 1 engine cells, expected 2"),
+        ("| | A |\n|---|---|\n| X | ✅ | ❌ |\n", "row has 2 engine cells, expected 1"),
+        ("| | A |\n|---|---|\n| X | ✅\n", "must start and end with '|'"),
+        ("| | A | |\n|---|---|---|\n| X | ✅ | ✅ |\n", "non-empty name"),
+        ("| | A | A |\n|---|---|---|\n| X | ✅ | ✅ |\n", "duplicate engine"),
+        ("| | A |\n|---|---|\n| **Only a section** | |\n", "no feature rows"),
+        ("| | A |\n|---|---|\n| X | ✅ |\n| X | ❌ |\n", "duplicate row label"),
+        ("| | A |\n|---|---|\n| | ✅ |\n", "no label"),
+        ("| | A |\n|---|---|\n| X | ✅ [^9] |\n", "[^9] is referenced but never defined"),
+    ],
+)
 def test_malformed_tables(markdown: str, message: str) -> None:
     with pytest.raises(ClaimsParseError, match=re.escape(message)) as raised:
         parse_claims(markdown, "inline")

@@ -20,8 +20,9 @@ SEED_TABLE = Path("/work/shared/lm-inference-engines-table.md")
 
 
 def infercheck(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "harness.cli.app", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO_ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli.app", *args], capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT
+    )
 
 
 def _error_line(result: subprocess.CompletedProcess[str]) -> str:
@@ -59,12 +60,25 @@ def test_missing_table(tmp_path: Path):
 def test_missing_model_in_attach_mode(llama_build, artifacts, tmp_path: Path):
     port = free_port()
     model = next(a for a in artifacts if a.name == "llama" and a.format == "f16")
-    server = subprocess.Popen([str(llama_build.server), "-m", str(model.path), "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [str(llama_build.server), "-m", str(model.path), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         _wait(port)
-        result = infercheck("run", "--base-url", f"http://127.0.0.1:{port}", "--attach-model", "nosuchmodel",
-                            "--results-dir", str(tmp_path), "--no-report", "-k", "openai")
+        result = infercheck(
+            "run",
+            "--base-url",
+            f"http://127.0.0.1:{port}",
+            "--attach-model",
+            "nosuchmodel",
+            "--results-dir",
+            str(tmp_path),
+            "--no-report",
+            "-k",
+            "openai",
+        )
     finally:
         server.terminate()
         server.wait()
@@ -75,9 +89,14 @@ def test_missing_model_in_attach_mode(llama_build, artifacts, tmp_path: Path):
 @pytest.mark.engine_integration
 def test_engine_that_exits_at_start(llama_build, artifacts, tmp_path: Path):
     env = {**os.environ, "INFERCHECK_LLAMA_SERVER": "/bin/false"}
-    result = subprocess.run([sys.executable, "-m", "harness.cli.app", "run", "--results-dir", str(tmp_path),
-                             "--no-report", "-k", "openai"], capture_output=True, text=True, env=env, timeout=300,
-                            cwd=REPO_ROOT)
+    result = subprocess.run(
+        [sys.executable, "-m", "harness.cli.app", "run", "--results-dir", str(tmp_path), "--no-report", "-k", "openai"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=REPO_ROOT,
+    )
     assert result.returncode == 1
     assert "could not finish" in _error_line(result)
     records = load_records(tmp_path)
@@ -87,6 +106,7 @@ def test_engine_that_exits_at_start(llama_build, artifacts, tmp_path: Path):
 
 def _wait(port: int, timeout: float = 60) -> None:
     import httpx
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -105,12 +125,23 @@ def test_attach_mode_gives_launch_mode_verdicts(llama_build, artifacts, tmp_path
     assert launched.returncode == 0, launched.stdout[-3000:]
     port = free_port()
     model = next(a for a in artifacts if a.name == "llama" and a.format == "f16")
-    server = subprocess.Popen([str(llama_build.server), "-m", str(model.path), "--port", str(port), "--parallel", "4",
-                               "--threads", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [str(llama_build.server), "-m", str(model.path), "--port", str(port), "--parallel", "4", "--threads", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         _wait(port)
-        attached = infercheck("run", "--base-url", f"http://127.0.0.1:{port}", "--results-dir",
-                              str(tmp_path / "attach"), "--no-report", "-k", selection)
+        attached = infercheck(
+            "run",
+            "--base-url",
+            f"http://127.0.0.1:{port}",
+            "--results-dir",
+            str(tmp_path / "attach"),
+            "--no-report",
+            "-k",
+            selection,
+        )
     finally:
         server.terminate()
         server.wait()
@@ -123,9 +154,14 @@ def test_attach_mode_gives_launch_mode_verdicts(llama_build, artifacts, tmp_path
 @pytest.mark.engine_integration
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
 def test_interrupted_run_keeps_records_and_leaves_no_engine(llama_build, artifacts, tmp_path: Path, how):
-    process = subprocess.Popen([sys.executable, "-m", "harness.cli.app", "run", "--results-dir", str(tmp_path),
-                                "--no-report"], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli.app", "run", "--results-dir", str(tmp_path), "--no-report"],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and len(list(tmp_path.rglob("*.json"))) < 2:
         time.sleep(0.2)

@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 
 from harness.paths import default_report_dir, default_results_dir
-from harness.report import write_report
 from harness.records.results import load_records, record_json_schema
+from harness.report import write_report
 
 
 def test_committed_schema_is_the_models_schema():

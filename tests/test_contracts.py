@@ -24,12 +24,11 @@ import pytest
 
 from harness.docker.specs import spec_named
 from harness.engines import base, get_adapter
-from harness.wire.request import ApiRequest
 from harness.engines.base import EngineAdapter, GrammarSpec, LaunchSpec, ResolvedModels
-from harness.outcomes import NotMeasurable
-from harness.outcomes import Unsupported
+from harness.outcomes import NotMeasurable, Unsupported
 from harness.paths import REPO_ROOT, cache_dir
 from harness.toolchain import vllm_cpu
+from harness.wire.request import ApiRequest
 from tests.contracts.envs import EnvUnavailable, sglang_python, vllm_python
 
 CONTRACTS = REPO_ROOT / "tests" / "contracts"
@@ -37,12 +36,25 @@ CHECKER = CONTRACTS / "check_in_venv.py"
 TRT = json.loads((CONTRACTS / "tensorrt_llm_serve.json").read_text())
 SCHEMA = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
 GRAMMAR = GrammarSpec(gbnf='root ::= "a" [0-9]\n', lark='start: "a" /[0-9]/\n')
-TOOLS = [{"type": "function", "function": {"name": "add", "parameters": {"type": "object", "properties": {
-    "a": {"type": "integer"}}, "required": ["a"]}}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "add",
+            "parameters": {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]},
+        },
+    }
+]
 LAUNCHES: dict[str, dict[str, Any]] = {
-    "base": {}, "draft": {"draft_model": "llama-draft"}, "tp2": {"tensor_parallel": 2}, "pp2": {"pipeline_parallel": 2},
-    "chunked": {"prefill_chunk_tokens": 64}, "awq": {"model_format": "awq"}, "flash_on": {"flash_attention": True},
-    "flash_off": {"flash_attention": False}, "kv_budget": {"kv_cache_tokens": 512},
+    "base": {},
+    "draft": {"draft_model": "llama-draft"},
+    "tp2": {"tensor_parallel": 2},
+    "pp2": {"pipeline_parallel": 2},
+    "chunked": {"prefill_chunk_tokens": 64},
+    "awq": {"model_format": "awq"},
+    "flash_on": {"flash_attention": True},
+    "flash_off": {"flash_attention": False},
+    "kv_budget": {"kv_cache_tokens": 512},
     "no_prefix_cache": {"prefix_caching": False},
 }
 BAD_COMMAND = ["--model", "/m", "--no-such-option-anywhere", "1"]  # control: must be refused
@@ -51,10 +63,14 @@ BAD_BODY = ApiRequest("/v1/completions", {"model": "m", "prompt": "p", "guided_j
 
 def _builder_calls() -> dict[str, list[tuple[Any, ...]]]:
     calls: dict[str, list[tuple[Any, ...]]] = {
-        "greedy_request": [("m", "p", 8, 5)], "json_schema_request": [("m", "p", SCHEMA, 8)],
-        "grammar_request": [("m", "p", GRAMMAR, 8)], "fixed_length_request": [("m", "p", 8, True), ("m", "p", 8, False)],
-        "beam_search_request": [("m", "p", 3, 8)], "echo_logprobs_request": [("m", "p")],
-        "logit_bias_request": [("m", "p", {5: 10.0}, 8)], "prefix_cache_request": [("m", "p", True), ("m", "p", False)],
+        "greedy_request": [("m", "p", 8, 5)],
+        "json_schema_request": [("m", "p", SCHEMA, 8)],
+        "grammar_request": [("m", "p", GRAMMAR, 8)],
+        "fixed_length_request": [("m", "p", 8, True), ("m", "p", 8, False)],
+        "beam_search_request": [("m", "p", 3, 8)],
+        "echo_logprobs_request": [("m", "p")],
+        "logit_bias_request": [("m", "p", {5: 10.0}, 8)],
+        "prefix_cache_request": [("m", "p", True), ("m", "p", False)],
         "tool_call_request": [("m", "p", TOOLS, 8)],
     }
     regex = getattr(base, "RegexSpec", None)
@@ -85,7 +101,7 @@ def commands(adapter: EngineAdapter, tmp: Path) -> dict[str, list[str]]:
     for name, spec in launch_specs(adapter).items():
         resolved = models if spec.draft_model else replace(models, draft_model=None)
         command = adapter.launch_command(spec, resolved, 8000)
-        built[name] = command[next(i for i, token in enumerate(command) if token.startswith("--")):]
+        built[name] = command[next(i for i, token in enumerate(command) if token.startswith("--")) :]
     return built
 
 
@@ -104,16 +120,20 @@ def bodies(adapter: EngineAdapter) -> dict[str, ApiRequest]:
 
 def _check(python: Path, engine: str, argvs: list[list[str]], requests: list[ApiRequest]) -> dict[str, Any]:
     task = {"engine": engine, "commands": argvs, "bodies": [{"path": r.path, "body": r.body} for r in requests]}
-    result = subprocess.run([str(python), str(CHECKER)], input=json.dumps(task), capture_output=True, text=True,
-                            timeout=300, cwd=REPO_ROOT)
+    result = subprocess.run(
+        [str(python), str(CHECKER)], input=json.dumps(task), capture_output=True, text=True, timeout=300, cwd=REPO_ROOT
+    )
     if result.returncode != 0:
         pytest.skip(f"{engine}'s own code could not be loaded here: {result.stderr.strip().splitlines()[-1:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def _refusals(names: list[str], verdicts: list[dict[str, Any]]) -> list[str]:
-    return [f"{name}: {'; '.join(verdict.get('error') or [])}" for name, verdict in zip(names, verdicts)
-            if verdict["ok"] is False]
+    return [
+        f"{name}: {'; '.join(verdict.get('error') or [])}"
+        for name, verdict in zip(names, verdicts)
+        if verdict["ok"] is False
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -125,12 +145,16 @@ def vllm_verdicts(tmp_path_factory) -> dict[str, Any]:
     cpu, gpu = get_adapter("vLLM"), get_adapter("vLLM")
     gpu.use_container(spec_named("vllm"))
     tmp = tmp_path_factory.mktemp("vllm-contract")
-    argvs = {**{f"cpu/{k}": v for k, v in commands(cpu, tmp).items()},
-             **{f"gpu/{k}": v for k, v in commands(gpu, tmp).items()}}
+    argvs = {
+        **{f"cpu/{k}": v for k, v in commands(cpu, tmp).items()},
+        **{f"gpu/{k}": v for k, v in commands(gpu, tmp).items()},
+    }
     requests = {**{f"cpu/{k}": v for k, v in bodies(cpu).items()}, **{f"gpu/{k}": v for k, v in bodies(gpu).items()}}
     verdicts = _check(python, "vllm", [*argvs.values(), BAD_COMMAND], [*requests.values(), BAD_BODY])
-    return {"commands": dict(zip([*argvs, "control"], verdicts["commands"])),
-            "bodies": dict(zip([*requests, "control"], verdicts["bodies"]))}
+    return {
+        "commands": dict(zip([*argvs, "control"], verdicts["commands"])),
+        "bodies": dict(zip([*requests, "control"], verdicts["bodies"])),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -145,8 +169,10 @@ def sglang_verdicts(tmp_path_factory) -> dict[str, Any]:
     argvs = commands(adapter, tmp_path_factory.mktemp("sglang-contract"))
     requests = {name: request for name, request in bodies(adapter).items() if request.path.startswith("/v1/")}
     verdicts = _check(python, "sglang", [*argvs.values(), BAD_COMMAND], [*requests.values(), BAD_BODY])
-    return {"commands": dict(zip([*argvs, "control"], verdicts["commands"])),
-            "bodies": dict(zip([*requests, "control"], verdicts["bodies"]))}
+    return {
+        "commands": dict(zip([*argvs, "control"], verdicts["commands"])),
+        "bodies": dict(zip([*requests, "control"], verdicts["bodies"])),
+    }
 
 
 def test_contract_versions_are_the_pinned_ones():
@@ -237,7 +263,9 @@ def test_trtllm_serve_accepts_every_launch_command(tmp_path):
     built = commands(adapter, tmp_path)
     assert _trt_command_problems(BAD_COMMAND[2:] + ["/m"]), "the control must be refused"
     assert "--max_beam_width" in built["beam"] and "--max_beam_width" not in built["base"]
-    problems = {name: _trt_command_problems(argv[1:] if argv[:1] == ["serve"] else argv) for name, argv in built.items()}
+    problems = {
+        name: _trt_command_problems(argv[1:] if argv[:1] == ["serve"] else argv) for name, argv in built.items()
+    }
     assert not {name: found for name, found in problems.items() if found}
 
 

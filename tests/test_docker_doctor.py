@@ -22,8 +22,11 @@ def test_doctor_reports_everything_without_the_docker_sdk(monkeypatch):
     docker_check = next(check for check in report.checks if check.name == "docker")
     assert not docker_check.ok and docker_check.detail == doctor.NO_SDK
     assert {check.name for check in report.checks} >= {"docker", "gpus", "nvidia runtime", "disk for images"}
-    assert all(not verdict.runnable and any(doctor.NO_SDK in note for note in verdict.notes)
-               for verdict in report.engines if verdict.how.startswith("docker:"))
+    assert all(
+        not verdict.runnable and any(doctor.NO_SDK in note for note in verdict.notes)
+        for verdict in report.engines
+        if verdict.how.startswith("docker:")
+    )
     assert "llama.cpp" in {verdict.engine for verdict in report.engines if verdict.how == "process"}
 
 
@@ -32,9 +35,16 @@ def apple_mac(monkeypatch):
     """This host as an M3 Max Mac with Metal 3 (platform and the system tools faked)."""
     monkeypatch.setattr(platform, "system", lambda: "Darwin")
     monkeypatch.setattr(platform, "machine", lambda: "arm64")
-    answers = {"sysctl": "Apple M3 Max",
-               "system_profiler": json.dumps({"SPDisplaysDataType": [
-                   {"sppci_model": "Apple M3 Max", "spdisplays_mtlgpufamilysupport": "spdisplays_metal3"}]})}
+    answers = {
+        "sysctl": "Apple M3 Max",
+        "system_profiler": json.dumps(
+            {
+                "SPDisplaysDataType": [
+                    {"sppci_model": "Apple M3 Max", "spdisplays_mtlgpufamilysupport": "spdisplays_metal3"}
+                ]
+            }
+        ),
+    }
     monkeypatch.setattr(apple, "_run", lambda command: answers.get(command[0]))
     monkeypatch.delenv("INFERCHECK_LLAMA_BACKEND", raising=False)
 

@@ -11,8 +11,17 @@ import httpx
 import pytest
 
 from harness.docker.launcher import (
-    LABEL, OWNER_LABEL, RUN_LABEL, ContainerConfig, ContainerExecError, DockerLauncher, container_command,
-    device_requests, owner_alive, owner_token, sweep_leftovers,
+    LABEL,
+    OWNER_LABEL,
+    RUN_LABEL,
+    ContainerConfig,
+    ContainerExecError,
+    DockerLauncher,
+    container_command,
+    device_requests,
+    owner_alive,
+    owner_token,
+    sweep_leftovers,
 )
 from harness.docker.runner import config_files, models_root, translate_command
 from harness.docker.specs import spec_named
@@ -37,11 +46,27 @@ def _llama(artifacts, run_id: str, stop_timeout_s: float = 10.0, **config) -> tu
 
 
 def test_translate_command_for_the_container(tmp_path: Path):
-    command = ["/cache/bin/llama-server", "--model", f"{tmp_path}/llama/x.gguf", "--host", "127.0.0.1",
-               "--spec-draft-model", f"{tmp_path}/d.gguf", "--port", "8000"]
+    command = [
+        "/cache/bin/llama-server",
+        "--model",
+        f"{tmp_path}/llama/x.gguf",
+        "--host",
+        "127.0.0.1",
+        "--spec-draft-model",
+        f"{tmp_path}/d.gguf",
+        "--port",
+        "8000",
+    ]
     assert translate_command(command, tmp_path, "/models") == [
-        "--model", "/models/llama/x.gguf", "--host", "0.0.0.0", "--spec-draft-model", "/models/d.gguf",
-        "--port", "8000"]
+        "--model",
+        "/models/llama/x.gguf",
+        "--host",
+        "0.0.0.0",
+        "--spec-draft-model",
+        "/models/d.gguf",
+        "--port",
+        "8000",
+    ]
     python = ["/venv/bin/python", "-m", "vllm.entrypoints.openai.api_server", "--model", str(tmp_path / "hf")]
     assert translate_command(python, tmp_path, "/models") == ["--model", "/models/hf"]
 
@@ -51,14 +76,20 @@ def test_config_files_named_by_the_command_are_mounted_with_container_paths(tmp_
     models = ResolvedModels(model=tmp_path / "llama" / "hf", draft_model=tmp_path / "llama-draft" / "hf")
     command = get_adapter("TensorRT-LLM").launch_command(LaunchSpec(draft_model="llama-draft"), models, 8000)
     command, files = config_files(command, tmp_path, "/models")
-    (target, content), = files.items()
+    ((target, content),) = files.items()
     assert command[command.index("--extra_llm_api_options") + 1] == target and target.startswith("/infercheck/")
     assert "speculative_model_dir: /models/llama-draft/hf" in content and str(tmp_path) not in content
 
 
 def test_the_container_listens_on_its_specs_port():
     assert container_command(["--host", "0.0.0.0", "--port", "8123", "--seed", "8123"], 8123, 80) == [
-        "--host", "0.0.0.0", "--port", "80", "--seed", "8123"]
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "80",
+        "--seed",
+        "8123",
+    ]
     assert container_command(["--port", "8123"], 8123, None) == ["--port", "8123"]
 
 
@@ -73,15 +104,17 @@ def test_gpu_requests_and_owners():
 
 
 @pytest.mark.engine_integration
-def test_container_is_isolated_logged_and_removed(docker_connection, llama_image, artifacts, tmp_path: Path,
-                                                  monkeypatch):
+def test_container_is_isolated_logged_and_removed(
+    docker_connection, llama_image, artifacts, tmp_path: Path, monkeypatch
+):
     monkeypatch.setenv("HF_TOKEN", "hf_secret_value")
     launcher, command, port = _llama(artifacts, "t-healthy", passthrough_env=("HF_TOKEN",))
     running = launcher.start(command, port, SPEC.health, tmp_path / "engine.log", timeout_s=60)
     try:
         container = docker_connection.client.containers.get(infercheck_containers(docker_connection, "t-healthy")[0])
         assert container.attrs["HostConfig"]["PortBindings"][f"{port}/tcp"] == [
-            {"HostIp": "127.0.0.1", "HostPort": str(port)}]
+            {"HostIp": "127.0.0.1", "HostPort": str(port)}
+        ]
         assert [(m["Destination"], m["RW"]) for m in container.attrs["Mounts"]] == [("/models", False)]
         # a failing command is an error with its output, never its output as if it were the answer (the LightLLM
         # version used to be whatever `cat` printed, exit code unchecked)
@@ -135,8 +168,12 @@ def test_sweep_removes_only_containers_of_dead_owners(docker_connection, llama_i
     client = docker_connection.client
 
     def create(owner: str):
-        return client.containers.create(llama_image.id, entrypoint=["/bin/sleep"], command=["60"],
-                                        labels={LABEL: "1", RUN_LABEL: "t-sweep", OWNER_LABEL: owner})
+        return client.containers.create(
+            llama_image.id,
+            entrypoint=["/bin/sleep"],
+            command=["60"],
+            labels={LABEL: "1", RUN_LABEL: "t-sweep", OWNER_LABEL: owner},
+        )
 
     dead, alive = create(f"{socket.gethostname()}/999999999/1"), create(owner_token())
     try:

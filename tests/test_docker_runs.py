@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from harness.cli.doctor import diagnose
-from harness.paths import REPO_ROOT
 from harness.host.provenance import gpu_names
+from harness.paths import REPO_ROOT
 from harness.records.results import ResultRecord, Status, load_records
 from tests.docker_support import infercheck_containers
 
@@ -29,8 +29,21 @@ PARITY_SELECTION = "not continuous_batching and not parallel"
 
 
 def _pytest(*args: str, results: Path, run_id: str) -> list[str]:
-    return [sys.executable, "-m", "pytest", *args, "--engine", "llama.cpp", "--results-dir", str(results),
-            "--run-id", run_id, "-p", "no:cacheprovider", "-q"]
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        *args,
+        "--engine",
+        "llama.cpp",
+        "--results-dir",
+        str(results),
+        "--run-id",
+        run_id,
+        "-p",
+        "no:cacheprovider",
+        "-q",
+    ]
 
 
 def _records(results: Path) -> dict[str, ResultRecord]:
@@ -39,14 +52,29 @@ def _records(results: Path) -> dict[str, ResultRecord]:
 
 def test_probe_verdicts_match_the_process_launcher(docker_connection, llama_image, artifacts, tmp_path: Path):
     for launcher in ("docker", "process"):
-        done = subprocess.run(_pytest("probes", "--timeout", "300", "-k", PARITY_SELECTION,
-                                      "--launcher", launcher, results=tmp_path / launcher, run_id=f"parity-{launcher}"),
-                              cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+        done = subprocess.run(
+            _pytest(
+                "probes",
+                "--timeout",
+                "300",
+                "-k",
+                PARITY_SELECTION,
+                "--launcher",
+                launcher,
+                results=tmp_path / launcher,
+                run_id=f"parity-{launcher}",
+            ),
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         assert done.returncode == 0, done.stdout[-3000:]
     docker, native = _records(tmp_path / "docker"), _records(tmp_path / "process")
     assert docker.keys() == native.keys() and len(docker) >= 17
-    assert {p: r.status for p, r in docker.items() if p not in TIMING_PROBES} == \
-        {p: r.status for p, r in native.items() if p not in TIMING_PROBES}
+    assert {p: r.status for p, r in docker.items() if p not in TIMING_PROBES} == {
+        p: r.status for p, r in native.items() if p not in TIMING_PROBES
+    }
     measured = {Status.PASS, Status.PARTIAL, Status.FAIL}
     assert all(docker[p].status in measured and native[p].status in measured for p in TIMING_PROBES)
     started = [record for record in docker.values() if record.launch is not None]
@@ -59,8 +87,12 @@ def test_probe_verdicts_match_the_process_launcher(docker_connection, llama_imag
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
 def test_a_run_killed_midway_leaves_no_container(docker_connection, llama_image, artifacts, tmp_path: Path, how):
     run_id = f"killed-{how.name.lower()}"
-    run = subprocess.Popen(_pytest("probes", "--launcher", "docker", results=tmp_path, run_id=run_id),
-                           cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = subprocess.Popen(
+        _pytest("probes", "--launcher", "docker", results=tmp_path, run_id=run_id),
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 120
         while not infercheck_containers(docker_connection, run_id):
@@ -78,7 +110,7 @@ def test_a_run_killed_midway_leaves_no_container(docker_connection, llama_image,
     assert infercheck_containers(docker_connection, run_id) == []
 
 
-DYING_PROBES = '''
+DYING_PROBES = """
 import time
 
 import pytest
@@ -99,16 +131,29 @@ def test_engine_dies(probe):
 @pytest.mark.feature("json_schema")
 def test_after_the_death(probe):
     probe.record(check_json_schema(probe.engine()))
-'''
+"""
 
 
 def test_engine_dying_mid_probe_is_an_error_with_its_log(docker_connection, llama_image, artifacts, tmp_path: Path):
     probes = tmp_path / "test_dying.py"
     probes.write_text(DYING_PROBES)
-    command = _pytest(str(probes), "-p", "harness.probing.plugin", "--launcher", "docker",
-                      results=tmp_path / "results", run_id="dying")
-    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    command = _pytest(
+        str(probes),
+        "-p",
+        "harness.probing.plugin",
+        "--launcher",
+        "docker",
+        results=tmp_path / "results",
+        run_id="dying",
+    )
+    done = subprocess.run(
+        command,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
     assert done.returncode == 1, done.stdout[-3000:]
     assert "EngineExited" in done.stdout and "container exit code 137" in done.stdout
     records = _records(tmp_path / "results")

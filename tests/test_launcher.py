@@ -61,10 +61,12 @@ def test_missing_executable(tmp_path: Path):
 def test_stop_kills_the_whole_process_group(tmp_path: Path):
     port = free_port()
     child_pid_file = tmp_path / "child.pid"
-    script = (f"import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
-              f"open({str(child_pid_file)!r}, 'w').write(str(p.pid)); "
-              f"import http.server; http.server.test(HandlerClass=http.server.SimpleHTTPRequestHandler, "
-              f"port={port}, bind='127.0.0.1')")
+    script = (
+        f"import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+        f"open({str(child_pid_file)!r}, 'w').write(str(p.pid)); "
+        f"import http.server; http.server.test(HandlerClass=http.server.SimpleHTTPRequestHandler, "
+        f"port={port}, bind='127.0.0.1')"
+    )
     launcher = ProcessLauncher()
     launcher.start([sys.executable, "-c", script], port, "/", tmp_path / "engine.log", timeout_s=20)
     child = int(child_pid_file.read_text())

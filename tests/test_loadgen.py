@@ -16,14 +16,26 @@ from typing import Any, Literal
 
 import pytest
 
-from harness.wire.request import ApiRequest
 from harness.engines.llamacpp import LlamaCppAdapter
 from harness.launch.base import free_port
 from harness.loadgen import (
-    SLO, ClientLoad, Lengths, LoadResult, Percentiles, PromptScale, RequestResult, Workload, arrival_offsets, as_chat,
-    measure_prompt_scale, offered_rate, run_load, summarize,
+    SLO,
+    ClientLoad,
+    Lengths,
+    LoadResult,
+    Percentiles,
+    PromptScale,
+    RequestResult,
+    Workload,
+    arrival_offsets,
+    as_chat,
+    measure_prompt_scale,
+    offered_rate,
+    run_load,
+    summarize,
 )
 from harness.loadgen.null_engine import MAX_LEAD_S, NullPace, running_null_engine
+from harness.wire.request import ApiRequest
 from harness.wire.streaming import SSEDecoder, StreamError, StreamTiming
 from harness.wire.streaming_socket import stream_with_socket
 
@@ -37,8 +49,12 @@ def null_url() -> Iterator[str]:
         yield url
 
 
-def requests(count: int, output: int = 20, prompt: int = 12, api: Literal["completions", "chat"] = "completions",
-             ) -> list[ApiRequest]:
+def requests(
+    count: int,
+    output: int = 20,
+    prompt: int = 12,
+    api: Literal["completions", "chat"] = "completions",
+) -> list[ApiRequest]:
     return Workload(Lengths(prompt), Lengths(output), api=api).requests(ADAPTER, "null", count)
 
 
@@ -48,11 +64,12 @@ def run(url: str, reqs: list[ApiRequest], **kwargs: Any) -> LoadResult:
 
 # -- SSE splitting -----------------------------------------------------------------------
 
+
 def test_sse_decoder_joins_events_split_across_chunks() -> None:
     decoder = SSEDecoder()
     assert decoder.feed(b'data: {"a"') == []
-    assert decoder.feed(b': 1}\n') == []
-    assert decoder.feed(b'\ndata: [DONE]\n\n') == [b'{"a": 1}', b"[DONE]"]
+    assert decoder.feed(b": 1}\n") == []
+    assert decoder.feed(b"\ndata: [DONE]\n\n") == [b'{"a": 1}', b"[DONE]"]
 
 
 def test_sse_decoder_handles_crlf_comments_multiline_and_unterminated_tail() -> None:
@@ -63,6 +80,7 @@ def test_sse_decoder_handles_crlf_comments_multiline_and_unterminated_tail() -> 
 
 
 # -- against the null engine ----------------------------------------------------------------
+
 
 def test_closed_loop_measures_the_null_engine_pace(null_url: str) -> None:
     load = run(null_url, requests(8), concurrency=4)
@@ -102,8 +120,9 @@ def test_tokens_are_counted_from_usage_when_events_bundle_several() -> None:
 
 def test_chat_api_streams_deltas(null_url: str) -> None:
     load = run(null_url, requests(2, output=6, api="chat"), concurrency=2)
-    assert all(result.ok and result.timing.output_tokens == 6 and result.timing.text == " tok" * 6
-               for result in load.results)
+    assert all(
+        result.ok and result.timing.output_tokens == 6 and result.timing.text == " tok" * 6 for result in load.results
+    )
 
 
 def test_open_loop_sends_on_the_poisson_schedule(null_url: str) -> None:
@@ -140,9 +159,14 @@ def test_an_overloaded_client_flags_its_points_as_client_bound(null_url: str) ->
 
 def loaded(saturation: float, waiting: float = 0.0) -> LoadResult:
     results = [timed(0.1, [0.01] * 4) for _ in range(4)]
-    return LoadResult(results=results, started_at=0.0, finished_at=1.0, concurrency=2, rate=None,
-                      client=ClientLoad(processes=1, cpu_s=saturation, wall_s=1.0, saturation=saturation,
-                                        waiting=waiting))
+    return LoadResult(
+        results=results,
+        started_at=0.0,
+        finished_at=1.0,
+        concurrency=2,
+        rate=None,
+        client=ClientLoad(processes=1, cpu_s=saturation, wall_s=1.0, saturation=saturation, waiting=waiting),
+    )
 
 
 def test_a_saturated_or_starved_client_is_client_bound() -> None:
@@ -159,6 +183,7 @@ def test_the_null_engine_holds_more_connections_than_select_could() -> None:
 
 
 # -- errors are failed requests, not crashes ---------------------------------------------------
+
 
 def test_server_down_fails_every_request_without_raising() -> None:
     stats = summarize(run(f"http://127.0.0.1:{free_port()}", requests(3), concurrency=2))
@@ -187,6 +212,7 @@ def test_unknown_route_is_a_failed_request(null_url: str) -> None:
 
 
 # -- schedule, percentiles, goodput, workload ---------------------------------------------------
+
 
 def test_poisson_offsets_are_seeded_exponential_arrivals() -> None:
     offsets = arrival_offsets(4000, rate=20.0, seed=3)
@@ -219,8 +245,13 @@ def timed(ttft: float, gaps: list[float], tokens: int | None = None) -> RequestR
 
 
 def test_goodput_counts_requests_within_every_slo() -> None:
-    results = [timed(0.1, [0.01] * 9), timed(0.3, [0.01] * 9), timed(0.1, [0.05] * 9), timed(0.1, []),
-               RequestResult(StreamTiming(sent_at=0.0), error="HTTP 500")]
+    results = [
+        timed(0.1, [0.01] * 9),
+        timed(0.3, [0.01] * 9),
+        timed(0.1, [0.05] * 9),
+        timed(0.1, []),
+        RequestResult(StreamTiming(sent_at=0.0), error="HTTP 500"),
+    ]
     load = LoadResult(results=results, started_at=0.0, finished_at=2.0, concurrency=4, rate=None)
     stats = summarize(load, SLO(ttft_s=0.2, tpot_s=0.02))
     assert stats.goodput == pytest.approx(2 / 2.0)  # the first, and the one-token request (no TPOT)
@@ -237,8 +268,9 @@ def test_workload_is_seeded_and_lengths_stay_in_range() -> None:
     reqs = workload.requests(ADAPTER, "m", 50)
     assert reqs == workload.requests(ADAPTER, "m", 50)
     assert all(10 <= len(r.body["prompt"].split()) <= 30 and 30 <= r.body["max_tokens"] <= 50 for r in reqs)
-    assert all(r.body["ignore_eos"] and r.body["stream"] and r.body["stream_options"] == {"include_usage": True}
-               for r in reqs)
+    assert all(
+        r.body["ignore_eos"] and r.body["stream"] and r.body["stream_options"] == {"include_usage": True} for r in reqs
+    )
     assert len({r.body["prompt"] for r in reqs}) == 50
     assert Lengths(7).sample(random.Random(0)) == 7
     with pytest.raises(ValueError):
@@ -262,6 +294,7 @@ def test_as_chat_moves_the_prompt_into_one_user_message() -> None:
 
 
 # -- the bare-socket reader ----------------------------------------------------------------
+
 
 def test_socket_reader_times_the_null_engine_pace(null_url: str) -> None:
     started = threading.Event()

@@ -18,15 +18,15 @@ from pathlib import Path
 import pytest
 
 from harness.engines.base import LaunchSpec
-from harness.outcomes import NotMeasurable
 from harness.engines.llamacpp import LlamaCppAdapter
-from harness.models.sets import Checkpoint, ModelSet, load_model_set
 from harness.models import ModelArtifact, find_artifact
 from harness.models.checkpoints import CheckpointSource, content_digest, describe
+from harness.models.sets import Checkpoint, ModelSet, load_model_set
+from harness.outcomes import NotMeasurable
 from harness.paths import REPO_ROOT, cache_dir
-from harness.records.results import Status, load_records
 from harness.probing.run_context import RunContext
 from harness.probing.session import EnginePool
+from harness.records.results import Status, load_records
 from probes.test_model_families import check_matches_reference
 from probes.test_openai_api import check_openai_api
 from probes.test_speculative import check_speculative
@@ -36,13 +36,18 @@ GGUF_FILE = "llama-real-f16.gguf"
 
 
 def _model_set() -> ModelSet:
-    return ModelSet.model_validate({
-        "name": "hub-layout-test", "description": "one GGUF checkpoint",
-        "models": {"llama": {"family": "llama", "formats": {"f16": {"repo": REPO, "file": GGUF_FILE}}}}})
+    return ModelSet.model_validate(
+        {
+            "name": "hub-layout-test",
+            "description": "one GGUF checkpoint",
+            "models": {"llama": {"family": "llama", "formats": {"f16": {"repo": REPO, "file": GGUF_FILE}}}},
+        }
+    )
 
 
 def _copy_into_hub_layout(source: Path):
     """A stand-in for the Hub download: the file stored as the Hub's cache stores it."""
+
     def fetch(checkpoint: Checkpoint, root: Path) -> Path:
         digest = hashlib.sha256(source.read_bytes()).hexdigest()
         repo_dir = root / f"models--{checkpoint.repo.replace('/', '--')}"
@@ -54,6 +59,7 @@ def _copy_into_hub_layout(source: Path):
         if not link.exists():
             link.symlink_to(Path("../../blobs") / digest)
         return link
+
     return fetch
 
 
@@ -90,7 +96,8 @@ def test_snapshot_digest_names_files_and_blobs(tmp_path: Path):
 
 
 def test_real_engine_serves_the_checkpoint_and_reference_probes_are_not_measured(
-        llama_build, artifacts: list[ModelArtifact], tmp_path: Path):
+    llama_build, artifacts: list[ModelArtifact], tmp_path: Path
+):
     synthesized = find_artifact(artifacts, "llama", "f16")
     source = CheckpointSource(_model_set(), tmp_path / "hub", fetch=_copy_into_hub_layout(synthesized.path))
     pool = EnginePool(LlamaCppAdapter(llama_build.server), artifacts, tmp_path / "run", checkpoints=source)
@@ -111,8 +118,13 @@ def test_real_engine_serves_the_checkpoint_and_reference_probes_are_not_measured
 def test_unreachable_hub_falls_back_to_synthesized_models(llama_build, artifacts, tmp_path: Path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     messages: list[str] = []
-    context = RunContext.create("llama.cpp", tmp_path / "results", cache_dir(), progress=messages.append,
-                                model_set=load_model_set(REPO_ROOT / "model-sets" / "gpu-default.yaml"))
+    context = RunContext.create(
+        "llama.cpp",
+        tmp_path / "results",
+        cache_dir(),
+        progress=messages.append,
+        model_set=load_model_set(REPO_ROOT / "model-sets" / "gpu-default.yaml"),
+    )
     try:
         assert context.pool.checkpoints is None
         assert any("Hub is unreachable" in message for message in messages)
@@ -122,10 +134,28 @@ def test_unreachable_hub_falls_back_to_synthesized_models(llama_build, artifacts
 
 def test_probe_run_with_a_model_set_offline_records_synthesized_models(llama_build, artifacts, tmp_path: Path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, "-m", "pytest", "probes/test_openai_api.py", "--engine", "llama.cpp",
-                           "--model-set", "model-sets/gpu-default.yaml", "--results-dir", str(tmp_path),
-                           "-p", "no:cacheprovider", "-q"], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "probes/test_openai_api.py",
+            "--engine",
+            "llama.cpp",
+            "--model-set",
+            "model-sets/gpu-default.yaml",
+            "--results-dir",
+            str(tmp_path),
+            "-p",
+            "no:cacheprovider",
+            "-q",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-2000:]
     [record] = load_records(tmp_path)
     assert record.status is Status.PASS and record.model.source == "synthesized"
@@ -134,7 +164,23 @@ def test_probe_run_with_a_model_set_offline_records_synthesized_models(llama_bui
 def test_malformed_model_set_is_a_usage_error(tmp_path: Path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nmodels: {llama: {family: gpt}}\n")
-    done = subprocess.run([sys.executable, "-m", "pytest", "probes/test_openai_api.py", "--model-set", str(bad),
-                           "--results-dir", str(tmp_path), "-p", "no:cacheprovider", "-q"], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "probes/test_openai_api.py",
+            "--model-set",
+            str(bad),
+            "--results-dir",
+            str(tmp_path),
+            "-p",
+            "no:cacheprovider",
+            "-q",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 4 and "invalid model set" in done.stderr + done.stdout

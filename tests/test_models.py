@@ -27,7 +27,7 @@ TOKENIZER_SAMPLES = (
     '{"name": "alice", "age": 31, "tags": ["red", "blue"]}',
     "Hello,  World!\n\n  12345 67.89",
     "ünïcode ✓ 日本 it's we'll",
-    "   leading spaces\ttab [1,2,3]{}\":,",
+    '   leading spaces\ttab [1,2,3]{}":,',
 )
 
 
@@ -85,8 +85,13 @@ def _server(server: Path, model: Path, log: Path) -> Iterator[httpx.Client]:
     """A llama-server on `model`, ready, as an HTTP client; stopped afterwards."""
     launcher = ProcessLauncher()
     port = free_port()
-    running = launcher.start([str(server), "-m", str(model), "--port", str(port), "--host", "127.0.0.1", "-c", "512"],
-                             port, "/health", log, timeout_s=30)
+    running = launcher.start(
+        [str(server), "-m", str(model), "--port", str(port), "--host", "127.0.0.1", "-c", "512"],
+        port,
+        "/health",
+        log,
+        timeout_s=30,
+    )
     try:
         with httpx.Client(base_url=running.base_url, timeout=30) as client:
             yield client
@@ -101,8 +106,9 @@ def _greedy(client: httpx.Client, prompt: str) -> dict:
 
 @pytest.mark.engine_integration
 @pytest.mark.parametrize("name", MODEL_NAMES)
-def test_llama_server_reproduces_f16_reference(artifacts: list[ModelArtifact], name: str, llama_build: LlamaCppBuild,
-                                               tmp_path: Path) -> None:
+def test_llama_server_reproduces_f16_reference(
+    artifacts: list[ModelArtifact], name: str, llama_build: LlamaCppBuild, tmp_path: Path
+) -> None:
     artifact = find_artifact(artifacts, name, "f16")
     tokenizer = AutoTokenizer.from_pretrained(find_artifact(artifacts, name, "hf").path)
     with _server(llama_build.server, artifact.path, tmp_path / "server.log") as client:
@@ -135,8 +141,10 @@ def test_mixtral_routes_to_all_eight_experts(artifacts: list[ModelArtifact]) -> 
 
 
 def test_bad_draft_never_predicts_what_the_draft_does(artifacts: list[ModelArtifact]) -> None:
-    good, bad = (AutoModelForCausalLM.from_pretrained(find_artifact(artifacts, name, "hf").path)
-                 for name in ("llama-draft", "llama-draft-bad"))
+    good, bad = (
+        AutoModelForCausalLM.from_pretrained(find_artifact(artifacts, name, "hf").path)
+        for name in ("llama-draft", "llama-draft-bad")
+    )
     case = find_artifact(artifacts, "llama", "hf").references[0]
     ids = torch.tensor([case.prompt_ids + case.greedy_ids])
     with torch.no_grad():
@@ -152,8 +160,9 @@ def test_dtype_spread_is_measured(artifacts: list[ModelArtifact]) -> None:
 
 @pytest.mark.engine_integration
 @pytest.mark.parametrize("fmt", sorted(QUANT_TYPES))
-def test_quantized_models_load_and_keep_the_tokenizer(artifacts: list[ModelArtifact], fmt: str,
-                                                      llama_build: LlamaCppBuild, tmp_path: Path) -> None:
+def test_quantized_models_load_and_keep_the_tokenizer(
+    artifacts: list[ModelArtifact], fmt: str, llama_build: LlamaCppBuild, tmp_path: Path
+) -> None:
     for name in MODEL_NAMES:
         artifact = find_artifact(artifacts, name, fmt)
         with _server(llama_build.server, artifact.path, tmp_path / f"{name}.log") as client:

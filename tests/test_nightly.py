@@ -13,12 +13,12 @@ import pytest
 import yaml
 
 from harness.bench.records import load_bench_records
-from harness.records.claims import load_claims, load_current_claims
 from harness.engines import adapter_classes
-from harness.records.merge import MergeError, merge
 from harness.paths import REPO_ROOT
-from harness.report import render_report, write_report
+from harness.records.claims import load_claims, load_current_claims
+from harness.records.merge import MergeError, merge
 from harness.records.results import load_records
+from harness.report import render_report, write_report
 
 WORKFLOW = REPO_ROOT / ".github" / "workflows" / "nightly.yml"
 CLAIMS = REPO_ROOT / "report" / "claims.json"
@@ -47,8 +47,11 @@ def test_matrix_covers_every_engine_and_uploads_what_the_report_job_downloads():
     assert 'pytest probes -m gpu --engine "$ENGINE" --launcher docker' in probe_step
     upload = next(step["with"] for step in steps if str(step.get("uses", "")).startswith("actions/upload-artifact"))
     assert upload["path"] == jobs["probe"]["env"]["RECORDS"].split()[0]
-    download = next(step["with"] for step in jobs["report"]["steps"]
-                    if str(step.get("uses", "")).startswith("actions/download-artifact"))
+    download = next(
+        step["with"]
+        for step in jobs["report"]["steps"]
+        if str(step.get("uses", "")).startswith("actions/download-artifact")
+    )
     assert upload["name"].startswith(download["pattern"].rstrip("*"))
 
 
@@ -64,8 +67,12 @@ def test_hf_token_reaches_only_the_probe_steps():
         for step in job["steps"]:
             if "HF_TOKEN" in (step.get("env") or {}):
                 assert step.get("name") == "probes", (name, step)
-    assert all("HF_TOKEN" in step["env"] for job in ("probe", "apple-silicon") for step in _steps(job)
-               if step.get("name") == "probes")
+    assert all(
+        "HF_TOKEN" in step["env"]
+        for job in ("probe", "apple-silicon")
+        for step in _steps(job)
+        if step.get("name") == "probes"
+    )
 
 
 def test_actions_are_pinned_by_commit():
@@ -83,7 +90,8 @@ def test_images_are_built_before_probing_and_macos_runs_llama_cpp_with_metal():
     assert "harness.docker.build" in build and "$ENGINE" in build
     mac = yaml.safe_load(WORKFLOW.read_text())["jobs"]["apple-silicon"]
     assert mac["runs-on"].startswith("macos-") and "--engine llama.cpp" in next(
-        step["run"] for step in mac["steps"] if step.get("name") == "probes")
+        step["run"] for step in mac["steps"] if step.get("name") == "probes"
+    )
     assert any(str(step.get("with", {}).get("name", "")).startswith("records-") for step in mac["steps"])
     assert "apple-silicon" in yaml.safe_load(WORKFLOW.read_text())["jobs"]["report"]["needs"]
 
@@ -98,16 +106,38 @@ def test_pytest_m_gpu_selects_every_probe_for_every_column():
 
     class Config:
         def __init__(self, engine: str) -> None:
-            self.options = {"--launcher": "docker", "--engine": engine,
-                            "--container": "llama.cpp" if engine == "llama.cpp" else None}
+            self.options = {
+                "--launcher": "docker",
+                "--engine": engine,
+                "--container": "llama.cpp" if engine == "llama.cpp" else None,
+            }
 
         def getoption(self, name: str) -> object:
             return self.options[name]
 
     assert all(_container_needs_gpu(Config(engine)) for engine in engines)  # type: ignore[arg-type]
-    result = subprocess.run([sys.executable, "-m", "pytest", "probes", "-m", "gpu", "--engine", "ExLlamaV3",
-                             "--launcher", "docker", "--collect-only", "-q", "-p", "no:cacheprovider"],
-                            capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "probes",
+            "-m",
+            "gpu",
+            "--engine",
+            "ExLlamaV3",
+            "--launcher",
+            "docker",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=120,
+    )
     summary = result.stdout.strip().splitlines()[-1]
     assert re.match(r"\d+ tests collected", summary) and "deselected" not in summary, summary
 
@@ -126,8 +156,9 @@ def _copy(paths: list[Path], artifact: Path) -> None:
 def artifacts(tmp_path: Path) -> list[Path]:
     """Two "uploaded artifacts" made from the committed records: one llama.cpp run split across both,
     the benchmark run in the first, the vLLM run in the second."""
-    probe_runs = sorted(path for path in COMMITTED.glob("*/*") if any(path.glob("*.json"))
-                        and not (path / "bench.json").exists())
+    probe_runs = sorted(
+        path for path in COMMITTED.glob("*/*") if any(path.glob("*.json")) and not (path / "bench.json").exists()
+    )
     bench_runs = sorted(path.parent for path in COMMITTED.glob("*/*/bench.json"))
     assert len({run.parent.name for run in probe_runs}) >= 2 and bench_runs, "the committed CPU-run records are missing"
     first, second = tmp_path / "records-a", tmp_path / "records-b"
@@ -144,11 +175,19 @@ def test_merge_gives_the_report_of_all_records(artifacts, tmp_path):
     uploaded = sorted(p.relative_to(a) for a in artifacts for p in a.rglob("*") if p.is_file())
     assert sorted(p.relative_to(merged) for p in written) == uploaded
     write_report(CLAIMS, merged, report_dir)
-    union = render_report(load_claims(CLAIMS), [r for a in artifacts for r in load_records(a)],
-                          sorted(adapter_classes()), results_href="../results", bench=[b for a in artifacts for b in load_bench_records(a)],
-                          current=load_current_claims(CLAIMS))
-    produced = {p.relative_to(report_dir).as_posix(): p.read_text(encoding="utf-8") for p in report_dir.rglob("*")
-                if p.is_file()}
+    union = render_report(
+        load_claims(CLAIMS),
+        [r for a in artifacts for r in load_records(a)],
+        sorted(adapter_classes()),
+        results_href="../results",
+        bench=[b for a in artifacts for b in load_bench_records(a)],
+        current=load_current_claims(CLAIMS),
+    )
+    produced = {
+        p.relative_to(report_dir).as_posix(): p.read_text(encoding="utf-8")
+        for p in report_dir.rglob("*")
+        if p.is_file()
+    }
     assert "comparison.md" in produced and produced == union
     assert merge(artifacts, merged) == []  # merging the same uploads again changes nothing
 
@@ -176,9 +215,18 @@ def test_merge_rejects_a_misplaced_record(artifacts, tmp_path):
 
 
 def test_merge_command(artifacts, tmp_path):
-    command = [sys.executable, "-m", "harness.cli.app", "merge", *map(str, artifacts), "--results-dir", str(tmp_path / "r")]
+    command = [
+        sys.executable,
+        "-m",
+        "harness.cli.app",
+        "merge",
+        *map(str, artifacts),
+        "--results-dir",
+        str(tmp_path / "r"),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
     assert result.returncode == 0, result.stderr
-    missing = subprocess.run(command[:4] + [str(tmp_path / "none")], capture_output=True, text=True, cwd=REPO_ROOT,
-                             timeout=300)
+    missing = subprocess.run(
+        command[:4] + [str(tmp_path / "none")], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300
+    )
     assert missing.returncode == 2 and "not a folder" in missing.stderr

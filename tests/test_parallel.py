@@ -13,8 +13,8 @@ import pytest
 
 from harness.engines.base import LaunchSpec
 from harness.engines.llamacpp import even_layer_split
-from harness.records.results import Status
 from harness.engines.stages import BusyTrace
+from harness.records.results import Status
 from probes.test_parallel import check_parallel
 
 

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from harness.wire.request import ApiRequest
 from harness.engines.base import GrammarSpec, LaunchSpec, RegexSpec, ResolvedModels
-from harness.outcomes import NotMeasurable, Unsupported
 from harness.engines.llamacpp import LlamaCppAdapter
 from harness.launch.base import RunningEngine
 from harness.models import find_artifact
+from harness.outcomes import NotMeasurable, Unsupported
 from harness.records.results import Status
+from harness.wire.request import ApiRequest
 from probes.test_attention import PAGED_SPEC, check_flash_attention, check_paged_attention
 from probes.test_beam_search import check_beam_search
 from probes.test_chunked_prefill import CHUNK_TOKENS, CONTROL_SPEC, check_chunked_prefill
@@ -26,14 +26,14 @@ from probes.test_continuous_batching import check_continuous_batching
 from probes.test_grammar import check_grammar
 from probes.test_json_schema import check_json_schema, check_json_schema_coverage
 from probes.test_logit_bias import check_logit_bias
-from probes.test_prefix_caching import check_prefix_caching
-from probes.test_prompt_logprobs import check_prompt_logprobs
-from probes.test_regex import check_regex
-from probes.test_tool_calling import check_tool_calling
 from probes.test_model_families import check_matches_reference
 from probes.test_openai_api import check_openai_api
+from probes.test_prefix_caching import check_prefix_caching
+from probes.test_prompt_logprobs import check_prompt_logprobs
 from probes.test_quantized import check_quantized
+from probes.test_regex import check_regex
 from probes.test_speculative import BAD_DRAFT_MODEL, DRAFT_MODEL, check_speculative, greedy_texts
+from probes.test_tool_calling import check_tool_calling
 from tests.replica_proxy import ReplicaProxy
 
 pytestmark = pytest.mark.engine_integration
@@ -43,12 +43,22 @@ class IgnoredFieldsAdapter(LlamaCppAdapter):
     """Asks for features with fields llama-server does not know (vLLM's legacy ones): it ignores them."""
 
     def json_schema_request(self, model: str, prompt: str, schema: dict[str, Any], max_tokens: int) -> ApiRequest:
-        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
-                                              "temperature": 0, "guided_json": schema})
+        return ApiRequest(
+            "/v1/completions",
+            {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "guided_json": schema},
+        )
 
     def grammar_request(self, model: str, prompt: str, grammar: GrammarSpec, max_tokens: int) -> ApiRequest:
-        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
-                                              "temperature": 0, "guided_grammar": grammar.gbnf})
+        return ApiRequest(
+            "/v1/completions",
+            {
+                "model": model,
+                "prompt": prompt,
+                "max_tokens": max_tokens,
+                "temperature": 0,
+                "guided_grammar": grammar.gbnf,
+            },
+        )
 
 
 class SlotShareKvAdapter(LlamaCppAdapter):
@@ -186,8 +196,9 @@ def test_model_family_wrong_weights(start_engine, artifacts):
 
 
 def test_flash_attention(start_engine):
-    verdict = check_flash_attention(lambda: start_engine(LaunchSpec(flash_attention=True)),
-                                    lambda: start_engine(LaunchSpec(flash_attention=False)))
+    verdict = check_flash_attention(
+        lambda: start_engine(LaunchSpec(flash_attention=True)), lambda: start_engine(LaunchSpec(flash_attention=False))
+    )
     assert verdict.status is Status.PASS, verdict.evidence.numbers
     assert verdict.evidence.numbers["kernel"] == "fused_own" and verdict.evidence.numbers["seed_mark"] == "🟠"
 
@@ -211,8 +222,9 @@ def test_paged_attention_reserved_slots(start_engine, llama_build):
 
 
 def test_chunked_prefill(start_engine):
-    verdict = check_chunked_prefill(lambda: start_engine(LaunchSpec(prefill_chunk_tokens=CHUNK_TOKENS)),
-                                    lambda: start_engine(CONTROL_SPEC))
+    verdict = check_chunked_prefill(
+        lambda: start_engine(LaunchSpec(prefill_chunk_tokens=CHUNK_TOKENS)), lambda: start_engine(CONTROL_SPEC)
+    )
     assert verdict.status is Status.PASS, verdict.evidence.numbers
 
 
@@ -241,8 +253,10 @@ class UnknownFieldsAdapter(LlamaCppAdapter):
     """Asks for the newer rows' features with fields llama-server does not know: it ignores them."""
 
     def regex_request(self, model: str, prompt: str, regex: RegexSpec, max_tokens: int) -> ApiRequest:
-        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
-                                              "temperature": 0, "regex": regex.pattern})
+        return ApiRequest(
+            "/v1/completions",
+            {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "regex": regex.pattern},
+        )
 
     def logit_bias_request(self, model: str, prompt: str, bias: dict[int, float], max_tokens: int) -> ApiRequest:
         request = super().logit_bias_request(model, prompt, bias, max_tokens)
@@ -250,8 +264,16 @@ class UnknownFieldsAdapter(LlamaCppAdapter):
         return ApiRequest(request.path, {**body, "token_bias": request.body["logit_bias"]})
 
     def json_schema_request(self, model: str, prompt: str, schema: dict[str, Any], max_tokens: int) -> ApiRequest:
-        return ApiRequest("/v1/chat/completions", {"model": model, "messages": [{"role": "user", "content": prompt}],
-                                                   "max_tokens": max_tokens, "temperature": 0, "guided_json": schema})
+        return ApiRequest(
+            "/v1/chat/completions",
+            {
+                "model": model,
+                "messages": [{"role": "user", "content": prompt}],
+                "max_tokens": max_tokens,
+                "temperature": 0,
+                "guided_json": schema,
+            },
+        )
 
 
 def test_regex(start_engine):

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from harness.wire.request import ApiRequest
 from harness.engines.base import GrammarSpec, LaunchSpec, RegexSpec
-from harness.outcomes import NotMeasurable, Unsupported
 from harness.engines.vllm import VllmCpuAdapter
 from harness.models import ModelArtifact, find_artifact
-from harness.records.results import Status, Verdict
+from harness.outcomes import NotMeasurable, Unsupported
 from harness.probing.session import EnginePool, EngineSession
+from harness.records.results import Status, Verdict
+from harness.wire.request import ApiRequest
 from probes.test_attention import PAGED_SPEC, check_flash_attention, check_paged_attention
 from probes.test_beam_search import check_beam_search
 from probes.test_chunked_prefill import CHUNK_TOKENS, CONTROL_SPEC, check_chunked_prefill
@@ -27,14 +27,14 @@ from probes.test_continuous_batching import check_continuous_batching
 from probes.test_grammar import check_grammar
 from probes.test_json_schema import check_json_schema, check_json_schema_coverage
 from probes.test_logit_bias import check_logit_bias
-from probes.test_prefix_caching import check_prefix_caching
-from probes.test_prompt_logprobs import check_prompt_logprobs
-from probes.test_regex import check_regex
-from probes.test_tool_calling import check_tool_calling
 from probes.test_model_families import check_matches_reference
 from probes.test_openai_api import check_openai_api
+from probes.test_prefix_caching import check_prefix_caching
+from probes.test_prompt_logprobs import check_prompt_logprobs
 from probes.test_quantized import check_quantized
+from probes.test_regex import check_regex
 from probes.test_speculative import BAD_DRAFT_MODEL, DRAFT_MODEL, check_speculative, greedy_texts
+from probes.test_tool_calling import check_tool_calling
 
 pytestmark = pytest.mark.engine_integration
 
@@ -44,24 +44,52 @@ class LegacyFieldsAdapter(VllmCpuAdapter):
     n sampled completions (temperature 1) in place of a beam search."""
 
     def json_schema_request(self, model: str, prompt: str, schema: dict[str, Any], max_tokens: int) -> ApiRequest:
-        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
-                                              "temperature": 0, "guided_json": schema})
+        return ApiRequest(
+            "/v1/completions",
+            {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "guided_json": schema},
+        )
 
     def grammar_request(self, model: str, prompt: str, grammar: GrammarSpec, max_tokens: int) -> ApiRequest:
-        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
-                                              "temperature": 0, "guided_grammar": grammar.gbnf})
+        return ApiRequest(
+            "/v1/completions",
+            {
+                "model": model,
+                "prompt": prompt,
+                "max_tokens": max_tokens,
+                "temperature": 0,
+                "guided_grammar": grammar.gbnf,
+            },
+        )
 
     def beam_search_request(self, model: str, prompt: str, beams: int, max_tokens: int) -> ApiRequest:
-        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
-                                              "temperature": 1.0, "seed": 0, "n": beams, "logprobs": 1})
+        return ApiRequest(
+            "/v1/completions",
+            {
+                "model": model,
+                "prompt": prompt,
+                "max_tokens": max_tokens,
+                "temperature": 1.0,
+                "seed": 0,
+                "n": beams,
+                "logprobs": 1,
+            },
+        )
 
 
 class LegacyRegexAdapter(VllmCpuAdapter):
     """Asks for a regex with the pre-`structured_outputs` name, which vLLM 0.32 accepts and ignores."""
 
     def regex_request(self, model: str, prompt: str, regex: RegexSpec, max_tokens: int) -> ApiRequest:
-        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
-                                              "temperature": 0, "guided_regex": regex.pattern})
+        return ApiRequest(
+            "/v1/completions",
+            {
+                "model": model,
+                "prompt": prompt,
+                "max_tokens": max_tokens,
+                "temperature": 0,
+                "guided_regex": regex.pattern,
+            },
+        )
 
 
 def _with_adapter(session: EngineSession, adapter: VllmCpuAdapter) -> EngineSession:
@@ -116,8 +144,10 @@ def test_gguf_is_not_loadable(vllm_pool, fmt):
 
 def test_flash_attention_not_measurable_on_cpu(vllm_pool):
     with pytest.raises(NotMeasurable, match="GPU kernel"):
-        check_flash_attention(lambda: vllm_pool.session(LaunchSpec(flash_attention=True)),
-                              lambda: vllm_pool.session(LaunchSpec(flash_attention=False)))
+        check_flash_attention(
+            lambda: vllm_pool.session(LaunchSpec(flash_attention=True)),
+            lambda: vllm_pool.session(LaunchSpec(flash_attention=False)),
+        )
 
 
 def test_continuous_batching(vllm_pool):
@@ -207,8 +237,10 @@ def test_chunked_prefill(vllm_pool):
     """Measured here (2026-12-01): in about one attempt in four, and sometimes several in a row, vLLM CPU's
     API server on 2 cores delivered a whole 1900-token decode in one burst seconds late, so it never overlapped
     the prefill. Such an attempt cannot tell, and is repeated; the control (CONTROL_SPEC) is measured first."""
-    verdict = check_chunked_prefill(lambda: vllm_pool.session(LaunchSpec(prefill_chunk_tokens=CHUNK_TOKENS)),
-                                    lambda: vllm_pool.session(CONTROL_SPEC))
+    verdict = check_chunked_prefill(
+        lambda: vllm_pool.session(LaunchSpec(prefill_chunk_tokens=CHUNK_TOKENS)),
+        lambda: vllm_pool.session(CONTROL_SPEC),
+    )
     assert verdict.status is Status.PASS, verdict.evidence.numbers
 
 
@@ -239,7 +271,9 @@ def test_model_families(vllm_pool, family):
 
 
 @pytest.fixture(scope="module")
-def quantized_verdicts(vllm_pool: EnginePool, artifacts: list[ModelArtifact]) -> Callable[[str], tuple[Verdict, Verdict]]:
+def quantized_verdicts(
+    vllm_pool: EnginePool, artifacts: list[ModelArtifact]
+) -> Callable[[str], tuple[Verdict, Verdict]]:
     """Per format, one launch of llama's checkpoint judged twice: against its own references, and against
     llama-alt's in the same format (the engine then computes other weights than the references say)."""
     measured: dict[str, tuple[Verdict, Verdict]] = {}

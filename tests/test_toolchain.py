@@ -16,8 +16,9 @@ def _fake_build(cache: Path, cmake_args: list[str]) -> None:
     (root / "bin").mkdir(parents=True)
     for target in llamacpp.TARGETS:
         (root / "bin" / target).write_text("")
-    (root / "build.json").write_text(json.dumps({"package_version": llamacpp.PACKAGE_VERSION,
-                                                 "cmake_args": cmake_args}))
+    (root / "build.json").write_text(
+        json.dumps({"package_version": llamacpp.PACKAGE_VERSION, "cmake_args": cmake_args})
+    )
 
 
 def test_build_with_todays_flags_is_reused(tmp_path: Path) -> None:

@@ -15,23 +15,28 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
-from functools import partial
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 import httpx
 
 from harness.bench.peers.traffic import INPUT_TOKENS, OUTPUT_TOKENS, Traffic
 from harness.bench.records import (
-    BenchRecord, BenchWorkload, Calibration, CalibrationPoint, PeerTool, write_bench_record,
+    BenchRecord,
+    BenchWorkload,
+    Calibration,
+    CalibrationPoint,
+    PeerTool,
+    write_bench_record,
 )
 from harness.engines.llamacpp import LlamaCppAdapter
+from harness.host.provenance import harness_info, host_info
 from harness.loadgen import Lengths, Workload, run_load, summarize
 from harness.loadgen.null_engine import MODEL, STATS_PATH, NullPace, running_null_engine
 from harness.paths import cache_dir
-from harness.host.provenance import harness_info, host_info
-from harness.records.results import EngineIdentity, run_dir_for
 from harness.probing.run_context import new_run_id
+from harness.records.results import EngineIdentity, run_dir_for
 
 PACE = NullPace(ttft_s=0.1, itl_s=0.01)
 ZERO = NullPace(ttft_s=0.0, itl_s=0.0)
@@ -52,15 +57,24 @@ def requests_for(rate: float, window_s: float) -> int:
 def run_infercheck(traffic: Traffic, pace: str) -> CalibrationPoint:
     """infercheck's load generator at one rate."""
     requests = Workload(Lengths(INPUT_TOKENS), Lengths(OUTPUT_TOKENS)).requests(
-        LlamaCppAdapter(server_binary=None), MODEL, traffic.requests)
+        LlamaCppAdapter(server_binary=None), MODEL, traffic.requests
+    )
     stats = summarize(asyncio.run(run_load(traffic.base_url, requests, rate=traffic.rate, processes=PROCESSES)))
     return CalibrationPoint(
-        tool="infercheck", pace=pace, rate=traffic.rate, requests=stats.requests, completed=stats.completed,
-        failed=stats.failed + stats.cancelled, achieved_rate=stats.request_throughput,
+        tool="infercheck",
+        pace=pace,
+        rate=traffic.rate,
+        requests=stats.requests,
+        completed=stats.completed,
+        failed=stats.failed + stats.cancelled,
+        achieved_rate=stats.request_throughput,
         ttft_p50_ms=stats.ttft_s.p50 * 1000 if stats.ttft_s else None,
-        itl_p50_ms=stats.itl_s.p50 * 1000 if stats.itl_s else None, engine_ttft_p50_ms=None, engine_gap_p50_ms=None,
+        itl_p50_ms=stats.itl_s.p50 * 1000 if stats.itl_s else None,
+        engine_ttft_p50_ms=None,
+        engine_gap_p50_ms=None,
         client_cpu_ms_per_request=stats.client.cpu_ms_per_request if stats.client else None,
-        client_bound=stats.client.bound if stats.client else None)
+        client_bound=stats.client.bound if stats.client else None,
+    )
 
 
 def run_vllm(python: Path, tokenizer: Path) -> Callable[[Traffic, str], CalibrationPoint]:
@@ -68,16 +82,33 @@ def run_vllm(python: Path, tokenizer: Path) -> Callable[[Traffic, str], Calibrat
     from harness.bench.peers.vllm_bench import VllmBenchRun, run_vllm_bench
 
     def run(traffic: Traffic, pace: str) -> CalibrationPoint:
-        result = run_vllm_bench(python, VllmBenchRun(
-            base_url=traffic.base_url, model=MODEL, tokenizer=tokenizer, input_tokens=INPUT_TOKENS,
-            output_tokens=OUTPUT_TOKENS, num_prompts=traffic.requests, rate=traffic.rate))
+        result = run_vllm_bench(
+            python,
+            VllmBenchRun(
+                base_url=traffic.base_url,
+                model=MODEL,
+                tokenizer=tokenizer,
+                input_tokens=INPUT_TOKENS,
+                output_tokens=OUTPUT_TOKENS,
+                num_prompts=traffic.requests,
+                rate=traffic.rate,
+            ),
+        )
         cpu = result.get("client_cpu_s")
         return CalibrationPoint(
-            tool="vllm bench serve", pace=pace, rate=traffic.rate, requests=traffic.requests,
-            completed=result["completed"], failed=result["failed"], achieved_rate=result["request_throughput"],
-            ttft_p50_ms=result.get("median_ttft_ms"), itl_p50_ms=result.get("median_itl_ms"),
-            engine_ttft_p50_ms=None, engine_gap_p50_ms=None,
-            client_cpu_ms_per_request=cpu / traffic.requests * 1000 if cpu is not None else None)
+            tool="vllm bench serve",
+            pace=pace,
+            rate=traffic.rate,
+            requests=traffic.requests,
+            completed=result["completed"],
+            failed=result["failed"],
+            achieved_rate=result["request_throughput"],
+            ttft_p50_ms=result.get("median_ttft_ms"),
+            itl_p50_ms=result.get("median_itl_ms"),
+            engine_ttft_p50_ms=None,
+            engine_gap_p50_ms=None,
+            client_cpu_ms_per_request=cpu / traffic.requests * 1000 if cpu is not None else None,
+        )
 
     return run
 
@@ -87,8 +118,9 @@ def _with_engine_record(base_url: str, run: Callable[[], CalibrationPoint]) -> C
     httpx.delete(base_url + STATS_PATH, timeout=10)
     point = run()
     own = httpx.get(base_url + STATS_PATH, timeout=10).json()
-    return point.model_copy(update={"engine_ttft_p50_ms": own["first_token_ms_p50"],
-                                    "engine_gap_p50_ms": own["gap_ms_p50"]})
+    return point.model_copy(
+        update={"engine_ttft_p50_ms": own["first_token_ms_p50"], "engine_gap_p50_ms": own["gap_ms_p50"]}
+    )
 
 
 def peer_tools() -> tuple[dict[str, Callable[[Traffic, str], CalibrationPoint]], list[PeerTool]]:
@@ -101,17 +133,22 @@ def peer_tools() -> tuple[dict[str, Callable[[Traffic, str], CalibrationPoint]],
     install = vllm_cpu.find_install(cache_dir())
     tokenizer = hf_tokenizer()
     if install is None:
-        tools.append(PeerTool(name="vllm bench serve", version=None,
-                              status="not installed (infercheck setup vllm installs it)"))
+        tools.append(
+            PeerTool(name="vllm bench serve", version=None, status="not installed (infercheck setup vllm installs it)")
+        )
     else:
         runners["vllm bench serve"] = run_vllm(install.python, tokenizer)
-        tools.append(PeerTool(name="vllm bench serve", version=f"{vllm_cpu.PACKAGE} {install.package_version}",
-                              status="measured"))
+        tools.append(
+            PeerTool(
+                name="vllm bench serve", version=f"{vllm_cpu.PACKAGE} {install.package_version}", status="measured"
+            )
+        )
     for name, driver in (("guidellm", guidellm), ("aiperf", aiperf)):
         peer = find_peer(cache_dir(), name)
         if peer is None:
-            tools.append(PeerTool(name=name, version=None,
-                                  status="not installed here (infercheck bench calibrate installs it)"))
+            tools.append(
+                PeerTool(name=name, version=None, status="not installed here (infercheck bench calibrate installs it)")
+            )
         else:
             runners[name] = driver.runner(peer, tokenizer)
             tools.append(PeerTool(name=name, version=peer.version, status="measured"))
@@ -143,10 +180,19 @@ def calibrate(progress: Callable[[str], None] = print) -> Calibration:
             failures.setdefault(name, f"{traffic.rate:g} req/s ({pace}): {exc}")
             progress(f"{name} at {traffic.rate:g} req/s ({pace}) failed: {exc}")
             point = CalibrationPoint(
-                tool=name, pace=pace, rate=traffic.rate,  # type: ignore[arg-type]
-                requests=traffic.requests, completed=0, failed=traffic.requests, achieved_rate=0.0,
-                ttft_p50_ms=None, itl_p50_ms=None, engine_ttft_p50_ms=None, engine_gap_p50_ms=None,
-                client_cpu_ms_per_request=None)
+                tool=name,
+                pace=pace,
+                rate=traffic.rate,  # type: ignore[arg-type]
+                requests=traffic.requests,
+                completed=0,
+                failed=traffic.requests,
+                achieved_rate=0.0,
+                ttft_p50_ms=None,
+                itl_p50_ms=None,
+                engine_ttft_p50_ms=None,
+                engine_gap_p50_ms=None,
+                client_cpu_ms_per_request=None,
+            )
         else:
             progress(_describe(point))
         points.append(point)
@@ -166,17 +212,30 @@ def calibrate(progress: Callable[[str], None] = print) -> Calibration:
                 point = measure(name, traffic, "zero", partial(runner, traffic, "zero"))
                 if point.achieved_rate < CEILING_SHARE * rate:
                     del climbing[name]  # past its ceiling: higher rates only take time
-    tools = [tool.model_copy(update={"status": f"{tool.status}; failed first at {failures[tool.name]}"})
-             if tool.name in failures else tool for tool in tools]
-    return Calibration(ttft_ms=PACE.ttft_s * 1000, itl_ms=PACE.itl_s * 1000, input_tokens=INPUT_TOKENS,
-                       output_tokens=OUTPUT_TOKENS, ceiling_share=CEILING_SHARE, tools=tools, points=points)
+    tools = [
+        tool.model_copy(update={"status": f"{tool.status}; failed first at {failures[tool.name]}"})
+        if tool.name in failures
+        else tool
+        for tool in tools
+    ]
+    return Calibration(
+        ttft_ms=PACE.ttft_s * 1000,
+        itl_ms=PACE.itl_s * 1000,
+        input_tokens=INPUT_TOKENS,
+        output_tokens=OUTPUT_TOKENS,
+        ceiling_share=CEILING_SHARE,
+        tools=tools,
+        points=points,
+    )
 
 
 def _describe(point: CalibrationPoint) -> str:
     ttft = f"TTFT p50 {point.ttft_p50_ms:.2f} ms" if point.ttft_p50_ms is not None else "no TTFT"
     bound = ", client-bound" if point.client_bound else ""
-    return (f"{point.tool} at {point.rate:g} req/s ({point.pace}): {point.completed}/{point.requests} ok, "
-            f"{point.achieved_rate:.1f} req/s achieved, {ttft}{bound}")
+    return (
+        f"{point.tool} at {point.rate:g} req/s ({point.pace}): {point.completed}/{point.requests} ok, "
+        f"{point.achieved_rate:.1f} req/s achieved, {ttft}{bound}"
+    )
 
 
 def run_calibration(results_dir: Path, progress: Callable[[str], None] = print) -> tuple[BenchRecord, Path]:
@@ -185,9 +244,22 @@ def run_calibration(results_dir: Path, progress: Callable[[str], None] = print) 
     calibration = calibrate(progress)
     run_id = new_run_id()
     record = BenchRecord(
-        run_id=run_id, engine=EngineIdentity(name=ENGINE_NAME, version="1"), host=host_info(),
-        harness=harness_info(), levels=[], calibration=calibration,
-        workload=BenchWorkload(api="completions", input_tokens=INPUT_TOKENS, input_range_ratio=0.0,
-                               output_tokens=OUTPUT_TOKENS, output_range_ratio=0.0, seed=0, warmup_requests=10),
-        started_at=started_at, finished_at=datetime.now(timezone.utc))
+        run_id=run_id,
+        engine=EngineIdentity(name=ENGINE_NAME, version="1"),
+        host=host_info(),
+        harness=harness_info(),
+        levels=[],
+        calibration=calibration,
+        workload=BenchWorkload(
+            api="completions",
+            input_tokens=INPUT_TOKENS,
+            input_range_ratio=0.0,
+            output_tokens=OUTPUT_TOKENS,
+            output_range_ratio=0.0,
+            seed=0,
+            warmup_requests=10,
+        ),
+        started_at=started_at,
+        finished_at=datetime.now(timezone.utc),
+    )
     return record, write_bench_record(record, run_dir_for(results_dir, ENGINE_NAME, run_id))

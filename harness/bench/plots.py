@@ -29,8 +29,11 @@ def pareto_svg(records: list[BenchRecord]) -> str:
         figure = Figure(figsize=(6.4, 4.0))
         axes = figure.subplots()
         for index, record in enumerate(records):
-            points = [(level.stats.e2e_s.p50, level.stats.output_throughput, level) for level in record.levels
-                      if level.stats.e2e_s]
+            points = [
+                (level.stats.e2e_s.p50, level.stats.output_throughput, level)
+                for level in record.levels
+                if level.stats.e2e_s
+            ]
             if not points:
                 continue
             color = f"C{index}"
@@ -68,8 +71,14 @@ def latency_percentiles_svg(records: list[BenchRecord]) -> str:
             color = f"C{index}"
             _percentile_lines(ttft_axes, record, lambda level: level.stats.ttft_s, color)
             _percentile_lines(itl_axes, record, lambda level: level.stats.itl_s, color)
-        levels = sorted({level.stats.concurrency for record in records for level in record.levels
-                         if level.stats.concurrency is not None})
+        levels = sorted(
+            {
+                level.stats.concurrency
+                for record in records
+                for level in record.levels
+                if level.stats.concurrency is not None
+            }
+        )
         for axes, name in ((ttft_axes, "Time to first token"), (itl_axes, "Inter-token latency")):
             axes.set_xlabel("concurrency")
             axes.set_ylabel("ms")
@@ -83,13 +92,20 @@ def latency_percentiles_svg(records: list[BenchRecord]) -> str:
         return _svg(figure)
 
 
-def _percentile_lines(axes: Axes, record: BenchRecord, metric: Callable[[BenchLevel], Percentiles | None],
-                      color: str) -> None:
+def _percentile_lines(
+    axes: Axes, record: BenchRecord, metric: Callable[[BenchLevel], Percentiles | None], color: str
+) -> None:
     levels = [(level.stats.concurrency, metric(level)) for level in record.levels if level.stats.rate is None]
     levels = [(concurrency, summary) for concurrency, summary in levels if summary is not None]
     for name, style, marker in _PERCENTILES:
-        axes.plot([concurrency for concurrency, _ in levels], [getattr(summary, name) * 1000 for _, summary in levels],
-                  linestyle=style, marker=marker, color=color, label=_label(record) if name == "p50" else None)
+        axes.plot(
+            [concurrency for concurrency, _ in levels],
+            [getattr(summary, name) * 1000 for _, summary in levels],
+            linestyle=style,
+            marker=marker,
+            color=color,
+            label=_label(record) if name == "p50" else None,
+        )
 
 
 def _label(record: BenchRecord) -> str:

@@ -10,7 +10,15 @@ from typing import Literal
 from pydantic import BaseModel
 
 from harness.loadgen import LoadStats, Percentiles, Workload
-from harness.records.results import BENCH_FILE, EngineIdentity, HarnessInfo, HostInfo, LaunchInfo, ModelInfo, write_model
+from harness.records.results import (
+    BENCH_FILE,
+    EngineIdentity,
+    HarnessInfo,
+    HostInfo,
+    LaunchInfo,
+    ModelInfo,
+    write_model,
+)
 
 BENCH_SCHEMA_VERSION = 1
 
@@ -29,10 +37,15 @@ class BenchWorkload(BaseModel):
     @classmethod
     def of(cls, workload: Workload, warmup_requests: int) -> BenchWorkload:
         """The record of a load generator workload."""
-        return cls(api=workload.api, input_tokens=workload.input_tokens.mean,
-                   input_range_ratio=workload.input_tokens.range_ratio, output_tokens=workload.output_tokens.mean,
-                   output_range_ratio=workload.output_tokens.range_ratio, seed=workload.seed,
-                   warmup_requests=warmup_requests)
+        return cls(
+            api=workload.api,
+            input_tokens=workload.input_tokens.mean,
+            input_range_ratio=workload.input_tokens.range_ratio,
+            output_tokens=workload.output_tokens.mean,
+            output_range_ratio=workload.output_tokens.range_ratio,
+            seed=workload.seed,
+            warmup_requests=warmup_requests,
+        )
 
 
 class BenchLevel(BaseModel):
@@ -112,8 +125,10 @@ def write_bench_record(record: BenchRecord, run_dir: Path) -> Path:
 
 def load_bench_records(results_dir: Path) -> list[BenchRecord]:
     """Every benchmark record under a results folder, in a stable order."""
-    return [BenchRecord.model_validate(json.loads(path.read_text(encoding="utf-8")))
-            for path in sorted(Path(results_dir).rglob(BENCH_FILE))]
+    return [
+        BenchRecord.model_validate(json.loads(path.read_text(encoding="utf-8")))
+        for path in sorted(Path(results_dir).rglob(BENCH_FILE))
+    ]
 
 
 def latest_per_engine(records: list[BenchRecord]) -> list[BenchRecord]:

@@ -21,5 +21,11 @@ def saturation_point(levels: Sequence[BenchLevel]) -> BenchLevel | None:
         kept = [level for level in opened if level.stats.request_throughput >= SATURATED * (level.stats.rate or 0)]
         return max(kept, key=lambda level: level.stats.rate or 0, default=None)
     best = max((level.stats.request_throughput for level in closed), default=0.0)
-    return next((level for level in sorted(closed, key=lambda level: level.stats.concurrency or 0)
-                 if best and level.stats.request_throughput >= SATURATED * best), None)
+    return next(
+        (
+            level
+            for level in sorted(closed, key=lambda level: level.stats.concurrency or 0)
+            if best and level.stats.request_throughput >= SATURATED * best
+        ),
+        None,
+    )

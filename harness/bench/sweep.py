@@ -10,12 +10,11 @@ from pathlib import Path
 
 from harness.bench.records import BenchLevel, BenchRecord, BenchWorkload, write_bench_record
 from harness.engines.base import LaunchSpec
+from harness.host.provenance import harness_info, host_info
 from harness.loadgen import SLO, LoadResult, Percentiles, Workload, measure_prompt_scale, run_load, summarize
 from harness.paths import cache_dir
-from harness.host.provenance import harness_info, host_info
 from harness.probing.run_context import RunContext
 from harness.probing.session import EngineSession
-
 
 RATE_WINDOW_S = 8.0  # an open-loop level sends this many seconds of traffic (at least 16 requests)
 
@@ -60,37 +59,68 @@ def sweep(session: EngineSession, plan: SweepPlan, progress: Callable[[str], Non
     levels = []
     for index, (concurrency, rate, count) in enumerate(points):
         workload = replace(base, seed=base.seed + 1 + index)
-        load = asyncio.run(run_load(base_url, workload.requests(adapter, model, count), concurrency=concurrency,
-                                    rate=rate, processes=plan.processes, max_error_rate=plan.max_error_rate))
+        load = asyncio.run(
+            run_load(
+                base_url,
+                workload.requests(adapter, model, count),
+                concurrency=concurrency,
+                rate=rate,
+                processes=plan.processes,
+                max_error_rate=plan.max_error_rate,
+            )
+        )
         stats = summarize(load, plan.slo)
         where = f"concurrency {concurrency}" if rate is None else f"{rate:g} req/s"
         bound = f"; {stats.client.reason}" if stats.client and stats.client.bound else ""
-        progress(f"{where}: {stats.completed}/{stats.requests} ok, {stats.output_throughput:.1f} output tok/s, "
-                 f"{stats.request_throughput:.2f} req/s{bound}")
+        progress(
+            f"{where}: {stats.completed}/{stats.requests} ok, {stats.output_throughput:.1f} output tok/s, "
+            f"{stats.request_throughput:.2f} req/s{bound}"
+        )
         levels.append(BenchLevel(stats=stats, engine_decode_tps=engine_decode_tps(load)))
     return levels
 
 
 def engine_decode_tps(load: LoadResult) -> Percentiles | None:
     """Per-request decode speed as the engine itself timed it (llama-server's `timings.predicted_per_second`)."""
-    return Percentiles.of([float(result.timing.engine_timings["predicted_per_second"]) for result in load.results
-                           if result.ok and "predicted_per_second" in (result.timing.engine_timings or {})])
+    return Percentiles.of(
+        [
+            float(result.timing.engine_timings["predicted_per_second"])
+            for result in load.results
+            if result.ok and "predicted_per_second" in (result.timing.engine_timings or {})
+        ]
+    )
 
 
-def run_bench(engine: str, plan: SweepPlan, results_dir: Path, *, base_url: str | None = None,
-              model: str = "llama", progress: Callable[[str], None] = print) -> tuple[BenchRecord, Path]:
+def run_bench(
+    engine: str,
+    plan: SweepPlan,
+    results_dir: Path,
+    *,
+    base_url: str | None = None,
+    model: str = "llama",
+    progress: Callable[[str], None] = print,
+) -> tuple[BenchRecord, Path]:
     """Launch (or attach to) the engine with enough slots for the highest level, sweep, write bench.json."""
     started_at = datetime.now(timezone.utc)
     spec = LaunchSpec(model=model, parallel_slots=plan.slots, prompt_cache_ram=False)  # no drift over the sweep
-    context = RunContext.create(engine, results_dir, cache_dir(), attach_url=base_url, attach_spec=spec,
-                                progress=progress)
+    context = RunContext.create(
+        engine, results_dir, cache_dir(), attach_url=base_url, attach_spec=spec, progress=progress
+    )
     try:
         session = context.pool.session(spec)
         levels = sweep(session, plan, progress)
     finally:
         context.pool.close()
     record = BenchRecord(
-        run_id=context.run_id, engine=session.identity, launch=session.launch, model=session.model_info(),
-        host=host_info(), harness=harness_info(), workload=BenchWorkload.of(plan.workload, plan.warmup_requests),
-        levels=levels, started_at=started_at, finished_at=datetime.now(timezone.utc))
+        run_id=context.run_id,
+        engine=session.identity,
+        launch=session.launch,
+        model=session.model_info(),
+        host=host_info(),
+        harness=harness_info(),
+        workload=BenchWorkload.of(plan.workload, plan.warmup_requests),
+        levels=levels,
+        started_at=started_at,
+        finished_at=datetime.now(timezone.utc),
+    )
     return record, write_bench_record(record, context.run_dir)

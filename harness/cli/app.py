@@ -9,22 +9,24 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
 
 import httpx
 import pytest
 import typer
 from rich.console import Console
 
-from harness.cli.bench import bench_app
 from harness.atomic import TMP_PREFIX, check_writable
+from harness.cli.bench import bench_app
 from harness.engines import UnknownEngineError, get_adapter
 from harness.models.sets import ModelSetError, load_model_set
 from harness.paths import REPO_ROOT, cache_dir, default_report_dir, default_results_dir, default_site_dir
 from harness.records.results import RecordWarning, record_json_schema
 
-app = typer.Typer(help="Measure what LLM inference engines really do, and regenerate the comparison table.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Measure what LLM inference engines really do, and regenerate the comparison table.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 console = Console(stderr=True)
 
 
@@ -54,22 +56,29 @@ def setup(engine: str = typer.Argument("llama.cpp", help="engine to set up")) ->
 
 
 @app.command()
-def run(engine: str = typer.Option("llama.cpp", help="engine adapter"),
-        base_url: Optional[str] = typer.Option(None, help="attach to a running server instead of launching"),
-        attach_model: str = typer.Option("llama", help="synthesized model the attached server serves"),
-        attach_format: Optional[str] = typer.Option(None, help="its format (default: the adapter's)"),
-        results_dir: Path = typer.Option(default_results_dir(), help="where records are written"),
-        out_dir: Path = typer.Option(default_report_dir(), help="where the report is regenerated (as for "
-                                     "`infercheck report`)"),
-        report_dir: Optional[Path] = typer.Option(None, "--report-dir", hidden=True,
-                                                  help="deprecated: the old name of --out-dir"),
-        select: Optional[str] = typer.Option(None, "-k", help="pytest -k expression to pick probes"),
-        report: bool = typer.Option(True, help="regenerate the report afterwards"),
-        launcher: str = typer.Option("process", help="process, or docker (containers/<name>/spec.yaml)"),
-        container: Optional[str] = typer.Option(None, help="with --launcher docker: the container spec"),
-        pull: bool = typer.Option(False, help="with --launcher docker: pull a missing image"),
-        model_set: Optional[Path] = typer.Option(None, help="YAML of real checkpoints (model-sets/); used when "
-                                                 "the Hugging Face Hub answers, synthesized models otherwise")) -> None:
+def run(
+    engine: str = typer.Option("llama.cpp", help="engine adapter"),
+    base_url: str | None = typer.Option(None, help="attach to a running server instead of launching"),
+    attach_model: str = typer.Option("llama", help="synthesized model the attached server serves"),
+    attach_format: str | None = typer.Option(None, help="its format (default: the adapter's)"),
+    results_dir: Path = typer.Option(default_results_dir(), help="where records are written"),
+    out_dir: Path = typer.Option(
+        default_report_dir(), help="where the report is regenerated (as for `infercheck report`)"
+    ),
+    report_dir: Path | None = typer.Option(
+        None, "--report-dir", hidden=True, help="deprecated: the old name of --out-dir"
+    ),
+    select: str | None = typer.Option(None, "-k", help="pytest -k expression to pick probes"),
+    report: bool = typer.Option(True, help="regenerate the report afterwards"),
+    launcher: str = typer.Option("process", help="process, or docker (containers/<name>/spec.yaml)"),
+    container: str | None = typer.Option(None, help="with --launcher docker: the container spec"),
+    pull: bool = typer.Option(False, help="with --launcher docker: pull a missing image"),
+    model_set: Path | None = typer.Option(
+        None,
+        help="YAML of real checkpoints (model-sets/); used when "
+        "the Hugging Face Hub answers, synthesized models otherwise",
+    ),
+) -> None:
     """Run the probes against one engine and record the verdicts; say which cells of the table changed."""
     from harness.report.changes import TableState, describe_changes, table_state
 
@@ -90,8 +99,18 @@ def run(engine: str = typer.Option("llama.cpp", help="engine adapter"),
         _check_reachable(base_url, get_adapter(engine).health_path)
     claims = default_report_dir() / "claims.json"
     before = table_state(claims, results_dir) if report else TableState()
-    args = [str(REPO_ROOT / "probes"), "--engine", engine, "--results-dir", str(results_dir),
-            "--attach-model", attach_model, "-p", "no:cacheprovider", "-q"]
+    args = [
+        str(REPO_ROOT / "probes"),
+        "--engine",
+        engine,
+        "--results-dir",
+        str(results_dir),
+        "--attach-model",
+        attach_model,
+        "-p",
+        "no:cacheprovider",
+        "-q",
+    ]
     if base_url:
         args += ["--base-url", base_url]
     if attach_format:
@@ -103,8 +122,11 @@ def run(engine: str = typer.Option("llama.cpp", help="engine adapter"),
         args += ["--model-set", str(model_set)]
     code = pytest.main(args)
     if code in (128 + signal.SIGINT, 128 + signal.SIGTERM):
-        _fail(f"interrupted by {signal.Signals(code - 128).name}: the probe in progress is recorded as an error, "
-              f"the records so far are under {results_dir}", code=code)
+        _fail(
+            f"interrupted by {signal.Signals(code - 128).name}: the probe in progress is recorded as an error, "
+            f"the records so far are under {results_dir}",
+            code=code,
+        )
     if code == pytest.ExitCode.USAGE_ERROR:
         raise typer.Exit(2)
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:
@@ -125,11 +147,13 @@ def _check_reachable(base_url: str, health_path: str) -> None:
 
 
 @app.command("report")
-def report_command(claims: Path = typer.Option(default_report_dir() / "claims.json", help="claimed table (JSON)"),
-                   results_dir: Path = typer.Option(default_results_dir(), help="result records"),
-                   out_dir: Path = typer.Option(default_report_dir(), help="output folder"),
-                   include_attach: bool = typer.Option(False, help="count attach-mode records in the table"),
-                   allow_dirty: bool = typer.Option(False, help="count records made from a dirty harness tree")) -> None:
+def report_command(
+    claims: Path = typer.Option(default_report_dir() / "claims.json", help="claimed table (JSON)"),
+    results_dir: Path = typer.Option(default_results_dir(), help="result records"),
+    out_dir: Path = typer.Option(default_report_dir(), help="output folder"),
+    include_attach: bool = typer.Option(False, help="count attach-mode records in the table"),
+    allow_dirty: bool = typer.Option(False, help="count records made from a dirty harness tree"),
+) -> None:
     """Regenerate the comparison table from the claims and the result records (see `infercheck schema`)."""
     _write_report(claims, results_dir, out_dir, include_attach=include_attach, allow_dirty=allow_dirty)
 
@@ -144,8 +168,9 @@ def _record_warnings() -> Iterator[None]:
         console.print(f"[yellow]warning:[/yellow] {warning.message}", highlight=False, soft_wrap=True)
 
 
-def _write_report(claims: Path, results_dir: Path, out_dir: Path, *, include_attach: bool = False,
-                  allow_dirty: bool = False) -> None:
+def _write_report(
+    claims: Path, results_dir: Path, out_dir: Path, *, include_attach: bool = False, allow_dirty: bool = False
+) -> None:
     from harness.records.claims import ClaimsParseError
     from harness.report import write_report
 
@@ -153,13 +178,14 @@ def _write_report(claims: Path, results_dir: Path, out_dir: Path, *, include_att
         _fail(f"claims file not found: {claims} (run `infercheck claims-import`)")
     if not results_dir.is_dir():
         _fail(f"results folder not found: {results_dir}")
-    if not any(path.name != "record.schema.json" and not path.name.startswith(TMP_PREFIX)
-               for path in results_dir.rglob("*.json")):
+    if not any(
+        path.name != "record.schema.json" and not path.name.startswith(TMP_PREFIX)
+        for path in results_dir.rglob("*.json")
+    ):
         _fail(f"no result records under {results_dir}: refusing to write a report without results")
     try:
         with _record_warnings():
-            written = write_report(claims, results_dir, out_dir, include_attach=include_attach,
-                                   allow_dirty=allow_dirty)
+            written = write_report(claims, results_dir, out_dir, include_attach=include_attach, allow_dirty=allow_dirty)
     except (ClaimsParseError, ValueError) as exc:
         _fail(str(exc).splitlines()[0])
     except OSError as exc:
@@ -169,11 +195,13 @@ def _write_report(claims: Path, results_dir: Path, out_dir: Path, *, include_att
 
 
 @app.command("site")
-def site_command(claims: Path = typer.Option(default_report_dir() / "claims.json", help="claimed table (JSON)"),
-                 results_dir: Path = typer.Option(default_results_dir(), help="result records"),
-                 out_dir: Path = typer.Option(default_site_dir(), help="output folder (replaced whole)"),
-                 include_attach: bool = typer.Option(False, help="count attach-mode records in the table"),
-                 allow_dirty: bool = typer.Option(False, help="count records made from a dirty harness tree")) -> None:
+def site_command(
+    claims: Path = typer.Option(default_report_dir() / "claims.json", help="claimed table (JSON)"),
+    results_dir: Path = typer.Option(default_results_dir(), help="result records"),
+    out_dir: Path = typer.Option(default_site_dir(), help="output folder (replaced whole)"),
+    include_attach: bool = typer.Option(False, help="count attach-mode records in the table"),
+    allow_dirty: bool = typer.Option(False, help="count records made from a dirty harness tree"),
+) -> None:
     """Write the evidence site: the table with switchable contexts, a page per cell, histories, plots (static)."""
     from harness.records.claims import ClaimsParseError
     from harness.site import SiteError, build_site
@@ -193,8 +221,10 @@ def site_command(claims: Path = typer.Option(default_report_dir() / "claims.json
 
 
 @app.command("merge")
-def merge_command(sources: list[Path] = typer.Argument(..., help="uploaded results folders (CI artifacts)"),
-                  results_dir: Path = typer.Option(default_results_dir(), help="results folder to merge into")) -> None:
+def merge_command(
+    sources: list[Path] = typer.Argument(..., help="uploaded results folders (CI artifacts)"),
+    results_dir: Path = typer.Option(default_results_dir(), help="results folder to merge into"),
+) -> None:
     """Merge uploaded result folders into the results folder; refuses to overwrite a record."""
     from harness.records.merge import MergeError, merge
 
@@ -208,11 +238,14 @@ def merge_command(sources: list[Path] = typer.Argument(..., help="uploaded resul
 
 
 @app.command("claims-import")
-def claims_import(markdown: Path = typer.Argument(..., help="markdown comparison table"),
-                  source: str = typer.Option(..., help="where the table comes from (URL)"),
-                  out_dir: Path = typer.Option(default_report_dir(), help="output folder"),
-                  current: bool = typer.Option(False, help="today's claims (claims-current.md), shown beside the "
-                                               "seed's, instead of the seed table")) -> None:
+def claims_import(
+    markdown: Path = typer.Argument(..., help="markdown comparison table"),
+    source: str = typer.Option(..., help="where the table comes from (URL)"),
+    out_dir: Path = typer.Option(default_report_dir(), help="output folder"),
+    current: bool = typer.Option(
+        False, help="today's claims (claims-current.md), shown beside the seed's, instead of the seed table"
+    ),
+) -> None:
     """Import a markdown comparison table: the seed claims, or with --current today's claims."""
     from harness.records.claims import ClaimsParseError, import_claims
 

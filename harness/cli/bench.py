@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -15,31 +15,34 @@ from harness.paths import default_report_dir, default_results_dir
 if TYPE_CHECKING:
     from harness.bench.records import BenchRecord
 
-bench_app = typer.Typer(help="Benchmarks: sweeps of one engine, and the calibration of the load generators.",
-                        invoke_without_command=True)
+bench_app = typer.Typer(
+    help="Benchmarks: sweeps of one engine, and the calibration of the load generators.", invoke_without_command=True
+)
 
 
 @bench_app.callback()
 def bench_command(
     context: typer.Context,
     engine: str = typer.Option("llama.cpp", help="engine adapter"),
-    base_url: Optional[str] = typer.Option(None, help="attach to a running server instead of launching"),
+    base_url: str | None = typer.Option(None, help="attach to a running server instead of launching"),
     model: str = typer.Option("llama", help="synthesized model to serve (or that the attached server serves)"),
     concurrency: str = typer.Option("1,2,4,8", help="comma-separated closed-loop concurrency levels ('' for none)"),
     rates: str = typer.Option("", help="comma-separated open-loop Poisson rates, requests/s"),
-    requests: Optional[int] = typer.Option(None, help="requests per level (default: max(16, 8 x concurrency), "
-                                           "or 8 s of a rate's traffic)"),
+    requests: int | None = typer.Option(
+        None, help="requests per level (default: max(16, 8 x concurrency), or 8 s of a rate's traffic)"
+    ),
     input_tokens: int = typer.Option(32, help="prompt length in tokens"),
     output_tokens: int = typer.Option(64, help="generated tokens per request (EOS ignored)"),
     range_ratio: float = typer.Option(0.0, help="lengths uniform in n*(1 +- r); 0: fixed"),
     api: str = typer.Option("completions", help="completions or chat"),
-    slo_ttft_ms: Optional[float] = typer.Option(None, help="goodput SLO: time to first token (ms)"),
-    slo_tpot_ms: Optional[float] = typer.Option(None, help="goodput SLO: time per output token (ms)"),
-    slo_itl_ms: Optional[float] = typer.Option(None, help="goodput SLO: a request's largest inter-token gap (ms)"),
-    slo_e2e_ms: Optional[float] = typer.Option(None, help="goodput SLO: end-to-end latency (ms)"),
+    slo_ttft_ms: float | None = typer.Option(None, help="goodput SLO: time to first token (ms)"),
+    slo_tpot_ms: float | None = typer.Option(None, help="goodput SLO: time per output token (ms)"),
+    slo_itl_ms: float | None = typer.Option(None, help="goodput SLO: a request's largest inter-token gap (ms)"),
+    slo_e2e_ms: float | None = typer.Option(None, help="goodput SLO: end-to-end latency (ms)"),
     processes: int = typer.Option(1, help="load-generating processes (timestamps merge on one clock)"),
-    max_error_rate: Optional[float] = typer.Option(None, help="stop a level once this share of its finished "
-                                                   "requests failed (the rest count as cancelled)"),
+    max_error_rate: float | None = typer.Option(
+        None, help="stop a level once this share of its finished requests failed (the rest count as cancelled)"
+    ),
     seed: int = typer.Option(0, help="prompt and length seed"),
     results_dir: Path = typer.Option(default_results_dir(), help="where the record is written"),
     report_dir: Path = typer.Option(default_report_dir(), help="where the report is regenerated"),
@@ -51,9 +54,9 @@ def bench_command(
         return
     from harness.bench.sweep import SweepPlan, run_bench
     from harness.engines import UnknownEngineError
-    from harness.outcomes import NotMeasurable, Unsupported
     from harness.launch.base import EngineStartError
     from harness.loadgen import SLO, Lengths, Workload
+    from harness.outcomes import NotMeasurable, Unsupported
 
     try:
         levels = sorted({int(level) for level in concurrency.split(",") if level.strip()})
@@ -64,14 +67,26 @@ def bench_command(
             raise ValueError
         workload = Workload(Lengths(input_tokens, range_ratio), Lengths(output_tokens, range_ratio), api, seed)
     except ValueError:
-        raise typer.BadParameter("concurrency levels are positive integers and rates positive numbers (at least "
-                                 "one of either), lengths >= 1, 0 <= range ratio < 1, api completions or chat, "
-                                 "processes >= 1, 0 <= max error rate <= 1") from None
+        raise typer.BadParameter(
+            "concurrency levels are positive integers and rates positive numbers (at least "
+            "one of either), lengths >= 1, 0 <= range ratio < 1, api completions or chat, "
+            "processes >= 1, 0 <= max error rate <= 1"
+        ) from None
     limits = {"ttft_s": slo_ttft_ms, "tpot_s": slo_tpot_ms, "itl_s": slo_itl_ms, "e2e_s": slo_e2e_ms}
-    slo = SLO(**{key: ms / 1000 for key, ms in limits.items() if ms is not None}) if any(
-        ms is not None for ms in limits.values()) else None
-    plan = SweepPlan(levels=levels, workload=workload, requests_per_level=requests, slo=slo, rates=rate_levels,
-                     processes=processes, max_error_rate=max_error_rate)
+    slo = (
+        SLO(**{key: ms / 1000 for key, ms in limits.items() if ms is not None})
+        if any(ms is not None for ms in limits.values())
+        else None
+    )
+    plan = SweepPlan(
+        levels=levels,
+        workload=workload,
+        requests_per_level=requests,
+        slo=slo,
+        rates=rate_levels,
+        processes=processes,
+        max_error_rate=max_error_rate,
+    )
     try:
         with _live() as progress:
             record, path = run_bench(engine, plan, results_dir, base_url=base_url, model=model, progress=progress)
@@ -83,8 +98,11 @@ def bench_command(
 
 @bench_app.command("calibrate")
 def calibrate_command(
-    install_peers: bool = typer.Option(True, help="first install GuideLLM and AIPerf (pinned) where they are "
-                                       "missing, each in its own cached environment (pip, time-boxed)"),
+    install_peers: bool = typer.Option(
+        True,
+        help="first install GuideLLM and AIPerf (pinned) where they are "
+        "missing, each in its own cached environment (pip, time-boxed)",
+    ),
     results_dir: Path = typer.Option(default_results_dir(), help="where the record is written"),
     report_dir: Path = typer.Option(default_report_dir(), help="where the report is regenerated"),
     report: bool = typer.Option(True, help="regenerate the report afterwards"),
@@ -105,8 +123,10 @@ def calibrate_command(
                 progress(f"installing {name}=={version} (pip, at most {INSTALL_TIMEOUT_S:.0f} s)")
                 started = time.monotonic()
                 outcome = install_peer(cache_dir(), name)
-                progress(f"{name}: {outcome if isinstance(outcome, str) else 'installed'} "
-                         f"({time.monotonic() - started:.0f} s)")
+                progress(
+                    f"{name}: {outcome if isinstance(outcome, str) else 'installed'} "
+                    f"({time.monotonic() - started:.0f} s)"
+                )
         record, path = run_calibration(results_dir, progress)
     _finish(record, path, results_dir, report_dir, report)
 
@@ -132,6 +152,7 @@ def _live() -> Iterator[Callable[[str], None]]:
 
     console = Console(stderr=True)
     with console.status("starting") as status:
+
         def progress(message: str) -> None:
             console.print(f"• {message}", highlight=False, soft_wrap=True)
             status.update(message)

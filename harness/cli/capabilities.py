@@ -14,10 +14,10 @@ from typing import Any
 from harness.docker.specs import SpecError, all_specs, select_spec
 from harness.engines import adapter_classes
 from harness.engines.base import EngineAdapter, GrammarSpec, LaunchSpec
-from harness.outcomes import NotMeasurable, Unsupported
 from harness.engines.containerized import docker_problem
-from harness.records.features import row_for
 from harness.host.provenance import gpu_names
+from harness.outcomes import NotMeasurable, Unsupported
+from harness.records.features import row_for
 
 _GRAMMAR = GrammarSpec(gbnf='root ::= "a"\n', lark='start: "a"\n')
 _SCHEMA = {"type": "object"}
@@ -106,11 +106,20 @@ def engine_table() -> dict[str, Any]:
     rows = []
     for name, cls in sorted(adapter_classes().items(), key=lambda item: item[0].lower()):
         adapter = cls()
-        rows.append({"engine": name, "adapter": cls.__module__, "native_format": cls.native_format,
-                     "status": cls.status.state, "status_since": cls.status.since.isoformat() if cls.status.since else None,
-                     "status_source": cls.status.source, "status_checked": cls.status.checked.isoformat(),
-                     "container_specs": container_specs(name), "host_can_run": host_can_run(adapter, gpus, docker),
-                     "probes": {feature: asdict(found) for feature, found in expressible(adapter).items()}})
+        rows.append(
+            {
+                "engine": name,
+                "adapter": cls.__module__,
+                "native_format": cls.native_format,
+                "status": cls.status.state,
+                "status_since": cls.status.since.isoformat() if cls.status.since else None,
+                "status_source": cls.status.source,
+                "status_checked": cls.status.checked.isoformat(),
+                "container_specs": container_specs(name),
+                "host_can_run": host_can_run(adapter, gpus, docker),
+                "probes": {feature: asdict(found) for feature, found in expressible(adapter).items()},
+            }
+        )
     return {"gpus": gpus, "docker_problem": docker, "engines": rows}
 
 
@@ -119,14 +128,21 @@ def render_table(table: dict[str, Any]) -> str:
     lines = [f"this host: {table['gpus']} NVIDIA GPU(s); docker: {table['docker_problem'] or 'reachable'}"]
     for row in table["engines"]:
         specs = ", ".join(row["container_specs"]) or "-"
-        lines.append(f"{row['engine']:<13} {row['adapter']:<30} specs: {specs:<24} "
-                     f"runs here: {', '.join(row['host_can_run']) or 'no'}")
+        lines.append(
+            f"{row['engine']:<13} {row['adapter']:<30} specs: {specs:<24} "
+            f"runs here: {', '.join(row['host_can_run']) or 'no'}"
+        )
     lines += ["", f"project status (checked {table['engines'][0]['status_checked']}):"]
     for row in table["engines"]:
         since = f" since {row['status_since']}" if row["status_since"] else ""
         lines.append(f"{row['engine']:<13} {row['status'] + since:<24} {row['status_source']}")
-    lines += ["", "probes each adapter can express (yes; no = documented absence; n/p = not probed; --json: reasons):",
-              f"{'':<13} " + " ".join(f"{feature[:11]:>11}" for feature in CHECKS)]
-    lines += [f"{row['engine']:<13} " + " ".join(f"{row['probes'][feature]['mark']:>11}" for feature in CHECKS)
-              for row in table["engines"]]
+    lines += [
+        "",
+        "probes each adapter can express (yes; no = documented absence; n/p = not probed; --json: reasons):",
+        f"{'':<13} " + " ".join(f"{feature[:11]:>11}" for feature in CHECKS),
+    ]
+    lines += [
+        f"{row['engine']:<13} " + " ".join(f"{row['probes'][feature]['mark']:>11}" for feature in CHECKS)
+        for row in table["engines"]
+    ]
     return "\n".join(lines)

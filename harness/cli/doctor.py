@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import platform
 import shutil
-from functools import lru_cache
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import httpx
 from pydantic import BaseModel
 
-from harness.host.apple import apple_chip, is_apple_silicon, metal_family
 from harness.docker.specs import ContainerSpec, all_specs
 from harness.engines import adapter_classes
+from harness.host.apple import apple_chip, is_apple_silicon, metal_family
 from harness.host.provenance import gpu_names
 from harness.toolchain import llamacpp as llamacpp_toolchain
 
@@ -50,7 +50,7 @@ class DoctorReport(BaseModel):
     engines: list[EngineVerdict]
 
 
-@lru_cache(maxsize=None)
+@cache
 def registry_reachable(image: str) -> bool:
     """Whether the registry of `image` answers its /v2/ endpoint (401 counts: it is there)."""
     first = image.split("/", 1)[0]
@@ -100,8 +100,14 @@ def _image_notes(spec: ContainerSpec, connection: DockerConnection, free_gib: fl
     return notes
 
 
-def _spec_verdict(spec: ContainerSpec, gpus: list[str], connection: DockerConnection | None,
-                  nvidia: bool, free_gib: float, docker_problem: str) -> EngineVerdict:
+def _spec_verdict(
+    spec: ContainerSpec,
+    gpus: list[str],
+    connection: DockerConnection | None,
+    nvidia: bool,
+    free_gib: float,
+    docker_problem: str,
+) -> EngineVerdict:
     notes = []
     if is_apple_silicon() and spec.needs_gpu:
         notes.append("Docker on macOS has no GPU: use the process launcher (llama.cpp with Metal)")
@@ -116,8 +122,12 @@ def _spec_verdict(spec: ContainerSpec, gpus: list[str], connection: DockerConnec
         notes.append(f"Docker cannot be used: {docker_problem}")
     else:
         notes += _image_notes(spec, connection, free_gib)
-    return EngineVerdict(engine=spec.engine, how=f"docker:{spec.name}", runnable=not notes,
-                         notes=notes or [f"{spec.image} ready (or built here on first use)"])
+    return EngineVerdict(
+        engine=spec.engine,
+        how=f"docker:{spec.name}",
+        runnable=not notes,
+        notes=notes or [f"{spec.image} ready (or built here on first use)"],
+    )
 
 
 def _process_verdicts() -> list[EngineVerdict]:
@@ -151,28 +161,50 @@ def _apple_checks() -> list[Check]:
     if not is_apple_silicon():
         return []
     family = metal_family()
-    return [Check(name="apple silicon", ok=True, detail=f"{apple_chip()}, llama.cpp backend "
-                                                        f"{llamacpp_toolchain.default_backend()}"),
-            Check(name="metal", ok=family is not None, detail=family or "system_profiler reports no Metal family")]
+    return [
+        Check(
+            name="apple silicon",
+            ok=True,
+            detail=f"{apple_chip()}, llama.cpp backend {llamacpp_toolchain.default_backend()}",
+        ),
+        Check(name="metal", ok=family is not None, detail=family or "system_profiler reports no Metal family"),
+    ]
 
 
 def diagnose() -> DoctorReport:
     """Check the host, then say for every container spec and native adapter whether it can run here."""
     connection, info, problem = _docker()
-    checks = [Check(name="docker", ok=connection is not None,
-                    detail=f"{connection.url}, server {info.get('ServerVersion')}, storage {info.get('Driver')}"
-                    if connection is not None else problem)]
+    checks = [
+        Check(
+            name="docker",
+            ok=connection is not None,
+            detail=f"{connection.url}, server {info.get('ServerVersion')}, storage {info.get('Driver')}"
+            if connection is not None
+            else problem,
+        )
+    ]
     free_gib = shutil.disk_usage(info.get("DockerRootDir") or "/").free / 2**30 if connection is not None else 0.0
     nvidia = _nvidia_runtime(connection)
     gpus = gpu_names()
-    checks.append(Check(name="nvidia runtime", ok=nvidia,
-                        detail="present" if nvidia else "no nvidia runtime in Docker, no nvidia-container-toolkit"))
+    checks.append(
+        Check(
+            name="nvidia runtime",
+            ok=nvidia,
+            detail="present" if nvidia else "no nvidia runtime in Docker, no nvidia-container-toolkit",
+        )
+    )
     checks.append(Check(name="gpus", ok=bool(gpus), detail="; ".join(gpus) or "nvidia-smi lists no GPU"))
     checks += _apple_checks()
     largest = max(spec.approx_image_gib for spec in all_specs())
-    checks.append(Check(name="disk for images", ok=free_gib >= largest,
-                        detail=f"{free_gib:.0f} GiB free at Docker's root (largest image about {largest:g} GiB)"
-                        if connection is not None else "not known: Docker cannot be used"))
+    checks.append(
+        Check(
+            name="disk for images",
+            ok=free_gib >= largest,
+            detail=f"{free_gib:.0f} GiB free at Docker's root (largest image about {largest:g} GiB)"
+            if connection is not None
+            else "not known: Docker cannot be used",
+        )
+    )
     engines = [_spec_verdict(spec, gpus, connection, nvidia, free_gib, problem) for spec in all_specs()]
     return DoctorReport(checks=checks, engines=engines + _process_verdicts())
 

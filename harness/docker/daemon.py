@@ -49,8 +49,9 @@ def checked_private_folder(path: Path) -> Path:
     if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
         raise UnsafeFolder(f"{path} is not a folder (a symlink or a file): refusing to use it for the Docker daemon")
     if info.st_uid != os.getuid():
-        raise UnsafeFolder(f"{path} belongs to uid {info.st_uid}, not {os.getuid()}: refusing to use it for the "
-                           "Docker daemon")
+        raise UnsafeFolder(
+            f"{path} belongs to uid {info.st_uid}, not {os.getuid()}: refusing to use it for the Docker daemon"
+        )
     if info.st_mode & 0o077:
         os.chmod(path, 0o700)  # ours: close it before anything goes in
     return path
@@ -93,8 +94,9 @@ def connect() -> DockerConnection:
         connection = _ping(url)
         if connection is not None:
             return connection
-    raise DockerUnavailable(f"no Docker daemon answers at {default} or unix://{private_socket()} "
-                            "(start one: `infercheck dockerd`, as root)")
+    raise DockerUnavailable(
+        f"no Docker daemon answers at {default} or unix://{private_socket()} (start one: `infercheck dockerd`, as root)"
+    )
 
 
 def apt_install(packages: list[str], progress: Callable[[str], None]) -> None:
@@ -122,12 +124,22 @@ def start_private_daemon(progress: Callable[[str], None] = print, timeout_s: flo
     data_root = checked_private_folder(cache_dir() / "docker" / "data")
     socket_path = private_socket()
     socket_path.unlink(missing_ok=True)
-    command = ["dockerd", "--data-root", str(data_root), "--exec-root", str(runtime / "exec"),
-               "--pidfile", str(runtime / "dockerd.pid"), "-H", f"unix://{socket_path}"]
+    command = [
+        "dockerd",
+        "--data-root",
+        str(data_root),
+        "--exec-root",
+        str(runtime / "exec"),
+        "--pidfile",
+        str(runtime / "dockerd.pid"),
+        "-H",
+        f"unix://{socket_path}",
+    ]
     progress(f"starting a private dockerd at unix://{socket_path} (data root {data_root})")
     with open(runtime / "dockerd.log", "ab") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:

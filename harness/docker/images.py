@@ -19,8 +19,8 @@ import docker
 from docker.errors import APIError, BuildError, ImageNotFound
 from docker.models.images import Image
 
-from harness.docker.specs import ContainerSpec
 from harness.docker.daemon import apt_install
+from harness.docker.specs import ContainerSpec
 from harness.paths import cache_dir
 from harness.toolchain import llamacpp as llamacpp_toolchain
 
@@ -63,8 +63,17 @@ def rootfs_tarball(progress: Callable[[str], None]) -> Path:
     with tempfile.TemporaryDirectory(dir=tarball.parent) as work:
         root = Path(work) / "rootfs"
         progress(f"debootstrap {suite} minbase from {DEBIAN_MIRROR} (about a minute)")
-        _run(["debootstrap", "--variant=minbase", f"--include={','.join(ROOTFS_PACKAGES)}", suite, str(root),
-              DEBIAN_MIRROR], "debootstrap")
+        _run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={','.join(ROOTFS_PACKAGES)}",
+                suite,
+                str(root),
+                DEBIAN_MIRROR,
+            ],
+            "debootstrap",
+        )
         for relative in ROOTFS_PRUNE:
             shutil.rmtree(root / relative, ignore_errors=True)
         partial = tarball.with_suffix(".partial")
@@ -116,8 +125,13 @@ def _context_sha256(spec: ContainerSpec) -> str:
     return digest.hexdigest()
 
 
-def _build(client: docker.DockerClient, spec: ContainerSpec, labels: dict[str, str],
-           artifacts: dict[str, Path], progress: Callable[[str], None]) -> Image:
+def _build(
+    client: docker.DockerClient,
+    spec: ContainerSpec,
+    labels: dict[str, str],
+    artifacts: dict[str, Path],
+    progress: Callable[[str], None],
+) -> Image:
     assert spec.build is not None
     buildargs = {"BASE": base_image(client, progress)} if spec.build.base == "debian-rootfs" else {}
     with tempfile.TemporaryDirectory() as context:
@@ -126,17 +140,25 @@ def _build(client: docker.DockerClient, spec: ContainerSpec, labels: dict[str, s
             shutil.copy2(path, Path(context) / name)
         progress(f"building {spec.image} from {spec.folder / spec.build.dockerfile}")
         try:
-            image, _ = client.images.build(path=context, dockerfile=spec.build.dockerfile, tag=spec.image,
-                                           buildargs=buildargs, labels=labels, network_mode="host", rm=True,
-                                           forcerm=True)
+            image, _ = client.images.build(
+                path=context,
+                dockerfile=spec.build.dockerfile,
+                tag=spec.image,
+                buildargs=buildargs,
+                labels=labels,
+                network_mode="host",
+                rm=True,
+                forcerm=True,
+            )
         except BuildError as exc:
             tail = "".join(str(line.get("stream", line.get("error", ""))) for line in exc.build_log)[-1500:]
             raise ImageBuildError(f"building {spec.image} failed: {exc.msg}\n{tail}") from None
     return image
 
 
-def ensure_image(client: docker.DockerClient, spec: ContainerSpec, pull: bool = False,
-                 progress: Callable[[str], None] = print) -> Image:
+def ensure_image(
+    client: docker.DockerClient, spec: ContainerSpec, pull: bool = False, progress: Callable[[str], None] = print
+) -> Image:
     """The spec's image: present and current, built (Dockerfile), or pulled. A Dockerfile whose base image comes
     from a registry is built only when `pull` allows the registry (the nightly runners)."""
     build_here = spec.build is not None and (spec.build.buildable_here or pull)
@@ -158,12 +180,15 @@ def ensure_image(client: docker.DockerClient, spec: ContainerSpec, pull: bool = 
         if build_here:
             return _build(client, spec, labels, artifacts, progress)
         if spec.build:
-            raise ImageUnavailable(f"image {spec.image} is not on this Docker host; build it from "
-                                   f"{spec.folder / spec.build.dockerfile} where its base image is reachable "
-                                   "(--pull allows the registry)")
+            raise ImageUnavailable(
+                f"image {spec.image} is not on this Docker host; build it from "
+                f"{spec.folder / spec.build.dockerfile} where its base image is reachable "
+                "(--pull allows the registry)"
+            )
         if not pull:
-            raise ImageUnavailable(f"image {spec.image} is not on this Docker host; pull it "
-                                   f"(`docker pull {spec.image}`, or --pull)")
+            raise ImageUnavailable(
+                f"image {spec.image} is not on this Docker host; pull it (`docker pull {spec.image}`, or --pull)"
+            )
         progress(f"pulling {spec.image}")
         try:
             return client.images.pull(spec.image)

@@ -117,8 +117,10 @@ def container_command(command: list[str], host_port: int, container_port: int | 
     """`command` with `--port <host port>` replaced by the port the container serves on."""
     if container_port is None:
         return list(command)
-    return [str(container_port) if token == str(host_port) and index and command[index - 1] == "--port" else token
-            for index, token in enumerate(command)]
+    return [
+        str(container_port) if token == str(host_port) and index and command[index - 1] == "--port" else token
+        for index, token in enumerate(command)
+    ]
 
 
 class DockerLauncher(Launcher):
@@ -134,8 +136,15 @@ class DockerLauncher(Launcher):
         self._log_thread: threading.Thread | None = None
         self.running: RunningEngine | None = None
 
-    def start(self, command: list[str], port: int, health_path: str, log_path: Path,
-              env: dict[str, str] | None = None, timeout_s: float = 120.0) -> RunningEngine:
+    def start(
+        self,
+        command: list[str],
+        port: int,
+        health_path: str,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        timeout_s: float = 120.0,
+    ) -> RunningEngine:
         try:
             connection = connect()
             image = connection.client.images.get(self.config.image)
@@ -148,18 +157,26 @@ class DockerLauncher(Launcher):
         health_path = self.config.health or health_path
         entrypoint = self.config.entrypoint or image.attrs["Config"].get("Entrypoint") or []
         digests = image.attrs.get("RepoDigests") or []  # a pulled image's registry digest, else the local id
-        self.running = RunningEngine(base_url=f"http://127.0.0.1:{port}", log_path=log_path,
-                                     command=[*entrypoint, *command], launcher=self.name,
-                                     image=self.config.image, image_digest=digests[0] if digests else image.id)
+        self.running = RunningEngine(
+            base_url=f"http://127.0.0.1:{port}",
+            log_path=log_path,
+            command=[*entrypoint, *command],
+            launcher=self.name,
+            image=self.config.image,
+            image_digest=digests[0] if digests else image.id,
+        )
         self._container = self._create(connection, image.id, command, port, log_path, env or {})
         _LIVE.add(self)
         try:
             self._container.start()
-            self._log_thread = threading.Thread(target=self._follow_logs, args=(self._container, log_path),
-                                                daemon=True)
+            self._log_thread = threading.Thread(target=self._follow_logs, args=(self._container, log_path), daemon=True)
             self._log_thread.start()
-            wait_healthy(self.running.base_url + health_path, timeout_s, still_running=self.is_running,
-                         describe_exit=self.describe_exit)
+            wait_healthy(
+                self.running.base_url + health_path,
+                timeout_s,
+                still_running=self.is_running,
+                describe_exit=self.describe_exit,
+            )
         except BaseException as exc:
             if self._log_thread is not None and not self.is_running():
                 self._log_thread.join(timeout=5)  # an exited container's last lines, before it is removed
@@ -171,8 +188,15 @@ class DockerLauncher(Launcher):
             raise
         return self.running
 
-    def _create(self, connection: DockerConnection, image_id: str, command: list[str], port: int,
-                log_path: Path, env: dict[str, str]) -> Container:
+    def _create(
+        self,
+        connection: DockerConnection,
+        image_id: str,
+        command: list[str],
+        port: int,
+        log_path: Path,
+        env: dict[str, str],
+    ) -> Container:
         """Create the container (not started) and its reaper."""
         config = self.config
         mounts = [Mount(target, source, type="bind", read_only=True) for source, target in config.mounts.items()]
@@ -182,22 +206,38 @@ class DockerLauncher(Launcher):
             source = files_dir / f"{index}-{Path(target).name}"
             source.write_text(content)
             mounts.append(Mount(target, str(source), type="bind", read_only=True))
-        environment = {**config.env, **env,
-                       **{name: os.environ[name] for name in config.passthrough_env if name in os.environ}}
+        environment = {
+            **config.env,
+            **env,
+            **{name: os.environ[name] for name in config.passthrough_env if name in os.environ},
+        }
         try:
             container = connection.client.containers.create(
-                image_id, command=command, entrypoint=config.entrypoint, detach=True,
+                image_id,
+                command=command,
+                entrypoint=config.entrypoint,
+                detach=True,
                 name=f"infercheck-{config.run_id}-{secrets.token_hex(3)}",
                 labels={LABEL: "1", RUN_LABEL: config.run_id, OWNER_LABEL: owner_token()},
-                ports={f"{config.port or port}/tcp": ("127.0.0.1", port)}, mounts=mounts, environment=environment,
-                device_requests=device_requests(config.gpus), shm_size=config.shm_size, ipc_mode=config.ipc_mode,
-                ulimits=[Ulimit(name=name, soft=value, hard=value) for name, value in config.ulimits.items()])
+                ports={f"{config.port or port}/tcp": ("127.0.0.1", port)},
+                mounts=mounts,
+                environment=environment,
+                device_requests=device_requests(config.gpus),
+                shm_size=config.shm_size,
+                ipc_mode=config.ipc_mode,
+                ulimits=[Ulimit(name=name, soft=value, hard=value) for name, value in config.ulimits.items()],
+            )
         except APIError as exc:
-            raise EngineStartError(f"docker could not create a container of {config.image}: "
-                                   f"{exc.explanation}") from None
-        self._reaper = subprocess.Popen([sys.executable, "-m", "harness.docker.reaper", connection.url,
-                                         container.id], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL, start_new_session=True)
+            raise EngineStartError(
+                f"docker could not create a container of {config.image}: {exc.explanation}"
+            ) from None
+        self._reaper = subprocess.Popen(
+            [sys.executable, "-m", "harness.docker.reaper", connection.url, container.id],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         return container
 
     @staticmethod
@@ -246,8 +286,10 @@ class DockerLauncher(Launcher):
     def stop(self) -> None:
         container, self._container = self._container, None
         if container is not None:
-            for action in (lambda: container.stop(timeout=int(self._stop_timeout_s)),
-                           lambda: container.remove(force=True)):
+            for action in (
+                lambda: container.stop(timeout=int(self._stop_timeout_s)),
+                lambda: container.remove(force=True),
+            ):
                 try:
                     action()
                 except (NotFound, APIError, RequestException):

@@ -18,12 +18,12 @@ from pathlib import Path
 import httpx
 from docker.errors import DockerException
 
-from harness.docker.specs import ContainerSpec, select_spec
-from harness.docker.images import ImageBuildError, ImageUnavailable, ensure_image
 from harness.docker.daemon import DockerUnavailable, connect
-from harness.outcomes import NotMeasurable
-from harness.launch.base import EngineStartError, Launcher
+from harness.docker.images import ImageBuildError, ImageUnavailable, ensure_image
 from harness.docker.launcher import ContainerConfig, ContainerExecError, DockerLauncher, sweep_leftovers
+from harness.docker.specs import ContainerSpec, select_spec
+from harness.launch.base import EngineStartError, Launcher
+from harness.outcomes import NotMeasurable
 from harness.records.results import EngineIdentity
 
 
@@ -79,12 +79,23 @@ class ContainerRunner:
     problem: Exception | None = None  # why containers cannot start here
 
     @classmethod
-    def create(cls, engine: str, model_paths: list[Path], run_id: str, devices: int,
-               options: DockerOptions, progress: Callable[[str], None] = print) -> ContainerRunner:
+    def create(
+        cls,
+        engine: str,
+        model_paths: list[Path],
+        run_id: str,
+        devices: int,
+        options: DockerOptions,
+        progress: Callable[[str], None] = print,
+    ) -> ContainerRunner:
         """Pick the spec for `engine` and get its image ready; what fails is kept for the probes to report."""
         spec = select_spec(engine, devices, options.container)
-        runner = cls(spec=spec, run_id=run_id, host_models=models_root(model_paths),
-                     gpus=options.gpus or ("all" if spec.needs_gpu else None))
+        runner = cls(
+            spec=spec,
+            run_id=run_id,
+            host_models=models_root(model_paths),
+            gpus=options.gpus or ("all" if spec.needs_gpu else None),
+        )
         runner.problem = runner._prepare(devices, options.pull, progress)
         return runner
 
@@ -110,9 +121,20 @@ class ContainerRunner:
         spec = self.spec
         command, files = config_files(command, self.host_models, spec.model_mount)
         config = ContainerConfig(
-            image=spec.image, run_id=self.run_id, entrypoint=spec.entrypoint, port=spec.port, health=spec.health,
-            mounts={str(self.host_models): spec.model_mount}, files=files, gpus=self.gpus, shm_size=spec.shm_size,
-            ipc_mode=spec.ipc_mode, ulimits=spec.ulimits, env=spec.env, passthrough_env=tuple(spec.env_passthrough))
+            image=spec.image,
+            run_id=self.run_id,
+            entrypoint=spec.entrypoint,
+            port=spec.port,
+            health=spec.health,
+            mounts={str(self.host_models): spec.model_mount},
+            files=files,
+            gpus=self.gpus,
+            shm_size=spec.shm_size,
+            ipc_mode=spec.ipc_mode,
+            ulimits=spec.ulimits,
+            env=spec.env,
+            passthrough_env=tuple(spec.env_passthrough),
+        )
         return DockerLauncher(config), translate_command(command, self.host_models, spec.model_mount)
 
     def version(self, launcher: DockerLauncher) -> str:
@@ -132,5 +154,6 @@ class ContainerRunner:
         assert isinstance(launcher, DockerLauncher) and launcher.running is not None
         running = launcher.running
         build = {**identity.build, "container_spec": self.spec.name, "container_version": self.version(launcher)}
-        return identity.model_copy(update={"image": running.image, "image_digest": running.image_digest,
-                                           "build": build})
+        return identity.model_copy(
+            update={"image": running.image, "image_digest": running.image_digest, "build": build}
+        )

@@ -8,16 +8,16 @@ OpenAI-compatible API that most engines serve; adapters override what differs.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from harness.engines.stages import Stage
+from harness.engines.status import EngineStatus
 from harness.launch.base import RunningEngine
 from harness.outcomes import NotMeasurable, Unsupported
-from harness.engines.status import EngineStatus
 from harness.records.results import EngineIdentity
-from harness.engines.stages import Stage
 from harness.wire.request import ApiRequest
 
 if TYPE_CHECKING:
@@ -47,8 +47,7 @@ class LaunchSpec:
     def key(self) -> str:
         """A short, stable name for records and log folders."""
         defaults = LaunchSpec()
-        parts = [f"{name}={value}" for name, value in sorted(asdict(self).items())
-                 if value != getattr(defaults, name)]
+        parts = [f"{name}={value}" for name, value in sorted(asdict(self).items()) if value != getattr(defaults, name)]
         return ",".join(parts) or "base"
 
 
@@ -139,8 +138,10 @@ class EngineAdapter(ABC):
     # -- feature translation (OpenAI-compatible defaults) ----------------------------
     def greedy_request(self, model: str, prompt: str, max_tokens: int, top_logprobs: int) -> ApiRequest:
         """Greedy completion of a plain-text prompt with top log-probabilities."""
-        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
-                                              "temperature": 0, "logprobs": top_logprobs})
+        return ApiRequest(
+            "/v1/completions",
+            {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "logprobs": top_logprobs},
+        )
 
     def parse_greedy(self, response: dict[str, Any]) -> GreedyOutput:
         """Text and per-position top log-probabilities from a greedy_request response."""
@@ -150,16 +151,27 @@ class EngineAdapter(ABC):
 
     def json_schema_request(self, model: str, prompt: str, schema: dict[str, Any], max_tokens: int) -> ApiRequest:
         """A chat request whose answer must follow `schema`."""
-        return ApiRequest("/v1/chat/completions", {
-            "model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
-            "temperature": 0,
-            "response_format": {"type": "json_schema", "json_schema": {"name": "probe", "schema": schema}},
-        })
+        return ApiRequest(
+            "/v1/chat/completions",
+            {
+                "model": model,
+                "messages": [{"role": "user", "content": prompt}],
+                "max_tokens": max_tokens,
+                "temperature": 0,
+                "response_format": {"type": "json_schema", "json_schema": {"name": "probe", "schema": schema}},
+            },
+        )
 
     def fixed_length_request(self, model: str, prompt: str, max_tokens: int, stream: bool) -> ApiRequest:
         """A greedy completion that generates exactly `max_tokens` tokens (EOS ignored)."""
-        body: dict[str, Any] = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0,
-                                "ignore_eos": True, "stream": stream}
+        body: dict[str, Any] = {
+            "model": model,
+            "prompt": prompt,
+            "max_tokens": max_tokens,
+            "temperature": 0,
+            "ignore_eos": True,
+            "stream": stream,
+        }
         if stream:
             body["stream_options"] = {"include_usage": True}
         return ApiRequest("/v1/completions", body)
@@ -190,8 +202,10 @@ class EngineAdapter(ABC):
 
     def echo_logprobs_request(self, model: str, prompt: str) -> ApiRequest:
         """A completion that echoes the prompt with each prompt token's log-probability (lm-eval's loglikelihood)."""
-        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": 1, "temperature": 0,
-                                              "echo": True, "logprobs": 1})
+        return ApiRequest(
+            "/v1/completions",
+            {"model": model, "prompt": prompt, "max_tokens": 1, "temperature": 0, "echo": True, "logprobs": 1},
+        )
 
     def parse_prompt_logprobs(self, response: dict[str, Any]) -> list[tuple[str, float | None]]:
         """(token text, log-probability) of every echoed position, prompt first (the first has none)."""
@@ -201,10 +215,18 @@ class EngineAdapter(ABC):
     def logit_bias_request(self, model: str, prompt: str, bias: dict[int, float], max_tokens: int) -> ApiRequest:
         """A greedy completion of exactly `max_tokens` tokens with `bias` added to those token ids' logits,
         answering with the generated token ids."""
-        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
-                                              "temperature": 0, "ignore_eos": True,
-                                              "logit_bias": {str(token): value for token, value in bias.items()},
-                                              "return_token_ids": True})
+        return ApiRequest(
+            "/v1/completions",
+            {
+                "model": model,
+                "prompt": prompt,
+                "max_tokens": max_tokens,
+                "temperature": 0,
+                "ignore_eos": True,
+                "logit_bias": {str(token): value for token, value in bias.items()},
+                "return_token_ids": True,
+            },
+        )
 
     def generated_token_ids(self, response: dict[str, Any]) -> list[int]:
         """The token ids a logit_bias_request generated."""
@@ -226,9 +248,17 @@ class EngineAdapter(ABC):
 
     def tool_call_request(self, model: str, prompt: str, tools: list[dict[str, Any]], max_tokens: int) -> ApiRequest:
         """An OpenAI `tools` chat request with tool_choice="required"."""
-        return ApiRequest("/v1/chat/completions", {
-            "model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
-            "temperature": 0, "tools": tools, "tool_choice": "required"})
+        return ApiRequest(
+            "/v1/chat/completions",
+            {
+                "model": model,
+                "messages": [{"role": "user", "content": prompt}],
+                "max_tokens": max_tokens,
+                "temperature": 0,
+                "tools": tools,
+                "tool_choice": "required",
+            },
+        )
 
     def parse_tool_calls(self, response: dict[str, Any]) -> list[ToolCall]:
         """The tool calls of a tool_call_request's answer."""

@@ -20,9 +20,9 @@ import httpx
 
 from harness.docker.specs import ContainerSpec, spec_named
 from harness.engines.base import EngineAdapter, LaunchSpec, ResolvedModels
-from harness.outcomes import NotMeasurable, Unsupported
-from harness.launch.base import RunningEngine
 from harness.host.provenance import gpu_names
+from harness.launch.base import RunningEngine
+from harness.outcomes import NotMeasurable, Unsupported
 from harness.records.results import EngineIdentity
 
 # A launch need the engine cannot meet: the exception to raise (Unsupported: documented absence,
@@ -106,7 +106,8 @@ class ContainerEngineAdapter(EngineAdapter):
         raise FileNotFoundError(
             f"{self.name} is not installed on this host; it runs in its image on an NVIDIA GPU host: "
             f"`infercheck run --engine {self.name} --launcher docker` (containers/{self.container_spec}/spec.yaml; "
-            f"{where})")
+            f"{where})"
+        )
 
     def check_launchable(self, spec: LaunchSpec, devices: int) -> None:
         fmt = spec.model_format or self.native_format
@@ -120,8 +121,9 @@ class ContainerEngineAdapter(EngineAdapter):
         if split > devices:
             raise NotMeasurable(f"needs {split} GPUs to split the model; this host has {devices}")
         if fmt not in self.loads_formats:
-            raise NotMeasurable(f"the {self.name} adapter probes {', '.join(self.loads_formats)} checkpoints, "
-                                f"not {fmt}")
+            raise NotMeasurable(
+                f"the {self.name} adapter probes {', '.join(self.loads_formats)} checkpoints, not {fmt}"
+            )
         if not spec.continuous_batching or spec.api_prefix or spec.flash_attention is False:
             raise NotMeasurable(f"{self.name} has no switch for this configuration ({spec.key()})")
         if spec.kv_cache_tokens is not None and self.kv_budget_flag is None:
@@ -155,4 +157,3 @@ def unsupported(reason: str) -> Limit:
 def not_probed(reason: str) -> Limit:
     """A need the probe does not apply to (the engine does it another way): recorded as not measured."""
     return (NotMeasurable, reason)
-

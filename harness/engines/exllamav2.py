@@ -17,12 +17,12 @@ import datetime
 import re
 from typing import Any, ClassVar
 
-from harness.wire.request import ApiRequest
 from harness.engines.base import GrammarSpec, LaunchSpec, ResolvedModels
-from harness.outcomes import Unsupported
+from harness.engines.containerized import ContainerEngineAdapter, Limit, unsupported
 from harness.engines.status import EngineStatus
 from harness.engines.tabbyapi import tabby_command, tabby_json_schema_request
-from harness.engines.containerized import ContainerEngineAdapter, Limit, unsupported
+from harness.outcomes import Unsupported
+from harness.wire.request import ApiRequest
 
 TABBY_COMMIT = "09ddfa8ffbd7c2471b7a3c9cf3095bf2b90e38c5"
 _TOKEN = re.compile(r'"(?:\\.|[^"\\])*"|\[(?:\\.|[^\]\\])*\]|\{\d+(?:,\d*)?\}|[()|*+?]|[A-Za-z_][\w-]*|\S')
@@ -39,7 +39,7 @@ def _units(tokens: list[str]) -> list[str]:
             while depth:
                 depth += {"(": 1, ")": -1}.get(tokens[end], 0)
                 end += 1
-            out.append("(" + " ".join(_units(tokens[index + 1:end - 1])) + ")")
+            out.append("(" + " ".join(_units(tokens[index + 1 : end - 1])) + ")")
             index = end
             continue
         if token.startswith("{") and out:
@@ -73,18 +73,23 @@ class ExLlamaV2Adapter(ContainerEngineAdapter):
     name: ClassVar[str] = "ExLlamaV2"
     container_spec: ClassVar[str] = "exllamav2"
     status: ClassVar[EngineStatus] = EngineStatus(
-        "superseded", "https://github.com/theroyallab/tabbyAPI/commit/c8b9a8f (TabbyAPI removed its ExLlamaV2 backend); "
+        "superseded",
+        "https://github.com/theroyallab/tabbyAPI/commit/c8b9a8f (TabbyAPI removed its ExLlamaV2 backend); "
         "https://github.com/turboderp-org/exllamav2 (last release v0.3.2 on 2025-07-13; ExLlamaV3 succeeds it)",
-        since=datetime.date(2026, 7, 14))
+        since=datetime.date(2026, 7, 14),
+    )
     native_command: ClassVar[str | None] = None  # TabbyAPI runs from its own checkout inside the image
     loads_formats: ClassVar[tuple[str, ...]] = ("hf", "exl2")
     limits: ClassVar[dict[str, Limit]] = {
-        "awq": unsupported("ExLlamaV2 loads EXL2, GPTQ and fp16 safetensors checkpoints (turboderp/exllamav2 "
-                           "README); it has no AWQ kernels"),
+        "awq": unsupported(
+            "ExLlamaV2 loads EXL2, GPTQ and fp16 safetensors checkpoints (turboderp/exllamav2 "
+            "README); it has no AWQ kernels"
+        ),
     }
     build_notes: ClassVar[dict[str, str]] = {
         "server": f"TabbyAPI {TABBY_COMMIT[:7]}: ExLlamaV2 has no server of its own; TabbyAPI drives its dynamic "
-                  "generator behind an OpenAI-style HTTP API"}
+        "generator behind an OpenAI-style HTTP API"
+    }
 
     def launch_command(self, spec: LaunchSpec, models: ResolvedModels, port: int) -> list[str]:
         return tabby_command(spec, models, port, ["--disable-auth", "true"])
@@ -94,12 +99,22 @@ class ExLlamaV2Adapter(ContainerEngineAdapter):
         return tabby_json_schema_request(model, prompt, schema, max_tokens)
 
     def grammar_request(self, model: str, prompt: str, grammar: GrammarSpec, max_tokens: int) -> ApiRequest:
-        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
-                                              "temperature": 0, "grammar_string": kbnf_from_gbnf(grammar.gbnf)})
+        return ApiRequest(
+            "/v1/completions",
+            {
+                "model": model,
+                "prompt": prompt,
+                "max_tokens": max_tokens,
+                "temperature": 0,
+                "grammar_string": kbnf_from_gbnf(grammar.gbnf),
+            },
+        )
 
     def beam_search_request(self, model: str, prompt: str, beams: int, max_tokens: int) -> ApiRequest:
-        raise Unsupported("TabbyAPI's sampler (common/sampling.py) has no beam search parameter and ExLlamaV2's "
-                          "dynamic generator samples one sequence per job")
+        raise Unsupported(
+            "TabbyAPI's sampler (common/sampling.py) has no beam search parameter and ExLlamaV2's "
+            "dynamic generator samples one sequence per job"
+        )
 
     def completion_text(self, response: dict[str, Any]) -> list[str]:
         """Without the one newline TabbyAPI's formatter puts after constrained output (formatron

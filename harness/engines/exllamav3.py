@@ -19,14 +19,14 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from harness.wire.request import ApiRequest
 from harness.engines.base import EngineAdapter, GrammarSpec, LaunchSpec, ResolvedModels
-from harness.outcomes import Unsupported
 from harness.engines.containerized import ContainerEngineAdapter, Limit, unsupported
 from harness.engines.status import EngineStatus
 from harness.engines.tabbyapi import tabby_command, tabby_json_schema_request
 from harness.launch.base import EngineStartError, RunningEngine
+from harness.outcomes import Unsupported
 from harness.records.results import EngineIdentity
+from harness.wire.request import ApiRequest
 
 if TYPE_CHECKING:
     from harness.engines.base import RegexSpec
@@ -40,18 +40,24 @@ class ExLlamaV3Adapter(ContainerEngineAdapter):
     name: ClassVar[str] = "ExLlamaV3"
     container_spec: ClassVar[str] = "exllamav3"
     status: ClassVar[EngineStatus] = EngineStatus(
-        "active", "https://github.com/turboderp-org/exllamav3/releases (exllamav3 1.6.5 newest on PyPI; TabbyAPI is "
-        "its official server)")
+        "active",
+        "https://github.com/turboderp-org/exllamav3/releases (exllamav3 1.6.5 newest on PyPI; TabbyAPI is "
+        "its official server)",
+    )
     native_command: ClassVar[str | None] = None  # TabbyAPI runs from its own checkout inside the image
     loads_formats: ClassVar[tuple[str, ...]] = ("hf", "exl3")
     limits: ClassVar[dict[str, Limit]] = {
-        "awq": unsupported("ExLlamaV3 loads EXL3 and FP16/BF16 checkpoints (turboderp-org/exllamav3 README); it has "
-                           "no AWQ kernels"),
-        "exl2": unsupported("TabbyAPI removed its ExLlamaV2 backend on 2026-07-14 (theroyallab/tabbyAPI c8b9a8f) and "
-                            "ExLlamaV3 loads EXL3 only, not EXL2"),
+        "awq": unsupported(
+            "ExLlamaV3 loads EXL3 and FP16/BF16 checkpoints (turboderp-org/exllamav3 README); it has no AWQ kernels"
+        ),
+        "exl2": unsupported(
+            "TabbyAPI removed its ExLlamaV2 backend on 2026-07-14 (theroyallab/tabbyAPI c8b9a8f) and "
+            "ExLlamaV3 loads EXL3 only, not EXL2"
+        ),
     }
     build_notes: ClassVar[dict[str, str]] = {
-        "server": "TabbyAPI (ghcr.io/theroyallab/tabbyapi): ExLlamaV3's official server, authentication on"}
+        "server": "TabbyAPI (ghcr.io/theroyallab/tabbyapi): ExLlamaV3's official server, authentication on"
+    }
 
     def __init__(self) -> None:
         super().__init__()
@@ -64,6 +70,7 @@ class ExLlamaV3Adapter(ContainerEngineAdapter):
         def keyed(*args: Any, **kwargs: Any) -> ApiRequest:
             request = build(*args, **kwargs)
             return replace(request, headers={**request.headers, **self.auth_headers()})
+
         return keyed
 
     def auth_headers(self) -> dict[str, str]:
@@ -77,8 +84,10 @@ class ExLlamaV3Adapter(ContainerEngineAdapter):
         """Reads the API key TabbyAPI generated and logged at start-up, before anything is asked of it."""
         keys = _API_KEY.findall(running.log_text())
         if not keys:
-            raise EngineStartError("TabbyAPI logged no API key ('Your API key is: ...', common/auth.py): requests "
-                                   "would be refused with 401")
+            raise EngineStartError(
+                "TabbyAPI logged no API key ('Your API key is: ...', common/auth.py): requests "
+                "would be refused with 401"
+            )
         self._api_key = keys[-1]
         return super().identity(running)
 
@@ -88,16 +97,34 @@ class ExLlamaV3Adapter(ContainerEngineAdapter):
 
     def grammar_request(self, model: str, prompt: str, grammar: GrammarSpec, max_tokens: int) -> ApiRequest:
         """llguidance tells Lark from GBNF itself; the GBNF is sent as written."""
-        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
-                                              "temperature": 0, "grammar_string": grammar.gbnf})
+        return ApiRequest(
+            "/v1/completions",
+            {
+                "model": model,
+                "prompt": prompt,
+                "max_tokens": max_tokens,
+                "temperature": 0,
+                "grammar_string": grammar.gbnf,
+            },
+        )
 
     def regex_request(self, model: str, prompt: str, regex: RegexSpec, max_tokens: int) -> ApiRequest:
-        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
-                                              "temperature": 0, "regex_pattern": regex.pattern})
+        return ApiRequest(
+            "/v1/completions",
+            {
+                "model": model,
+                "prompt": prompt,
+                "max_tokens": max_tokens,
+                "temperature": 0,
+                "regex_pattern": regex.pattern,
+            },
+        )
 
     def beam_search_request(self, model: str, prompt: str, beams: int, max_tokens: int) -> ApiRequest:
-        raise Unsupported("TabbyAPI's sampler (common/sampling.py) has no beam search parameter; ExLlamaV3's "
-                          "generator samples one sequence per job")
+        raise Unsupported(
+            "TabbyAPI's sampler (common/sampling.py) has no beam search parameter; ExLlamaV3's "
+            "generator samples one sequence per job"
+        )
 
     def speculative_stats(self, responses: list[dict[str, Any]], metrics: str | None) -> dict[str, float]:
         raise self.no_draft_statistics()

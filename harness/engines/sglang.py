@@ -18,12 +18,12 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from harness.wire.request import ApiRequest
 from harness.engines.base import GrammarSpec, GreedyOutput, LaunchSpec, ResolvedModels
-from harness.outcomes import Unsupported
 from harness.engines.containerized import ContainerEngineAdapter, Limit, unsupported
 from harness.engines.status import EngineStatus
+from harness.outcomes import Unsupported
 from harness.wire.prometheus import metric_values
+from harness.wire.request import ApiRequest
 
 # the scheduler's `#running-req` (the decode batch it logs) as a gauge, and its generated-token counter
 # (best effort: not yet measured against a real SGLang; it exports no per-step counter)
@@ -37,19 +37,36 @@ class SglangAdapter(ContainerEngineAdapter):
 
     name: ClassVar[str] = "SGLang"
     container_spec: ClassVar[str] = "sglang"
-    status: ClassVar[EngineStatus] = EngineStatus("active", "https://github.com/sgl-project/sglang/releases (sglang 0.5.23 newest on PyPI)")
+    status: ClassVar[EngineStatus] = EngineStatus(
+        "active", "https://github.com/sgl-project/sglang/releases (sglang 0.5.23 newest on PyPI)"
+    )
     native_command: ClassVar[str | None] = "sglang.launch_server"
     loads_formats: ClassVar[tuple[str, ...]] = ("hf", "awq")
     limits: ClassVar[dict[str, Limit]] = {
-        "exl2": unsupported("SGLang's --quantization choices (python/sglang/srt/server_args.py QUANTIZATION_CHOICES) "
-                            "include awq, gptq, gguf, fp8 and others, not exl2"),
+        "exl2": unsupported(
+            "SGLang's --quantization choices (python/sglang/srt/server_args.py QUANTIZATION_CHOICES) "
+            "include awq, gptq, gguf, fp8 and others, not exl2"
+        ),
     }
     kv_budget_flag: ClassVar[str | None] = "--max-total-tokens"  # server_args.py: the token pool's size
 
     def launch_command(self, spec: LaunchSpec, models: ResolvedModels, port: int) -> list[str]:
-        command = ["python3", "-m", "sglang.launch_server", "--model-path", str(models.model),
-                   "--served-model-name", self.served_model_name(models), "--host", "127.0.0.1", "--port", str(port),
-                   "--max-running-requests", str(spec.parallel_slots), "--enable-metrics"]
+        command = [
+            "python3",
+            "-m",
+            "sglang.launch_server",
+            "--model-path",
+            str(models.model),
+            "--served-model-name",
+            self.served_model_name(models),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--max-running-requests",
+            str(spec.parallel_slots),
+            "--enable-metrics",
+        ]
         if spec.tensor_parallel > 1:
             command += ["--tp-size", str(spec.tensor_parallel)]
         if spec.pipeline_parallel > 1:
@@ -61,9 +78,18 @@ class SglangAdapter(ContainerEngineAdapter):
         if spec.kv_cache_tokens is not None:
             command += [self.kv_budget_flag, str(spec.kv_cache_tokens)]
         if models.draft_model is not None:
-            command += ["--speculative-algorithm", "STANDALONE", "--speculative-draft-model-path",
-                        str(models.draft_model), "--speculative-num-steps", str(SPECULATIVE_STEPS),
-                        "--speculative-eagle-topk", "1", "--speculative-num-draft-tokens", str(SPECULATIVE_STEPS + 1)]
+            command += [
+                "--speculative-algorithm",
+                "STANDALONE",
+                "--speculative-draft-model-path",
+                str(models.draft_model),
+                "--speculative-num-steps",
+                str(SPECULATIVE_STEPS),
+                "--speculative-eagle-topk",
+                "1",
+                "--speculative-num-draft-tokens",
+                str(SPECULATIVE_STEPS + 1),
+            ]
         return command
 
     # -- feature translation -----------------------------------------------------------
@@ -76,16 +102,22 @@ class SglangAdapter(ContainerEngineAdapter):
     def parse_greedy(self, response: dict[str, Any]) -> GreedyOutput:
         """`meta_info.output_top_logprobs`: per position, [logprob, token_id, token_text] entries."""
         top = response.get("meta_info", {}).get("output_top_logprobs") or []
-        return GreedyOutput(text=response["text"],
-                            top_logprobs=[{entry[2]: entry[0] for entry in position} for position in top if position])
+        return GreedyOutput(
+            text=response["text"],
+            top_logprobs=[{entry[2]: entry[0] for entry in position} for position in top if position],
+        )
 
     def grammar_request(self, model: str, prompt: str, grammar: GrammarSpec, max_tokens: int) -> ApiRequest:
-        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
-                                              "temperature": 0, "ebnf": grammar.gbnf})
+        return ApiRequest(
+            "/v1/completions",
+            {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "ebnf": grammar.gbnf},
+        )
 
     def beam_search_request(self, model: str, prompt: str, beams: int, max_tokens: int) -> ApiRequest:
-        raise Unsupported("SGLang's OpenAI CompletionRequest (entrypoints/openai/protocol.py) and native sampling "
-                          "parameters have no beam search; n and best_of sample")
+        raise Unsupported(
+            "SGLang's OpenAI CompletionRequest (entrypoints/openai/protocol.py) and native sampling "
+            "parameters have no beam search; n and best_of sample"
+        )
 
     def speculative_stats(self, responses: list[dict[str, Any]], metrics: str | None) -> dict[str, float]:
         """From meta_info `spec_verify_ct`: the first token comes from the prefill, then each verification step

@@ -89,8 +89,9 @@ def descendants(pid: int, title: str) -> list[tuple[int, str]]:
     return [(child_pid, text) for _, child_pid, text in sorted(found)]
 
 
-def sample_busy(stages: Sequence[Stage], workload: Callable[[], object], interval_s: float = 0.05,
-                deadline_s: float = 120.0) -> tuple[BusyTrace, object]:
+def sample_busy(
+    stages: Sequence[Stage], workload: Callable[[], object], interval_s: float = 0.05, deadline_s: float = 120.0
+) -> tuple[BusyTrace, object]:
     """Run `workload` while sampling every stage's CPU time each `interval_s`; returns the trace and its result.
 
     The sampler stops when the workload returns or raises, or at `deadline_s` at the latest."""

@@ -24,12 +24,12 @@ from typing import Any, ClassVar
 
 import yaml
 
-from harness.wire.request import ApiRequest
 from harness.engines.base import GrammarSpec, LaunchSpec, ResolvedModels
-from harness.outcomes import NotMeasurable
-from harness.engines.status import EngineStatus
 from harness.engines.containerized import ContainerEngineAdapter, Limit, unsupported
+from harness.engines.status import EngineStatus
+from harness.outcomes import NotMeasurable
 from harness.paths import cache_dir
+from harness.wire.request import ApiRequest
 
 MAX_DRAFT_LEN = 4
 
@@ -38,8 +38,11 @@ def llm_api_options(draft_model: Path | None) -> dict[str, Any]:
     """The LLM API settings trtllm-serve takes only from its YAML file: grammar backend and draft model."""
     options: dict[str, Any] = {"guided_decoding_backend": "xgrammar"}
     if draft_model is not None:
-        options["speculative_config"] = {"decoding_type": "DraftTarget", "max_draft_len": MAX_DRAFT_LEN,
-                                         "speculative_model_dir": str(draft_model)}
+        options["speculative_config"] = {
+            "decoding_type": "DraftTarget",
+            "max_draft_len": MAX_DRAFT_LEN,
+            "speculative_model_dir": str(draft_model),
+        }
         options["disable_overlap_scheduler"] = True
     return options
 
@@ -61,22 +64,36 @@ class TensorRtLlmAdapter(ContainerEngineAdapter):
     name: ClassVar[str] = "TensorRT-LLM"
     container_spec: ClassVar[str] = "tensorrt-llm"
     status: ClassVar[EngineStatus] = EngineStatus(
-        "active", "https://github.com/NVIDIA/TensorRT-LLM/releases (tensorrt-llm 1.2.1 newest on PyPI)")
+        "active", "https://github.com/NVIDIA/TensorRT-LLM/releases (tensorrt-llm 1.2.1 newest on PyPI)"
+    )
     native_command: ClassVar[str | None] = "trtllm-serve"
     loads_formats: ClassVar[tuple[str, ...]] = ("hf", "awq")
     limits: ClassVar[dict[str, Limit]] = {
-        "exl2": unsupported("trtllm-serve loads HF checkpoints (ModelOpt FP8/NVFP4/INT4-AWQ quantized) or "
-                            "TensorRT engines (serve.py: 'MODEL: model name | HF checkpoint path | TensorRT "
-                            "engine path'); it has no EXL2 loader"),
+        "exl2": unsupported(
+            "trtllm-serve loads HF checkpoints (ModelOpt FP8/NVFP4/INT4-AWQ quantized) or "
+            "TensorRT engines (serve.py: 'MODEL: model name | HF checkpoint path | TensorRT "
+            "engine path'); it has no EXL2 loader"
+        ),
     }
     model_id_from_server: ClassVar[bool] = True  # the model id is the MODEL argument as the server saw it
 
     def launch_command(self, spec: LaunchSpec, models: ResolvedModels, port: int) -> list[str]:
         """`serve` named, MODEL last (click takes options before it): the Docker launcher keeps the arguments
         from the first option on, so a leading MODEL would be dropped with the executable."""
-        command = ["trtllm-serve", "serve", "--host", "127.0.0.1", "--port", str(port),
-                   "--backend", "pytorch", "--max_batch_size", str(spec.parallel_slots),
-                   "--extra_llm_api_options", str(write_options(models))]
+        command = [
+            "trtllm-serve",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend",
+            "pytorch",
+            "--max_batch_size",
+            str(spec.parallel_slots),
+            "--extra_llm_api_options",
+            str(write_options(models)),
+        ]
         if spec.beam_width is not None:
             command += ["--max_beam_width", str(spec.beam_width)]
         if spec.tensor_parallel > 1:
@@ -89,29 +106,54 @@ class TensorRtLlmAdapter(ContainerEngineAdapter):
 
     # -- feature translation -----------------------------------------------------------
     def json_schema_request(self, model: str, prompt: str, schema: dict[str, Any], max_tokens: int) -> ApiRequest:
-        return ApiRequest("/v1/chat/completions", {
-            "model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
-            "temperature": 0, "response_format": {"type": "json", "schema": schema},
-        })
+        return ApiRequest(
+            "/v1/chat/completions",
+            {
+                "model": model,
+                "messages": [{"role": "user", "content": prompt}],
+                "max_tokens": max_tokens,
+                "temperature": 0,
+                "response_format": {"type": "json", "schema": schema},
+            },
+        )
 
     def grammar_request(self, model: str, prompt: str, grammar: GrammarSpec, max_tokens: int) -> ApiRequest:
-        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
-                                              "temperature": 0, "response_format": {"type": "ebnf",
-                                                                                    "ebnf": grammar.gbnf}})
+        return ApiRequest(
+            "/v1/completions",
+            {
+                "model": model,
+                "prompt": prompt,
+                "max_tokens": max_tokens,
+                "temperature": 0,
+                "response_format": {"type": "ebnf", "ebnf": grammar.gbnf},
+            },
+        )
 
     def logit_bias_request(self, model: str, prompt: str, bias: dict[int, float], max_tokens: int) -> ApiRequest:
         """The probe reads the generated token ids, and CompletionRequest has no field asking for them: its models
         forbid extra fields, so `return_token_ids` would be refused with HTTP 400 (tests/test_contracts.py)."""
-        raise NotMeasurable("TRT-LLM's CompletionRequest (serve/openai_protocol.py, extra='forbid') has no field that "
-                            "returns the generated token ids the logit-bias probe compares")
+        raise NotMeasurable(
+            "TRT-LLM's CompletionRequest (serve/openai_protocol.py, extra='forbid') has no field that "
+            "returns the generated token ids the logit-bias probe compares"
+        )
 
     def beam_search_launch(self, spec: LaunchSpec, beams: int) -> LaunchSpec:
         """Beam search needs a server launched with exactly that width (#7368)."""
         return replace(spec, beam_width=beams)
 
     def beam_search_request(self, model: str, prompt: str, beams: int, max_tokens: int) -> ApiRequest:
-        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
-                                              "use_beam_search": True, "n": beams, "best_of": beams, "logprobs": 1})
+        return ApiRequest(
+            "/v1/completions",
+            {
+                "model": model,
+                "prompt": prompt,
+                "max_tokens": max_tokens,
+                "use_beam_search": True,
+                "n": beams,
+                "best_of": beams,
+                "logprobs": 1,
+            },
+        )
 
     def speculative_stats(self, responses: list[dict[str, Any]], metrics: str | None) -> dict[str, float]:
         """From each choice's `avg_decoded_tokens_per_iter`: a step that decodes k tokens accepted k-1 drafts."""

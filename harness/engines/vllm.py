@@ -21,20 +21,24 @@ from typing import Any, ClassVar
 import httpx
 
 from harness.docker.specs import ContainerSpec, PackagePin
-from harness.wire.request import ApiRequest
 from harness.engines.base import EngineAdapter, GrammarSpec, LaunchSpec, RegexSpec, ResolvedModels
-from harness.outcomes import NotMeasurable, Unsupported
+from harness.engines.stages import Stage, descendants
 from harness.engines.status import EngineStatus
 from harness.launch.base import RunningEngine
 from harness.models.sets import GGUF_FORMATS
+from harness.outcomes import NotMeasurable, Unsupported
 from harness.paths import cache_dir
-from harness.wire.prometheus import metric_total, metric_values
 from harness.records.results import EngineIdentity
-from harness.engines.stages import Stage, descendants
 from harness.toolchain import vllm_cpu
+from harness.wire.prometheus import metric_total, metric_values
+from harness.wire.request import ApiRequest
 
-_BATCHING_METRICS = {"steps": "vllm:iteration_tokens_total_count", "generated": "vllm:generation_tokens_total",
-                     "batch": "vllm:num_requests_running", "kv_usage": "vllm:kv_cache_usage_perc"}
+_BATCHING_METRICS = {
+    "steps": "vllm:iteration_tokens_total_count",
+    "generated": "vllm:generation_tokens_total",
+    "batch": "vllm:num_requests_running",
+    "kv_usage": "vllm:kv_cache_usage_perc",
+}
 # --attention-backend for LaunchSpec.flash_attention on the CUDA image (vllm/attention/backends/registry.py names)
 GPU_ATTENTION = {True: "FLASH_ATTN", False: "TRITON_ATTN"}
 _SPEC_DRAFTED, _SPEC_ACCEPTED = "vllm:spec_decode_num_draft_tokens_total", "vllm:spec_decode_num_accepted_tokens_total"
@@ -46,7 +50,9 @@ class VllmCpuAdapter(EngineAdapter):
 
     name: ClassVar[str] = "vLLM"
     native_format: ClassVar[str] = "hf"
-    status: ClassVar[EngineStatus] = EngineStatus("active", "https://github.com/vllm-project/vllm/releases (vllm 0.33.0 newest on PyPI)")
+    status: ClassVar[EngineStatus] = EngineStatus(
+        "active", "https://github.com/vllm-project/vllm/releases (vllm 0.33.0 newest on PyPI)"
+    )
     health_path: ClassVar[str] = "/health"
     startup_timeout_s: ClassVar[float] = 300.0
     kv_cache_gib: ClassVar[int] = 1
@@ -74,17 +80,23 @@ class VllmCpuAdapter(EngineAdapter):
             return self._check_gpu_launchable(spec, devices)
         split = max(spec.tensor_parallel, spec.pipeline_parallel)
         if split > 1 and (os.cpu_count() or 1) < split:
-            raise NotMeasurable(f"a split into {split} CPU ranks needs {split} cores (one OpenMP group each); "
-                                f"this host has {os.cpu_count()}")
+            raise NotMeasurable(
+                f"a split into {split} CPU ranks needs {split} cores (one OpenMP group each); "
+                f"this host has {os.cpu_count()}"
+            )
         if spec.model_format in GGUF_FORMATS:
-            raise Unsupported("vLLM 0.32 has no GGUF loader: no GGUF load format in vllm/model_executor/model_loader/ "
-                              "and no GGUF entry in QuantizationMethods (vllm/model_executor/layers/quantization/"
-                              "__init__.py) of the installed package",
-                              source=f"vllm/model_executor/layers/quantization/__init__.py and "
-                                     f"vllm/model_executor/model_loader/ in {vllm_cpu.PACKAGE} {vllm_cpu.PACKAGE_VERSION}")
+            raise Unsupported(
+                "vLLM 0.32 has no GGUF loader: no GGUF load format in vllm/model_executor/model_loader/ "
+                "and no GGUF entry in QuantizationMethods (vllm/model_executor/layers/quantization/"
+                "__init__.py) of the installed package",
+                source=f"vllm/model_executor/layers/quantization/__init__.py and "
+                f"vllm/model_executor/model_loader/ in {vllm_cpu.PACKAGE} {vllm_cpu.PACKAGE_VERSION}",
+            )
         if spec.model_format not in (None, *self.loads_formats):
-            raise NotMeasurable(f"no {spec.model_format} checkpoint vLLM can load is made on this host "
-                                f"(made here: {', '.join(self.loads_formats)})")
+            raise NotMeasurable(
+                f"no {spec.model_format} checkpoint vLLM can load is made on this host "
+                f"(made here: {', '.join(self.loads_formats)})"
+            )
         if spec.flash_attention:
             raise NotMeasurable("FlashAttention is a GPU kernel; the CPU build has its own attention backend")
 
@@ -94,26 +106,49 @@ class VllmCpuAdapter(EngineAdapter):
         if devices < max(split, 1):
             raise NotMeasurable(f"the vLLM GPU image needs {max(split, 1)} NVIDIA GPU(s); this host has {devices}")
         if spec.model_format in GGUF_FORMATS:
-            raise NotMeasurable("GGUF on vLLM's CUDA image is not probed yet: the GGUF absence was read in the vllm-cpu "
-                                "package, and the adapter has no GPU GGUF launch (--tokenizer for the .gguf file)")
+            raise NotMeasurable(
+                "GGUF on vLLM's CUDA image is not probed yet: the GGUF absence was read in the vllm-cpu "
+                "package, and the adapter has no GPU GGUF launch (--tokenizer for the .gguf file)"
+            )
         if spec.model_format not in (None, *self.loads_formats):
-            raise NotMeasurable(f"no {spec.model_format} checkpoint vLLM can load is made on this host "
-                                f"(made here: {', '.join(self.loads_formats)})")
+            raise NotMeasurable(
+                f"no {spec.model_format} checkpoint vLLM can load is made on this host "
+                f"(made here: {', '.join(self.loads_formats)})"
+            )
 
     def launch_command(self, spec: LaunchSpec, models: ResolvedModels, port: int) -> list[str]:
         install = vllm_cpu.find_install(cache_dir())  # None under --launcher docker: the image's python runs it
         python = str(install.python) if install else "python3"
-        command = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(models.model),
-                   "--served-model-name", self.served_model_name(models), "--host", "127.0.0.1", "--port", str(port),
-                   "--dtype", self._dtype(spec), "--max-model-len", str(self.max_model_len),
-                   "--max-num-seqs", str(spec.parallel_slots), "--seed", "0"]
+        command = [
+            python,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            str(models.model),
+            "--served-model-name",
+            self.served_model_name(models),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dtype",
+            self._dtype(spec),
+            "--max-model-len",
+            str(self.max_model_len),
+            "--max-num-seqs",
+            str(spec.parallel_slots),
+            "--seed",
+            "0",
+        ]
         if self.device == "cuda" and spec.flash_attention is not None:
             command += ["--attention-backend", GPU_ATTENTION[spec.flash_attention]]
         if spec.prefill_chunk_tokens is not None:
             command += ["--enable-chunked-prefill", "--max-num-batched-tokens", str(spec.prefill_chunk_tokens)]
         if models.draft_model is not None:
-            command += ["--speculative-config",
-                        json.dumps({"model": str(models.draft_model), "num_speculative_tokens": 3})]
+            command += [
+                "--speculative-config",
+                json.dumps({"model": str(models.draft_model), "num_speculative_tokens": 3}),
+            ]
         if spec.tensor_parallel > 1:
             command += ["--tensor-parallel-size", str(spec.tensor_parallel)]
         if spec.pipeline_parallel > 1:
@@ -146,8 +181,11 @@ class VllmCpuAdapter(EngineAdapter):
         """The CPU build's settings; the GPU image's environment is its container spec's (containers/vllm)."""
         if self.device == "cuda":
             return {}
-        env = {"VLLM_CPU_KVCACHE_SPACE": str(self.kv_cache_gib), "TOKENIZERS_PARALLELISM": "false",
-               "HF_HUB_OFFLINE": "1"}
+        env = {
+            "VLLM_CPU_KVCACHE_SPACE": str(self.kv_cache_gib),
+            "TOKENIZERS_PARALLELISM": "false",
+            "HF_HUB_OFFLINE": "1",
+        }
         ranks = spec.tensor_parallel * spec.pipeline_parallel
         if ranks > 1:  # one core per rank (vllm/utils/ompmultiprocessing.py: one "|"-separated CPU list per rank)
             env["VLLM_CPU_OMP_THREADS_BIND"] = "|".join(str(core) for core in range(ranks))
@@ -157,11 +195,20 @@ class VllmCpuAdapter(EngineAdapter):
         version = httpx.get(running.base_url + "/version", timeout=10).json().get("version", "unknown")
         if self.device == "cuda":
             package = self._image_package
-            return EngineIdentity(name=self.name, version=str(version), package=package.name if package else None,
-                                  package_version=package.version if package else None, build={"device": "cuda"})
-        return EngineIdentity(name=self.name, version=str(version), package=vllm_cpu.PACKAGE,
-                              package_version=vllm_cpu.PACKAGE_VERSION if running.launcher != "attach" else None,
-                              build={"device": "cpu"})
+            return EngineIdentity(
+                name=self.name,
+                version=str(version),
+                package=package.name if package else None,
+                package_version=package.version if package else None,
+                build={"device": "cuda"},
+            )
+        return EngineIdentity(
+            name=self.name,
+            version=str(version),
+            package=vllm_cpu.PACKAGE,
+            package_version=vllm_cpu.PACKAGE_VERSION if running.launcher != "attach" else None,
+            build={"device": "cpu"},
+        )
 
     def served_model_name(self, models: ResolvedModels) -> str:
         return models.model.name
@@ -177,18 +224,40 @@ class VllmCpuAdapter(EngineAdapter):
         """`structured_outputs.json`, asking for compact JSON (`disable_any_whitespace`): with either this or
         `response_format`, vLLM 0.32 CPU still let the synthesized model emit tabs and newlines after
         `{"color":"green"` until max_tokens (measured 2026-11-25); the probe records that as truncation."""
-        return ApiRequest("/v1/chat/completions", {
-            "model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
-            "temperature": 0, "structured_outputs": {"json": schema, "disable_any_whitespace": True},
-        })
+        return ApiRequest(
+            "/v1/chat/completions",
+            {
+                "model": model,
+                "messages": [{"role": "user", "content": prompt}],
+                "max_tokens": max_tokens,
+                "temperature": 0,
+                "structured_outputs": {"json": schema, "disable_any_whitespace": True},
+            },
+        )
 
     def grammar_request(self, model: str, prompt: str, grammar: GrammarSpec, max_tokens: int) -> ApiRequest:
-        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
-                                              "temperature": 0, "structured_outputs": {"grammar": grammar.gbnf}})
+        return ApiRequest(
+            "/v1/completions",
+            {
+                "model": model,
+                "prompt": prompt,
+                "max_tokens": max_tokens,
+                "temperature": 0,
+                "structured_outputs": {"grammar": grammar.gbnf},
+            },
+        )
 
     def regex_request(self, model: str, prompt: str, regex: RegexSpec, max_tokens: int) -> ApiRequest:
-        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
-                                              "temperature": 0, "structured_outputs": {"regex": regex.pattern}})
+        return ApiRequest(
+            "/v1/completions",
+            {
+                "model": model,
+                "prompt": prompt,
+                "max_tokens": max_tokens,
+                "temperature": 0,
+                "structured_outputs": {"regex": regex.pattern},
+            },
+        )
 
     def structured_output_backend(self, running: RunningEngine) -> str:
         """The backend from the engine's start-up config line; 'auto' picks xgrammar and falls back to guidance
@@ -210,9 +279,19 @@ class VllmCpuAdapter(EngineAdapter):
         return reported if reported is not None else metrics_delta.get("vllm:prefix_cache_hits_total")
 
     def beam_search_request(self, model: str, prompt: str, beams: int, max_tokens: int) -> ApiRequest:
-        return ApiRequest("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": max_tokens,
-                                              "temperature": 0, "n": beams, "use_beam_search": True,
-                                              "length_penalty": 1.0, "logprobs": 1})
+        return ApiRequest(
+            "/v1/completions",
+            {
+                "model": model,
+                "prompt": prompt,
+                "max_tokens": max_tokens,
+                "temperature": 0,
+                "n": beams,
+                "use_beam_search": True,
+                "length_penalty": 1.0,
+                "logprobs": 1,
+            },
+        )
 
     def speculative_stats(self, responses: list[dict[str, Any]], metrics: str | None) -> dict[str, float]:
         """The engine's cumulative `vllm:spec_decode_num_{draft,accepted}_tokens_total` counters."""
@@ -236,15 +315,19 @@ class VllmCpuAdapter(EngineAdapter):
         config = re.search(r"^vllm:cache_config_info\{([^}]*)\}", metrics, re.M)
         labels = dict(re.findall(r'(\w+)="([^"]*)"', config.group(1))) if config else {}
         block_size = labels.get("block_size")
-        backend = next((m.group(1) for line in lines if (m := re.search(r"[Uu]sing (\S+) (?:attention )?backend", line))),
-                       None)
+        backend = next(
+            (m.group(1) for line in lines if (m := re.search(r"[Uu]sing (\S+) (?:attention )?backend", line))), None
+        )
         version = next((m.group(1) for line in lines if (m := re.search(r"FlashAttention version (\d)", line))), None)
         library = f"flash_attention_{version or 2}" if backend and backend.upper().startswith("FLASH_ATTN") else None
-        return {"attention_backend": backend, "library_kernel": library,
-                "kv_kind": "blocks" if block_size else None,
-                "kv_layout": f"blocks of {block_size} tokens (vllm:cache_config_info)" if block_size else None,
-                "num_blocks": labels.get("num_gpu_blocks") or labels.get("num_cpu_blocks"),
-                "log": lines[:20] + ([config.group(0)[:500]] if config else [])}
+        return {
+            "attention_backend": backend,
+            "library_kernel": library,
+            "kv_kind": "blocks" if block_size else None,
+            "kv_layout": f"blocks of {block_size} tokens (vllm:cache_config_info)" if block_size else None,
+            "num_blocks": labels.get("num_gpu_blocks") or labels.get("num_cpu_blocks"),
+            "log": lines[:20] + ([config.group(0)[:500]] if config else []),
+        }
 
     def batching_counters(self, metrics: str) -> dict[str, float]:
         """`iteration_tokens_total` observes one sample per engine step, `generation_tokens_total` counts the

@@ -18,9 +18,14 @@ from harness.records.results import HarnessInfo, HostInfo
 @lru_cache(maxsize=1)
 def host_info() -> HostInfo:
     """CPU, memory and accelerators of this machine."""
-    return HostInfo(hostname=socket.gethostname(), platform=platform.platform(), cpu=_cpu_model(),
-                    cpu_count=os.cpu_count() or 1, memory_gib=round(_memory_bytes() / 2**30, 1),
-                    accelerators=gpu_names() or apple_accelerators())
+    return HostInfo(
+        hostname=socket.gethostname(),
+        platform=platform.platform(),
+        cpu=_cpu_model(),
+        cpu_count=os.cpu_count() or 1,
+        memory_gib=round(_memory_bytes() / 2**30, 1),
+        accelerators=gpu_names() or apple_accelerators(),
+    )
 
 
 @lru_cache(maxsize=1)
@@ -51,8 +56,13 @@ def gpu_names() -> list[str]:
     if shutil.which("nvidia-smi") is None:
         return []
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=20, check=True).stdout
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout
     except (subprocess.SubprocessError, OSError):
         return []
     return [line.strip() for line in out.splitlines() if line.strip()]

@@ -45,8 +45,15 @@ class Launcher(ABC):
     name: str
 
     @abstractmethod
-    def start(self, command: list[str], port: int, health_path: str, log_path: Path,
-              env: dict[str, str] | None = None, timeout_s: float = 120.0) -> RunningEngine:
+    def start(
+        self,
+        command: list[str],
+        port: int,
+        health_path: str,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        timeout_s: float = 120.0,
+    ) -> RunningEngine:
         """Start the engine and return once its health endpoint answers 200."""
 
     @abstractmethod
@@ -91,8 +98,9 @@ def port_taken(port: int) -> bool:
     return False
 
 
-def wait_healthy(url: str, timeout_s: float, still_running: Callable[[], bool],
-                 describe_exit: Callable[[], str]) -> None:
+def wait_healthy(
+    url: str, timeout_s: float, still_running: Callable[[], bool], describe_exit: Callable[[], str]
+) -> None:
     """Poll `url` until it answers 200; fail early when the engine exits, or at the timeout."""
     deadline = time.monotonic() + timeout_s
     last_error = "no answer yet"

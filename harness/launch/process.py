@@ -43,26 +43,45 @@ class ProcessLauncher(Launcher):
         self._stop_timeout_s = stop_timeout_s
         self.running: RunningEngine | None = None
 
-    def start(self, command: list[str], port: int, health_path: str, log_path: Path,
-              env: dict[str, str] | None = None, timeout_s: float = 120.0) -> RunningEngine:
+    def start(
+        self,
+        command: list[str],
+        port: int,
+        health_path: str,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        timeout_s: float = 120.0,
+    ) -> RunningEngine:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log_handle = open(log_path, "ab")
         try:
             self._proc = subprocess.Popen(
-                command, stdout=self._log_handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, **(env or {})}, start_new_session=True,
+                command,
+                stdout=self._log_handle,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **(env or {})},
+                start_new_session=True,
                 preexec_fn=_die_with_parent,
             )
         except OSError as exc:
             self._log_handle.close()
             raise EngineStartError(f"cannot execute {command[0]}: {exc.strerror}") from exc
         _LIVE.add(self)
-        self.running = RunningEngine(base_url=f"http://127.0.0.1:{port}", log_path=log_path,
-                                     command=command, launcher=self.name, pid=self._proc.pid)
+        self.running = RunningEngine(
+            base_url=f"http://127.0.0.1:{port}",
+            log_path=log_path,
+            command=command,
+            launcher=self.name,
+            pid=self._proc.pid,
+        )
         try:
-            wait_healthy(self.running.base_url + health_path, timeout_s,
-                         still_running=lambda: self._proc is not None and self._proc.poll() is None,
-                         describe_exit=self.describe_exit)
+            wait_healthy(
+                self.running.base_url + health_path,
+                timeout_s,
+                still_running=lambda: self._proc is not None and self._proc.poll() is None,
+                describe_exit=self.describe_exit,
+            )
         except BaseException as exc:
             self.stop()
             if isinstance(exc, EngineStartError):

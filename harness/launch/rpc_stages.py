@@ -70,8 +70,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         ports = []
         for index in range(args.stages):
             port = _free_port()
-            stages.append(subprocess.Popen([args.rpc_server, "--host", "127.0.0.1", "--port", str(port),
-                                            "--threads", str(args.threads)], stdin=subprocess.DEVNULL))
+            stages.append(
+                subprocess.Popen(
+                    [args.rpc_server, "--host", "127.0.0.1", "--port", str(port), "--threads", str(args.threads)],
+                    stdin=subprocess.DEVNULL,
+                )
+            )
             ports.append(port)
             print(f"infercheck rpc_stages: stage {index} pid {stages[-1].pid} port {port}", flush=True)
         for port, process in zip(ports, stages):

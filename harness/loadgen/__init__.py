@@ -14,6 +14,22 @@ from harness.loadgen.stats import DEFINITIONS, SLO, ClientFigures, LoadStats, Pe
 from harness.loadgen.tokens import measure_prompt_scale
 from harness.loadgen.workload import Lengths, PromptScale, Workload, as_chat
 
-__all__ = ["DEFINITIONS", "SLO", "ClientFigures", "ClientLoad", "Lengths", "LoadResult", "LoadStats", "Percentiles",
-           "PromptScale", "RequestResult", "Workload", "arrival_offsets", "as_chat", "measure_prompt_scale",
-           "offered_rate", "run_load", "summarize"]
+__all__ = [
+    "DEFINITIONS",
+    "SLO",
+    "ClientFigures",
+    "ClientLoad",
+    "Lengths",
+    "LoadResult",
+    "LoadStats",
+    "Percentiles",
+    "PromptScale",
+    "RequestResult",
+    "Workload",
+    "arrival_offsets",
+    "as_chat",
+    "measure_prompt_scale",
+    "offered_rate",
+    "run_load",
+    "summarize",
+]

@@ -65,8 +65,16 @@ class NullPace:
 
     def arguments(self) -> list[str]:
         """The command-line form of this pace."""
-        return ["--ttft", repr(self.ttft_s), "--itl", repr(self.itl_s),
-                "--tokens-per-event", str(self.tokens_per_event), "--fail-every", str(self.fail_every)]
+        return [
+            "--ttft",
+            repr(self.ttft_s),
+            "--itl",
+            repr(self.itl_s),
+            "--tokens-per-event",
+            str(self.tokens_per_event),
+            "--fail-every",
+            str(self.fail_every),
+        ]
 
 
 class NullEngine:
@@ -93,8 +101,9 @@ class NullEngine:
         finally:
             sock.close()
 
-    async def _respond(self, connection: h11.Connection, writer: _Writer,
-                       request: h11.Request, body: bytes, arrived: float) -> None:
+    async def _respond(
+        self, connection: h11.Connection, writer: _Writer, request: h11.Request, body: bytes, arrived: float
+    ) -> None:
         path = request.target.decode().split("?")[0]
         if request.method == b"GET" and path in ("/health", "/v1/models"):
             answer = {"status": "ok"} if path == "/health" else {"object": "list", "data": [{"id": MODEL}]}
@@ -112,18 +121,26 @@ class NullEngine:
 
     def _stats(self) -> dict[str, Any]:
         """Its own timings since the last reset: how late it really was, whatever a client measured."""
-        return {"requests": len(self._first_token_s),
-                "first_token_ms_p50": statistics.median(self._first_token_s) * 1000 if self._first_token_s else None,
-                "gap_ms_p50": statistics.median(self._gaps_s) * 1000 if self._gaps_s else None}
+        return {
+            "requests": len(self._first_token_s),
+            "first_token_ms_p50": statistics.median(self._first_token_s) * 1000 if self._first_token_s else None,
+            "gap_ms_p50": statistics.median(self._gaps_s) * 1000 if self._gaps_s else None,
+        }
 
-    async def _stream(self, connection: h11.Connection, writer: _Writer, kind: str,
-                      params: dict[str, Any], arrived: float) -> None:
+    async def _stream(
+        self, connection: h11.Connection, writer: _Writer, kind: str, params: dict[str, Any], arrived: float
+    ) -> None:
         if not params.get("stream"):
             await _send_json(connection, writer, 400, {"error": {"message": "the null engine only streams"}})
             return
         tokens = int(params.get("max_tokens") or params.get("max_completion_tokens") or 16)
-        writer.write(connection.send(h11.Response(status_code=200, headers=[
-            ("content-type", "text/event-stream"), ("cache-control", "no-cache")])))
+        writer.write(
+            connection.send(
+                h11.Response(
+                    status_code=200, headers=[("content-type", "text/event-stream"), ("cache-control", "no-cache")]
+                )
+            )
+        )
         loop, pace = asyncio.get_running_loop(), self.pace
         written: list[float] = []
         due: list[bytes] = []  # events with the same deadline (a zero gap), sent together in one chunk
@@ -165,16 +182,22 @@ def _token_event(kind: str, count: int, last: bool) -> bytes:
     """The SSE event carrying `count` placeholder tokens (made once per shape)."""
     text = " tok" * count
     finish = "length" if last else None
-    choice = ({"index": 0, "delta": {"content": text}, "finish_reason": finish} if kind == "chat.completion.chunk"
-              else {"index": 0, "text": text, "finish_reason": finish})
+    choice = (
+        {"index": 0, "delta": {"content": text}, "finish_reason": finish}
+        if kind == "chat.completion.chunk"
+        else {"index": 0, "text": text, "finish_reason": finish}
+    )
     return _sse({"object": kind, "model": MODEL, "choices": [choice]})
 
 
 def _timings(arrived: float, written: list[float], tokens: int) -> dict[str, float]:
     """What the engine itself measured, as llama-server reports it (its decode rate is (predicted_n - 1) /
     predicted_ms, the gaps after the first token), plus its real time to first token."""
-    timings = {"first_token_ms": (written[0] - arrived) * 1000, "predicted_n": tokens,
-               "predicted_ms": (written[-1] - written[0]) * 1000}
+    timings = {
+        "first_token_ms": (written[0] - arrived) * 1000,
+        "predicted_n": tokens,
+        "predicted_ms": (written[-1] - written[0]) * 1000,
+    }
     if written[-1] > written[0]:
         timings["predicted_per_second"] = (tokens - 1) / (written[-1] - written[0])
     return timings
@@ -192,8 +215,7 @@ def _prompt_tokens(params: dict[str, Any]) -> int:
     return len(prompt) if isinstance(prompt, list) else len(str(prompt).split())
 
 
-async def _read_request(connection: h11.Connection,
-                        sock: socket.socket) -> tuple[h11.Request, bytes, float] | None:
+async def _read_request(connection: h11.Connection, sock: socket.socket) -> tuple[h11.Request, bytes, float] | None:
     """The next request, its body and when its last bytes arrived; None once the client has closed."""
     request, body, arrived = None, bytearray(), asyncio.get_running_loop().time()
     while True:
@@ -252,7 +274,7 @@ class _Writer:
     def write(self, data: bytes) -> None:
         if not self._pending:
             try:
-                data = data[self._sock.send(data):]
+                data = data[self._sock.send(data) :]
             except BlockingIOError:
                 pass
         self._pending += data
@@ -263,11 +285,15 @@ class _Writer:
             await asyncio.get_running_loop().sock_sendall(self._sock, pending)
 
 
-async def _send_json(connection: h11.Connection, writer: _Writer, status: int,
-                     answer: dict[str, Any]) -> None:
+async def _send_json(connection: h11.Connection, writer: _Writer, status: int, answer: dict[str, Any]) -> None:
     body = json.dumps(answer).encode()
-    writer.write(connection.send(h11.Response(status_code=status, headers=[
-        ("content-type", "application/json"), ("content-length", str(len(body)))])))
+    writer.write(
+        connection.send(
+            h11.Response(
+                status_code=status, headers=[("content-type", "application/json"), ("content-length", str(len(body)))]
+            )
+        )
+    )
     writer.write(connection.send(h11.Data(data=body)))
     writer.write(connection.send(h11.EndOfMessage()))
     await writer.drain()
@@ -312,8 +338,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 @contextmanager
 def running_null_engine(pace: NullPace = NullPace()) -> Iterator[str]:
     """Start the null engine in its own process; yields its base URL and stops it afterwards."""
-    process = subprocess.Popen([sys.executable, __file__, *pace.arguments()],  # by path: stdlib and h11 only
-                               stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, __file__, *pace.arguments()],  # by path: stdlib and h11 only
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert process.stdout is not None
         line = process.stdout.readline()

@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.wire.request import ApiRequest
 from harness.loadgen import wire
 from harness.loadgen.schedule import arrival_offsets
+from harness.wire.request import ApiRequest
 from harness.wire.streaming import StreamTiming
 
 MIN_FOR_ERROR_RATE = 10  # finished requests before the maximum error rate may stop a run
@@ -106,9 +106,17 @@ class _Outcome:
     stopped: str | None
 
 
-async def run_load(base_url: str, requests: Sequence[ApiRequest], *, concurrency: int | None = None,
-                   rate: float | None = None, seed: int = 0, timeout_s: float = 600.0, processes: int = 1,
-                   max_error_rate: float | None = None) -> LoadResult:
+async def run_load(
+    base_url: str,
+    requests: Sequence[ApiRequest],
+    *,
+    concurrency: int | None = None,
+    rate: float | None = None,
+    seed: int = 0,
+    timeout_s: float = 600.0,
+    processes: int = 1,
+    max_error_rate: float | None = None,
+) -> LoadResult:
     """Send `requests` and time them; a failed request is recorded, never raised.
 
     Closed loop: `concurrency` requests in flight, each finished one replaced at once.
@@ -124,8 +132,9 @@ async def run_load(base_url: str, requests: Sequence[ApiRequest], *, concurrency
         raise ValueError(f"processes must be at least 1, got {processes}")
     wire.Target.of(base_url)
     offsets = arrival_offsets(len(requests), rate, seed)
-    shares = _deal(base_url, list(requests), offsets, concurrency, rate is not None, timeout_s, max_error_rate,
-                   processes)
+    shares = _deal(
+        base_url, list(requests), offsets, concurrency, rate is not None, timeout_s, max_error_rate, processes
+    )
     if len(shares) == 1:
         started_at = time.perf_counter()
         outcomes = [await drive(shares[0], started_at)]
@@ -139,25 +148,53 @@ async def run_load(base_url: str, requests: Sequence[ApiRequest], *, concurrency
     done = [result for result in results if result is not None]
     finished_at = max(outcome.ended_at for outcome in outcomes)
     busiest = max(outcomes, key=lambda o: o.cpu_s / o.wall_s if o.wall_s > 0 else 0.0)
-    client = ClientLoad(processes=len(outcomes), cpu_s=sum(o.cpu_s + o.parse_cpu_s for o in outcomes),
-                        wall_s=max(o.wall_s for o in outcomes),
-                        saturation=busiest.cpu_s / busiest.wall_s if busiest.wall_s > 0 else 0.0,
-                        waiting=busiest.wait_s / busiest.wall_s if busiest.wall_s > 0 else 0.0)
-    return LoadResult(results=done, started_at=started_at, finished_at=finished_at, concurrency=concurrency,
-                      rate=rate, offsets=offsets, client=client,
-                      stopped=next((o.stopped for o in outcomes if o.stopped), None))
+    client = ClientLoad(
+        processes=len(outcomes),
+        cpu_s=sum(o.cpu_s + o.parse_cpu_s for o in outcomes),
+        wall_s=max(o.wall_s for o in outcomes),
+        saturation=busiest.cpu_s / busiest.wall_s if busiest.wall_s > 0 else 0.0,
+        waiting=busiest.wait_s / busiest.wall_s if busiest.wall_s > 0 else 0.0,
+    )
+    return LoadResult(
+        results=done,
+        started_at=started_at,
+        finished_at=finished_at,
+        concurrency=concurrency,
+        rate=rate,
+        offsets=offsets,
+        client=client,
+        stopped=next((o.stopped for o in outcomes if o.stopped), None),
+    )
 
 
-def _deal(base_url: str, requests: list[ApiRequest], offsets: list[float], concurrency: int | None,
-          open_loop: bool, timeout_s: float, max_error_rate: float | None, processes: int) -> list[_Share]:
+def _deal(
+    base_url: str,
+    requests: list[ApiRequest],
+    offsets: list[float],
+    concurrency: int | None,
+    open_loop: bool,
+    timeout_s: float,
+    max_error_rate: float | None,
+    processes: int,
+) -> list[_Share]:
     """Requests round-robin over the processes; each keeps its part of the concurrency (at least one)."""
     processes = min(processes, len(requests), concurrency or len(requests))
     shares = []
     for worker in range(processes):
         indexes = list(range(worker, len(requests), processes))
         part = None if concurrency is None else concurrency // processes + (worker < concurrency % processes)
-        shares.append(_Share(base_url, indexes, [requests[i] for i in indexes], [offsets[i] for i in indexes],
-                             part, open_loop, timeout_s, max_error_rate))
+        shares.append(
+            _Share(
+                base_url,
+                indexes,
+                [requests[i] for i in indexes],
+                [offsets[i] for i in indexes],
+                part,
+                open_loop,
+                timeout_s,
+                max_error_rate,
+            )
+        )
     return shares
 
 
@@ -212,8 +249,9 @@ async def drive(share: _Share, started_at: float) -> _Outcome:
             continue
         timing, error = wire.parse(target, request, record)
         results.append(RequestResult(timing, CANCELLED if record.error == "cancelled" else error))
-    return _Outcome(share.indexes, results, cpu_s, time.process_time() - parse_started, wait_s, wall_s, ended_at,
-                    state.stopped)
+    return _Outcome(
+        share.indexes, results, cpu_s, time.process_time() - parse_started, wait_s, wall_s, ended_at, state.stopped
+    )
 
 
 def _run_queue_wait_s() -> float:
@@ -237,10 +275,16 @@ class _RunState:
         head = b"".join(data for _, data in (record.chunks or [])[:4])
         status_ok = head[9:10] == b"2"  # "HTTP/1.1 2xx"
         self.failed += bool(record.error) or not status_ok
-        if (self.max_error_rate is not None and not self.stopped and self.done >= MIN_FOR_ERROR_RATE
-                and self.failed / self.done > self.max_error_rate):
-            self.stopped = (f"{self.failed} of {self.done} finished requests failed, more than the maximum "
-                            f"error rate {self.max_error_rate:.0%}")
+        if (
+            self.max_error_rate is not None
+            and not self.stopped
+            and self.done >= MIN_FOR_ERROR_RATE
+            and self.failed / self.done > self.max_error_rate
+        ):
+            self.stopped = (
+                f"{self.failed} of {self.done} finished requests failed, more than the maximum "
+                f"error rate {self.max_error_rate:.0%}"
+            )
 
 
 async def _gather(tasks: list[asyncio.Task[None]], state: _RunState) -> None:
@@ -264,8 +308,9 @@ def _in_processes(shares: list[_Share]) -> tuple[float, list[_Outcome]]:
     workers: list[subprocess.Popen[bytes]] = []
     try:
         for share in shares:
-            worker = subprocess.Popen([sys.executable, "-m", "harness.loadgen.worker"], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE)
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "harness.loadgen.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            )
             assert worker.stdin is not None
             pickle.dump(share, worker.stdin)
             worker.stdin.flush()

@@ -16,8 +16,9 @@ from harness.wire.streaming import StreamError, stream_request
 _PROBE_WORDS = (8, 72)
 
 
-async def measure_prompt_scale(base_url: str, adapter: EngineAdapter, model: str,
-                               timeout_s: float = 120) -> PromptScale:
+async def measure_prompt_scale(
+    base_url: str, adapter: EngineAdapter, model: str, timeout_s: float = 120
+) -> PromptScale:
     """Fit the engine's prompt token counts for two prompt lengths (two one-token streamed requests)."""
     counts = []
     async with httpx.AsyncClient(base_url=base_url, timeout=timeout_s) as client:

@@ -48,11 +48,19 @@ class Target:
 
 def _request_events(target: Target, request: ApiRequest) -> list[Any]:
     body = json.dumps(request.body).encode()
-    headers = [("host", f"{target.host}:{target.port}"), ("content-type", "application/json"),
-               ("accept", "text/event-stream"), ("content-length", str(len(body))), ("connection", "close"),
-               *request.headers.items()]
-    return [h11.Request(method=request.method, target=target.prefix + request.path, headers=headers),
-            h11.Data(data=body), h11.EndOfMessage()]
+    headers = [
+        ("host", f"{target.host}:{target.port}"),
+        ("content-type", "application/json"),
+        ("accept", "text/event-stream"),
+        ("content-length", str(len(body))),
+        ("connection", "close"),
+        *request.headers.items(),
+    ]
+    return [
+        h11.Request(method=request.method, target=target.prefix + request.path, headers=headers),
+        h11.Data(data=body),
+        h11.EndOfMessage(),
+    ]
 
 
 def encode(target: Target, request: ApiRequest) -> bytes:
@@ -96,7 +104,8 @@ async def exchange(target: Target, payload: bytes, timeout_s: float) -> Exchange
     record, done = Exchange(sent_at=time.perf_counter()), loop.create_future()  # re-stamped once connected
     try:
         transport, _ = await asyncio.wait_for(
-            loop.create_connection(lambda: _Recorder(record, done), target.host, target.port), timeout_s)
+            loop.create_connection(lambda: _Recorder(record, done), target.host, target.port), timeout_s
+        )
     except (OSError, asyncio.TimeoutError) as exc:
         record.error = f"ConnectError: {exc or type(exc).__name__}"
         return record

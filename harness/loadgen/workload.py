@@ -6,8 +6,8 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
-from harness.wire.request import ApiRequest
 from harness.engines.base import EngineAdapter
+from harness.wire.request import ApiRequest
 
 # Common English words: large byte-level BPE vocabularies hold each as one token with its leading
 # space; for other tokenizers `harness.loadgen.tokens` measures how many tokens a word makes.

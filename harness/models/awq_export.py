@@ -66,8 +66,17 @@ def unpack(words: torch.Tensor, order: tuple[int, ...] = PACK_ORDER) -> torch.Te
     return torch.from_numpy(ordered.reshape(raw.shape[0], -1).astype(np.float32))
 
 
-AWQ = LinearCodec(quantize=quantize_linear, dequantize=dequantize_linear, quantization_config={
-    "quant_method": "awq", "bits": BITS, "group_size": GROUP_SIZE, "zero_point": True, "version": "gemm"})
+AWQ = LinearCodec(
+    quantize=quantize_linear,
+    dequantize=dequantize_linear,
+    quantization_config={
+        "quant_method": "awq",
+        "bits": BITS,
+        "group_size": GROUP_SIZE,
+        "zero_point": True,
+        "version": "gemm",
+    },
+)
 
 
 def export_awq(model: PreTrainedModel, hf_dir: Path, target: Path) -> PreTrainedModel:

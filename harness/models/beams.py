@@ -32,31 +32,53 @@ def _sequence_logprob(model: PreTrainedModel, prompt_ids: list[int], generated: 
 
 
 @torch.no_grad()
-def search_beams(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompt: str, beams: int,
-                 max_tokens: int, length_penalty: float) -> tuple[list[Beam], Beam]:
+def search_beams(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompt: str,
+    beams: int,
+    max_tokens: int,
+    length_penalty: float,
+) -> tuple[list[Beam], Beam]:
     """transformers' beam search (num_beams = num_return_sequences = `beams`, no sampling, no early stopping,
     EOS allowed) of `prompt`, best first, and the greedy continuation of the same length, each scored by a
     teacher-forced float32 pass."""
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     inputs = torch.tensor([prompt_ids])
-    found = model.generate(inputs, attention_mask=torch.ones_like(inputs), num_beams=beams,
-                           num_return_sequences=beams, max_new_tokens=max_tokens, do_sample=False,
-                           length_penalty=length_penalty, early_stopping=False,
-                           pad_token_id=tokenizer.eos_token_id)
-    greedy = model.generate(inputs, attention_mask=torch.ones_like(inputs), max_new_tokens=max_tokens,
-                            do_sample=False, pad_token_id=tokenizer.eos_token_id)
+    found = model.generate(
+        inputs,
+        attention_mask=torch.ones_like(inputs),
+        num_beams=beams,
+        num_return_sequences=beams,
+        max_new_tokens=max_tokens,
+        do_sample=False,
+        length_penalty=length_penalty,
+        early_stopping=False,
+        pad_token_id=tokenizer.eos_token_id,
+    )
+    greedy = model.generate(
+        inputs,
+        attention_mask=torch.ones_like(inputs),
+        max_new_tokens=max_tokens,
+        do_sample=False,
+        pad_token_id=tokenizer.eos_token_id,
+    )
 
     def beam(sequence: torch.Tensor) -> Beam:
-        generated = [int(token) for token in sequence[len(prompt_ids):] if int(token) != tokenizer.eos_token_id]
-        return Beam(text=tokenizer.decode(generated), token_ids=generated,
-                    cumulative_logprob=_sequence_logprob(model, prompt_ids, generated))
+        generated = [int(token) for token in sequence[len(prompt_ids) :] if int(token) != tokenizer.eos_token_id]
+        return Beam(
+            text=tokenizer.decode(generated),
+            token_ids=generated,
+            cumulative_logprob=_sequence_logprob(model, prompt_ids, generated),
+        )
 
     return [beam(sequence) for sequence in found], beam(greedy[0])
 
 
 @lru_cache(maxsize=8)
-def reference_beams(hf_dir: Path, prompt: str, beams: int, max_tokens: int,
-                    length_penalty: float) -> tuple[tuple[Beam, ...], Beam]:
+def reference_beams(
+    hf_dir: Path, prompt: str, beams: int, max_tokens: int, length_penalty: float
+) -> tuple[tuple[Beam, ...], Beam]:
     """`search_beams` on the float32 checkpoint at `hf_dir` (loaded once per call site and arguments)."""
     model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(hf_dir)

@@ -15,15 +15,17 @@ from harness.models.awq_export import export_awq
 from harness.models.gguf_export import export_f16_gguf
 from harness.models.gguf_weights import gguf_encoded_references
 from harness.models.gptq_export import export_gptq
-from harness.models.w8a8_export import export_w8a8
 from harness.models.reference import dtype_spread, select_references, select_window_references
 from harness.models.schema import ModelArtifact
 from harness.models.synth import build_model, make_config
 from harness.models.tokenizer import save_tokenizer, train_tokenizer
-
+from harness.models.w8a8_export import export_w8a8
 
 QUANTIZED_EXPORTS: dict[str, Callable[[PreTrainedModel, Path, Path], PreTrainedModel]] = {
-    "awq": export_awq, "gptq": export_gptq, "w8a8": export_w8a8}
+    "awq": export_awq,
+    "gptq": export_gptq,
+    "w8a8": export_w8a8,
+}
 
 
 def sha256_file(path: Path) -> str:
@@ -78,26 +80,46 @@ def build_base(root: Path, progress: Callable[[str], None]) -> list[ModelArtifac
         references = (select_window_references if windowed else select_references)(model, tokenizer)
         gguf_path = root / spec.name / f"{spec.name}-f16.gguf"
         export_f16_gguf(hf_dir, gguf_path, spec.name)
-        common = {"name": spec.name, "family": spec.family, "references": references,
-                  "dtype_spread": dtype_spread(model, references)}
+        common = {
+            "name": spec.name,
+            "family": spec.family,
+            "references": references,
+            "dtype_spread": dtype_spread(model, references),
+        }
         hf_sha = sha256_file(hf_dir / "model.safetensors")
         artifacts.append(ModelArtifact(format="hf", path=hf_dir, sha256=hf_sha, **common))
         quantized = spec.name in recipe.QUANTIZED_MODELS
-        artifacts.append(ModelArtifact(format="f16", path=gguf_path, sha256=sha256_file(gguf_path), **common,
-                                       encoded_references=gguf_encoded_references(hf_dir, gguf_path) if quantized else []))
+        artifacts.append(
+            ModelArtifact(
+                format="f16",
+                path=gguf_path,
+                sha256=sha256_file(gguf_path),
+                **common,
+                encoded_references=gguf_encoded_references(hf_dir, gguf_path) if quantized else [],
+            )
+        )
         if quantized:
             artifacts += _quantized_copies(model, hf_dir, tokenizer, spec.name, spec.family)
     return artifacts
 
 
-def _quantized_copies(model: PreTrainedModel, hf_dir: Path, tokenizer: PreTrainedTokenizerBase,
-                      name: str, family: str) -> list[ModelArtifact]:
+def _quantized_copies(
+    model: PreTrainedModel, hf_dir: Path, tokenizer: PreTrainedTokenizerBase, name: str, family: str
+) -> list[ModelArtifact]:
     """`<name>/<format>` for every weight-quantized HF format, with references from the weights each encodes."""
     copies = []
     for fmt, export in QUANTIZED_EXPORTS.items():
         target = hf_dir.parent / fmt
         encoded = select_references(export(model, hf_dir, target), tokenizer, recipe.QUANT_PROMPTS)
-        copies.append(ModelArtifact(format=fmt, path=target, sha256=sha256_file(target / "model.safetensors"),
-                                    name=name, family=family, references=encoded[:recipe.PROMPTS_PER_MODEL],
-                                    encoded_references=encoded))
+        copies.append(
+            ModelArtifact(
+                format=fmt,
+                path=target,
+                sha256=sha256_file(target / "model.safetensors"),
+                name=name,
+                family=family,
+                references=encoded[: recipe.PROMPTS_PER_MODEL],
+                encoded_references=encoded,
+            )
+        )
     return copies

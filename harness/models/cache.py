@@ -17,8 +17,21 @@ from harness.models.gguf_weights import gguf_encoded_references
 from harness.models.quantize import quantize_gguf
 from harness.models.schema import Manifest, ModelArtifact
 
-RECIPE_MODULES = ("corpus", "recipe", "tokenizer", "synth", "reference", "gguf_export", "gguf_weights",
-                  "quant_checkpoint", "awq_export", "gptq_export", "w8a8_export", "build", "schema")
+RECIPE_MODULES = (
+    "corpus",
+    "recipe",
+    "tokenizer",
+    "synth",
+    "reference",
+    "gguf_export",
+    "gguf_weights",
+    "quant_checkpoint",
+    "awq_export",
+    "gptq_export",
+    "w8a8_export",
+    "build",
+    "schema",
+)
 RECIPE_LIBRARIES = ("torch", "transformers", "tokenizers", "safetensors", "gguf")
 MANIFEST = "manifest.json"
 
@@ -83,8 +96,8 @@ def ensure_models(
 ) -> list[ModelArtifact]:
     """All synthetic model artifacts under `cache_dir/models/<version>`, building what is missing.
 
-    Without `quantize_bin` only the formats made without llama.cpp ("hf", "f16", "awq") are returned; with it, quantized files made
-    by a different llama-quantize binary are made again.
+    Without `quantize_bin` only the formats made without llama.cpp ("hf", "f16", "awq") are returned;
+    with it, quantized files made by a different llama-quantize binary are made again.
     """
     report = progress or (lambda message: None)
     version = recipe_version()
@@ -99,8 +112,11 @@ def ensure_models(
         if quantize_bin is not None and manifest.quantizer_sha256 != sha256_file(quantize_bin):
             manifest = _quantize_all(manifest, quantize_bin, report)
             _write_manifest(root, manifest)
-    return [artifact for artifact in manifest.artifacts
-            if quantize_bin is not None or artifact.format not in recipe.QUANT_TYPES]
+    return [
+        artifact
+        for artifact in manifest.artifacts
+        if quantize_bin is not None or artifact.format not in recipe.QUANT_TYPES
+    ]
 
 
 class ModelIntegrityError(RuntimeError):
@@ -121,12 +137,14 @@ def verify_artifact(artifact: ModelArtifact) -> None:
     try:
         actual = sha256_file(path)
     except OSError as exc:
-        raise ModelIntegrityError(f"cannot read model {artifact.name}/{artifact.format} at {path}: "
-                                  f"{exc.strerror or exc}") from None
+        raise ModelIntegrityError(
+            f"cannot read model {artifact.name}/{artifact.format} at {path}: {exc.strerror or exc}"
+        ) from None
     if actual != artifact.sha256:
         raise ModelIntegrityError(
             f"model {artifact.name}/{artifact.format} at {path} changed since it was built (sha256 {actual[:12]}, "
-            f"manifest {artifact.sha256[:12]}): refusing to launch (delete the models cache to rebuild it)")
+            f"manifest {artifact.sha256[:12]}): refusing to launch (delete the models cache to rebuild it)"
+        )
 
 
 def find_artifact(artifacts: list[ModelArtifact], name: str, fmt: str) -> ModelArtifact:

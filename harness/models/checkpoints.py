@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.models.sets import Checkpoint, ModelSet
 from harness.models.schema import ModelArtifact
+from harness.models.sets import Checkpoint, ModelSet
 
 
 def hub_root(cache: Path) -> Path:
@@ -45,8 +45,9 @@ def content_digest(path: Path) -> str:
     if path.is_file():
         blob = path.resolve()
         return blob.name if len(blob.name) == 64 else _file_sha256(blob)
-    listing = "\n".join(f"{file.relative_to(path)} {file.resolve().name}"
-                        for file in sorted(path.rglob("*")) if file.is_file())
+    listing = "\n".join(
+        f"{file.relative_to(path)} {file.resolve().name}" for file in sorted(path.rglob("*")) if file.is_file()
+    )
     return hashlib.sha256(listing.encode()).hexdigest()
 
 
@@ -75,6 +76,12 @@ class CheckpointSource:
         if (name, fmt) not in self._fetched:
             path = self.fetch(checkpoint, self.root)
             self._fetched[(name, fmt)] = ModelArtifact(
-                name=name, family=self.model_set.models[name].family, format=fmt, path=path,
-                sha256=content_digest(path), references=[], source=describe(checkpoint))
+                name=name,
+                family=self.model_set.models[name].family,
+                format=fmt,
+                path=path,
+                sha256=content_digest(path),
+                references=[],
+                source=describe(checkpoint),
+            )
         return self._fetched[(name, fmt)]

@@ -97,9 +97,7 @@ def _add_tokenizer(writer: gguf.GGUFWriter, model_dir: Path) -> None:
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre("gpt-2")
     writer.add_token_list(tokens)
-    writer.add_token_types(
-        [gguf.TokenType.CONTROL if token in special else gguf.TokenType.NORMAL for token in tokens]
-    )
+    writer.add_token_types([gguf.TokenType.CONTROL if token in special else gguf.TokenType.NORMAL for token in tokens])
     writer.add_token_merges([" ".join(pair) for pair in tokenizer["model"]["merges"]])
     writer.add_bos_token_id(vocab[tokenizer_config["bos_token"]])
     writer.add_eos_token_id(vocab[tokenizer_config["eos_token"]])

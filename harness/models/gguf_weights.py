@@ -46,7 +46,8 @@ def gguf_state_dict(path: Path, config: dict) -> dict[str, torch.Tensor]:
         if part in _EXPERT:
             for index, expert in enumerate(values):
                 state[f"model.layers.{layer}.block_sparse_moe.experts.{index}.{_EXPERT[part]}.weight"] = (
-                    torch.from_numpy(np.ascontiguousarray(expert)))
+                    torch.from_numpy(np.ascontiguousarray(expert))
+                )
             continue
         if part == "attn_q":
             values = rope_unpermute(values, config["num_attention_heads"])

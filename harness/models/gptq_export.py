@@ -38,9 +38,12 @@ def quantize_linear(weight: torch.Tensor, group_size: int = GROUP_SIZE) -> dict[
     scales = (2 * grouped.abs().amax(dim=1).clamp(min=1e-6) / levels).half()  # [groups, out]
     values = (grouped / scales.float()[:, None, :]).round().add(ZERO).clamp(0, levels)
     zeros = torch.full((in_features // group_size, out_features), ZERO - 1)
-    return {"qweight": pack(values.reshape(in_features, out_features).T, SEQUENTIAL).T.contiguous(),
-            "qzeros": pack(zeros, SEQUENTIAL), "scales": scales,
-            "g_idx": (torch.arange(in_features) // group_size).to(torch.int32)}
+    return {
+        "qweight": pack(values.reshape(in_features, out_features).T, SEQUENTIAL).T.contiguous(),
+        "qzeros": pack(zeros, SEQUENTIAL),
+        "scales": scales,
+        "g_idx": (torch.arange(in_features) // group_size).to(torch.int32),
+    }
 
 
 def dequantize_linear(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -51,10 +54,22 @@ def dequantize_linear(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
     return ((values - zeros[group]) * tensors["scales"].float()[group]).T
 
 
-QUANTIZE_CONFIG = {"quant_method": "gptq", "bits": BITS, "group_size": GROUP_SIZE, "desc_act": False, "sym": True,
-                   "checkpoint_format": "gptq", "damp_percent": 0.01, "true_sequential": True}
-GPTQ = LinearCodec(quantize=quantize_linear, dequantize=dequantize_linear, quantization_config=QUANTIZE_CONFIG,
-                   extra_files=(("quantize_config.json", QUANTIZE_CONFIG),))
+QUANTIZE_CONFIG = {
+    "quant_method": "gptq",
+    "bits": BITS,
+    "group_size": GROUP_SIZE,
+    "desc_act": False,
+    "sym": True,
+    "checkpoint_format": "gptq",
+    "damp_percent": 0.01,
+    "true_sequential": True,
+}
+GPTQ = LinearCodec(
+    quantize=quantize_linear,
+    dequantize=dequantize_linear,
+    quantization_config=QUANTIZE_CONFIG,
+    extra_files=(("quantize_config.json", QUANTIZE_CONFIG),),
+)
 
 
 def export_gptq(model: PreTrainedModel, hf_dir: Path, target: Path) -> PreTrainedModel:

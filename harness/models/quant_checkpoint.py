@@ -57,8 +57,10 @@ def write_quantized(model: PreTrainedModel, hf_dir: Path, target: Path, codec: L
         if path.name not in (WEIGHTS, "config.json"):
             shutil.copy(path, target / path.name)
     config = json.loads((hf_dir / "config.json").read_text())
-    config |= {"torch_dtype": str(codec.other_dtype).removeprefix("torch."),
-               "quantization_config": codec.quantization_config}
+    config |= {
+        "torch_dtype": str(codec.other_dtype).removeprefix("torch."),
+        "quantization_config": codec.quantization_config,
+    }
     config.pop("dtype", None)
     (target / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     for file_name, content in codec.extra_files:

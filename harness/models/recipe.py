@@ -17,12 +17,12 @@ CHAT_TEMPLATE = (
     "{% if tools %}<|user|>\nYou may call one or more functions. Their signatures, within <tools></tools>:\n<tools>"
     "{% for tool in tools %}\n{{ tool | tojson }}{% endfor %}\n</tools>\n"
     "Return each call within <tool_call></tool_call>:\n"
-    "<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call><|end|>\n{% endif %}"
+    '<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call><|end|>\n{% endif %}'
     "{% for message in messages %}"
-    "{% if message['role'] == 'assistant' %}<|assistant|>\n{% if message['content'] %}{{ message['content'] }}{% endif %}"
+    "{% if message['role'] == 'assistant' %}<|assistant|>\n{% if message['content'] %}{{ message['content'] }}{% endif %}"  # noqa: E501
     "{% if message['tool_calls'] %}{% for call in message['tool_calls'] %}"
     "{% if call['function'] is defined %}{% set call = call['function'] %}{% endif %}"
-    "<tool_call>\n{\"name\": \"{{ call['name'] }}\", \"arguments\": "
+    '<tool_call>\n{"name": "{{ call[\'name\'] }}", "arguments": '
     "{% if call['arguments'] is string %}{{ call['arguments'] }}{% else %}{{ call['arguments'] | tojson }}{% endif %}"
     "}\n</tool_call>{% endfor %}{% endif %}<|end|>\n"
     "{% elif message['role'] == 'tool' %}<|user|>\n<tool_response>\n{{ message['content'] }}\n</tool_response><|end|>\n"
@@ -118,4 +118,3 @@ QUANT_TYPES = {"q8_0": "Q8_0", "q4_k_m": "Q4_K_M"}
 # weights the file encodes (the probes' sample).
 QUANTIZED_MODELS = ("llama", "llama-alt")
 QUANT_PROMPTS = 16
-

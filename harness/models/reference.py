@@ -42,8 +42,9 @@ def _greedy_logits(model: PreTrainedModel, prompt_ids: list[int]) -> list[torch.
 
 
 @torch.no_grad()
-def _cached_greedy_logits(model: PreTrainedModel, prompt_ids: list[int],
-                          min_margin: float | None = recipe.MIN_MARGIN) -> list[torch.Tensor] | None:
+def _cached_greedy_logits(
+    model: PreTrainedModel, prompt_ids: list[int], min_margin: float | None = recipe.MIN_MARGIN
+) -> list[torch.Tensor] | None:
     """`_greedy_logits` with transformers' KV cache (one token per step after the prompt), for the long
     prompts of windowed models and the reduced-precision copies; no margin check when `min_margin` is None."""
     output = model(input_ids=torch.tensor([prompt_ids]), use_cache=True)
@@ -65,8 +66,9 @@ def _top(logits: torch.Tensor, tokenizer: PreTrainedTokenizerBase) -> tuple[dict
     return {tokenizer.decode([i]): float(v) for i, v in zip(id_list, values)}, id_list
 
 
-def reference_case(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompt: str,
-                   cached: bool = False) -> RefCase | None:
+def reference_case(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompt: str, cached: bool = False
+) -> RefCase | None:
     """The greedy reference of `prompt` (no BOS), or None when it is not robust enough to compare engines.
 
     Robust means every step's top-1/top-2 logit gap is at least MIN_MARGIN, and the continuation
@@ -91,8 +93,9 @@ def reference_case(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, p
     )
 
 
-def select_references(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-                      count: int = recipe.PROMPTS_PER_MODEL) -> list[RefCase]:
+def select_references(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, count: int = recipe.PROMPTS_PER_MODEL
+) -> list[RefCase]:
     """The first `count` robust reference cases from the seeded candidate prompts."""
     chosen: list[RefCase] = []
     for prompt in prompt_candidates(recipe.PROMPT_SEED, recipe.PROMPT_POOL):
@@ -157,7 +160,7 @@ def dtype_spread(model: PreTrainedModel, references: list[RefCase]) -> dict[str,
             reference_logprob = max(case.top_logprobs[0].values())
             diffs.append(abs(float(torch.log_softmax(steps[0], dim=-1)[reference_top]) - reference_logprob))
         count = len(references)
-        spreads[name] = DtypeSpread(prompts=count, exact_share=exact / count, top1_share=top1 / count,
-                                    max_logprob_diff=round(max(diffs), 6))
+        spreads[name] = DtypeSpread(
+            prompts=count, exact_share=exact / count, top1_share=top1 / count, max_logprob_diff=round(max(diffs), 6)
+        )
     return spreads
-

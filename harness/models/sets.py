@@ -52,8 +52,10 @@ class ModelEntry(_Strict):
         for fmt, checkpoint in self.formats.items():
             is_gguf = fmt in GGUF_FORMATS
             if is_gguf != bool(checkpoint.file and checkpoint.file.endswith(".gguf")):
-                raise ValueError(f"format {fmt}: " + ("a GGUF format names its .gguf `file`" if is_gguf
-                                                      else "only GGUF formats name a single `file`"))
+                raise ValueError(
+                    f"format {fmt}: "
+                    + ("a GGUF format names its .gguf `file`" if is_gguf else "only GGUF formats name a single `file`")
+                )
         return self
 
 
@@ -71,8 +73,10 @@ class ModelSet(_Strict):
             if draft not in self.models or target not in self.models:
                 raise ValueError(f"draft_for names a model the set lacks: {draft} -> {target}")
             if self.models[draft].family != self.models[target].family:
-                raise ValueError(f"draft {draft} ({self.models[draft].family}) cannot draft for {target} "
-                                 f"({self.models[target].family}): they must share a tokenizer")
+                raise ValueError(
+                    f"draft {draft} ({self.models[draft].family}) cannot draft for {target} "
+                    f"({self.models[target].family}): they must share a tokenizer"
+                )
         return self
 
     def checkpoint(self, model: str, fmt: str) -> Checkpoint | None:

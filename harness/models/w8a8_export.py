@@ -33,19 +33,29 @@ def dequantize_linear(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
     return tensors["weight"].float() * tensors["weight_scale"].float()
 
 
-_INT8_SYMMETRIC = {"num_bits": 8, "type": "int", "symmetric": True, "group_size": None, "block_structure": None,
-                   "actorder": None, "observer": "minmax", "observer_kwargs": {}}
+_INT8_SYMMETRIC = {
+    "num_bits": 8,
+    "type": "int",
+    "symmetric": True,
+    "group_size": None,
+    "block_structure": None,
+    "actorder": None,
+    "observer": "minmax",
+    "observer_kwargs": {},
+}
 QUANTIZATION_CONFIG = {
     "quant_method": "compressed-tensors",
     "format": "int-quantized",
     "quantization_status": "compressed",
-    "config_groups": {"group_0": {
-        "targets": ["Linear"],
-        "weights": {**_INT8_SYMMETRIC, "strategy": "channel", "dynamic": False},
-        "input_activations": {**_INT8_SYMMETRIC, "strategy": "token", "dynamic": True, "observer": None},
-        "output_activations": None,
-        "format": "int-quantized",
-    }},
+    "config_groups": {
+        "group_0": {
+            "targets": ["Linear"],
+            "weights": {**_INT8_SYMMETRIC, "strategy": "channel", "dynamic": False},
+            "input_activations": {**_INT8_SYMMETRIC, "strategy": "token", "dynamic": True, "observer": None},
+            "output_activations": None,
+            "format": "int-quantized",
+        }
+    },
     "ignore": ["lm_head"],
     "kv_cache_scheme": None,
 }

@@ -35,14 +35,23 @@ from harness.deadline import probe_deadline, probe_timeout_s
 from harness.docker.specs import SpecError, select_spec
 from harness.engines import UnknownEngineError, adapter_classes
 from harness.engines.base import LaunchSpec
-from harness.outcomes import NotMeasurable, Unsupported
-from harness.models.sets import ModelSet, ModelSetError, load_model_set
-from harness.records.features import row_for
-from harness.paths import cache_dir, default_results_dir
 from harness.host.provenance import gpu_names, harness_info, host_info
-from harness.records.results import SAFE_NAME, LEGACY_ABSENCE_NOTE, Evidence, Exchange, ResultRecord, Status, Verdict, write_record
+from harness.models.sets import ModelSet, ModelSetError, load_model_set
+from harness.outcomes import NotMeasurable, Unsupported
+from harness.paths import cache_dir, default_results_dir
 from harness.probing.run_context import RunContext
 from harness.probing.session import EngineSession
+from harness.records.features import row_for
+from harness.records.results import (
+    LEGACY_ABSENCE_NOTE,
+    SAFE_NAME,
+    Evidence,
+    Exchange,
+    ResultRecord,
+    Status,
+    Verdict,
+    write_record,
+)
 
 _CONTEXT_KEY = pytest.StashKey[RunContext]()
 _VERDICTS_KEY = pytest.StashKey[list[ResultRecord]]()
@@ -56,17 +65,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--base-url", default=None, help="attach to a server you started instead of launching one")
     group.addoption("--attach-model", default="llama", help="synthesized model the attached server serves")
     group.addoption("--attach-format", default=None, help="its format (default: the adapter's native format)")
-    group.addoption("--model-set", default=None,
-                    help="YAML naming real checkpoints per probe model (model-sets/); used when the Hub answers")
+    group.addoption(
+        "--model-set",
+        default=None,
+        help="YAML naming real checkpoints per probe model (model-sets/); used when the Hub answers",
+    )
     group.addoption("--results-dir", default=str(default_results_dir()), help="where result records go")
     group.addoption("--run-id", default=None, help="run id (default: time + random suffix)")
-    group.addoption("--launcher", choices=("process", "docker"), default="process",
-                    help="run engines as native processes or in containers (containers/<name>/spec.yaml)")
-    group.addoption("--container", default=None,
-                    help="with --launcher docker: the container spec (default: the engine's that suits this host)")
+    group.addoption(
+        "--launcher",
+        choices=("process", "docker"),
+        default="process",
+        help="run engines as native processes or in containers (containers/<name>/spec.yaml)",
+    )
+    group.addoption(
+        "--container",
+        default=None,
+        help="with --launcher docker: the container spec (default: the engine's that suits this host)",
+    )
     group.addoption("--pull", action="store_true", help="with --launcher docker: pull a missing image")
-    group.addoption("--docker-gpus", default=None,
-                    help="with --launcher docker: GPUs for the container: all, a count, or device=0,1")
+    group.addoption(
+        "--docker-gpus",
+        default=None,
+        help="with --launcher docker: GPUs for the container: all, a count, or device=0,1",
+    )
 
 
 def _docker_options(config: pytest.Config) -> Any:
@@ -76,9 +98,13 @@ def _docker_options(config: pytest.Config) -> Any:
     try:
         from harness.docker.runner import DockerOptions
     except ImportError as exc:
-        raise pytest.UsageError(f"--launcher docker needs the Docker SDK ({exc.name}): pip install -e '.[docker]'")
-    return DockerOptions(container=config.getoption("--container"), pull=config.getoption("--pull"),
-                         gpus=config.getoption("--docker-gpus"))
+        message = f"--launcher docker needs the Docker SDK ({exc.name}): pip install -e '.[docker]'"
+        raise pytest.UsageError(message) from exc
+    return DockerOptions(
+        container=config.getoption("--container"),
+        pull=config.getoption("--pull"),
+        gpus=config.getoption("--docker-gpus"),
+    )
 
 
 def _container_needs_gpu(config: pytest.Config) -> bool:
@@ -113,8 +139,9 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(str(exc)) from None
     _interrupted_by.clear()
     if threading.current_thread() is threading.main_thread():
-        config.stash[_HANDLERS_KEY] = {signum: signal.signal(signum, _interrupt)
-                                       for signum in (signal.SIGINT, signal.SIGTERM)}
+        config.stash[_HANDLERS_KEY] = {
+            signum: signal.signal(signum, _interrupt) for signum in (signal.SIGINT, signal.SIGTERM)
+        }
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -208,8 +235,10 @@ def _check_results_dir(config: pytest.Config) -> None:
     """Refuse a bad run id or an unwritable results folder before any probe runs (not minutes later)."""
     run_id = config.getoption("--run-id")
     if run_id is not None and not re.fullmatch(SAFE_NAME, run_id):
-        raise pytest.UsageError(f"--run-id {run_id!r}: a run id is one folder name ([A-Za-z0-9._-], no leading "
-                                "dot), so it cannot leave the results folder")
+        raise pytest.UsageError(
+            f"--run-id {run_id!r}: a run id is one folder name ([A-Za-z0-9._-], no leading "
+            "dot), so it cannot leave the results folder"
+        )
     try:
         check_writable(Path(config.getoption("--results-dir")))
     except OSError as exc:
@@ -223,10 +252,15 @@ def run_context(request: pytest.FixtureRequest) -> Any:
     attach_spec = LaunchSpec(model=config.getoption("--attach-model"), model_format=config.getoption("--attach-format"))
     try:
         context = RunContext.create(
-            engine=config.getoption("--engine"), results_dir=Path(config.getoption("--results-dir")),
-            cache=cache_dir(), attach_url=config.getoption("--base-url"), attach_spec=attach_spec,
-            run_id=config.getoption("--run-id"), docker=_docker_options(config),
-            model_set=config.stash.get(_MODEL_SET_KEY, None), progress=_say(config),
+            engine=config.getoption("--engine"),
+            results_dir=Path(config.getoption("--results-dir")),
+            cache=cache_dir(),
+            attach_url=config.getoption("--base-url"),
+            attach_spec=attach_spec,
+            run_id=config.getoption("--run-id"),
+            docker=_docker_options(config),
+            model_set=config.stash.get(_MODEL_SET_KEY, None),
+            progress=_say(config),
         )
     except (UnknownEngineError, FileNotFoundError, KeyError, SpecError) as exc:
         raise pytest.UsageError(str(exc)) from None
@@ -288,19 +322,31 @@ class ProbeRecorder:
         session = self.session or (self._used[0] if self._used else None)
         exited = self.context.pool.engine_exit() if session is not None else None
         if exited:  # a verdict against a dead engine says nothing about the feature
-            verdict = verdict.model_copy(update={"status": Status.ERROR, "reason": (
-                f"{exited[-3000:]}\n(the probe saw: {verdict.status.value}: {verdict.reason[:1000]})")})
+            verdict = verdict.model_copy(
+                update={
+                    "status": Status.ERROR,
+                    "reason": (f"{exited[-3000:]}\n(the probe saw: {verdict.status.value}: {verdict.reason[:1000]})"),
+                }
+            )
         evidence = verdict.evidence
         for used in self._used:
             self._exchanges += used.client.take_exchanges()
         if self._exchanges:
             evidence = evidence.model_copy(update={"exchanges": [*evidence.exchanges, *self._exchanges]})
         record = ResultRecord(
-            run_id=self.context.run_id, probe=self.probe_id, feature=self.feature,
+            run_id=self.context.run_id,
+            probe=self.probe_id,
+            feature=self.feature,
             engine=session.identity if session else self.context.identity(),
-            launch=session.launch if session else None, model=session.model_info() if session else None,
-            host=host_info(), harness=harness_info(), status=verdict.status, reason=verdict.reason,
-            evidence=evidence, started_at=self.started_at, finished_at=datetime.now(timezone.utc),
+            launch=session.launch if session else None,
+            model=session.model_info() if session else None,
+            host=host_info(),
+            harness=harness_info(),
+            status=verdict.status,
+            reason=verdict.reason,
+            evidence=evidence,
+            started_at=self.started_at,
+            finished_at=datetime.now(timezone.utc),
         )
         _write_or_keep(record, self.context.run_dir, self.item.config)
         self.record_written = record
@@ -339,15 +385,25 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
         recorder.record(Verdict(status=Status.NOT_MEASURED, reason=str(exc)))
         pytest.skip(f"not measured: {exc}")
     except Unsupported as exc:
-        recorder.record(Verdict(status=Status.FAIL, reason=f"not expressible in the engine's API: {exc}",
-                                evidence=Evidence(notes=[LEGACY_ABSENCE_NOTE], absence_source=exc.source)))
+        recorder.record(
+            Verdict(
+                status=Status.FAIL,
+                reason=f"not expressible in the engine's API: {exc}",
+                evidence=Evidence(notes=[LEGACY_ABSENCE_NOTE], absence_source=exc.source),
+            )
+        )
         return None
     except (pytest.skip.Exception, KeyboardInterrupt):
         raise
     except Exception as exc:
         if recorder.record_written is None:
-            recorder.record(Verdict(status=Status.ERROR, reason=f"{type(exc).__name__}: {exc}".strip()[:2000],
-                                    evidence=Evidence(notes=traceback.format_exception_only(exc)[-1:])))
+            recorder.record(
+                Verdict(
+                    status=Status.ERROR,
+                    reason=f"{type(exc).__name__}: {exc}".strip()[:2000],
+                    evidence=Evidence(notes=traceback.format_exception_only(exc)[-1:]),
+                )
+            )
         raise
     if recorder.record_written is None:
         recorder.record(Verdict(status=Status.ERROR, reason="probe finished without a verdict"))

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING
 
 from harness.engines import get_adapter
 from harness.engines.base import EngineAdapter, LaunchSpec
-from harness.models.sets import ModelSet, hub_reachable
+from harness.host.provenance import gpu_names
 from harness.models import ModelArtifact, ensure_models, find_artifact
 from harness.models.checkpoints import CheckpointSource, hub_root
-from harness.host.provenance import gpu_names
-from harness.records.results import EngineIdentity, run_dir_for
+from harness.models.sets import ModelSet, hub_reachable
 from harness.probing.session import EnginePool
+from harness.records.results import EngineIdentity, run_dir_for
 from harness.toolchain import llamacpp as llamacpp_toolchain
 
 if TYPE_CHECKING:
@@ -40,10 +40,18 @@ class RunContext:
     last_identity: EngineIdentity | None = None
 
     @classmethod
-    def create(cls, engine: str, results_dir: Path, cache: Path, attach_url: str | None = None,
-               attach_spec: LaunchSpec | None = None, run_id: str | None = None,
-               progress: Callable[[str], None] = print, docker: DockerOptions | None = None,
-               model_set: ModelSet | None = None) -> RunContext:
+    def create(
+        cls,
+        engine: str,
+        results_dir: Path,
+        cache: Path,
+        attach_url: str | None = None,
+        attach_spec: LaunchSpec | None = None,
+        run_id: str | None = None,
+        progress: Callable[[str], None] = print,
+        docker: DockerOptions | None = None,
+        model_set: ModelSet | None = None,
+    ) -> RunContext:
         """Resolve the engine, make sure the models exist, and prepare the engine pool."""
         adapter = get_adapter(engine)
         checkpoints = _checkpoint_source(model_set, cache, progress)
@@ -60,11 +68,20 @@ class RunContext:
         containers = None
         if docker is not None and attach_url is None:
             from harness.docker.runner import ContainerRunner
+
             model_paths = [artifact.path for artifact in artifacts] + ([checkpoints.root] if checkpoints else [])
             containers = ContainerRunner.create(adapter.name, model_paths, run_id, devices, docker, progress)
             adapter.use_container(containers.spec)
-        pool = EnginePool(adapter, artifacts, run_dir, devices=devices, attach_url=attach_url,
-                          attach_spec=attach_spec, containers=containers, checkpoints=checkpoints)
+        pool = EnginePool(
+            adapter,
+            artifacts,
+            run_dir,
+            devices=devices,
+            attach_url=attach_url,
+            attach_spec=attach_spec,
+            containers=containers,
+            checkpoints=checkpoints,
+        )
         return cls(run_id=run_id, run_dir=run_dir, adapter=adapter, artifacts=artifacts, pool=pool)
 
     def identity(self) -> EngineIdentity:
@@ -72,14 +89,17 @@ class RunContext:
         return self.last_identity or EngineIdentity(name=self.adapter.name, version="not started")
 
 
-def _checkpoint_source(model_set: ModelSet | None, cache: Path,
-                       progress: Callable[[str], None]) -> CheckpointSource | None:
+def _checkpoint_source(
+    model_set: ModelSet | None, cache: Path, progress: Callable[[str], None]
+) -> CheckpointSource | None:
     """The model set's checkpoints when the Hub answers; None (synthesized models) otherwise."""
     if model_set is None:
         return None
     if not hub_reachable():
-        progress(f"model set {model_set.name}: the Hugging Face Hub is unreachable, so the synthesized models "
-                 "stand in wherever the engine can load them")
+        progress(
+            f"model set {model_set.name}: the Hugging Face Hub is unreachable, so the synthesized models "
+            "stand in wherever the engine can load them"
+        )
         return None
     root = hub_root(cache)
     root.mkdir(parents=True, exist_ok=True)

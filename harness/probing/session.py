@@ -9,15 +9,15 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from harness.wire.client import EvidenceClient
 from harness.engines.base import EngineAdapter, LaunchSpec, ResolvedModels
-from harness.outcomes import NotMeasurable
 from harness.launch.base import PORT_ATTEMPTS, EngineStartError, Launcher, RunningEngine, free_port, port_taken
 from harness.launch.process import ProcessLauncher
 from harness.models import ModelArtifact, find_artifact
 from harness.models.cache import ModelIntegrityError, verify_artifact
 from harness.models.checkpoints import CheckpointSource
+from harness.outcomes import NotMeasurable
 from harness.records.results import EngineIdentity, LaunchInfo, ModelInfo
+from harness.wire.client import EvidenceClient
 
 HEALTH_TIMEOUT_S = 5.0  # a reused engine that does not answer its health check this fast is restarted
 
@@ -41,16 +41,29 @@ class EngineSession:
 
     def model_info(self) -> ModelInfo:
         """Provenance of the served model."""
-        return ModelInfo(name=self.model.name, family=self.model.family, format=self.model.format,
-                         sha256=self.model.sha256, source=self.model.source)
+        return ModelInfo(
+            name=self.model.name,
+            family=self.model.family,
+            format=self.model.format,
+            sha256=self.model.sha256,
+            source=self.model.source,
+        )
 
 
 class EnginePool:
     """Starts engines per launch spec (one at a time) or attaches to a server the user runs."""
 
-    def __init__(self, adapter: EngineAdapter, artifacts: list[ModelArtifact], run_dir: Path,
-                 devices: int = 0, attach_url: str | None = None, attach_spec: LaunchSpec | None = None,
-                 containers: ContainerRunner | None = None, checkpoints: CheckpointSource | None = None) -> None:
+    def __init__(
+        self,
+        adapter: EngineAdapter,
+        artifacts: list[ModelArtifact],
+        run_dir: Path,
+        devices: int = 0,
+        attach_url: str | None = None,
+        attach_spec: LaunchSpec | None = None,
+        containers: ContainerRunner | None = None,
+        checkpoints: CheckpointSource | None = None,
+    ) -> None:
         self.adapter = adapter
         self.artifacts = artifacts
         self.run_dir = run_dir
@@ -74,15 +87,17 @@ class EnginePool:
             if self._answers(self._current[1]):
                 return self._current[1]
             if self.attach_url:
-                raise EngineStartError(f"the attached server at {self.attach_url} stopped answering "
-                                       f"{self.adapter.health_path}")
+                raise EngineStartError(
+                    f"the attached server at {self.attach_url} stopped answering {self.adapter.health_path}"
+                )
             self.close()  # hung or stopped (SIGSTOP): the next probe gets a fresh engine
         if spec in self._failed:
             raise EngineStartError(self._failed[spec])
         if self.attach_url:
             if spec != self.attach_spec:
-                raise NotMeasurable(f"attach mode serves one configuration ({self.attach_spec.key()}); "
-                                    f"this probe needs {spec.key()}")
+                raise NotMeasurable(
+                    f"attach mode serves one configuration ({self.attach_spec.key()}); this probe needs {spec.key()}"
+                )
             return self._attach(spec)
         self.adapter.check_launchable(spec, self.devices)
         self.close()
@@ -138,8 +153,14 @@ class EnginePool:
                 launcher, command = self.containers.launcher(command)
             starting = time.monotonic()
             try:
-                running = launcher.start(command, port, spec.api_prefix + self.adapter.health_path, log_path,
-                                         env=self.adapter.launch_env(spec), timeout_s=self.adapter.startup_timeout_s)
+                running = launcher.start(
+                    command,
+                    port,
+                    spec.api_prefix + self.adapter.health_path,
+                    log_path,
+                    env=self.adapter.launch_env(spec),
+                    timeout_s=self.adapter.startup_timeout_s,
+                )
                 break
             except EngineStartError:
                 if attempt == PORT_ATTEMPTS or not port_taken(port):
@@ -154,8 +175,9 @@ class EnginePool:
             raise
         except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
             launcher.stop()
-            raise EngineStartError(f"the engine at {running.base_url} came up but did not say who it is: "
-                                   f"{type(exc).__name__}: {exc}") from exc
+            raise EngineStartError(
+                f"the engine at {running.base_url} came up but did not say who it is: {type(exc).__name__}: {exc}"
+            ) from exc
         except BaseException:
             launcher.stop()
             raise
@@ -169,28 +191,52 @@ class EnginePool:
         try:
             session = self._make_session(spec, running, model, resolved, "attach", ready_s=None)
         except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:  # the adapter's identity requests
-            raise EngineStartError(f"the attached server at {self.attach_url} did not say who it is: "
-                                   f"{type(exc).__name__}: {exc}") from exc
+            raise EngineStartError(
+                f"the attached server at {self.attach_url} did not say who it is: {type(exc).__name__}: {exc}"
+            ) from exc
         self._current = (spec, session, None)
         return session
 
-    def _make_session(self, spec: LaunchSpec, running: RunningEngine, model: ModelArtifact,
-                      resolved: ResolvedModels, launcher: str, ready_s: float | None) -> EngineSession:
+    def _make_session(
+        self,
+        spec: LaunchSpec,
+        running: RunningEngine,
+        model: ModelArtifact,
+        resolved: ResolvedModels,
+        launcher: str,
+        ready_s: float | None,
+    ) -> EngineSession:
         identity = self.adapter.identity(running)
-        launch = LaunchInfo(launcher=launcher, config=spec.key(), command=running.command,
-                            base_url=running.base_url, options={k: v for k, v in vars(spec).items()}, ready_s=ready_s,
-                            compute_dtype=None if launcher == "attach" else self.adapter.compute_dtype(spec))
-        return EngineSession(adapter=self.adapter, spec=spec, running=running, identity=identity, model=model,
-                             served_model=self.adapter.served_model_name(resolved),
-                             client=EvidenceClient(running.base_url), launch=launch, artifacts=self.artifacts)
+        launch = LaunchInfo(
+            launcher=launcher,
+            config=spec.key(),
+            command=running.command,
+            base_url=running.base_url,
+            options={k: v for k, v in vars(spec).items()},
+            ready_s=ready_s,
+            compute_dtype=None if launcher == "attach" else self.adapter.compute_dtype(spec),
+        )
+        return EngineSession(
+            adapter=self.adapter,
+            spec=spec,
+            running=running,
+            identity=identity,
+            model=model,
+            served_model=self.adapter.served_model_name(resolved),
+            client=EvidenceClient(running.base_url),
+            launch=launch,
+            artifacts=self.artifacts,
+        )
 
     def engine_exit(self) -> str | None:
         """Why the engine this pool started is gone, with its log tail; None while it runs."""
         if self._current is None or self._current[2] is None or self._current[2].is_running():
             return None
         _, session, launcher = self._current
-        return (f"the engine exited while probes ran: {launcher.describe_exit()}\n"
-                f"--- engine log tail ---\n{session.running.log_tail()}")
+        return (
+            f"the engine exited while probes ran: {launcher.describe_exit()}\n"
+            f"--- engine log tail ---\n{session.running.log_tail()}"
+        )
 
     def close(self) -> None:
         """Stop the engine this pool started, if any."""

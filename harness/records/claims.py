@@ -103,12 +103,22 @@ def parse_claims(markdown: str, source: str) -> ClaimsTable:
     engines = _header(lines, start)
     sections, rows = _body(lines, start + 2, end, engines)
     outside = lines[:start] + lines[end:]
-    footnotes = [Footnote(id=m[1], text=m[2].strip(), urls=_urls(m[2]))
-                 for m in (_FOOTNOTE_DEF.match(line.strip()) for line in outside) if m]
+    footnotes = [
+        Footnote(id=m[1], text=m[2].strip(), urls=_urls(m[2]))
+        for m in (_FOOTNOTE_DEF.match(line.strip()) for line in outside)
+        if m
+    ]
     _check_refs(rows, {footnote.id for footnote in footnotes})
-    return ClaimsTable(source=source, source_sha256=hashlib.sha256(markdown.encode("utf-8")).hexdigest(),
-                       legend=_legend(lines[:start]), engines=engines, sections=sections, rows=rows,
-                       notes=_notes(lines[end:]), footnotes=footnotes)
+    return ClaimsTable(
+        source=source,
+        source_sha256=hashlib.sha256(markdown.encode("utf-8")).hexdigest(),
+        legend=_legend(lines[:start]),
+        engines=engines,
+        sections=sections,
+        rows=rows,
+        notes=_notes(lines[end:]),
+        footnotes=footnotes,
+    )
 
 
 def load_claims(path: Path) -> ClaimsTable:
@@ -185,8 +195,10 @@ def _body(lines: list[str], first: int, end: int, engines: list[str]) -> tuple[l
     for index in range(first, end):
         cells = _split(lines[index], index + 1)
         if len(cells) != len(engines) + 1:
-            raise ClaimsParseError(f"line {index + 1}: row has {len(cells) - 1} engine cells, "
-                                   f"expected {len(engines)}: {lines[index].strip()!r}")
+            raise ClaimsParseError(
+                f"line {index + 1}: row has {len(cells) - 1} engine cells, "
+                f"expected {len(engines)}: {lines[index].strip()!r}"
+            )
         raw_label, values = cells[0], cells[1:]
         bold = _BOLD.match(raw_label)
         if bold and not any(values):
@@ -197,9 +209,15 @@ def _body(lines: list[str], first: int, end: int, engines: list[str]) -> tuple[l
             raise ClaimsParseError(f"line {index + 1}: row has no label")
         if any(row.label == label for row in rows):
             raise ClaimsParseError(f"line {index + 1}: duplicate row label {label!r}")
-        rows.append(Row(raw_label=raw_label, label=label, section=sections[-1] if sections else None,
-                        footnotes=_REF.findall(raw_label),
-                        cells={engine: _cell(value) for engine, value in zip(engines, values, strict=True)}))
+        rows.append(
+            Row(
+                raw_label=raw_label,
+                label=label,
+                section=sections[-1] if sections else None,
+                footnotes=_REF.findall(raw_label),
+                cells={engine: _cell(value) for engine, value in zip(engines, values, strict=True)},
+            )
+        )
     if not rows:
         raise ClaimsParseError(f"line {first}: table has no feature rows")
     return sections, rows
@@ -221,7 +239,7 @@ def _split_mark(text: str) -> tuple[Mark | None, str]:
     for mark in MARKS:
         for spelling in (mark, mark.replace(_VS16, "")):
             if text.startswith(spelling):
-                return cast(Mark, mark), text[len(spelling):]
+                return cast(Mark, mark), text[len(spelling) :]
     return None, text
 
 

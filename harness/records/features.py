@@ -56,6 +56,7 @@ LEGACY_PROBE_FEATURES: dict[str, str] = {
 }
 LEGACY_FEATURE = "other_quants"
 
+
 def row_for(feature: str) -> str:
     """The table row a feature id belongs to; unknown ids are a programming error."""
     try:

@@ -50,8 +50,11 @@ def uploaded_files(source: Path) -> list[Path]:
 def run_folders(source: Path) -> list[Path]:
     """Every `<engine>/<run_id>` folder under `source` (a folder holding records or a benchmark record)."""
     files = uploaded_files(source)
-    folders = {path.parent for path in files if path.suffix == ".json"
-               and path.name not in SKIPPED and "logs" not in path.relative_to(source).parts}
+    folders = {
+        path.parent
+        for path in files
+        if path.suffix == ".json" and path.name not in SKIPPED and "logs" not in path.relative_to(source).parts
+    }
     for path in files:
         if path.parent in folders and path.suffix == ".json" and path.name != BENCH_FILE:
             _check_place(path, path.parent)

@@ -51,14 +51,22 @@ class Evidence(BaseModel):
     """What a verdict rests on: the exchanges, the numbers and the engine's own words."""
 
     exchanges: list[Exchange] = Field(default_factory=list)
-    numbers: dict[str, Any] = Field(default_factory=dict, description=(
-        "the probe's measurements; `seed_mark` (a seed-table mark such as 🟠) lowers the mark a pass shows, "
-        "e.g. an engine's own kernel standing in for the one the row names"))
+    numbers: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "the probe's measurements; `seed_mark` (a seed-table mark such as 🟠) lowers the mark a pass shows, "
+            "e.g. an engine's own kernel standing in for the one the row names"
+        ),
+    )
     engine_log: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
-    absence_source: str | None = Field(default=None, description=(
-        "set when the verdict is a documented absence (no request can express the feature): the file at a "
-        "version, or the docs page, that documents it; the report marks the cell apart from an observed failure"))
+    absence_source: str | None = Field(
+        default=None,
+        description=(
+            "set when the verdict is a documented absence (no request can express the feature): the file at a "
+            "version, or the docs page, that documents it; the report marks the cell apart from an observed failure"
+        ),
+    )
 
 
 class Verdict(BaseModel):
@@ -99,8 +107,12 @@ class LaunchInfo(BaseModel):
     base_url: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
     ready_s: float | None = None  # seconds from the launcher's start to the first healthy answer; None when attached
-    compute_dtype: str | None = Field(default=None, description=(
-        "the dtype the engine computes in (float32, bfloat16, ...); part of the measurement context; null: unknown"))
+    compute_dtype: str | None = Field(
+        default=None,
+        description=(
+            "the dtype the engine computes in (float32, bfloat16, ...); part of the measurement context; null: unknown"
+        ),
+    )
 
 
 class ModelInfo(BaseModel):
@@ -143,8 +155,9 @@ class MeasurementContext(BaseModel, frozen=True):
 
     def describe(self) -> str:
         """All five dimensions in one line."""
-        return (f"{self.host_class}, {self.launcher}, {self.model_source} model, {self.distribution}, "
-                f"{self.compute_dtype}")
+        return (
+            f"{self.host_class}, {self.launcher}, {self.model_source} model, {self.distribution}, {self.compute_dtype}"
+        )
 
 
 class ResultRecord(BaseModel):
@@ -178,9 +191,12 @@ class ResultRecord(BaseModel):
         gpus = self.host.accelerators
         host_class = f"gpu {len(gpus)}x {_gpu_model(gpus[0])}" if gpus else "cpu"
         return MeasurementContext(
-            host_class=host_class, launcher=self.launch.launcher if self.launch else UNKNOWN,
-            model_source=self.model.source if self.model else UNKNOWN, distribution=_distribution(self.engine),
-            compute_dtype=(self.launch.compute_dtype if self.launch else None) or UNKNOWN)
+            host_class=host_class,
+            launcher=self.launch.launcher if self.launch else UNKNOWN,
+            model_source=self.model.source if self.model else UNKNOWN,
+            distribution=_distribution(self.engine),
+            compute_dtype=(self.launch.compute_dtype if self.launch else None) or UNKNOWN,
+        )
 
     def absence_source(self) -> str | None:
         """Where a documented absence is documented; None when the verdict was observed."""

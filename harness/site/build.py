@@ -12,12 +12,12 @@ from pathlib import Path
 
 from harness.atomic import TMP_PREFIX, umask
 from harness.bench.records import load_bench_records
-from harness.report.performance import render_performance
-from harness.records.claims import load_claims, load_current_claims
 from harness.engines import adapter_classes
-from harness.report.context import ReportContext, build_context
+from harness.records.claims import load_claims, load_current_claims
 from harness.records.layout import record_relpath
 from harness.records.results import ResultRecord, load_records
+from harness.report.context import ReportContext, build_context
+from harness.report.performance import render_performance
 from harness.site.assets import bench_relpath, write_bench, write_plots, write_records, write_static
 from harness.site.history import history_by_cell
 from harness.site.pages import cell_page, environment, index_page, plots_page, runs_page
@@ -31,16 +31,31 @@ class SiteError(Exception):
     """The site cannot be written (the message says why, in one line)."""
 
 
-def build_site(claims_path: Path, results_dir: Path, out_dir: Path, *, include_attach: bool = False,
-               allow_dirty: bool = False, now: datetime | None = None) -> list[Path]:
+def build_site(
+    claims_path: Path,
+    results_dir: Path,
+    out_dir: Path,
+    *,
+    include_attach: bool = False,
+    allow_dirty: bool = False,
+    now: datetime | None = None,
+) -> list[Path]:
     """Write the site for the records under results_dir into out_dir (replaced whole); returns its pages."""
     out_dir = Path(out_dir)
     _check_replaceable(out_dir)
     records = load_records(Path(results_dir))
     bench = load_bench_records(Path(results_dir))
-    context = build_context(load_claims(Path(claims_path)), records, sorted(adapter_classes()), "records", bench,
-                            include_attach=include_attach, allow_dirty=allow_dirty, now=now,
-                            current=load_current_claims(Path(claims_path)))
+    context = build_context(
+        load_claims(Path(claims_path)),
+        records,
+        sorted(adapter_classes()),
+        "records",
+        bench,
+        include_attach=include_attach,
+        allow_dirty=allow_dirty,
+        now=now,
+        current=load_current_claims(Path(claims_path)),
+    )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     _sweep_stale(out_dir.parent)
     staging = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + "site-", dir=out_dir.parent))
@@ -66,8 +81,9 @@ def _write_site(site: Path, context: ReportContext, records: list[ResultRecord])
     write_records(site, records)
     write_bench(site, context.bench)
     plots = write_plots(site, render_performance(context).files)
-    files["plots.html"] = plots_page(env, context, plots, context.bench,
-                                     lambda record: str(bench_relpath(record) or ""))
+    files["plots.html"] = plots_page(
+        env, context, plots, context.bench, lambda record: str(bench_relpath(record) or "")
+    )
     for name, content in files.items():
         target = site / name
         target.parent.mkdir(parents=True, exist_ok=True)

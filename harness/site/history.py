@@ -7,9 +7,9 @@ from collections import defaultdict
 from pydantic import BaseModel
 
 from harness.records.features import parent_row, record_feature, row_for
-from harness.report.aggregate import record_mark, resolved_contexts
 from harness.records.layout import record_relpath
 from harness.records.results import MeasurementContext, ResultRecord
+from harness.report.aggregate import record_mark, resolved_contexts
 
 
 class HistoryEntry(BaseModel):
@@ -36,12 +36,18 @@ def _series(context: MeasurementContext) -> str:
     return f"{context.host_class}, {context.launcher}, {context.model_source} model, {context.compute_dtype}"
 
 
-def cell_history(records: list[ResultRecord], engine: str, row: str, counted: set[str],
-                 left_out: dict[str, str]) -> list[HistoryEntry]:
+def cell_history(
+    records: list[ResultRecord], engine: str, row: str, counted: set[str], left_out: dict[str, str]
+) -> list[HistoryEntry]:
     """Every record of (engine, row or one of its sub-rows), oldest first. `counted` and `left_out` are keyed
     by record path (harness.records.layout.record_relpath) and come from the report's own selection."""
-    own = [record for record in records if record.engine.name == engine
-           and (found := record_row(record)) is not None and row in (found, parent_row(found))]
+    own = [
+        record
+        for record in records
+        if record.engine.name == engine
+        and (found := record_row(record)) is not None
+        and row in (found, parent_row(found))
+    ]
     contexts = resolved_contexts([record for record in records if record.engine.name == engine])
     own.sort(key=lambda record: (record.finished_at, record.run_id, record.probe))
     previous: dict[tuple[str, str], ResultRecord] = {}
@@ -49,12 +55,18 @@ def cell_history(records: list[ResultRecord], engine: str, row: str, counted: se
     for record in own:
         series = _series(contexts[id(record)])
         before = previous.get((record.probe, series))
-        entries.append(HistoryEntry(record=record, mark=record_mark(record), series=series,
-                                    counted=str(record_relpath(record)) in counted,
-                                    left_out=left_out.get(str(record_relpath(record))),
-                                    changes=_changes(before, record),
-                                    verdict_changed=before is not None and (record_mark(before), before.status)
-                                    != (record_mark(record), record.status)))
+        entries.append(
+            HistoryEntry(
+                record=record,
+                mark=record_mark(record),
+                series=series,
+                counted=str(record_relpath(record)) in counted,
+                left_out=left_out.get(str(record_relpath(record))),
+                changes=_changes(before, record),
+                verdict_changed=before is not None
+                and (record_mark(before), before.status) != (record_mark(record), record.status),
+            )
+        )
         previous[(record.probe, series)] = record
     return entries
 
@@ -64,8 +76,10 @@ def _changes(before: ResultRecord | None, record: ResultRecord) -> list[str]:
         return ["first record of this probe here"]
     changes = []
     if record_mark(before) != record_mark(record) or before.status != record.status:
-        changes.append(f"verdict {before.status.value} {record_mark(before) or ''} → "
-                       f"{record.status.value} {record_mark(record) or ''}".replace("  ", " "))
+        changes.append(
+            f"verdict {before.status.value} {record_mark(before) or ''} → "
+            f"{record.status.value} {record_mark(record) or ''}".replace("  ", " ")
+        )
     if before.engine.version != record.engine.version:
         changes.append(f"engine {before.engine.version} → {record.engine.version}")
     distribution = (before.engine.package_version, before.engine.image_digest)
@@ -76,12 +90,15 @@ def _changes(before: ResultRecord | None, record: ResultRecord) -> list[str]:
     return changes
 
 
-def history_by_cell(records: list[ResultRecord], cells: list[tuple[str, str]], counted: list[ResultRecord],
-                    left_out: dict[str, str]) -> dict[tuple[str, str], list[HistoryEntry]]:
+def history_by_cell(
+    records: list[ResultRecord], cells: list[tuple[str, str]], counted: list[ResultRecord], left_out: dict[str, str]
+) -> dict[tuple[str, str], list[HistoryEntry]]:
     """The history of each (engine, row) cell."""
     counted_paths = {str(record_relpath(record)) for record in counted}
     by_engine: dict[str, list[ResultRecord]] = defaultdict(list)
     for record in records:
         by_engine[record.engine.name].append(record)
-    return {(engine, row): cell_history(by_engine.get(engine, []), engine, row, counted_paths, left_out)
-            for engine, row in cells}
+    return {
+        (engine, row): cell_history(by_engine.get(engine, []), engine, row, counted_paths, left_out)
+        for engine, row in cells
+    }

@@ -7,10 +7,10 @@ from pathlib import PurePosixPath
 
 from pydantic import BaseModel
 
-from harness.report.aggregate import ContextResult
-from harness.report.context import NO_CLAIM, ReportCell, ReportContext, ReportRow
 from harness.records.layout import record_relpath
 from harness.records.results import ResultRecord, engine_slug
+from harness.report.aggregate import ContextResult
+from harness.report.context import NO_CLAIM, ReportCell, ReportContext, ReportRow
 
 RECORDS_DIR = "records"  # raw record copies, at their results/ layout
 CELLS_DIR = "cells"
@@ -28,7 +28,7 @@ class ContextMark(BaseModel):
 
 
 def host_kind(result: ContextResult) -> str:
-    """"cpu", or "gpu" for any GPU host class."""
+    """ "cpu", or "gpu" for any GPU host class."""
     return result.context.host_class.split(" ", 1)[0]
 
 
@@ -41,10 +41,18 @@ def context_marks(cell: ReportCell) -> list[ContextMark]:
     """Every context of a measured cell, shown ones first."""
     if cell.measured is None:
         return []
-    return [ContextMark(host=host_kind(result), launcher=result.context.launcher, mark=result.mark,
-                        label=result.label, describe=result.context.describe(), shown=shown)
-            for shown, results in ((True, cell.measured.contexts), (False, cell.measured.hidden))
-            for result in results]
+    return [
+        ContextMark(
+            host=host_kind(result),
+            launcher=result.context.launcher,
+            mark=result.mark,
+            label=result.label,
+            describe=result.context.describe(),
+            shown=shown,
+        )
+        for shown, results in ((True, cell.measured.contexts), (False, cell.measured.hidden))
+        for result in results
+    ]
 
 
 SHORT_CLAIM = 24  # characters of a text claim the table shows (its page shows it whole)
@@ -94,5 +102,4 @@ def context_options(context: ReportContext) -> dict[str, list[str]]:
 
 def rows_by_section(context: ReportContext) -> list[tuple[str | None, list[ReportRow]]]:
     """The table's rows grouped by section, in the table's order (rows without a section first)."""
-    return [(section, [row for row in context.rows if row.section == section])
-            for section in [None, *context.sections]]
+    return [(section, [row for row in context.rows if row.section == section]) for section in [None, *context.sections]]

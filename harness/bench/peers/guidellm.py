@@ -28,9 +28,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from harness.bench.peers.traffic import INPUT_TOKENS, OUTPUT_TOKENS, Traffic
 from harness.bench.peers.install import Peer
 from harness.bench.peers.runner import Figures, PeerRunner, json_reader
+from harness.bench.peers.traffic import INPUT_TOKENS, OUTPUT_TOKENS, Traffic
 from harness.loadgen.null_engine import MODEL
 
 TOOL = "guidellm"
@@ -41,8 +41,13 @@ PROFILE = "constant"  # see the module's docstring
 def command(peer: Peer, tokenizer: Path, traffic: Traffic, folder: Path) -> list[str]:
     """`guidellm run` for one rate: `traffic.requests` arrivals at `traffic.rate` (PROFILE), streamed."""
     options = {
-        "--backend": {"kind": "openai_http", "target": traffic.base_url, "model": MODEL,
-                      "request_format": "/v1/completions", "stream": True},
+        "--backend": {
+            "kind": "openai_http",
+            "target": traffic.base_url,
+            "model": MODEL,
+            "request_format": "/v1/completions",
+            "stream": True,
+        },
         "--profile": {"kind": PROFILE, "rate": [traffic.rate]},
         "--constraint": {"kind": "max_requests", "count": traffic.requests},
         "--tokenizer": {"kind": "huggingface_auto", "model": str(tokenizer)},
@@ -58,8 +63,13 @@ def command(peer: Peer, tokenizer: Path, traffic: Traffic, folder: Path) -> list
 
 def environment() -> dict[str, str]:
     """Offline: the tokenizer is a local folder."""
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-            "HF_HUB_DISABLE_TELEMETRY": "1"}
+    return {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+    }
 
 
 def parse(result: dict[str, Any]) -> Figures:
@@ -71,10 +81,14 @@ def parse(result: dict[str, Any]) -> Figures:
         stats = metrics[name]["successful"]
         return stats["median"] if stats["count"] else None
 
-    return Figures(completed=totals["successful"], failed=totals["errored"] + totals["incomplete"],
-                   achieved_rate=metrics["requests_per_second"]["successful"]["mean"],
-                   ttft_p50_ms=median("time_to_first_token_ms"), itl_p50_ms=median("inter_token_latency_ms"),
-                   window=(benchmark["start_time"], benchmark["end_time"]))
+    return Figures(
+        completed=totals["successful"],
+        failed=totals["errored"] + totals["incomplete"],
+        achieved_rate=metrics["requests_per_second"]["successful"]["mean"],
+        ttft_p50_ms=median("time_to_first_token_ms"),
+        itl_p50_ms=median("inter_token_latency_ms"),
+        window=(benchmark["start_time"], benchmark["end_time"]),
+    )
 
 
 def runner(peer: Peer, tokenizer: Path) -> PeerRunner:

@@ -98,8 +98,15 @@ def run_tool(command: list[str], env: dict[str, str], folder: Path, timeout_s: f
     log = folder / "tool.log"
     started = time.monotonic()
     with log.open("wb") as out:
-        process = subprocess.Popen(command, cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            cwd=folder,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     samples: list[tuple[float, float]] = []
     try:
         waited = _wait4(process.pid, started + timeout_s, samples)
@@ -114,12 +121,18 @@ def run_tool(command: list[str], env: dict[str, str], folder: Path, timeout_s: f
     _signal_group(process.pid, signal.SIGKILL)  # stragglers
     status, usage = waited
     cpu = usage.ru_utime + usage.ru_stime
-    return ToolRun(returncode=os.waitstatus_to_exitcode(status), cpu_s=cpu, wall_s=time.monotonic() - started,
-                   log=log, cpu_samples=[*samples, (time.time(), max(cpu, samples[-1][1] if samples else 0.0))])
+    return ToolRun(
+        returncode=os.waitstatus_to_exitcode(status),
+        cpu_s=cpu,
+        wall_s=time.monotonic() - started,
+        log=log,
+        cpu_samples=[*samples, (time.time(), max(cpu, samples[-1][1] if samples else 0.0))],
+    )
 
 
-def _wait4(pid: int, until: float, samples: list[tuple[float, float]] | None = None
-           ) -> tuple[int, os.struct_rusage] | None:
+def _wait4(
+    pid: int, until: float, samples: list[tuple[float, float]] | None = None
+) -> tuple[int, os.struct_rusage] | None:
     """The exit status and resource usage of `pid` once it exits, or None if it is still running at `until`;
     meanwhile the CPU of its tree into `samples`."""
     while True:
@@ -198,9 +211,16 @@ class PeerRunner:
         figures, run = self.execute(traffic)
         cpu = run.cpu_between(*figures.window) if figures.window else None
         return CalibrationPoint(
-            tool=self.tool, pace=pace, rate=traffic.rate, requests=traffic.requests,  # type: ignore[arg-type]
+            tool=self.tool,
+            pace=pace,
+            rate=traffic.rate,
+            requests=traffic.requests,  # type: ignore[arg-type]
             completed=figures.completed,
             failed=max(figures.failed, traffic.requests - figures.completed),  # never sent counts as failed
-            achieved_rate=figures.achieved_rate, ttft_p50_ms=figures.ttft_p50_ms, itl_p50_ms=figures.itl_p50_ms,
-            engine_ttft_p50_ms=None, engine_gap_p50_ms=None,
-            client_cpu_ms_per_request=cpu / traffic.requests * 1000 if cpu is not None else None)
+            achieved_rate=figures.achieved_rate,
+            ttft_p50_ms=figures.ttft_p50_ms,
+            itl_p50_ms=figures.itl_p50_ms,
+            engine_ttft_p50_ms=None,
+            engine_gap_p50_ms=None,
+            client_cpu_ms_per_request=cpu / traffic.requests * 1000 if cpu is not None else None,
+        )

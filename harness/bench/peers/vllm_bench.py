@@ -52,14 +52,43 @@ class VllmBenchRun:
     def arguments(self, result_dir: Path) -> list[str]:
         """The benchmark's command-line arguments."""
         backend, endpoint = _ENDPOINTS[self.api]
-        arguments = ["--backend", backend, "--base-url", self.base_url, "--endpoint", endpoint,
-                     "--model", self.model, "--tokenizer", str(self.tokenizer), "--dataset-name", "random",
-                     "--random-input-len", str(self.input_tokens), "--random-output-len", str(self.output_tokens),
-                     "--num-prompts", str(self.num_prompts), "--ignore-eos", "--temperature", "0",
-                     "--seed", str(self.seed),
-                     "--request-rate", str(self.rate or "inf"), "--disable-tqdm",
-                     "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,90,99",
-                     "--save-result", "--result-dir", str(result_dir), "--result-filename", "result.json"]
+        arguments = [
+            "--backend",
+            backend,
+            "--base-url",
+            self.base_url,
+            "--endpoint",
+            endpoint,
+            "--model",
+            self.model,
+            "--tokenizer",
+            str(self.tokenizer),
+            "--dataset-name",
+            "random",
+            "--random-input-len",
+            str(self.input_tokens),
+            "--random-output-len",
+            str(self.output_tokens),
+            "--num-prompts",
+            str(self.num_prompts),
+            "--ignore-eos",
+            "--temperature",
+            "0",
+            "--seed",
+            str(self.seed),
+            "--request-rate",
+            str(self.rate or "inf"),
+            "--disable-tqdm",
+            "--percentile-metrics",
+            "ttft,tpot,itl,e2el",
+            "--metric-percentiles",
+            "50,90,99",
+            "--save-result",
+            "--result-dir",
+            str(result_dir),
+            "--result-filename",
+            "result.json",
+        ]
         if self.concurrency:
             arguments += ["--max-concurrency", str(self.concurrency)]
         return arguments
@@ -73,12 +102,15 @@ def run_vllm_bench(python: Path, run: VllmBenchRun, timeout_s: float = 600) -> d
         cpu = Path(folder) / "cpu.json"
         from harness.bench.peers.runner import run_tool  # its own process group, killed whole at the deadline
 
-        completed = run_tool([str(python), "-c", _DRIVER, str(cpu), *run.arguments(Path(folder))], env,
-                             Path(folder), timeout_s)
+        completed = run_tool(
+            [str(python), "-c", _DRIVER, str(cpu), *run.arguments(Path(folder))], env, Path(folder), timeout_s
+        )
         result = Path(folder) / "result.json"
         if completed.returncode != 0 or not result.exists():
-            raise RuntimeError(f"vllm bench serve failed (exit {completed.returncode}): "
-                               f"{completed.log.read_text(errors='replace')[-2000:]}")
+            raise RuntimeError(
+                f"vllm bench serve failed (exit {completed.returncode}): "
+                f"{completed.log.read_text(errors='replace')[-2000:]}"
+            )
         figures = json.loads(result.read_text())
         if cpu.exists():
             spent = json.loads(cpu.read_text())
