@@ -1,0 +1,259 @@
+"""Constrained greedy decoding of the float32 reference, checked against an engine's output by teacher forcing.
+
+An engine that decodes greedily under a constraint (a JSON schema, a grammar, a regex, a logit bias) emits, at
+every position, the token with the highest logit among those the constraint allows. The weights are the
+reference's, so that token is known: run the reference over the engine's own output, ask a grammar matcher
+(llguidance) for the allowed set at each position, add the bias, and compare. A server that drops the constraint
+and builds a valid answer itself (a minimal instance of the schema, a canned string, rewritten token ids) emits
+tokens the constrained argmax does not, and the check says where.
+
+Near ties: where the engine's token is not the reference's argmax but its logit is within `tolerance` of it, the
+position counts as a near tie (kernel rounding can swap the two), not a mismatch.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+GRAMMAR_KINDS = ("json_schema", "lark", "gbnf", "regex")
+# llama.cpp's json-schema-to-grammar: `space ::= | " " | "\n"{1,2} [ \t]{0,20}` after every value and separator
+LLAMACPP_WHITESPACE = r"(?: |\n{1,2}[ \t]{0,20})?"
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """What the engine was asked to follow: `kind` one of GRAMMAR_KINDS, `source` the schema (dict) or text."""
+
+    kind: str
+    source: Any
+    json_options: tuple[tuple[str, Any], ...] = ()  # llguidance JSON options (the engine's whitespace dialect)
+
+
+@dataclass
+class ForcedCheck:
+    """Teacher forcing of one engine output: what agreed with the reference's constrained argmax and what not."""
+
+    positions: int = 0  # positions checked
+    informative: int = 0  # positions where the constraint left more than one token
+    agreed: int = 0  # engine token == reference constrained argmax
+    near_ties: list[dict[str, Any]] = field(default_factory=list)  # engine token within tolerance of the argmax
+    mismatches: list[dict[str, Any]] = field(default_factory=list)  # allowed, but not the argmax (beyond tolerance)
+    disallowed: list[dict[str, Any]] = field(default_factory=list)  # a token the constraint forbids
+    accepted: bool | None = None  # whether the constraint accepts the whole output (None: no constraint)
+    stopped_early: bool = False  # the engine stopped where the reference continues (beyond tolerance)
+
+    @property
+    def agrees(self) -> bool:
+        return not self.mismatches and not self.disallowed and self.accepted is not False and not self.stopped_early
+
+    def summary(self) -> dict[str, Any]:
+        numbers = asdict(self)
+        numbers["agrees"] = self.agrees
+        for key in ("near_ties", "mismatches", "disallowed"):
+            numbers[key] = numbers[key][:5]
+        return numbers
+
+
+@lru_cache(maxsize=2)
+def load_reference(hf_dir: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The float32 checkpoint at `hf_dir` and its tokenizer (loaded once per run)."""
+    model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
+    return model, AutoTokenizer.from_pretrained(hf_dir)
+
+
+@lru_cache(maxsize=2)
+def _ll_tokenizer(hf_dir: Path) -> Any:
+    import llguidance.hf
+
+    return llguidance.hf.from_tokenizer(load_reference(hf_dir)[1])  # type: ignore[arg-type]
+
+
+def _grammar(constraint: Constraint) -> str:
+    import llguidance
+    from llguidance.gbnf_to_lark import gbnf_to_lark
+
+    if constraint.kind == "json_schema":
+        return llguidance.LLMatcher.grammar_from_json_schema(
+            constraint.source,
+            defaults=dict(constraint.json_options),  # type: ignore[arg-type]
+        )
+    if constraint.kind == "regex":
+        return llguidance.LLMatcher.grammar_from_regex(constraint.source)
+    lark = gbnf_to_lark(constraint.source) if constraint.kind == "gbnf" else constraint.source
+    return llguidance.LLMatcher.grammar_from_lark(lark)
+
+
+def matcher(hf_dir: Path, constraint: Constraint) -> Any:
+    """A fresh llguidance matcher of `constraint` over the reference's vocabulary."""
+    import llguidance
+
+    found = llguidance.LLMatcher(_ll_tokenizer(hf_dir), _grammar(constraint))
+    if found.is_error():
+        raise ValueError(f"the reference cannot compile the {constraint.kind} constraint: {found.get_error()}")
+    return found
+
+
+def _allowed(found: Any, vocab: int) -> np.ndarray:
+    bits = np.unpackbits(np.frombuffer(found.compute_bitmask(), dtype=np.uint8), bitorder="little")
+    return bits[:vocab].astype(bool)
+
+
+def _biased(logits: torch.Tensor, bias: dict[int, float] | None) -> torch.Tensor:
+    logits = logits.clone()
+    for token, value in (bias or {}).items():
+        logits[..., token] += value
+    return logits
+
+
+@torch.no_grad()
+def teacher_force_ids(
+    hf_dir: Path,
+    prompt_ids: list[int],
+    engine_ids: list[int],
+    tolerance: float,
+    bias: dict[int, float] | None = None,
+) -> ForcedCheck:
+    """Each of `engine_ids` (the engine's tokens after `prompt_ids`) against the argmax of the reference's logits
+    plus `bias` at that position (one forward pass over the whole sequence)."""
+    model, tokenizer = load_reference(hf_dir)
+    check = ForcedCheck()
+    if not engine_ids:
+        return check
+    logits = model(input_ids=torch.tensor([prompt_ids + engine_ids])).logits[0].float()
+    logits = _biased(logits[len(prompt_ids) - 1 : len(prompt_ids) - 1 + len(engine_ids)], bias)
+    for position, (row, token) in enumerate(zip(logits, engine_ids)):
+        _judge(check, position, row, token, None, tolerance, tokenizer)
+    return check
+
+
+def _judge(
+    check: ForcedCheck,
+    position: int,
+    row: torch.Tensor,
+    token: int,
+    allowed: np.ndarray | None,
+    tolerance: float,
+    tokenizer: PreTrainedTokenizerBase,
+) -> None:
+    """Count one position: agreed, near tie, mismatch or disallowed."""
+    check.positions += 1
+    if allowed is not None:
+        check.informative += int(allowed.sum()) > 1
+        row = row.masked_fill(~torch.from_numpy(allowed), float("-inf"))
+    else:
+        check.informative += 1
+    best = int(torch.argmax(row))
+    gap = round(float(row[best] - row[token]), 4)
+    entry: dict[str, Any] = {
+        "position": position,
+        "engine": token,
+        "engine_text": tokenizer.decode([token]),
+        "reference": best,
+        "reference_text": tokenizer.decode([best]),
+        "gap": gap,
+    }
+    if token == best:
+        check.agreed += 1
+    elif allowed is not None and not allowed[token]:
+        check.disallowed.append(entry)
+    elif gap <= tolerance:
+        check.near_ties.append(entry)
+    else:
+        check.mismatches.append(entry)
+
+
+@torch.no_grad()
+def teacher_force_text(
+    hf_dir: Path,
+    prompt_ids: list[int],
+    text: str,
+    constraint: Constraint,
+    tolerance: float,
+    finished: bool = True,
+) -> ForcedCheck:
+    """Walk the engine's `text` token by token under `constraint`: at each position the reference's constrained
+    argmax must continue the text (or a token within `tolerance` of it that does). Where none of the allowed tokens
+    continues the text, the token the text continues with is disallowed and the walk ends. `finished`: the engine
+    ended the output itself (then the constraint must accept there, and ending must be the reference's choice too);
+    False (cut off by max_tokens): the walk checks what came."""
+    model, tokenizer = load_reference(hf_dir)
+    found = matcher(hf_dir, constraint)
+    vocab = model.config.vocab_size
+    pieces = [_ll_tokenizer(hf_dir).decode_bytes([token]) for token in range(vocab)]
+    eos = {int(token) for token in np.atleast_1d(model.generation_config.eos_token_id or tokenizer.eos_token_id)}
+    rest = text.encode()
+    check = ForcedCheck()
+    output = model(input_ids=torch.tensor([prompt_ids]), use_cache=True)
+    position = 0
+    while True:
+        row = output.logits[0, -1].float()
+        allowed = _allowed(found, vocab)
+        masked = row.masked_fill(~torch.from_numpy(allowed), float("-inf"))
+        if not rest:
+            check.accepted = bool(found.is_accepting())
+            if finished and check.accepted and not found.is_stopped():
+                best = int(torch.argmax(masked))
+                stop_gap = min((float(masked[best] - masked[token]) for token in eos if allowed[token]), default=None)
+                check.stopped_early = best not in eos and (stop_gap is None or stop_gap > tolerance)
+                if check.stopped_early:
+                    check.mismatches.append({"position": position, "engine": "end", "reference": best, "gap": stop_gap})
+            return check
+        continuing = [token for token in range(vocab) if pieces[token] and rest.startswith(pieces[token])]
+        options = [token for token in continuing if allowed[token] and token not in eos]
+        if not options:  # nothing the constraint allows continues the text
+            check.positions += 1
+            check.disallowed.append({"position": position, "engine_text": rest[:40].decode(errors="replace")})
+            check.accepted = False
+            return check
+        best = int(torch.argmax(masked))
+        token = best if best in options else max(options, key=lambda t: float(masked[t]))
+        _judge(check, position, row, token, allowed, tolerance, tokenizer)
+        if not found.consume_token(token):
+            check.accepted = False
+            return check
+        rest = rest[len(pieces[token]) :]
+        position += 1
+        output = model(input_ids=torch.tensor([[token]]), past_key_values=output.past_key_values, use_cache=True)
+
+
+@torch.no_grad()
+def constrained_greedy(
+    hf_dir: Path,
+    prompt_ids: list[int],
+    max_tokens: int,
+    constraint: Constraint | None = None,
+    bias: dict[int, float] | None = None,
+    stop_at_eos: bool = True,
+) -> list[int]:
+    """The reference's own greedy tokens under `constraint` and `bias` (what an honest engine emits)."""
+    model, _ = load_reference(hf_dir)
+    found = matcher(hf_dir, constraint) if constraint else None
+    vocab = model.config.vocab_size
+    eos = {int(token) for token in np.atleast_1d(model.generation_config.eos_token_id or 1)}
+    output = model(input_ids=torch.tensor([prompt_ids]), use_cache=True)
+    tokens: list[int] = []
+    for _ in range(max_tokens):
+        row = _biased(output.logits[0, -1].float(), bias)
+        if found is not None:
+            row = row.masked_fill(~torch.from_numpy(_allowed(found, vocab)), float("-inf"))
+        token = int(torch.argmax(row))
+        if stop_at_eos and token in eos:
+            break
+        tokens.append(token)
+        if found is not None and (not found.consume_token(token) or found.is_stopped()):
+            break
+        output = model(input_ids=torch.tensor([[token]]), past_key_values=output.past_key_values, use_cache=True)
+    return tokens
+
+
+def draw_seed() -> int:
+    """A fresh run seed (recorded in the evidence: the run can be reproduced from it, not replayed)."""
+    return random.SystemRandom().randrange(2**32)
