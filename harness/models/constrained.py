@@ -101,9 +101,22 @@ def matcher(hf_dir: Path, constraint: Constraint) -> Any:
     return found
 
 
-def _allowed(found: Any, vocab: int) -> np.ndarray:
-    bits = np.unpackbits(np.frombuffer(found.compute_bitmask(), dtype=np.uint8), bitorder="little")
-    return bits[:vocab].astype(bool)
+def _allowed(found: Any, vocab: int, eos: set[int]) -> np.ndarray:
+    """Every token the constraint lets come next, byte for byte (llguidance's own mask keeps only the canonical
+    tokenization of forced text; an engine's grammar sampler, llama.cpp's for one, allows any token that fits);
+    the end-of-generation tokens where the constraint accepts."""
+    allowed = np.array([found.validate_tokens([token]) == 1 for token in range(vocab)], dtype=bool)
+    if found.is_accepting():
+        allowed[sorted(eos)] = True
+    return allowed
+
+
+def end_tokens(hf_dir: Path) -> set[int]:
+    """The tokens that end a generation: EOS and the chat template's end-of-turn marker (llama.cpp's EOT)."""
+    model, tokenizer = load_reference(hf_dir)
+    ends = {int(token) for token in np.atleast_1d(model.generation_config.eos_token_id or tokenizer.eos_token_id)}
+    end_of_turn = tokenizer.convert_tokens_to_ids("<|end|>")
+    return ends | ({end_of_turn} if isinstance(end_of_turn, int) and end_of_turn != tokenizer.unk_token_id else set())
 
 
 def _biased(logits: torch.Tensor, bias: dict[int, float] | None) -> torch.Tensor:
@@ -188,18 +201,18 @@ def teacher_force_text(
     found = matcher(hf_dir, constraint)
     vocab = model.config.vocab_size
     pieces = [_ll_tokenizer(hf_dir).decode_bytes([token]) for token in range(vocab)]
-    eos = {int(token) for token in np.atleast_1d(model.generation_config.eos_token_id or tokenizer.eos_token_id)}
+    eos = end_tokens(hf_dir)
     rest = text.encode()
     check = ForcedCheck()
     output = model(input_ids=torch.tensor([prompt_ids]), use_cache=True)
     position = 0
     while True:
         row = output.logits[0, -1].float()
-        allowed = _allowed(found, vocab)
+        allowed = _allowed(found, vocab, eos)
         masked = row.masked_fill(~torch.from_numpy(allowed), float("-inf"))
         if not rest:
             check.accepted = bool(found.is_accepting())
-            if finished and check.accepted and not found.is_stopped():
+            if finished and check.accepted:
                 best = int(torch.argmax(masked))
                 stop_gap = min((float(masked[best] - masked[token]) for token in eos if allowed[token]), default=None)
                 check.stopped_early = best not in eos and (stop_gap is None or stop_gap > tolerance)
@@ -237,13 +250,13 @@ def constrained_greedy(
     model, _ = load_reference(hf_dir)
     found = matcher(hf_dir, constraint) if constraint else None
     vocab = model.config.vocab_size
-    eos = {int(token) for token in np.atleast_1d(model.generation_config.eos_token_id or 1)}
+    eos = end_tokens(hf_dir)
     output = model(input_ids=torch.tensor([prompt_ids]), use_cache=True)
     tokens: list[int] = []
     for _ in range(max_tokens):
         row = _biased(output.logits[0, -1].float(), bias)
         if found is not None:
-            row = row.masked_fill(~torch.from_numpy(_allowed(found, vocab)), float("-inf"))
+            row = row.masked_fill(~torch.from_numpy(_allowed(found, vocab, eos)), float("-inf"))
         token = int(torch.argmax(row))
         if stop_at_eos and token in eos:
             break
