@@ -1,4 +1,11 @@
-"""JSON schema: outputs must parse and validate with `jsonschema` (formats checked too).
+"""JSON schema: outputs must parse and validate with `jsonschema` (formats checked too), and in `json_schema` be
+what constrained greedy decoding of the served weights emits.
+
+`json_schema` draws its property names and enum values from a fresh seed (recorded) and teacher-forces each valid
+answer through the float32 reference under the schema compiled in the engine's own dialect (llama-server: llama.cpp's
+json-schema-to-grammar language; harness.models.constrained): a valid answer with a token the constrained argmax
+would not emit is "unexplained" and fails the probe (a server that writes its own instance of the schema); one that
+leaves the dialect's grammar is reported as "dialect", with positions: partial at best.
 
 Two probes share one judgement per schema (`schema_outcome`):
 - `json_schema`, the seed row: a few everyday schemas; all honoured -> pass, some -> partial, none -> fail.
@@ -12,6 +19,7 @@ finished or not). A 5xx or a timeout is an error, never a rejection.
 from __future__ import annotations
 
 import json
+import random
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -20,9 +28,11 @@ from typing import Any
 import jsonschema
 import pytest
 
+from harness.models.constrained import Constraint, DialectUnsupported, llamacpp_json_gbnf
 from harness.probing.session import EngineSession
 from harness.records.results import Evidence, Status, Verdict
 from harness.wire.client import EngineHTTPError, EngineTransportError
+from probes.constrained_reference import chat_prompt_ids, near_tie, reference_dir, run_seed, seeded
 from probes.schema_corpus import SCHEMAS as CORPUS
 from probes.schema_corpus import keywords_of
 
@@ -74,6 +84,9 @@ class SchemaOutcome:
     detail: str
     max_tokens: int
     violated: list[str] = field(default_factory=list)  # the keywords the output broke (jsonschema's validators)
+    text: str | None = None  # the answer
+    cut_off: bool = False  # it ended at max_tokens
+    reference: dict[str, Any] | None = None  # teacher forcing through the reference (harness.models.constrained)
 
 
 def could_start_json(text: str) -> bool:
@@ -124,7 +137,7 @@ def schema_outcome(session: EngineSession, schema: dict[str, Any], budgets: tupl
         text = session.adapter.completion_text(response)[0] or ""
         cut_off = response["choices"][0].get("finish_reason") == "length"
         kind, broken, detail = _judge(text, schema, cut_off)
-        outcome = SchemaOutcome(kind, detail, max_tokens, violated=broken)
+        outcome = SchemaOutcome(kind, detail, max_tokens, violated=broken, text=text, cut_off=cut_off)
         if kind != "truncated":
             return outcome
     return outcome
@@ -150,11 +163,103 @@ def _inconclusive_note(counts: Counter[str]) -> str:
     return f" ({', '.join(parts)}: inconclusive, not counted)" if parts else ""
 
 
+def _word(rng: random.Random) -> str:
+    return "".join(rng.choice("bdfgklmnprstvz") + rng.choice("aeiou") for _ in range(rng.randint(2, 3)))
+
+
+def fresh_schemas(seed: int) -> dict[str, dict[str, Any]]:
+    """SCHEMAS with property names and enum values drawn from `seed` (a canned answer cannot know them)."""
+    rng = seeded(seed, "json_schema")
+    names: dict[str, str] = {}
+
+    def rename(node: Any) -> Any:
+        if isinstance(node, dict):
+            renamed = {key: rename(value) for key, value in node.items()}
+            if "properties" in node:
+                renamed["properties"] = {
+                    names.setdefault(k, _word(rng)): rename(v) for k, v in node["properties"].items()
+                }
+                renamed["required"] = [names[k] for k in node.get("required", [])]
+            if "enum" in node:
+                renamed["enum"] = [_word(rng) for _ in node["enum"]]
+            return renamed
+        return node
+
+    return {name: rename(schema) for name, schema in SCHEMAS.items()}
+
+
+# How each engine compiles a schema, where the reference can say: llama-server with llama.cpp's json-schema-to-grammar
+# (harness.models.constrained.llamacpp_json_gbnf); vLLM with xgrammar, any whitespace around separators (llguidance's
+# flexible whitespace is the nearest).
+def reference_constraint(session: EngineSession, schema: dict[str, Any]) -> Constraint:
+    """The schema compiled in the engine's own dialect (llguidance's flexible JSON where none is reproduced)."""
+    if session.adapter.name == "llama.cpp":
+        try:
+            return Constraint("gbnf", llamacpp_json_gbnf(schema))
+        except DialectUnsupported:
+            pass
+    return Constraint("json_schema", schema, (("whitespace_flexible", True),))
+
+
+def reference_outcome(
+    session: EngineSession, hf_dir: Any, tolerance: float, schema: dict[str, Any], outcome: SchemaOutcome
+) -> None:
+    """Teacher-force an honoured answer through the reference under the engine's schema dialect: a token the
+    constrained argmax would not emit makes it "unexplained" (valid, but not constrained decoding of these weights);
+    one outside the dialect's grammar, "dialect"."""
+    from harness.models.constrained import teacher_force_text
+
+    if outcome.outcome != "honoured" or outcome.text is None:
+        return
+    ids = chat_prompt_ids(hf_dir, [{"role": "user", "content": PROMPT}])
+    forced = teacher_force_text(
+        hf_dir, ids, outcome.text, reference_constraint(session, schema), tolerance, finished=not outcome.cut_off
+    )
+    outcome.reference = forced.summary()
+    if forced.mismatches or forced.stopped_early:
+        outcome.outcome, outcome.detail = (
+            "unexplained",
+            f"valid, but not the reference's constrained argmax: {(forced.mismatches or [{}])[0]}",
+        )
+    elif forced.disallowed or forced.accepted is False:
+        outcome.outcome, outcome.detail = (
+            "dialect",
+            f"outside the {session.adapter.name} schema dialect at {forced.disallowed[:1]}",
+        )
+
+
 def check_json_schema(session: EngineSession) -> Verdict:
-    """All conclusive outputs valid -> pass; some -> partial; none (ignored or rejected) -> fail."""
-    outcomes = {name: schema_outcome(session, schema) for name, schema in SCHEMAS.items()}
+    """Every conclusive output valid and what constrained greedy decoding of the reference emits -> pass; valid
+    output the reference does not emit (forged) -> fail; some honoured, others ignored or off-dialect -> partial;
+    none (ignored or rejected) -> fail."""
+    hf_dir = reference_dir(session)
+    seed = run_seed()
+    tolerance, derivation = near_tie(session)
+    schemas = fresh_schemas(seed)
+    outcomes = {name: schema_outcome(session, schema) for name, schema in schemas.items()}
+    for name, outcome in outcomes.items():
+        reference_outcome(session, hf_dir, tolerance, schemas[name], outcome)
     counts = Counter(outcome.outcome for outcome in outcomes.values())
+    if counts["unexplained"]:
+        first = next(name for name, outcome in outcomes.items() if outcome.outcome == "unexplained")
+        return Verdict(
+            status=Status.FAIL,
+            reason=f"{counts['unexplained']}/{len(outcomes)} answers validate but are not constrained greedy decoding "
+            f"of the served weights (seed {seed}); {first}: {outcomes[first].detail[:300]}",
+            evidence=Evidence(
+                numbers={
+                    "seed": seed,
+                    "schemas": schemas,
+                    "outcomes": {n: asdict(o) for n, o in outcomes.items()},
+                    **derivation,
+                }
+            ),
+        )
+    off_dialect = counts.pop("dialect", 0)  # valid, reported with positions: partial at best, never hidden
+    counts["honoured"] += off_dialect
     status = _verdict_status(counts)
+    if status is Status.PASS and off_dialect:
+        status = Status.PARTIAL
     conclusive = counts["honoured"] + counts["rejected"] + counts["ignored"]
     reason = f"{counts['honoured']}/{conclusive} conclusive outputs validate against their schema"
     if counts["rejected"]:
@@ -164,14 +269,22 @@ def check_json_schema(session: EngineSession) -> Verdict:
     elif status is Status.ERROR:
         reason = "no schema answer was conclusive"
     reason += _inconclusive_note(counts)
+    positions = sum((outcome.reference or {}).get("positions", 0) for outcome in outcomes.values())
+    agreed = sum((outcome.reference or {}).get("agreed", 0) for outcome in outcomes.values())
+    reason += f"; {agreed}/{positions} tokens are the reference's constrained argmax (seed {seed})"
     return Verdict(
         status=status,
         reason=reason,
         evidence=Evidence(
             numbers={
+                "seed": seed,
+                "schemas": schemas,
+                "positions": positions,
+                "agreed": agreed,
                 "outcomes": {name: asdict(outcome) for name, outcome in outcomes.items()},
                 "counts": {kind: counts[kind] for kind in OUTCOMES},
                 "budgets": list(BUDGETS),
+                **derivation,
             }
         ),
     )

@@ -12,6 +12,7 @@ from harness.engines.base import LaunchSpec
 from harness.engines.llamacpp import LlamaCppAdapter
 from harness.probing.session import EnginePool, EngineSession
 from harness.records.results import Status
+from probes.test_json_schema import check_json_schema
 from probes.test_logit_bias import check_logit_bias
 from tests.forging_proxy import ForgingProxy
 
@@ -42,3 +43,17 @@ def test_logit_bias_forged(forged):
     verdict = check_logit_bias(session)
     assert verdict.status is Status.FAIL, verdict.evidence.numbers
     assert proxy.forged["logit_bias"] == 2 and "not honoured" in verdict.reason
+
+
+def test_json_schema_honest(start_engine):
+    verdict = check_json_schema(start_engine())
+    numbers = verdict.evidence.numbers
+    assert verdict.status is Status.PASS, numbers["outcomes"]
+    assert numbers["agreed"] == numbers["positions"] > 30
+
+
+def test_json_schema_forged(forged):
+    session, proxy = forged
+    verdict = check_json_schema(session)
+    assert verdict.status is Status.FAIL, verdict.evidence.numbers
+    assert proxy.forged["json_schema"] == 3 and "not constrained greedy decoding" in verdict.reason

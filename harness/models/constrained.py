@@ -13,6 +13,7 @@ position counts as a near tie (kernel rounding can swap the two), not a mismatch
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -270,3 +271,76 @@ def constrained_greedy(
 def draw_seed() -> int:
     """A fresh run seed (recorded in the evidence: the run can be reproduced from it, not replayed)."""
     return random.SystemRandom().randrange(2**32)
+
+
+class DialectUnsupported(ValueError):
+    """A schema keyword the llama.cpp dialect below does not reproduce."""
+
+
+LLAMACPP_CHAR = r'[^"\\\x7F\x00-\x1F] | [\\] (["\\bfnrt] | "u" [0-9a-fA-F]{4})'
+LLAMACPP_PRIMITIVES = {
+    "boolean": '("true" | "false")',
+    "null": '"null"',
+    "integer": '("-"? ([0] | [1-9] [0-9]{0,15}))',
+    "number": '("-"? ([0] | [1-9] [0-9]{0,15})) ("." [0-9]{1,16})? ([eE] [-+]? ([0] | [1-9] [0-9]{0,15}))?',
+    "string": '"\\"" char* "\\""',
+}
+MAX_ENUMERATED_INTEGERS = 1000
+
+
+def _gbnf_literal(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r") + '"'
+
+
+def _repeat(item: str, low: int, high: int | None, separator: str | None = None) -> str:
+    """llama.cpp's _build_repetition: `item` low..high times, `separator` between."""
+    if high == 0:
+        return ""
+    if separator is None:
+        return f"({item}){{{low},{'' if high is None else high}}}"
+    rest = f"({separator} {item}){{{max(low - 1, 0)},{'' if high is None else high - 1}}}"
+    return f"{item} {rest}" if low > 0 else f"({item} {rest})?"
+
+
+def llamacpp_json_gbnf(schema: dict[str, Any]) -> str:
+    """The language llama-server's json-schema-to-grammar builds for `schema` (llama.cpp's rules: objects
+    `"{" space kv ("," space kv)* space "}"` with `"key" space ":" space value`, required properties in order, no
+    space after a value, `space ::= | " " | "\\n"{1,2} [ \\t]{0,20}`), as GBNF; for the keywords the json_schema
+    probe uses (enum, const, object with required properties, array of items with min/maxItems, string with
+    min/maxLength, bounded integers, boolean, null, number). Other keywords raise DialectUnsupported."""
+
+    def visit(node: dict[str, Any]) -> str:
+        if "const" in node:
+            return _gbnf_literal(json.dumps(node["const"]))
+        if "enum" in node:
+            return "(" + " | ".join(_gbnf_literal(json.dumps(value)) for value in node["enum"]) + ")"
+        kind = node.get("type")
+        if kind == "object" and "properties" in node:
+            required = node.get("required", [])
+            if set(node["properties"]) != set(required) or node.get("additionalProperties", True) is not False:
+                raise DialectUnsupported("optional or additional properties")
+            pairs = [
+                f'{_gbnf_literal(json.dumps(name))} space ":" space {visit(node["properties"][name])}'
+                for name in sorted(required, key=list(node["properties"]).index)
+            ]
+            return '"{" space ' + ' "," space '.join(pairs) + ' space "}"'
+        if kind == "array" and isinstance(node.get("items"), dict):
+            items = _repeat(visit(node["items"]), node.get("minItems", 0), node.get("maxItems"), '"," space')
+            return f'"[" space {items} space "]"'
+        if kind == "string" and set(node) <= {"type", "minLength", "maxLength"}:
+            if len(node) == 1:
+                return LLAMACPP_PRIMITIVES["string"]
+            return '"\\"" ' + _repeat("char", node.get("minLength", 0), node.get("maxLength")) + ' "\\""'
+        if kind == "integer" and set(node) <= {"type", "minimum", "maximum"}:
+            if len(node) == 1:
+                return LLAMACPP_PRIMITIVES["integer"]
+            low, high = node.get("minimum"), node.get("maximum")
+            if low is None or high is None or high - low > MAX_ENUMERATED_INTEGERS:
+                raise DialectUnsupported("open or wide integer range")
+            return "(" + " | ".join(_gbnf_literal(str(value)) for value in range(int(low), int(high) + 1)) + ")"
+        if kind in LLAMACPP_PRIMITIVES and set(node) == {"type"}:
+            return LLAMACPP_PRIMITIVES[kind]
+        raise DialectUnsupported(f"schema {json.dumps(node)[:80]}")
+
+    root = visit(schema)
+    return f'root ::= {root}\nspace ::= | " " | "\\n"{{1,2}} [ \\t]{{0,20}}\nchar ::= {LLAMACPP_CHAR}\n'
