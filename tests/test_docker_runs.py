@@ -76,7 +76,10 @@ def test_probe_verdicts_match_the_process_launcher(docker_connection, llama_imag
         p: r.status for p, r in native.items() if p not in TIMING_PROBES
     }
     measured = {Status.PASS, Status.PARTIAL, Status.FAIL}
-    assert all(docker[p].status in measured and native[p].status in measured for p in TIMING_PROBES)
+    for probe in TIMING_PROBES:  # decisive, or the probe's own "cannot tell" with what it measured (a loaded host
+        for record in (docker[probe], native[probe]):  # blurs the timing under either launcher), never a crash
+            cannot_tell = record.status is Status.ERROR and bool(record.evidence.numbers) and record.evidence.exchanges
+            assert record.status in measured or cannot_tell, (record.launch, record.reason)
     started = [record for record in docker.values() if record.launch is not None]
     assert started and all(record.launch.launcher == "docker" for record in started)
     assert all(record.engine.image_digest == llama_image.id for record in started)

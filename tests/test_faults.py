@@ -39,7 +39,7 @@ from harness.launch.base import EngineStartError, free_port, port_taken
 from harness.models.cache import verify_artifact
 from harness.paths import REPO_ROOT, default_report_dir
 from harness.probing.plugin import _write_or_keep, spare_dir
-from harness.probing.session import EnginePool
+from harness.probing.session import HEALTH_TIMEOUT_S, EnginePool
 from harness.records.merge import MergeError, merge
 from harness.records.results import (
     EngineIdentity,
@@ -565,18 +565,31 @@ def pool(artifacts, llama_build, tmp_path: Path) -> Iterator[EnginePool]:
 
 
 @pytest.mark.engine_integration
-def test_a_stopped_engine_is_an_error_in_time_and_is_replaced(pool: EnginePool) -> None:
-    """SIGSTOP: the request fails within the request timeout, and the next probe gets a fresh engine."""
+def test_a_stopped_engine_is_an_error_in_time_and_is_replaced(
+    pool: EnginePool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGSTOP: the request fails within the request timeout, and the next probe gets a fresh engine.
+
+    The deadlines scale with this host's pace, measured in the same run: the running engine's answer to the same
+    request and its start-up time (a fixed 1-second read deadline was missed once by a busy host's fresh engine)."""
+    monkeypatch.setenv("INFERCHECK_REQUEST_TIMEOUT_S", "120")
     session = pool.session(LaunchSpec())
+    request = session.adapter.fixed_length_request(session.served_model, "the cat", 8, stream=False)
+    started = time.monotonic()
+    assert session.client.send(request)[0] == 200
+    answer_s = time.monotonic() - started
+    read_deadline_s = max(1.0, 5 * answer_s)  # a running engine answers well within it; a stopped one never does
+    restart_s = HEALTH_TIMEOUT_S + 10 + 5 * (session.launch.ready_s or 10)  # health check, stop, a start
+    monkeypatch.setenv("INFERCHECK_REQUEST_TIMEOUT_S", f"{read_deadline_s:.2f}")
     pid = session.running.pid
     os.kill(pid, signal.SIGSTOP)
     try:
-        request = session.adapter.fixed_length_request(session.served_model, "the cat", 8, stream=False)
-        with within(BOUND_S), pytest.raises(EngineTransportError, match="ReadTimeout"):
+        with within(read_deadline_s + BOUND_S), pytest.raises(EngineTransportError, match="ReadTimeout"):
             session.client.send(request)
-        with within(30):
+        with within(restart_s):
             fresh = pool.session(LaunchSpec())
         assert fresh.running.pid != pid and not _alive(pid)
+        monkeypatch.setenv("INFERCHECK_REQUEST_TIMEOUT_S", "120")  # a fresh engine's first answer: no pace asserted
         assert fresh.client.send(request)[0] == 200
     finally:
         if _alive(pid):

@@ -135,6 +135,11 @@ class EngineAdapter(ABC):
         """The dtype the engine computes in for this spec (part of the measurement context); None: unknown."""
         return None
 
+    def installed_identity(self) -> EngineIdentity | None:
+        """The identity known without starting the engine (an installed package at its pinned version), for a record
+        written before any launch of the run; None when only a running engine can tell."""
+        return None
+
     # -- feature translation (OpenAI-compatible defaults) ----------------------------
     def greedy_request(self, model: str, prompt: str, max_tokens: int, top_logprobs: int) -> ApiRequest:
         """Greedy completion of a plain-text prompt with top log-probabilities."""

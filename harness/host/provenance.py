@@ -10,7 +10,7 @@ import subprocess
 from functools import lru_cache
 
 from harness import __version__
-from harness.host.apple import apple_accelerators
+from harness.host.apple import apple_accelerators, apple_chip
 from harness.paths import REPO_ROOT
 from harness.records.results import HarnessInfo, HostInfo
 
@@ -25,7 +25,44 @@ def host_info() -> HostInfo:
         cpu_count=os.cpu_count() or 1,
         memory_gib=round(_memory_bytes() / 2**30, 1),
         accelerators=gpu_names() or apple_accelerators(),
+        isa_level=isa_level(),
     )
+
+
+def isa_level() -> str:
+    """The instruction-set level engines compute with here (part of the measurement context): the first NVIDIA
+    GPU's model on a GPU host, `apple-<chip>` on Apple silicon, else the CPU's level (`cpu_isa_level`)."""
+    gpus = gpu_names()
+    if gpus:
+        return gpus[0].split(",")[0].strip()
+    chip = apple_chip()
+    if chip:
+        return "apple-" + "-".join(chip.lower().removeprefix("apple").split())
+    return cpu_isa_level(_cpu_flags(), platform.machine())
+
+
+def cpu_isa_level(flags: set[str], machine: str) -> str:
+    """`avx512+amx`, `avx512`, `avx2` or `x86-64` (older) on x86 from /proc/cpuinfo's flags; `arm64+sve` or
+    `arm64` on Arm; else the machine name. AVX-512 counts from the foundation (avx512f); AMX from its tiles."""
+    if machine.lower() in ("x86_64", "amd64", "i686", "i386"):
+        if "avx512f" in flags:
+            return "avx512+amx" if "amx_tile" in flags else "avx512"
+        return "avx2" if "avx2" in flags else "x86-64"
+    if machine.lower() in ("aarch64", "arm64"):
+        return "arm64+sve" if "sve" in flags else "arm64"
+    return machine.lower() or "cpu"
+
+
+def _cpu_flags() -> set[str]:
+    """The CPU's feature flags (`flags` on x86, `Features` on Arm in /proc/cpuinfo); empty where there is none."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith(("flags", "Features")):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
 
 
 @lru_cache(maxsize=1)

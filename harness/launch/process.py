@@ -91,6 +91,9 @@ class ProcessLauncher(Launcher):
 
     def describe_exit(self) -> str:
         code = self._proc.returncode if self._proc else None
+        if code is not None and code < 0:  # killed by a signal: SIGILL says the CPU lacks an instruction
+            with contextlib.suppress(ValueError):
+                return f"exit code {code} ({signal.Signals(-code).name})"
         return f"exit code {code}"
 
     def is_running(self) -> bool:

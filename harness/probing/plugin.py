@@ -36,6 +36,7 @@ from harness.docker.specs import SpecError, select_spec
 from harness.engines import UnknownEngineError, adapter_classes
 from harness.engines.base import LaunchSpec
 from harness.host.provenance import gpu_names, harness_info, host_info
+from harness.launch.base import KernelMissing
 from harness.models.sets import ModelSet, ModelSetError, load_model_set
 from harness.outcomes import NotMeasurable, Unsupported
 from harness.paths import cache_dir, default_results_dir
@@ -338,8 +339,8 @@ class ProbeRecorder:
             probe=self.probe_id,
             feature=self.feature,
             engine=session.identity if session else self.context.identity(),
-            launch=session.launch if session else None,
-            model=session.model_info() if session else None,
+            launch=session.launch if session else self.context.pool.planned_launch(self.spec),
+            model=session.model_info() if session else self.context.pool.planned_model(self.spec),
             host=host_info(),
             harness=harness_info(),
             status=verdict.status,
@@ -393,6 +394,9 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
             )
         )
         return None
+    except KernelMissing as exc:  # the engine's build for this host's level lacks the kernel: a finding
+        recorder.record(kernel_missing_verdict(exc))
+        return None
     except (pytest.skip.Exception, KeyboardInterrupt):
         raise
     except Exception as exc:
@@ -409,6 +413,19 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
         recorder.record(Verdict(status=Status.ERROR, reason="probe finished without a verdict"))
         raise AssertionError("probe finished without recording a verdict")
     return result
+
+
+def kernel_missing_verdict(exc: KernelMissing) -> Verdict:
+    """A start failure from a kernel missing for this host's instruction set: a fail in this level's context (the
+    record's host names the level), with the engine's own line as evidence (README, "Instruction-set levels")."""
+    return Verdict(
+        status=Status.FAIL,
+        reason=str(exc),
+        evidence=Evidence(
+            engine_log=[exc.engine_line],
+            numbers={"isa_level": host_info().level(), "start_failure": "kernel missing for this instruction set"},
+        ),
+    )
 
 
 _UNSAVED_KEY = pytest.StashKey[list[str]]()  # records written elsewhere than their run folder, or not at all

@@ -16,7 +16,7 @@ from harness.models import ModelArtifact, ensure_models, find_artifact
 from harness.models.checkpoints import CheckpointSource, hub_root
 from harness.models.sets import ModelSet, hub_reachable
 from harness.probing.session import EnginePool
-from harness.records.results import EngineIdentity, run_dir_for
+from harness.records.results import NOT_STARTED, EngineIdentity, run_dir_for
 from harness.toolchain import llamacpp as llamacpp_toolchain
 
 if TYPE_CHECKING:
@@ -85,8 +85,11 @@ class RunContext:
         return cls(run_id=run_id, run_dir=run_dir, adapter=adapter, artifacts=artifacts, pool=pool)
 
     def identity(self) -> EngineIdentity:
-        """The engine identity seen last in this run (before any start: the adapter's name only)."""
-        return self.last_identity or EngineIdentity(name=self.adapter.name, version="not started")
+        """The engine identity seen last in this run (before any start: the installed one the adapter knows, else
+        its name only)."""
+        if self.last_identity is not None:
+            return self.last_identity
+        return self.adapter.installed_identity() or EngineIdentity(name=self.adapter.name, version=NOT_STARTED)
 
 
 def _checkpoint_source(

@@ -10,7 +10,17 @@ from typing import TYPE_CHECKING
 import httpx
 
 from harness.engines.base import EngineAdapter, LaunchSpec, ResolvedModels
-from harness.launch.base import PORT_ATTEMPTS, EngineStartError, Launcher, RunningEngine, free_port, port_taken
+from harness.host.provenance import host_info
+from harness.launch.base import (
+    PORT_ATTEMPTS,
+    EngineStartError,
+    KernelMissing,
+    Launcher,
+    RunningEngine,
+    free_port,
+    missing_kernel_line,
+    port_taken,
+)
 from harness.launch.process import ProcessLauncher
 from harness.models import ModelArtifact, find_artifact
 from harness.models.cache import ModelIntegrityError, verify_artifact
@@ -74,7 +84,7 @@ class EnginePool:
         self.containers = containers  # set: engines run in containers (--launcher docker)
         self.checkpoints = checkpoints  # set: a model set's real checkpoints replace synthesized models
         self._current: tuple[LaunchSpec, EngineSession, Launcher | None] | None = None
-        self._failed: dict[LaunchSpec, str] = {}
+        self._failed: dict[LaunchSpec, EngineStartError] = {}
 
     def session_spec(self, spec: LaunchSpec) -> LaunchSpec:
         """`spec` as the pool runs it: the adapter's native format filled in."""
@@ -92,7 +102,10 @@ class EnginePool:
                 )
             self.close()  # hung or stopped (SIGSTOP): the next probe gets a fresh engine
         if spec in self._failed:
-            raise EngineStartError(self._failed[spec])
+            failed = self._failed[spec]
+            if isinstance(failed, KernelMissing):
+                raise KernelMissing(str(failed), failed.engine_line)
+            raise EngineStartError(str(failed))
         if self.attach_url:
             if spec != self.attach_spec:
                 raise NotMeasurable(
@@ -104,8 +117,56 @@ class EnginePool:
         try:
             return self._launch(spec)
         except EngineStartError as exc:
-            self._failed[spec] = str(exc)
-            raise
+            failed = self._kernel_missing(exc, spec) or exc
+            self._failed[spec] = failed
+            if failed is exc:
+                raise
+            raise failed from None
+
+    def _log_path(self, spec: LaunchSpec) -> Path:
+        return self.run_dir / "logs" / f"{spec.key().replace('/', '_')}.log"
+
+    def _kernel_missing(self, exc: EngineStartError, spec: LaunchSpec) -> KernelMissing | None:
+        """The start failure as KernelMissing when the engine's log (or its exit) says a kernel is missing for this
+        host's instruction set; the same for every engine and launcher (harness.launch.base.missing_kernel_line)."""
+        log = self._log_path(spec)
+        text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
+        line = missing_kernel_line(f"{text}\n{exc}")
+        if line is None:
+            return None
+        message = (
+            f"{self.adapter.name} cannot start this launch ({spec.key()}) on this host's instruction set "
+            f"({host_info().level()}): its build for this level lacks a kernel it needs; the engine said: {line}"
+        )
+        return KernelMissing(message, line)
+
+    def planned_launch(self, spec: LaunchSpec) -> LaunchInfo:
+        """The launch `spec` would have had, for a record written before any engine ran it (Unsupported,
+        NotMeasurable, KernelMissing): the launcher, the adapter's launch config and its compute dtype."""
+        spec = self.session_spec(spec)
+        launcher = "attach" if self.attach_url else "process" if self.containers is None else "docker"
+        return LaunchInfo(
+            launcher=launcher,
+            config=spec.key(),
+            options=dict(vars(spec)),
+            compute_dtype=None if self.attach_url else self.adapter.compute_dtype(spec),
+        )
+
+    def planned_model(self, spec: LaunchSpec) -> ModelInfo:
+        """The model `spec` would have served (the synthesized one), for a record written before any engine ran it."""
+        spec = self.session_spec(spec)
+        fmt = spec.model_format or self.adapter.native_format
+        try:
+            artifact = find_artifact(self.artifacts, spec.model, fmt)
+        except KeyError:
+            return ModelInfo(name=spec.model, family=spec.model, format=fmt, source="synthesized")
+        return ModelInfo(
+            name=artifact.name,
+            family=artifact.family,
+            format=artifact.format,
+            sha256=artifact.sha256,
+            source=artifact.source,
+        )
 
     def _model_for(self, spec: LaunchSpec) -> tuple[ModelArtifact, ModelArtifact | None]:
         fmt = spec.model_format or self.adapter.native_format
@@ -144,7 +205,7 @@ class EnginePool:
             except ModelIntegrityError as exc:
                 raise EngineStartError(str(exc)) from None
         resolved = ResolvedModels(model=model.path, draft_model=draft.path if draft else None)
-        log_path = self.run_dir / "logs" / f"{spec.key().replace('/', '_')}.log"
+        log_path = self._log_path(spec)
         for attempt in range(1, PORT_ATTEMPTS + 1):
             port = free_port()
             command = self.adapter.launch_command(spec, resolved, port)

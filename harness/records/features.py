@@ -29,8 +29,10 @@ FEATURE_ROWS: dict[str, str] = {
     "other_quants_gptq": f"{OTHER_QUANTS}{SUBROW_SEP}GPTQ",
     "other_quants_int8": f"{OTHER_QUANTS}{SUBROW_SEP}INT8 (W8A8)",
     "other_quants_fp8": f"{OTHER_QUANTS}{SUBROW_SEP}FP8",
-    # f16 is the reference precision, not a quantization: it feeds no quant row
-    "reference_precision": "Reference precision (f16)",
+    # an unquantized f16 GGUF file: whether the engine loads GGUF and computes its weights as written. Not a
+    # quantization (it feeds no quant row); named for the file, so that an engine without a GGUF loader (vLLM's
+    # documented absence) does not read as a precision limit (issue 23: it was "Reference precision (f16)")
+    "reference_precision": "GGUF F16 (unquantized)",
     "openai_api": "OpenAI-Style API",
     "beam_search": "Beam Search",
     "ebnf_grammar": "EBNF Grammars",
@@ -49,6 +51,18 @@ FEATURE_ROWS: dict[str, str] = {
 }
 
 # Records written before the per-format ids said feature "other_quants"; their probe names tell the format.
+# The model format a feature's probe launches with (probes/test_quantized.py); others run the engine's native one.
+FEATURE_FORMATS: dict[str, str] = {
+    "reference_precision": "f16",
+    "other_quants_gguf_q8_0": "q8_0",
+    "other_quants_gguf_q4_k_m": "q4_k_m",
+    "awq": "awq",
+    "other_quants_gptq": "gptq",
+    "other_quants_int8": "w8a8",
+    "other_quants_fp8": "fp8",
+    "exl2": "exl2",
+}
+
 LEGACY_PROBE_FEATURES: dict[str, str] = {
     "quantized_f16": "reference_precision",
     "quantized_q8_0": "other_quants_gguf_q8_0",

@@ -20,6 +20,8 @@ BENCH_FILE = "bench.json"  # a run's benchmark record (harness.bench), beside it
 SAFE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"  # a run id or probe name: one path component, never '..'
 LEGACY_ABSENCE_NOTE = "documented absence (adapter), no request sent"  # how records before absence_source said it
 UNKNOWN = "unknown"  # a context dimension an (older) record does not tell
+NOT_STARTED = "not started"  # the engine version of a record written before the run started any engine
+LEVEL_UNKNOWN = "cpu (level unknown)"  # an older record naming neither its instruction-set level nor its CPU
 
 
 class RecordWarning(UserWarning):
@@ -134,6 +136,22 @@ class HostInfo(BaseModel):
     cpu_count: int
     memory_gib: float
     accelerators: list[str] = Field(default_factory=list)
+    isa_level: str | None = Field(
+        default=None,
+        description=(
+            "the instruction-set level engines compute with, part of the measurement context: avx2, avx512, "
+            "avx512+amx, x86-64, arm64, arm64+sve, apple-<chip>; on a GPU host the GPU model; null in records "
+            "written before it was recorded (read from `cpu`)"
+        ),
+    )
+
+    def level(self) -> str:
+        """The recorded level; for an older record the CPU model it names, marked as such."""
+        if self.isa_level:
+            return self.isa_level
+        if self.accelerators:
+            return _gpu_model(self.accelerators[0])
+        return f"{self.cpu} (level not recorded)" if self.cpu.strip() else LEVEL_UNKNOWN
 
 
 class HarnessInfo(BaseModel):
@@ -147,7 +165,7 @@ class HarnessInfo(BaseModel):
 class MeasurementContext(BaseModel, frozen=True):
     """How a verdict was obtained; verdicts from different contexts are never merged into one."""
 
-    host_class: str  # "cpu", or "gpu <count>x <model>"
+    host_class: str  # "cpu <instruction-set level>" (cpu avx2, cpu avx512+amx, cpu apple-m3), or "gpu <count>x <model>"
     launcher: str  # process, docker or attach
     model_source: str  # synthesized, or hub
     distribution: str  # package==version, image@digest, or the engine's own version string
@@ -189,7 +207,10 @@ class ResultRecord(BaseModel):
     def context(self) -> MeasurementContext:
         """The measurement context, derived from the host, launch, model and engine fields."""
         gpus = self.host.accelerators
-        host_class = f"gpu {len(gpus)}x {_gpu_model(gpus[0])}" if gpus else "cpu"
+        level = self.host.level()
+        host_class = (
+            f"gpu {len(gpus)}x {_gpu_model(gpus[0])}" if gpus else level if level == LEVEL_UNKNOWN else f"cpu {level}"
+        )
         return MeasurementContext(
             host_class=host_class,
             launcher=self.launch.launcher if self.launch else UNKNOWN,
@@ -215,7 +236,7 @@ def _distribution(engine: EngineIdentity) -> str:
         return f"{engine.image}@{engine.image_digest}" if engine.image_digest else engine.image
     if engine.package:
         return f"{engine.package}=={engine.package_version}" if engine.package_version else engine.package
-    return f"{engine.name} {engine.version}"
+    return UNKNOWN if engine.version == NOT_STARTED else f"{engine.name} {engine.version}"
 
 
 def engine_slug(engine_name: str) -> str:

@@ -27,6 +27,7 @@ from harness.records.results import UNKNOWN, MeasurementContext, RecordWarning, 
 
 PASS_MARK = "✅"
 FAIL_MARK = "❌"
+from harness.report.planned import record_context
 MIXED_MARK = "🌩️"
 ERROR_MARK = "⚠"
 ABSENCE_MARK = "❌📄"  # a documented absence: no request could be formed; the footnote names the source
@@ -120,7 +121,7 @@ def resolved_contexts(records: list[ResultRecord]) -> dict[int, MeasurementConte
     """Each record's context (by id), where a record that does not tell a dimension (an older record without
     compute_dtype) joins the one context that matches it on every dimension it does tell: the one its engine's
     records of the same launch config were measured in, else the one of its engine, else none (it stays apart)."""
-    own = {id(record): record.context() for record in records}
+    own = {id(record): record_context(record) for record in records}
     by_engine: dict[str, set[MeasurementContext]] = defaultdict(set)
     by_launch: dict[tuple[str, str], set[MeasurementContext]] = defaultdict(set)
     for record in records:

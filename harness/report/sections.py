@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from datetime import datetime
 
-from harness.report.context import VERDICTS, ReportContext
+from harness.report.context import VERDICTS, ReportContext, ReportRow
 from harness.report.footnotes import record_link
 from harness.report.format import table_cell, timestamp
 from harness.report.section import ReportSection, SectionRenderer
 from harness.report.table import measured_text
-from harness.records.results import ResultRecord
+from harness.records.results import ResultRecord, Status
 
 
 
@@ -56,15 +57,32 @@ def _current_summary(context: ReportContext) -> list[str]:
 
 
 def not_measured_section(context: ReportContext) -> ReportSection:
-    """Probes that have only not-measured records, with the reason."""
+    """Probes that have only not-measured records, with the reason: a not-measured record that a newer measured
+    record of the same engine and probe (any verdict, an error included: the probe ran) covers is stale and left out,
+    whichever context that record has (vLLM's "needs 2 GPUs" before the CPU build's split was probed)."""
     lines = ["## Not measured", ""]
-    entries = [(row, cell.engine, record) for row, cell in context.cells() if cell.measured
-               for record in cell.measured.not_measured]
+    ran: dict[tuple[str, str], datetime] = {}
+    for record in context.records:
+        if record.status != Status.NOT_MEASURED:
+            key = (record.engine.name, record.probe)
+            ran[key] = max(ran.get(key, record.finished_at), record.finished_at)
+    newest: dict[tuple[str, str, str], tuple[ReportRow, str, ResultRecord]] = {}  # one per cell and probe
+    for row, cell in context.cells():
+        for record in cell.measured.not_measured if cell.measured else []:
+            cell_key = (cell.engine, row.label, record.probe)
+            if ran.get((record.engine.name, record.probe), record.finished_at) <= record.finished_at and (
+                cell_key not in newest or newest[cell_key][2].finished_at < record.finished_at
+            ):
+                newest[cell_key] = (row, cell.engine, record)
+    entries = list(newest.values())
     if not entries:
         return ReportSection(markdown="\n".join([*lines, "Every probe with a record was measured."]))
     lines += ["| Engine | Row | Probe | Reason | Record |", "|---|---|---|---|---|"]
-    lines += [f"| {table_cell(engine)} | {table_cell(row.label)} | `{record.probe}` | {table_cell(record.reason)} | "
-              f"{record_link(record, context.results_href)} |" for row, engine, record in entries]
+    lines += [
+        f"| {table_cell(engine)} | {table_cell(row.label)} | `{record.probe}` | {table_cell(record.reason)} | "
+        f"{record_link(record, context.results_href)} |"
+        for row, engine, record in entries
+    ]
     return ReportSection(markdown="\n".join(lines))
 
 
@@ -172,7 +190,8 @@ def _package(record: ResultRecord) -> str:
 
 def _host(record: ResultRecord) -> str:
     host = record.host
-    return f"{host.hostname} ({'; '.join(host.accelerators) or host.cpu})"
+    cpu = f"{host.cpu}, {host.isa_level}" if host.isa_level else host.cpu
+    return f"{host.hostname} ({'; '.join(host.accelerators) or cpu})"
 
 
 def _harness(record: ResultRecord) -> str:

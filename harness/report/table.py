@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from harness.report.aggregate import ABSENCE_MARK, NOT_DECISIVE_MARK
 from harness.report.context import NO_CLAIM, ReportCell, ReportContext, ReportRow
 from harness.report.format import relink_refs, table_cell, timestamp
@@ -41,7 +43,8 @@ def header(context: ReportContext) -> str:
         "",
         f"Each cell reads {reads}; a footnote on the measured mark holds the evidence. Verdicts are "
         "kept apart by measurement context (host class, launcher, model source, engine distribution, compute "
-        "dtype): contexts that disagree show one mark each, e.g. `✅ cpu / 🌩️ gpu`.",
+        "dtype): contexts that disagree show one mark each, e.g. `✅ cpu / 🌩️ gpu`. "
+        f"Hosts (instruction-set level) of the counted records: {host_classes(context)}.",
         "",
         f"- Claimed: {claimed_legend}" if claimed_legend else "- Claimed: the source table's marks",
         f"- Measured: {MEASURED_LEGEND}",
@@ -49,6 +52,13 @@ def header(context: ReportContext) -> str:
         f"`{CLAIMS_ONLY}` claims only (no probe measures this row)",
     ]
     return "\n".join(lines)
+
+
+def host_classes(context: ReportContext) -> str:
+    """The host classes (with their instruction-set levels) of the counted records, with record counts: a cell
+    without a footnote was measured on the only one, or on those its context labels name."""
+    counts = Counter(record.context().host_class for record in context.records)
+    return ", ".join(f"`{host}` ({count})" for host, count in sorted(counts.items())) or "none"
 
 
 def comparison_table(context: ReportContext) -> str:
