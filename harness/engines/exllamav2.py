@@ -1,14 +1,18 @@
 """ExLlamaV2, served through TabbyAPI in its image (containers/exllamav2/spec.yaml).
 
 ExLlamaV2 is a library with no server of its own (https://github.com/turboderp/exllamav2 README points
-to TabbyAPI for an OpenAI-style API). The container runs TabbyAPI pinned at commit 09ddfa8, which
-drives ExLlamaV2's dynamic generator; every record says so in `engine.build`. Written from TabbyAPI's
-source at that commit (https://github.com/theroyallab/tabbyAPI): common/config_models.py and
-common/args.py (`--host`, `--port`, `--disable-auth`, `--model-dir`, `--model-name`, `--max-batch-size`,
-`--chunk-size`, `--tensor-parallel`, `--gpu-split-auto`, `--draft-model-dir`, `--draft-model-name`),
-common/sampling.py (`json_schema`, `regex_pattern`, `grammar_string`, `ban_eos_token` alias
-`ignore_eos`, `logprobs`; no beam search), backends/exllamav2/grammar.py (`grammar_string` is KBNF,
-formatron's dialect, whose start rule is `start`), endpoints/core/router.py (`/health`, `/v1/models`).
+to TabbyAPI for an OpenAI-style API). The container runs TabbyAPI pinned at commit 79126f9 (2026-06-27),
+the head of its `exl2-checkpoint` branch: TabbyAPI removed the ExLlamaV2 backend from main in c8b9a8f
+(2026-07-14), and that branch is the last TabbyAPI that drives ExLlamaV2's dynamic generator (exllamav2
+0.3.2 from its `cu12` extra); every record says so in `engine.build`. Written from TabbyAPI's source at
+that commit (https://github.com/theroyallab/tabbyAPI): common/config_models.py and common/args.py
+(`--host`, `--port`, `--disable-auth`, `--model-dir`, `--model-name`, `--max-batch-size`, `--chunk-size`,
+`--tensor-parallel`, `--gpu-split-auto`, `--draft-model-dir`, `--draft-model-name`), common/model.py (no
+`--backend`: a model that is not EXL3 selects exllamav2), common/sampling.py (`json_schema`,
+`regex_pattern`, `grammar_string`, `ban_eos_token` alias `ignore_eos`, `logprobs`; no beam search),
+backends/exllamav2/grammar.py (`grammar_string` is KBNF, formatron's dialect, whose start rule is
+`start`; a schema, regex or grammar formatron cannot parse is skipped with a logged error and the request
+runs unconstrained), endpoints/core/router.py (`/health`, `/v1/models`).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from harness.engines.tabbyapi import tabby_command, tabby_json_schema_request
 from harness.outcomes import Unsupported
 from harness.wire.request import ApiRequest
 
-TABBY_COMMIT = "09ddfa8ffbd7c2471b7a3c9cf3095bf2b90e38c5"
+TABBY_COMMIT = "79126f904c2e00aece026b36bb70bbb87e4892b2"  # head of TabbyAPI's exl2-checkpoint branch
 _TOKEN = re.compile(r'"(?:\\.|[^"\\])*"|\[(?:\\.|[^\]\\])*\]|\{\d+(?:,\d*)?\}|[()|*+?]|[A-Za-z_][\w-]*|\S')
 
 

@@ -9,7 +9,7 @@ from typing import Literal, cast, get_args
 
 from pydantic import BaseModel
 
-Mark = Literal["✅", "🟠", "🌩️", "🔨", "🗓️", "❓", "❌"]
+Mark = Literal["✅", "🟠", "🌩️", "🔨", "🗓️", "❓", "❌", "🪦"]  # 🪦: the project is dormant (claims-current.md)
 MARKS: tuple[str, ...] = get_args(Mark)
 CLAIMS_FILE = "claims.json"
 SOURCE_FILE = "claims-source.md"

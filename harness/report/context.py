@@ -28,6 +28,7 @@ class ReportCell(BaseModel):
     claimed: Cell | None  # None: the engine or the row is not in the claimed table
     measured: CellResult | None  # None: no probe measures this row
     current: Cell | None = None  # today's claim (report/claims-current.md), None without one
+    seed_column: bool = True  # the seed table has this engine's column (SGLang and ExLlamaV3 are newer than it)
     footnotes: list[str] = Field(default_factory=list)  # one label per shown context, holding its evidence
 
     @property
@@ -57,8 +58,13 @@ class ReportCell(BaseModel):
 
     @property
     def seed_stale(self) -> bool:
-        """Today's docs claim another mark than the seed did (text claims and an unverified "?" say nothing)."""
-        return None not in (self.current_mark, self.claimed_mark) and self.current_mark != self.claimed_mark
+        """Today's docs claim another mark than the seed did (text claims and an unverified "?" say nothing); in a
+        column the seed lacks, every mark today's docs claim is one the seed is missing."""
+        if self.current_mark is None:
+            return False
+        if not self.seed_column:
+            return True
+        return self.claimed_mark is not None and self.current_mark != self.claimed_mark
 
     @property
     def differs(self) -> bool:
@@ -177,6 +183,7 @@ def build_context(claims: ClaimsTable, records: list[ResultRecord], extra_engine
 
     def cells(label: str, claimed: dict[str, Cell]) -> list[ReportCell]:
         return [ReportCell(engine=engine, claimed=claimed.get(engine), current=current_rows.get(label, {}).get(engine),
+                           seed_column=engine in claims.engines,
                            measured=(results.get((engine, label)) or _unmeasured()) if label in probed else None)
                 for engine in engines]
 
