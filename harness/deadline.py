@@ -80,7 +80,13 @@ def probe_deadline(seconds: float | None = None) -> Iterator[None]:
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(_SIGNAL, _on_deadline)
         main = threading.main_thread().ident
-        timer = threading.Timer(_limit_s, lambda: _deadline is not None and signal.pthread_kill(main, _SIGNAL))
+        assert main is not None  # the main thread has started: this code runs on it
+
+        def interrupt() -> None:
+            if _deadline is not None:
+                signal.pthread_kill(main, _SIGNAL)
+
+        timer = threading.Timer(_limit_s, interrupt)
         timer.daemon = True
         timer.start()
     try:

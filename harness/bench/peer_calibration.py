@@ -27,6 +27,7 @@ from harness.bench.records import (
     BenchWorkload,
     Calibration,
     CalibrationPoint,
+    Pace,
     PeerTool,
     write_bench_record,
 )
@@ -54,7 +55,7 @@ def requests_for(rate: float, window_s: float) -> int:
     return int(min(MAX_REQUESTS, max(MIN_REQUESTS, rate * window_s)))
 
 
-def run_infercheck(traffic: Traffic, pace: str) -> CalibrationPoint:
+def run_infercheck(traffic: Traffic, pace: Pace) -> CalibrationPoint:
     """infercheck's load generator at one rate."""
     requests = Workload(Lengths(INPUT_TOKENS), Lengths(OUTPUT_TOKENS)).requests(
         LlamaCppAdapter(server_binary=None), MODEL, traffic.requests
@@ -77,11 +78,11 @@ def run_infercheck(traffic: Traffic, pace: str) -> CalibrationPoint:
     )
 
 
-def run_vllm(python: Path, tokenizer: Path) -> Callable[[Traffic, str], CalibrationPoint]:
+def run_vllm(python: Path, tokenizer: Path) -> Callable[[Traffic, Pace], CalibrationPoint]:
     """`vllm bench serve` at one rate (random dataset, the same lengths, EOS ignored)."""
     from harness.bench.peers.vllm_bench import VllmBenchRun, run_vllm_bench
 
-    def run(traffic: Traffic, pace: str) -> CalibrationPoint:
+    def run(traffic: Traffic, pace: Pace) -> CalibrationPoint:
         result = run_vllm_bench(
             python,
             VllmBenchRun(
@@ -123,12 +124,12 @@ def _with_engine_record(base_url: str, run: Callable[[], CalibrationPoint]) -> C
     )
 
 
-def peer_tools() -> tuple[dict[str, Callable[[Traffic, str], CalibrationPoint]], list[PeerTool]]:
+def peer_tools() -> tuple[dict[str, Callable[[Traffic, Pace], CalibrationPoint]], list[PeerTool]]:
     """Every tool this host has, and a line for each of the others saying why it did not run."""
     from harness.bench.peers import aiperf, find_peer, guidellm
     from harness.toolchain import vllm_cpu
 
-    runners: dict[str, Callable[[Traffic, str], CalibrationPoint]] = {"infercheck": run_infercheck}
+    runners: dict[str, Callable[[Traffic, Pace], CalibrationPoint]] = {"infercheck": run_infercheck}
     tools = [PeerTool(name="infercheck", version=harness_info().version, status="measured")]
     install = vllm_cpu.find_install(cache_dir())
     tokenizer = hf_tokenizer()
@@ -173,7 +174,7 @@ def calibrate(progress: Callable[[str], None] = print) -> Calibration:
     points: list[CalibrationPoint] = []
     failures: dict[str, str] = {}
 
-    def measure(name: str, traffic: Traffic, pace: str, run: Callable[[], CalibrationPoint]) -> CalibrationPoint:
+    def measure(name: str, traffic: Traffic, pace: Pace, run: Callable[[], CalibrationPoint]) -> CalibrationPoint:
         try:
             point = run()
         except RuntimeError as exc:
@@ -182,7 +183,7 @@ def calibrate(progress: Callable[[str], None] = print) -> Calibration:
             point = CalibrationPoint(
                 tool=name,
                 pace=pace,
-                rate=traffic.rate,  # type: ignore[arg-type]
+                rate=traffic.rate,
                 requests=traffic.requests,
                 completed=0,
                 failed=traffic.requests,

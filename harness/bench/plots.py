@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 from matplotlib.axes import Axes
@@ -17,7 +18,10 @@ from matplotlib.figure import Figure
 from harness.bench.records import BenchLevel, BenchRecord
 from harness.loadgen import Percentiles
 
-_RC = {"svg.hashsalt": "infercheck", "svg.fonttype": "path", "font.size": 9}
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
+_RC: dict[RcKeyType, Any] = {"svg.hashsalt": "infercheck", "svg.fonttype": "path", "font.size": 9}
 _PERCENTILES = (("p50", "-", "o"), ("p90", "--", "s"), ("p99", ":", "^"))
 
 
@@ -95,8 +99,8 @@ def latency_percentiles_svg(records: list[BenchRecord]) -> str:
 def _percentile_lines(
     axes: Axes, record: BenchRecord, metric: Callable[[BenchLevel], Percentiles | None], color: str
 ) -> None:
-    levels = [(level.stats.concurrency, metric(level)) for level in record.levels if level.stats.rate is None]
-    levels = [(concurrency, summary) for concurrency, summary in levels if summary is not None]
+    measured = [(level.stats.concurrency, metric(level)) for level in record.levels if level.stats.rate is None]
+    levels = [(c, summary) for c, summary in measured if c is not None and summary is not None]
     for name, style, marker in _PERCENTILES:
         axes.plot(
             [concurrency for concurrency, _ in levels],

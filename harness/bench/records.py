@@ -55,11 +55,14 @@ class BenchLevel(BaseModel):
     engine_decode_tps: Percentiles | None = None  # per-request decode tokens/s the engine reported, if it did
 
 
+Pace = Literal["paced", "zero"]  # paced: the calibration's TTFT/ITL; zero: no delay at all (the ceiling runs)
+
+
 class CalibrationPoint(BaseModel):
     """One tool at one requested open-loop rate against the null engine."""
 
     tool: str
-    pace: Literal["paced", "zero"]  # paced: the calibration's TTFT/ITL; zero: no delay at all (the ceiling runs)
+    pace: Pace
     rate: float  # requested, requests/s
     requests: int
     completed: int

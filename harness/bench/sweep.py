@@ -84,9 +84,9 @@ def engine_decode_tps(load: LoadResult) -> Percentiles | None:
     """Per-request decode speed as the engine itself timed it (llama-server's `timings.predicted_per_second`)."""
     return Percentiles.of(
         [
-            float(result.timing.engine_timings["predicted_per_second"])
+            float(timings["predicted_per_second"])
             for result in load.results
-            if result.ok and "predicted_per_second" in (result.timing.engine_timings or {})
+            if result.ok and (timings := result.timing.engine_timings) is not None and "predicted_per_second" in timings
         ]
     )
 

@@ -48,7 +48,7 @@ class SglangAdapter(ContainerEngineAdapter):
             "include awq, gptq, gguf, fp8 and others, not exl2"
         ),
     }
-    kv_budget_flag: ClassVar[str | None] = "--max-total-tokens"  # server_args.py: the token pool's size
+    kv_budget_flag: ClassVar[str] = "--max-total-tokens"  # server_args.py: the token pool's size
 
     def launch_command(self, spec: LaunchSpec, models: ResolvedModels, port: int) -> list[str]:
         command = [

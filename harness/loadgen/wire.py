@@ -123,7 +123,7 @@ async def exchange(target: Target, payload: bytes, timeout_s: float) -> Exchange
     return record
 
 
-def _expire(record: Exchange, transport: asyncio.BaseTransport) -> None:
+def _expire(record: Exchange, transport: asyncio.Transport) -> None:
     record.error = "ReadTimeout: no end of stream within the timeout"
     transport.abort()
 

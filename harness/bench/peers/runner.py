@@ -16,6 +16,7 @@ import bisect
 import json
 import os
 import re
+import resource
 import signal
 import subprocess
 import tempfile
@@ -28,7 +29,7 @@ from typing import Any
 import psutil
 
 from harness.bench.peers.traffic import Traffic
-from harness.bench.records import CalibrationPoint
+from harness.bench.records import CalibrationPoint, Pace
 
 STARTUP_S = 120.0  # the longest a tool may take to start (imports, tokenizer, workers) on a busy host
 SLACK = 10.0  # times the traffic's own duration a run may take before it is killed
@@ -132,7 +133,7 @@ def run_tool(command: list[str], env: dict[str, str], folder: Path, timeout_s: f
 
 def _wait4(
     pid: int, until: float, samples: list[tuple[float, float]] | None = None
-) -> tuple[int, os.struct_rusage] | None:
+) -> tuple[int, resource.struct_rusage] | None:
     """The exit status and resource usage of `pid` once it exits, or None if it is still running at `until`;
     meanwhile the CPU of its tree into `samples`."""
     while True:
@@ -207,14 +208,14 @@ class PeerRunner:
                 raise RuntimeError(f"{self.tool} failed (exit {run.returncode}): {failure_line(run.log)}")
             return figures, run
 
-    def __call__(self, traffic: Traffic, pace: str) -> CalibrationPoint:
+    def __call__(self, traffic: Traffic, pace: Pace) -> CalibrationPoint:
         figures, run = self.execute(traffic)
         cpu = run.cpu_between(*figures.window) if figures.window else None
         return CalibrationPoint(
             tool=self.tool,
             pace=pace,
             rate=traffic.rate,
-            requests=traffic.requests,  # type: ignore[arg-type]
+            requests=traffic.requests,
             completed=figures.completed,
             failed=max(figures.failed, traffic.requests - figures.completed),  # never sent counts as failed
             achieved_rate=figures.achieved_rate,
