@@ -291,8 +291,21 @@ def test_bench_calibrate_is_a_command() -> None:
 
     from harness.cli.app import app
 
-    result = CliRunner().invoke(app, ["bench", "calibrate", "--help"])
+    result = CliRunner().invoke(app, ["bench", "calibrate", "--help"], terminal_width=200)
     assert result.exit_code == 0 and "null engine" in result.output
+    assert "--out-dir" in result.output and "--report-dir" not in result.output  # one name per option
+
+
+def test_bench_takes_the_report_folder_as_out_dir() -> None:
+    from typer.testing import CliRunner
+
+    from harness.cli.app import app
+
+    for command in (["bench"], ["bench", "calibrate"]):
+        result = CliRunner().invoke(app, [*command, "--report-dir", "x", "--help"])
+        assert result.exit_code == 2, command  # the old name is gone
+        result = CliRunner().invoke(app, [*command, "--help"], terminal_width=200)
+        assert "--out-dir" in result.output, command
 
 
 def test_benchmark_launch_turns_llama_servers_ram_prompt_cache_off() -> None:

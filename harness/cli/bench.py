@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import typer
 
@@ -45,7 +45,7 @@ def bench_command(
     ),
     seed: int = typer.Option(0, help="prompt and length seed"),
     results_dir: Path = typer.Option(default_results_dir(), help="where the record is written"),
-    report_dir: Path = typer.Option(default_report_dir(), help="where the report is regenerated"),
+    out_dir: Path = typer.Option(default_report_dir(), help="the report folder, regenerated afterwards"),
     report: bool = typer.Option(True, help="regenerate the report afterwards"),
 ) -> None:
     """Sweep concurrency levels and/or request rates on one engine; record throughput, goodput, latency
@@ -65,7 +65,8 @@ def bench_command(
             raise ValueError
         if api not in ("completions", "chat") or processes < 1 or not 0 <= (max_error_rate or 0) <= 1:
             raise ValueError
-        workload = Workload(Lengths(input_tokens, range_ratio), Lengths(output_tokens, range_ratio), api, seed)
+        kind: Literal["completions", "chat"] = "chat" if api == "chat" else "completions"
+        workload = Workload(Lengths(input_tokens, range_ratio), Lengths(output_tokens, range_ratio), kind, seed)
     except ValueError:
         raise typer.BadParameter(
             "concurrency levels are positive integers and rates positive numbers (at least "
@@ -93,7 +94,7 @@ def bench_command(
     except (UnknownEngineError, FileNotFoundError, EngineStartError, NotMeasurable, Unsupported) as exc:
         typer.echo(f"error: {exc.args[0] if exc.args else exc}", err=True)
         raise typer.Exit(2) from None
-    _finish(record, path, results_dir, report_dir, report)
+    _finish(record, path, results_dir, out_dir, report)
 
 
 @bench_app.command("calibrate")
@@ -104,7 +105,7 @@ def calibrate_command(
         "missing, each in its own cached environment (pip, time-boxed)",
     ),
     results_dir: Path = typer.Option(default_results_dir(), help="where the record is written"),
-    report_dir: Path = typer.Option(default_report_dir(), help="where the report is regenerated"),
+    out_dir: Path = typer.Option(default_report_dir(), help="the report folder, regenerated afterwards"),
     report: bool = typer.Option(True, help="regenerate the report afterwards"),
 ) -> None:
     """Every installed load generator (infercheck, vllm bench serve, GuideLLM, AIPerf) against the null
@@ -128,20 +129,20 @@ def calibrate_command(
                     f"({time.monotonic() - started:.0f} s)"
                 )
         record, path = run_calibration(results_dir, progress)
-    _finish(record, path, results_dir, report_dir, report)
+    _finish(record, path, results_dir, out_dir, report)
 
 
-def _finish(record: BenchRecord, path: Path, results_dir: Path, report_dir: Path, report: bool) -> None:
+def _finish(record: BenchRecord, path: Path, results_dir: Path, out_dir: Path, report: bool) -> None:
     """Write the CSV and HTML beside the record, then regenerate the report."""
     from harness.bench.outputs import write_outputs
 
     for written in [path, *write_outputs(record, path.parent)]:
         _progress(f"wrote {written}")
-    claims = report_dir / "claims.json"
+    claims = out_dir / "claims.json"
     if report and claims.exists():
         from harness.report import write_report
 
-        for written in write_report(claims, results_dir, report_dir):
+        for written in write_report(claims, results_dir, out_dir):
             _progress(f"wrote {written}")
 
 
