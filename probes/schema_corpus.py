@@ -3,6 +3,12 @@ keyword would likely break (tight bounds, fixed values, exact counts), and the k
 
 Keywords are read off the schemas themselves (`keywords_of`), so a schema's tags cannot drift from it.
 Every `format` used here has a checker in the installed `jsonschema` (tests/test_schema_corpus.py).
+
+"Unparsable" schemas are valid JSON Schema that TabbyAPI's backends cannot compile: llguidance (ExLlamaV3) reports
+'Unimplemented keys: ["not"]' / '["contains"]', formatron (ExLlamaV2) refuses integer bounds ("int metadata
+{'ge': 1, 'le': 3} is not supported"). TabbyAPI then logs "Skipping because the JSON schema couldn't be parsed"
+and generates unconstrained (backends/exllamav{2,3}/grammar.py): such an answer is "ignored", a refusal
+"rejected", so GPU runs measure the fail-open; any other engine is judged the same way.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ KEYWORDS = (
     "maxItems",
     "uniqueItems",
     "prefixItems",
+    "contains",
+    "not",
     "anyOf",
     "oneOf",
     "allOf",
@@ -116,6 +124,11 @@ SCHEMAS: dict[str, Schema] = {
         }
     ),
     "array_of_objects": _obj({"points": _arr(_POINT, minItems=2, maxItems=2)}),
+    # unparsable by TabbyAPI's llguidance and formatron (module docstring): fail open or refuse
+    "unparsable_not": _obj({"n": _int(minimum=1, maximum=3, **{"not": {"const": 2}})}),
+    "unparsable_contains": _obj(
+        {"xs": _arr(_int(minimum=0, maximum=9), minItems=1, maxItems=2, contains={"const": 7})}
+    ),
     # anyOf / oneOf / allOf
     "any_of_types": _obj({"value": {"anyOf": [_int(minimum=500, maximum=599), _str(pattern="^x{3}$")]}}),
     "any_of_objects": {"anyOf": [_obj({"cat": _str(maxLength=4)}), _obj({"dog": _int(minimum=1, maximum=2)})]},

@@ -146,3 +146,19 @@ def test_verdict_of_no_conclusive_answer_is_error():
     assert _verdict_status(Counter({"truncated": 3})) is Status.ERROR
     assert _verdict_status(Counter({"truncated": 2, "honoured": 1})) is Status.PASS
     assert _verdict_status(Counter({"ignored": 1, "rejected": 2})) is Status.FAIL
+
+
+def test_the_unparsable_schemas_are_valid_json_schema_that_llguidance_cannot_compile():
+    """ExLlamaV3 builds its filter with llguidance (exllamav3 1.6.5 generator/filter/llguidance.py: an error from
+    LLMatcher.validate_grammar raises ValueError) and TabbyAPI then runs the request unconstrained, so these schemas
+    make a GPU run measure that fail-open (ignored) against a refusal (rejected)."""
+    from llguidance import LLMatcher, grammar_from
+
+    unparsable = {name: schema for name, schema in SCHEMAS.items() if name.startswith("unparsable_")}
+    assert set(unparsable) == {"unparsable_not", "unparsable_contains"}
+    for name, schema in unparsable.items():
+        jsonschema.Draft202012Validator.check_schema(schema)
+        error = LLMatcher.validate_grammar(grammar_from("json_schema", json.dumps(schema)))
+        assert "Unimplemented keys" in error, (name, error)
+    # and llguidance compiles a schema without those keywords
+    assert not LLMatcher.validate_grammar(grammar_from("json_schema", json.dumps(SCHEMAS["integer_range"])))
