@@ -11,7 +11,9 @@ from pathlib import Path
 
 import torch
 from pydantic import BaseModel
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationMixin, PreTrainedModel, PreTrainedTokenizerBase
+
+from harness.models.reference import decode_text
 
 
 class Beam(BaseModel):
@@ -45,6 +47,7 @@ def search_beams(
     teacher-forced float32 pass."""
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     inputs = torch.tensor([prompt_ids])
+    assert isinstance(model, GenerationMixin)  # a causal LM: transformers types `generate` on the mixin only
     found = model.generate(
         inputs,
         attention_mask=torch.ones_like(inputs),
@@ -67,7 +70,7 @@ def search_beams(
     def beam(sequence: torch.Tensor) -> Beam:
         generated = [int(token) for token in sequence[len(prompt_ids) :] if int(token) != tokenizer.eos_token_id]
         return Beam(
-            text=tokenizer.decode(generated),
+            text=decode_text(tokenizer, generated),
             token_ids=generated,
             cumulative_logprob=_sequence_logprob(model, prompt_ids, generated),
         )

@@ -6,6 +6,7 @@ import hashlib
 import json
 import shutil
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
@@ -80,21 +81,21 @@ def build_base(root: Path, progress: Callable[[str], None]) -> list[ModelArtifac
         references = (select_window_references if windowed else select_references)(model, tokenizer)
         gguf_path = root / spec.name / f"{spec.name}-f16.gguf"
         export_f16_gguf(hf_dir, gguf_path, spec.name)
-        common = {
-            "name": spec.name,
-            "family": spec.family,
-            "references": references,
-            "dtype_spread": dtype_spread(model, references),
-        }
+        artifact = partial(
+            ModelArtifact,
+            name=spec.name,
+            family=spec.family,
+            references=references,
+            dtype_spread=dtype_spread(model, references),
+        )
         hf_sha = sha256_file(hf_dir / "model.safetensors")
-        artifacts.append(ModelArtifact(format="hf", path=hf_dir, sha256=hf_sha, **common))
+        artifacts.append(artifact(format="hf", path=hf_dir, sha256=hf_sha))
         quantized = spec.name in recipe.QUANTIZED_MODELS
         artifacts.append(
-            ModelArtifact(
+            artifact(
                 format="f16",
                 path=gguf_path,
                 sha256=sha256_file(gguf_path),
-                **common,
                 encoded_references=gguf_encoded_references(hf_dir, gguf_path) if quantized else [],
             )
         )

@@ -48,7 +48,10 @@ def _gguf_tensors(weights: dict[str, np.ndarray], config: dict) -> dict[str, np.
             layer, index, kind = expert.groups()
             experts.setdefault((int(layer), kind), {})[int(index)] = tensor
             continue
-        layer, part = re.fullmatch(r"model\.layers\.(\d+)\.(.+)", base).groups()
+        match = re.fullmatch(r"model\.layers\.(\d+)\.(.+)", base)
+        if match is None:
+            raise ValueError(f"{name}: not a tensor of the llama layout")
+        layer, part = match.groups()
         if part == "self_attn.q_proj":
             tensor = rope_permute(tensor, config["num_attention_heads"])
         elif part == "self_attn.k_proj":

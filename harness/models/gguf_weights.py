@@ -42,7 +42,10 @@ def gguf_state_dict(path: Path, config: dict) -> dict[str, torch.Tensor]:
         if base in _GLOBAL:
             state[f"{_GLOBAL[base]}.weight"] = torch.from_numpy(values)
             continue
-        layer, part = re.fullmatch(r"blk\.(\d+)\.(.+)", base).groups()
+        match = re.fullmatch(r"blk\.(\d+)\.(.+)", base)
+        if match is None:
+            raise ValueError(f"{tensor.name}: not a global or per-layer GGUF tensor")
+        layer, part = match.groups()
         if part in _EXPERT:
             for index, expert in enumerate(values):
                 state[f"model.layers.{layer}.block_sparse_moe.experts.{index}.{_EXPERT[part]}.weight"] = (

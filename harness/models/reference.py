@@ -59,11 +59,18 @@ def _cached_greedy_logits(
     return steps
 
 
+def decode_text(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> str:
+    """The text of one sequence of token ids (decode returns a list only for a batch of sequences)."""
+    text = tokenizer.decode(ids)
+    assert isinstance(text, str)
+    return text
+
+
 def _top(logits: torch.Tensor, tokenizer: PreTrainedTokenizerBase) -> tuple[dict[str, float], list[int]]:
     """Top-k log-probabilities of one position, keyed by token text, and their ids."""
     values, ids = torch.topk(torch.log_softmax(logits, dim=-1), recipe.TOP_K)
     id_list = ids.tolist()
-    return {tokenizer.decode([i]): float(v) for i, v in zip(id_list, values)}, id_list
+    return {decode_text(tokenizer, [i]): float(v) for i, v in zip(id_list, values)}, id_list
 
 
 def reference_case(
@@ -86,7 +93,7 @@ def reference_case(
         prompt=prompt,
         prompt_ids=prompt_ids,
         greedy_ids=greedy_ids,
-        greedy_text=tokenizer.decode(greedy_ids),
+        greedy_text=decode_text(tokenizer, greedy_ids),
         top_logprobs=[top for top, _ in tops],
         top_token_ids=[ids for _, ids in tops],
         margins=[_margin(logits) for logits in steps],

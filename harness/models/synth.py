@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from transformers import (
     LlamaConfig,
@@ -17,7 +19,8 @@ from transformers import (
 from harness.models import recipe
 from harness.models.recipe import ModelSpec
 
-FAMILIES: dict[str, tuple[type[PretrainedConfig], type[PreTrainedModel]]] = {
+# The config classes take their family's fields as keyword arguments (PretrainedConfig's own signature does not).
+FAMILIES: dict[str, tuple[Callable[..., PretrainedConfig], type[PreTrainedModel]]] = {
     "llama": (LlamaConfig, LlamaForCausalLM),
     "mistral": (MistralConfig, MistralForCausalLM),
     "mixtral": (MixtralConfig, MixtralForCausalLM),
@@ -94,4 +97,5 @@ def build_model(
     with torch.no_grad():
         for param in model.parameters():
             param.copy_(param.half().float())
-    return model.to(torch.float32).eval()
+    # transformers declares `to` as @wraps(torch.nn.Module.to), which types it as the unbound function
+    return model.to(torch.float32).eval()  # type: ignore[arg-type]
