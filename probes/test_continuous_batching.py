@@ -2,13 +2,22 @@
 another decodes joins the running batch.
 
 Concurrency alone proves nothing: replicas behind a load balancer, or a process per request, run requests
-at the same time and never batch them. The decision therefore rests on the engine's own step counters
-(tokens generated per forward pass while the concurrent requests ran), read from its `/metrics`.
+at the same time and never batch them, and a proxy in front of them can report any counters it likes. The
+decision therefore rests on what the concurrent streams themselves show:
+- shared steps: CONCURRENCY streams run at once, each read by its own socket and thread. Sequences decoded
+  in one batch advance in the same steps, so their tokens arrive at the same instants; replicas advance
+  independently, and a token of one lands within COINCIDE_SHARE of another's gap only by chance (about
+  2 * COINCIDE_SHARE of the time);
+- joining: a short request sent while a long one decodes finishes first (the overtake). One that waits,
+  when shared steps were not shown either, is a fail: one at a time (or static batching at best).
+The engine's own step counters (tokens generated per forward pass) and the throughput of identical work run
+CONCURRENCY at a time against one at a time are recorded beside them, never decided on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import statistics
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +29,7 @@ import pytest
 from harness.loadgen import Lengths, LoadStats, Workload, run_load, summarize
 from harness.probing.session import EngineSession
 from harness.records.results import Evidence, Status, Verdict
+from harness.wire.streaming import StreamTiming
 from harness.wire.streaming_socket import stream_with_socket
 
 CONCURRENCY = 4
@@ -30,7 +40,6 @@ PROMPT_TOKENS = 8
 BATCHED_PER_STEP = 1.5  # tokens generated per forward pass at or above this: sequences shared steps
 SINGLE_PER_STEP = 1.1  # at or below: one sequence per step (a prompt's own step makes it slightly under 1)
 ROUNDS = 2
-MAX_ROUNDS = 4  # undecided after ROUNDS, more rounds (vLLM CPU on 2 cores serializes for seconds at a time)
 SAMPLE_S = 0.05  # the engine's metrics are sampled this often while the concurrent requests run
 METRICS_TIMEOUT_S = 5.0
 STREAM_TIMEOUT_S = 300.0
@@ -46,6 +55,12 @@ OVERTAKE_TRIES = (
 OVERTAKE_MARGIN_TOKENS = 64
 OVERTAKE_MARGIN_SHARE = 0.2
 PROMPT = "the cat"
+STEP_TOKENS = 1024  # each stream of the shared-step test
+STEP_TRIES = 6  # shared-step tries at most, until their evidence together decides
+COINCIDE_SHARE = 0.1  # a token coincides with another stream's when within this share of that stream's median gap
+MIN_COINCIDENCE_TESTS = 100  # arrivals inside another stream's span needed to decide
+BATCHED_COINCIDENCE = 0.5  # coinciding share at or above this: shared steps (independent streams: about 0.2)
+INDEPENDENT_COINCIDENCE = 0.35  # at or below: independent streams
 
 
 def engine_counters(session: EngineSession) -> dict[str, float]:
@@ -137,24 +152,89 @@ def _best(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def _measure(session: EngineSession) -> dict[str, Any]:
-    """ROUNDS to MAX_ROUNDS rounds after a warm-up one; extra rounds only while undecided: batching not yet
-    shown, yet the engine held more than one sequence at a time. Extra rounds cannot make a one-at-a-time
-    engine pass: its counters stay at one token per step."""
+    """ROUNDS paired rounds after a warm-up one: the speedup of identical work and the engine's counters."""
     await _round(session, 0)
-    rounds: list[dict[str, Any]] = []
-    while len(rounds) < MAX_ROUNDS:
-        rounds.append(await _round(session, len(rounds) + 1))
-        best = _best(rounds)
-        shown = (best["tokens_per_step"] or 0) >= BATCHED_PER_STEP
-        one_at_a_time = best["max_batch_gauge"] is not None and best["max_batch_gauge"] <= 1
-        if len(rounds) >= ROUNDS and (shown or one_at_a_time):
-            break
+    rounds = [await _round(session, index + 1) for index in range(ROUNDS)]
     unequal = [r for r in rounds if r["sequential"]["output_tokens"] != r["concurrent"]["output_tokens"]]
     return {
         "rounds": rounds,
         "unequal_rounds": len(unequal),
         **_best(rounds),
         "output_tokens_per_phase": CONCURRENCY * REQUESTS_PER_SLOT * TOKENS,
+    }
+
+
+def _counters_say(numbers: dict[str, Any]) -> str:
+    """What the engine's own counters claim: 'batched', 'one per step' or 'nothing'."""
+    per_step, gauge = numbers["tokens_per_step"], numbers["max_batch_gauge"]
+    if per_step is not None and per_step >= BATCHED_PER_STEP or per_step is None and gauge is not None and gauge >= 2:
+        return "batched"
+    if per_step is not None and per_step <= SINGLE_PER_STEP or per_step is None and gauge is not None and gauge <= 1:
+        return "one per step"
+    return "nothing"
+
+
+def _arrivals(stream: StreamTiming) -> list[float]:
+    """The distinct instants a stream's tokens arrived (several tokens may come in one read)."""
+    return sorted(set(stream.token_times))
+
+
+def coincidence(streams: list[list[float]]) -> dict[str, Any]:
+    """How often a stream's arrival lands within COINCIDE_SHARE of another stream's median gap of one of that
+    stream's arrivals, over every ordered pair of streams while both were streaming."""
+    hits = tests = 0
+    for i, mine in enumerate(streams):
+        for j, theirs in enumerate(streams):
+            if i == j or not mine or not theirs:
+                continue
+            start, end = max(mine[0], theirs[0]), min(mine[-1], theirs[-1])
+            window = [t for t in theirs if start <= t <= end]
+            if len(window) < 3:
+                continue
+            tolerance = COINCIDE_SHARE * statistics.median(b - a for a, b in zip(window, window[1:]))
+            for arrived in (t for t in mine if start <= t <= end):
+                index = bisect.bisect_left(window, arrived)
+                nearest = min(abs(arrived - window[k]) for k in (index - 1, index) if 0 <= k < len(window))
+                tests += 1
+                hits += nearest <= tolerance
+    return {"tests": tests, "hits": hits}
+
+
+def _step_verdict(hits: int, tests: int) -> str:
+    """'batched', 'independent' or 'undecided' (too few tokens arrived while two streamed, or in between)."""
+    if tests < MIN_COINCIDENCE_TESTS:
+        return "undecided"
+    share = hits / tests
+    return (
+        "batched"
+        if share >= BATCHED_COINCIDENCE
+        else "independent"
+        if share <= INDEPENDENT_COINCIDENCE
+        else "undecided"
+    )
+
+
+def _shared_steps(session: EngineSession) -> dict[str, Any]:
+    """CONCURRENCY streams of STEP_TOKENS at once, up to STEP_TRIES times until the tries together decide
+    (a stream read in a few bursts adds few tokens to compare; the tries' evidence adds up)."""
+    request = session.adapter.fixed_length_request(session.served_model, PROMPT, STEP_TOKENS, stream=True)
+    url = session.running.base_url
+    tries: list[dict[str, Any]] = []
+    hits = tests = 0
+    with ThreadPoolExecutor(max_workers=CONCURRENCY) as readers:
+        while len(tries) < STEP_TRIES and _step_verdict(hits, tests) == "undecided":
+            futures = [
+                readers.submit(stream_with_socket, url, request, timeout_s=STREAM_TIMEOUT_S) for _ in range(CONCURRENCY)
+            ]
+            streams = [_arrivals(future.result(timeout=STREAM_TIMEOUT_S)) for future in futures]
+            measured = coincidence(streams)
+            tries.append({**measured, "arrivals": [len(stream) for stream in streams]})
+            hits, tests = hits + measured["hits"], tests + measured["tests"]
+    return {
+        "verdict": _step_verdict(hits, tests),
+        "tests": tests,
+        "coinciding": round(hits / tests, 3) if tests else None,
+        "tries": tries,
     }
 
 
@@ -204,24 +284,37 @@ def _overtake_attempts(session: EngineSession) -> list[dict[str, Any]]:
 
 
 def check_continuous_batching(session: EngineSession) -> Verdict:
-    """Fail: the engine's counters show one sequence per step while CONCURRENCY requests ran (however fast
-    they ran together). Pass: several per step, and a short request joins a running long one (finishes while
-    it still streams). Partial: batched, but the short request waited (static batching).
+    """Fail: the concurrent streams advanced independently (whatever the counters say), or shared steps were
+    not shown and a short request sent during a long one waited for it. Pass: shared steps, and a short
+    request joins a running long one (finishes while it still streams). Partial: shared steps, but the short
+    request waited (static batching). Error: undecided otherwise.
 
-    The speedup of identical work run CONCURRENCY at a time is recorded, not decided on: on the tiny models
-    per-token work outside the forward pass dominates, and llama.cpp's paired rounds read 0.94x to 1.25x
-    with 4 sequences per step. It guards against nothing the overtake does not: a one-at-a-time engine
-    faking its counters cannot let a short request finish first."""
+    The counters and the speedup of identical work run CONCURRENCY at a time are recorded, not decided on:
+    a proxy can rewrite counters, and on the tiny models per-token work outside the forward pass dominates
+    (llama.cpp's paired rounds read 0.94x to 1.25x with 4 sequences per step)."""
     numbers = asyncio.run(_measure(session))
-    overtaking = _overtake_attempts(session)
+    steps = _shared_steps(session)
+    overtaking = _overtake_attempts(session) if steps["verdict"] != "independent" else []
     overtakes = any(attempt["short_finished_first"] for attempt in overtaking)
+    during = sum(attempt["short_sent_during_long"] for attempt in overtaking)
+    counters = _counters_say(numbers)
     numbers |= {
+        "shared_steps": steps["verdict"],
+        "shared_step_evidence": steps,
+        "counters_say": counters,
+        "counters_agree": counters == "nothing" or (counters == "batched") == (steps["verdict"] == "batched"),
         "short_finished_first": overtakes,
         "overtake_attempts": overtaking,
-        "thresholds": {"batched_tokens_per_step": BATCHED_PER_STEP, "single_tokens_per_step": SINGLE_PER_STEP},
+        "thresholds": {
+            "batched_coinciding": BATCHED_COINCIDENCE,
+            "independent_coinciding": INDEPENDENT_COINCIDENCE,
+            "coincide_share_of_gap": COINCIDE_SHARE,
+            "min_tests": MIN_COINCIDENCE_TESTS,
+            "batched_tokens_per_step": BATCHED_PER_STEP,
+            "single_tokens_per_step": SINGLE_PER_STEP,
+        },
     }
     evidence = Evidence(numbers=numbers)
-    per_step, gauge, speedup = numbers["tokens_per_step"], numbers["max_batch_gauge"], numbers["speedup"]
     if numbers["unequal_rounds"]:
         return Verdict(
             status=Status.ERROR,
@@ -229,48 +322,45 @@ def check_continuous_batching(session: EngineSession) -> Verdict:
             "counts, so their throughputs do not compare",
             evidence=evidence,
         )
-    if per_step is not None:
-        if SINGLE_PER_STEP < per_step < BATCHED_PER_STEP:
-            return Verdict(
-                status=Status.ERROR,
-                reason=f"{per_step:.2f} tokens per forward pass: between one sequence "
-                f"per step ({SINGLE_PER_STEP}) and batched ({BATCHED_PER_STEP}), inconclusive",
-                evidence=evidence,
-            )
-        batched, shown = per_step >= BATCHED_PER_STEP, f"{per_step:.2f} tokens per forward pass (engine counters)"
-    elif gauge is not None:
-        batched, shown = gauge >= 2, f"at most {gauge:.0f} sequences in the running batch (engine gauge)"
-    else:
-        return Verdict(
-            status=Status.NOT_MEASURED,
-            reason=f"{session.adapter.name} reports no step counters or batch "
-            "size in /metrics, so batching cannot be told from mere concurrency",
-            evidence=evidence,
-        )
-    during = sum(attempt["short_sent_during_long"] for attempt in overtaking)
+    shown = (
+        f"{CONCURRENCY} concurrent streams ({len(steps['tries'])} tries): {steps['coinciding']} of "
+        f"{steps['tests']} token arrivals coincided with another stream's (shared steps at >= "
+        f"{BATCHED_COINCIDENCE}, independent at <= {INDEPENDENT_COINCIDENCE}, at least {MIN_COINCIDENCE_TESTS})"
+    )
+    claims = f"engine counters say {counters}" + (
+        f" ({numbers['tokens_per_step']} tokens per forward pass)" if numbers["tokens_per_step"] is not None else ""
+    )
     joined = (
         f"a short request sent during a long one {'finished first' if overtakes else 'waited for it'} "
         f"({during} of {len(overtaking)} tries sent during the long stream)"
     )
-    if not batched:
+    if steps["verdict"] == "independent":
         return Verdict(
             status=Status.FAIL,
-            reason=f"{CONCURRENCY} concurrent requests ran {speedup}x the sequential "
-            f"tokens/s, but the engine decoded one sequence per step: {shown}; {joined}",
+            reason=f"{shown}: the sequences advanced independently, not in shared steps; {claims}; identical "
+            f"work ran {numbers['speedup']}x the sequential tokens/s",
             evidence=evidence,
         )
+    if steps["verdict"] == "undecided":
+        if during and not overtakes:
+            return Verdict(
+                status=Status.FAIL,
+                reason=f"shared steps not shown ({shown}) and {joined}: one at a time; {claims}",
+                evidence=evidence,
+            )
+        return Verdict(status=Status.ERROR, reason=f"{shown}: inconclusive; {joined}; {claims}", evidence=evidence)
     if not during:
         return Verdict(
             status=Status.ERROR,
-            reason=f"batched: {shown}; but no short request could be sent while a "
-            f"long one streamed ({len(overtaking)} tries: each long stream arrived all at once), so "
-            "joining a running batch was not observed",
+            reason=f"shared steps: {shown}; but no short request could be sent while a long one streamed "
+            f"({len(overtaking)} tries: each long stream arrived all at once), so joining a running batch was "
+            "not observed",
             evidence=evidence,
         )
     status = Status.PASS if overtakes else Status.PARTIAL
     return Verdict(
         status=status,
-        reason=f"batched: {shown}; {joined}; identical work ran {speedup}x the "
+        reason=f"shared steps: {shown}; {joined}; {claims}; identical work ran {numbers['speedup']}x the "
         "sequential tokens/s (median of paired rounds, recorded only)",
         evidence=evidence,
     )

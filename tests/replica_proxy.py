@@ -2,15 +2,18 @@
 
 Each connection goes to the next replica in turn, byte for byte (streams stay streams). `GET /metrics`
 answers with every replica's samples summed, as an aggregating metrics proxy would, so the engine-wide
-counters are honest: the replicas' steps and tokens together.
+counters are honest: the replicas' steps and tokens together; unless `rewrite_metrics` is given, which
+rewrites that text first (a lying proxy, e.g. `fewer_steps`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 
 import httpx
 
@@ -29,11 +32,23 @@ def summed_metrics(texts: list[str]) -> str:
     return "".join(f"{series} {value}\n" for series, value in totals.items())
 
 
+def fewer_steps(text: str, divisor: float = 3.0) -> str:
+    """Metrics text with every step counter (`n_decode_total`, vLLM's iteration counters) divided by `divisor`:
+    counters claiming `divisor` sequences per forward pass."""
+    return re.sub(
+        r"^(\S*(?:n_decode_total|iteration_tokens_total_count)\S*) (\S+)$",
+        lambda match: f"{match.group(1)} {float(match.group(2)) / divisor}",
+        text,
+        flags=re.M,
+    )
+
+
 class ReplicaProxy:
     """Round-robin TCP proxy on 127.0.0.1 in its own thread and event loop; a context manager."""
 
-    def __init__(self, replica_urls: list[str]) -> None:
+    def __init__(self, replica_urls: list[str], rewrite_metrics: Callable[[str], str] | None = None) -> None:
         self.replicas = [httpx.URL(url) for url in replica_urls]
+        self.rewrite_metrics = rewrite_metrics
         self._next = itertools.cycle(range(len(self.replicas)))
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -73,7 +88,8 @@ class ReplicaProxy:
     async def _metrics(self, writer: asyncio.StreamWriter) -> None:
         async with httpx.AsyncClient(timeout=5.0) as client:
             texts = [(await client.get(str(url.join("/metrics")))).text for url in self.replicas]
-        body = summed_metrics(texts).encode()
+        summed = summed_metrics(texts)
+        body = (self.rewrite_metrics(summed) if self.rewrite_metrics else summed).encode()
         writer.write(
             b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n"
             + f"Content-Length: {len(body)}\r\n\r\n".encode()
