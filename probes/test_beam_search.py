@@ -30,6 +30,16 @@ def _cumulative_logprob(choice: dict) -> float | None:
 
 
 def check_beam_search(session: EngineSession) -> Verdict:
+    """The verdict of _check_beam_search, with what the engine's claims about beam search referred to where that
+    was not its server (llama.cpp: the seed's ✅ cites a removed library example)."""
+    verdict = _check_beam_search(session)
+    if note := session.adapter.beam_search_note():
+        verdict.reason += f" ({note})"
+        verdict.evidence.numbers["claim_note"] = note
+    return verdict
+
+
+def _check_beam_search(session: EngineSession) -> Verdict:
     """Pass: BEAMS beams whose texts are the reference beams', each engine score within the compute dtype's
     tolerance of the reference score (per token), and the best at least greedy's. Partial: the texts match
     but the engine reports no scores. Fail: other texts (sampled, identical copies), or a 4xx."""

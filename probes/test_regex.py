@@ -26,6 +26,7 @@ REGEXES: dict[str, RegexSpec] = {
         gbnf='root ::= animal (", " animal){2,3} "."\nanimal ::= "cat" | "dog" | "owl"\n',
     ),
 }
+HARNESS_BUILT_MARK = "🟠"  # the engine honoured what the harness translated the regex into, not a regex
 PROMPT = "Write it:"
 MAX_TOKENS = 48
 
@@ -60,14 +61,14 @@ def check_regex(session: EngineSession) -> Verdict:
             "the model's own output cannot tell a constraint from none",
             evidence=Evidence(numbers={"outcomes": outcomes}),
         )
-    return constrained_verdict(
-        outcomes,
-        matched,
-        "regex",
-        "regex-constrained outputs match in full (0 controls match)",
-        "match",
-        note=session.adapter.regex_note(),
+    note = session.adapter.regex_note()
+    verdict = constrained_verdict(
+        outcomes, matched, "regex", "regex-constrained outputs match in full (0 controls match)", "match", note=note
     )
+    if note and verdict.status is Status.PASS:  # the harness built the capability itself: an inferior alternative
+        verdict.evidence.numbers |= {"seed_mark": HARNESS_BUILT_MARK, "harness_built": note}
+        verdict.reason += "; the engine has no regex constraint, the harness wrote the grammar: 🟠"
+    return verdict
 
 
 @pytest.mark.cpu

@@ -30,7 +30,7 @@ from harness.records.results import (
     write_record,
 )
 from harness.report import render_report
-from harness.report.aggregate import ABSENCE_MARK, NOT_DECISIVE_MARK, SEED_MARK_KEY
+from harness.report.aggregate import ABSENCE_MARK, MIXED_SUBROWS_MARK, NOT_DECISIVE_MARK, SEED_MARK_KEY
 
 REPO = Path(__file__).resolve().parent.parent
 START = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
@@ -528,3 +528,36 @@ def test_the_not_measured_table_leaves_out_what_a_newer_record_measured(claims: 
     assert "needs 2 GPUs" not in section and "FlashAttention is a GPU kernel" in section
     alone = comparison(claims, [stale]).split("## Not measured", 1)[1].split("\n## ", 1)[0]
     assert "needs 2 GPUs" in alone
+
+
+def test_a_pooled_row_reads_not_decisive_with_an_errored_or_missing_subrow(claims: ClaimsTable) -> None:
+    """LMQL Support pools its sub-rows: one alone never carries it, disagreeing ones get their own glyph."""
+    bias = record("logit_bias", probe="logit_bias")
+    echo = record("prompt_logprobs", probe="prompt_logprobs")
+    alone = comparison(claims, [bias])
+    assert cell(alone, "LMQL Support") == f"✅ → {NOT_DECISIVE_MARK}[^m1] (not measured: prompt logprobs (echo))"
+    errored = comparison(claims, [bias, record("prompt_logprobs", Status.ERROR, probe="prompt_logprobs")])
+    assert cell(errored, "LMQL Support") == f"✅ → {NOT_DECISIVE_MARK}[^m1] (error: prompt logprobs (echo))"
+    assert cell(comparison(claims, [bias, echo]), "LMQL Support") == "✅ → ✅"
+    mixed = comparison(claims, [bias, record("prompt_logprobs", Status.FAIL, probe="prompt_logprobs")])
+    assert cell(mixed, "LMQL Support") == (f"✅ → {MIXED_SUBROWS_MARK}[^m1] (logit_bias ✅; prompt logprobs (echo) ❌)")
+    assert MIXED_SUBROWS_MARK != "🌩️" and MIXED_SUBROWS_MARK in mixed.split("- Measured:")[1].splitlines()[0]
+
+
+def test_a_family_row_keeps_its_mark_and_its_window_subrow_is_a_finding(claims: ClaimsTable) -> None:
+    """Mistral runs inside its window (✅); the sliding window past its length is a sub-row of its own."""
+    markdown = comparison(
+        claims,
+        [
+            record("model_mistral", probe="model_family_mistral"),
+            record(
+                "model_mistral_sliding_window",
+                Status.FAIL,
+                probe="sliding_window_mistral",
+                reason="finding: the window is ignored, the outputs are full attention's",
+            ),
+        ],
+    )
+    assert cell(markdown, "Mistral") == "✅ → ✅"
+    assert cell(markdown, "↳ sliding window") == "— → ❌[^m1]"
+    assert "finding: the window is ignored" in footnote(markdown, "m1")

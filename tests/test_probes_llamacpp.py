@@ -27,7 +27,7 @@ from probes.test_continuous_batching import check_continuous_batching
 from probes.test_grammar import check_grammar
 from probes.test_json_schema import check_json_schema, check_json_schema_coverage
 from probes.test_logit_bias import check_logit_bias
-from probes.test_model_families import check_matches_reference
+from probes.test_model_families import check_matches_reference, check_sliding_window, family_references, sliding_window
 from probes.test_openai_api import check_openai_api
 from probes.test_prefix_caching import check_prefix_caching
 from probes.test_prompt_logprobs import check_prompt_logprobs
@@ -104,6 +104,7 @@ def test_beam_search_n_identical_copies(start_engine):
     """llama-server takes `n` and ignores `use_beam_search`: n copies of the greedy text, not beams."""
     verdict = check_beam_search(start_engine())
     assert verdict.status is Status.FAIL and "identical" in verdict.reason, verdict.evidence.numbers
+    assert "examples/beam-search" in verdict.reason and "not llama-server" in verdict.reason  # the seed's ✅ cites it
 
 
 def _speculative(start_engine, draft: str):
@@ -188,19 +189,28 @@ def test_hf_quantized_formats_not_loadable(start_engine, fmt):
     assert "llama-model-loader.cpp" in (raised.value.source or "")
 
 
-@pytest.mark.parametrize("family", ["llama", "mixtral"])
+@pytest.mark.parametrize("family", ["llama", "mistral", "mixtral"])
 def test_model_families(start_engine, family):
+    """The family row: prompts inside Mistral's window, where llama.cpp's "llama" arch computes Mistral exactly."""
     session = start_engine(LaunchSpec(model=family))
-    verdict = check_matches_reference(session, session.model.references)
+    references = family_references(session)
+    verdict = check_matches_reference(session, references)
     assert verdict.status is Status.PASS, verdict.evidence.numbers
+    window = sliding_window(session)
+    assert window is None or all(len(case.prompt_ids) + len(case.greedy_ids) < window for case in references)
 
 
 def test_mistral_sliding_window_ignored(start_engine):
     """llama.cpp loads Mistral as its "llama" arch, which reads no sliding window (src/models/llama.cpp of
-    build 11434): over ~200-token prompts and a 64-token window it attends to everything and diverges."""
+    build 11434): over ~200-token prompts and a 64-token window it attends to everything and diverges. The
+    sub-row names the finding: its outputs are full attention's, and its log says n_swa = 0."""
     session = start_engine(LaunchSpec(model="mistral"))
-    verdict = check_matches_reference(session, session.model.references)
+    verdict = check_sliding_window(session)
     assert verdict.status is Status.FAIL, verdict.evidence.numbers
+    numbers = verdict.evidence.numbers
+    assert numbers["finding"] == "sliding window ignored", numbers
+    assert numbers["engine_window"]["window_ignored"] and numbers["engine_window"]["n_swa"] == 0, numbers
+    assert "n_swa = 0" in verdict.reason
 
 
 def test_model_family_wrong_weights(start_engine, artifacts):
@@ -291,8 +301,10 @@ class UnknownFieldsAdapter(LlamaCppAdapter):
 
 
 def test_regex(start_engine):
+    """llama-server has no regex field: the harness sends the same language as GBNF, so the pass reads 🟠."""
     verdict = check_regex(start_engine())
     assert verdict.status is Status.PASS, verdict.evidence.numbers
+    assert verdict.evidence.numbers["seed_mark"] == "🟠" and "harness wrote the grammar" in verdict.reason
 
 
 def test_regex_unknown_field(start_engine, llama_build):

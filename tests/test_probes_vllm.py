@@ -27,7 +27,7 @@ from probes.test_continuous_batching import check_continuous_batching
 from probes.test_grammar import check_grammar
 from probes.test_json_schema import check_json_schema, check_json_schema_coverage
 from probes.test_logit_bias import check_logit_bias
-from probes.test_model_families import check_matches_reference
+from probes.test_model_families import check_matches_reference, check_sliding_window, family_references
 from probes.test_openai_api import check_openai_api
 from probes.test_prefix_caching import check_prefix_caching
 from probes.test_prompt_logprobs import check_prompt_logprobs
@@ -267,8 +267,14 @@ def test_speculative_draft_never_agrees(vllm_pool, no_draft_texts):
 @pytest.mark.parametrize("family", ["mistral", "mixtral"])
 def test_model_families(vllm_pool, family):
     session = vllm_pool.session(LaunchSpec(model=family))
-    verdict = check_matches_reference(session, session.model.references)
+    verdict = check_matches_reference(session, family_references(session))
     assert verdict.status is Status.PASS, verdict.evidence.numbers
+
+
+def test_mistral_sliding_window(vllm_pool):
+    """vLLM applies Mistral's 64-token window: the prompts past it, where full attention diverges, reproduce."""
+    verdict = check_sliding_window(vllm_pool.session(LaunchSpec(model="mistral")))
+    assert verdict.status is Status.PASS and verdict.evidence.numbers["sliding_window"] == 64, verdict.evidence.numbers
 
 
 @pytest.fixture(scope="module")

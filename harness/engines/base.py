@@ -197,6 +197,10 @@ class EngineAdapter(ABC):
         """A completion whose whole output must match `regex`."""
         raise Unsupported(f"{self.name} has no regex constraint in its API")
 
+    def beam_search_note(self) -> str:
+        """What a claim of beam search for this engine referred to, when not its server (empty: nothing to say)."""
+        return ""
+
     def regex_note(self) -> str:
         """How regex_request expresses the regex, when not as a regex (empty: as a regex)."""
         return ""
@@ -283,6 +287,22 @@ class EngineAdapter(ABC):
 
     def attention_evidence(self, running: RunningEngine) -> dict[str, Any]:
         """What the engine itself says about its attention kernel and KV-cache layout."""
+        return {}
+
+    def prefill_batches(self, running: RunningEngine) -> dict[str, Any]:
+        """What the engine's own log says about how it batched prompts: `n_batch` (tokens per forward pass), and
+        how many prompt chunks went in a pass beside decode tokens (`mixed`) or alone (`alone`); {} when it does
+        not say."""
+        return {}
+
+    def split_holdings(self, running: RunningEngine) -> str | None:
+        """What each stage of a split holds by the engine's own load report: "whole layers" (a layer or pipeline
+        split) or "shards of every layer" (a tensor split); None when it does not say."""
+        return None
+
+    def sliding_window_evidence(self, running: RunningEngine) -> dict[str, Any]:
+        """What the engine's own start-up log says about the model's sliding attention window: `window_ignored`
+        (True when it read the window from the file and ran without one), `statement` (the lines, quoted), `log`."""
         return {}
 
     def stages(self, running: RunningEngine) -> list[Stage]:

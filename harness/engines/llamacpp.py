@@ -38,6 +38,10 @@ if TYPE_CHECKING:
 _ATTENTION_LOG = re.compile(
     r"flash.?attn|flash attention|kv_unified|n_ubatch|n_batch|n_ctx|llama_kv_cache|compute buffer", re.I
 )
+_DECLARED_WINDOW = re.compile(r"\.attention\.sliding_window\s+u32\s+=\s*(\d+)")
+_N_SWA = re.compile(r"print_info: n_swa\s+=\s*(\d+)")
+_ARCH = re.compile(r"print_info: arch\s+=\s*(\S+)")
+_WINDOW_LOG = re.compile(r"attention\.sliding_window|print_info: n_swa\b|print_info: arch\b")
 _COMPUTE_BUFFER = re.compile(r"compute buffer size =\s*([\d.]+) MiB")
 _BATCHING_METRICS = {
     "steps": "llamacpp:n_decode_total",
@@ -331,6 +335,12 @@ class LlamaCppAdapter(EngineAdapter):
             },
         )
 
+    def beam_search_note(self) -> str:
+        return (
+            "the seed's ✅ cites examples/beam-search, a library example (llama_beam_search) that llama.cpp PR #7736 "
+            "removed in 2024-06 (absent from the pinned source 11434), not llama-server"
+        )
+
     def speculative_stats(self, responses: list[dict[str, Any]], metrics: str | None) -> dict[str, float]:
         """Each response's `timings.draft_n` / `draft_n_accepted` (llama-server sends them only when it drafts)."""
         timings = [response.get("timings") or {} for response in responses]
@@ -387,6 +397,60 @@ class LlamaCppAdapter(EngineAdapter):
             if cells
             else None,
             "log": lines[:30],
+        }
+
+    def prefill_batches(self, running: RunningEngine) -> dict[str, Any]:
+        """Each prompt's progress as llama-server logs it (`slot … | task 7 | cached n_tokens = 63`, one line per
+        forward pass): a chunk of exactly n_batch went alone; one of n_batch - k, before the prompt's last chunk,
+        shared the pass with k decode tokens of other slots (k up to the slots there are). The last chunk (the
+        prompt's remainder) says nothing."""
+        log = running.log_text()
+        n_batch = next((int(m.group(1)) for m in re.finditer(r"llama_context: n_batch\s+=\s*(\d+)", log)), None)
+        slots = next((int(m.group(1)) for m in re.finditer(r"llama_context: n_seq_max\s+=\s*(\d+)", log)), 1)
+        if n_batch is None:
+            return {}
+        progress: dict[str, list[int]] = {}
+        examples: list[str] = []
+        for line in log.splitlines():
+            if match := re.search(r"\| task (\d+) \| cached n_tokens = (\d+)", line):
+                progress.setdefault(match.group(1), []).append(int(match.group(2)))
+                if len(examples) < 12 and int(match.group(2)) % n_batch and int(match.group(2)) > 0:
+                    examples.append(line.strip())
+        mixed = alone = 0
+        for values in progress.values():
+            for step in [later - earlier for earlier, later in zip(values, values[1:])]:
+                alone += step == n_batch
+                mixed += n_batch - slots <= step < n_batch
+        return {"n_batch": n_batch, "slots": slots, "alone": alone, "mixed": mixed, "log": examples}
+
+    def split_holdings(self, running: RunningEngine) -> str | None:
+        """A layer split lists a model buffer per RPC device (`load_tensors: RPC0[host:port] model buffer size`);
+        a tensor split puts every split tensor in one meta buffer whose rows are spread over the devices
+        (`load_tensors: Meta() model buffer size`, build 11434)."""
+        log = running.log_text()
+        if re.search(r"load_tensors:\s+Meta\(\) model buffer size", log):
+            return "shards of every layer"
+        if re.search(r"load_tensors:\s+RPC\d+\[[^\]]+\]\s+model buffer size", log):
+            return "whole layers"
+        return None
+
+    def sliding_window_evidence(self, running: RunningEngine) -> dict[str, Any]:
+        """The window the GGUF declares (`<arch>.attention.sliding_window u32 = 64` in the loader's key dump) beside
+        the one the model was built with (`print_info: n_swa = 0`: the "llama" arch reads no window)."""
+        lines = [line.strip() for line in running.log_text().splitlines() if _WINDOW_LOG.search(line)]
+        declared = next((int(m.group(1)) for line in lines if (m := _DECLARED_WINDOW.search(line))), None)
+        used = next((int(m.group(1)) for line in lines if (m := _N_SWA.search(line))), None)
+        arch = next((m.group(1) for line in lines if (m := _ARCH.search(line))), None)
+        if declared is None or used is None:
+            return {"log": lines}
+        return {
+            "declared_window": declared,
+            "n_swa": used,
+            "arch": arch,
+            "window_ignored": bool(declared) and used == 0,
+            "statement": f"the file declares sliding_window = {declared}, the model runs with n_swa = {used}"
+            + (f" (arch {arch})" if arch else ""),
+            "log": lines,
         }
 
     def batching_counters(self, metrics: str) -> dict[str, float]:

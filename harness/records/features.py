@@ -38,7 +38,8 @@ FEATURE_ROWS: dict[str, str] = {
     "ebnf_grammar": "EBNF Grammars",
     "json_schema": "JSON Schema",
     "model_llama": "Llama 2 / 3",
-    "model_mistral": "Mistral",
+    "model_mistral": "Mistral",  # the architecture on prompts inside its window
+    "model_mistral_sliding_window": f"Mistral{SUBROW_SEP}sliding window",  # the window past its length
     "model_mixtral": "Mixtral",
     # what LMQL needed from an engine (the project is dormant since 2023-10): sub-rows of the seed's LMQL row
     "logit_bias": f"{LMQL}{SUBROW_SEP}logit_bias",
@@ -50,7 +51,6 @@ FEATURE_ROWS: dict[str, str] = {
     "json_schema_coverage": "JSON Schema coverage",
 }
 
-# Records written before the per-format ids said feature "other_quants"; their probe names tell the format.
 # The model format a feature's probe launches with (probes/test_quantized.py); others run the engine's native one.
 FEATURE_FORMATS: dict[str, str] = {
     "reference_precision": "f16",
@@ -63,6 +63,7 @@ FEATURE_FORMATS: dict[str, str] = {
     "exl2": "exl2",
 }
 
+# Records written before the per-format ids said feature "other_quants"; their probe names tell the format.
 LEGACY_PROBE_FEATURES: dict[str, str] = {
     "quantized_f16": "reference_precision",
     "quantized_q8_0": "other_quants_gguf_q8_0",

@@ -9,7 +9,10 @@ The rules (issue 9, DESIGN.md "Measurement context"):
 - a probe may lower its pass to a seed mark (`evidence.numbers["seed_mark"]`, e.g. 🟠 for an engine's own
   kernel standing in for the one the row names);
 - a fail that is a documented absence gets its own mark;
-- the "Other Quants" seed row combines its per-format sub-rows.
+- the "Other Quants" seed row combines its per-format sub-rows;
+- any other seed row with sub-rows and no probe of its own (LMQL) pools them: all alike that mark, disagreeing
+  ◐ (never 🌩️, which is a probe's partial), a sub-row errored or not measured ❔ (never ✅); a seed row with a
+  probe of its own (a model family) keeps its own mark, its sub-rows are findings beside it.
 """
 
 from __future__ import annotations
@@ -21,14 +24,15 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel
 
 from harness.records.claims import MARKS
-from harness.records.features import OTHER_QUANTS, parent_row, record_feature, row_for, subrow_name
+from harness.records.features import FEATURE_ROWS, OTHER_QUANTS, parent_row, record_feature, row_for, subrow_name
 from harness.records.layout import record_relpath
 from harness.records.results import UNKNOWN, MeasurementContext, RecordWarning, ResultRecord, Status
+from harness.report.planned import record_context
 
 PASS_MARK = "✅"
 FAIL_MARK = "❌"
-from harness.report.planned import record_context
-MIXED_MARK = "🌩️"
+MIXED_MARK = "🌩️"  # a probe's partial (or probes of one row that disagree)
+MIXED_SUBROWS_MARK = "◐"  # a pooled seed row whose sub-rows disagree: some pass, some fail (not a partial)
 ERROR_MARK = "⚠"
 ABSENCE_MARK = "❌📄"  # a documented absence: no request could be formed; the footnote names the source
 NOT_DECISIVE_MARK = "❔"  # the row's verdict needs more than what was measured (e.g. formats not probed)
@@ -253,11 +257,55 @@ def cell_results(counted: list[ResultRecord],
     for (engine, parent), subrows in parents.items():
         if parent == OTHER_QUANTS:
             results[(engine, parent)] = quant_summary(subrows, (claimed_formats or {}).get(engine), contexts)
-        else:  # the seed row is measured by all its sub-rows' probes together (LMQL: logit_bias and echo)
-            subrow_records = [record for (e, row), group in groups.items() if e == engine and parent_row(row) == parent
-                              for record in group]
-            results[(engine, parent)] = combine_contexts(context_results(subrow_records, contexts))
+        elif (engine, parent) not in groups:  # no probe of its own: pooled from its sub-rows (LMQL: logit_bias, echo)
+            pooled = {row: group for (e, row), group in groups.items() if e == engine and parent_row(row) == parent}
+            results[(engine, parent)] = pooled_summary(pooled, subrows_of(parent), contexts)
     return dict(sorted(results.items()))
+
+
+def subrows_of(parent: str) -> list[str]:
+    """Every sub-row a probe measures under the seed row `parent`."""
+    return sorted({row for row in FEATURE_ROWS.values() if parent_row(row) == parent})
+
+
+def pooled_summary(groups: dict[str, list[ResultRecord]], expected: list[str],
+                   resolved: dict[int, MeasurementContext]) -> CellResult:
+    """A seed row pooled from its sub-rows (`groups`: sub-row -> counted records), per context: every expected
+    sub-row alike gives that mark, disagreeing ones MIXED_SUBROWS_MARK; a sub-row that errored or is missing there
+    gives NOT_DECISIVE_MARK (only errors: ERROR_MARK), so one sub-row alone never carries the row."""
+    by_context: dict[MeasurementContext, dict[str, list[ResultRecord]]] = defaultdict(lambda: defaultdict(list))
+    for row, group in groups.items():
+        for record in group:
+            by_context[resolved[id(record)]][row].append(record)
+    ordered = sorted(by_context, key=lambda context: context.describe())
+    labels = context_labels(ordered)
+    results, notes = [], []
+    for context in ordered:
+        rows = by_context[context]
+        marks = {row: measured_mark(rows.get(row, [])) for row in expected}
+        errored = [subrow_name(row) for row, mark in marks.items() if mark == ERROR_MARK]
+        missing = [subrow_name(row) for row, mark in marks.items() if mark is None]
+        decisive = {FAIL_MARK if mark == ABSENCE_MARK else mark for mark in marks.values()} - {ERROR_MARK, None}
+        mark: str | None
+        if not decisive:
+            mark, note = (ERROR_MARK, "only errors") if errored else (None, "")
+        elif errored or missing:
+            mark = NOT_DECISIVE_MARK
+            note = "; ".join(part for part in (f"error: {', '.join(errored)}" if errored else "",
+                                               f"not measured: {', '.join(missing)}" if missing else "") if part)
+        elif len(decisive) == 1:
+            mark, note = measured_mark([r for group in rows.values() for r in group]), ""
+        else:
+            mark = MIXED_SUBROWS_MARK
+            note = "; ".join(f"{subrow_name(row)} {marks[row]}" for row in expected)
+        records = sorted((r for group in rows.values() for r in group), key=lambda record: record.probe)
+        results.append(ContextResult(context=context, label=labels[context], mark=mark,
+                                     records=[r for r in records if r.status != Status.NOT_MEASURED],
+                                     not_measured=[r for r in records if r.status == Status.NOT_MEASURED]))
+        notes.append(note)
+    cell = combine_contexts(results)
+    shown_notes = [note for result, note in zip(results, notes, strict=True) if note and result in cell.contexts]
+    return cell.model_copy(update={"note": "; ".join(dict.fromkeys(shown_notes))})
 
 
 def quant_summary(subrows: dict[str, CellResult], claimed: set[str] | None,

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections import Counter
 
-from harness.report.aggregate import ABSENCE_MARK, NOT_DECISIVE_MARK
+from harness.report.aggregate import ABSENCE_MARK, MIXED_SUBROWS_MARK, NOT_DECISIVE_MARK
 from harness.report.context import NO_CLAIM, ReportCell, ReportContext, ReportRow
 from harness.report.format import relink_refs, table_cell, timestamp
 
 UNVERIFIED = "·"
 CLAIMS_ONLY = "†"
 MEASURED_LEGEND = ("✅ pass | 🟠 pass with an inferior alternative (the probe says which) | "
-                   "🌩️ partial, or mixed pass and fail | ❌ fail (observed) | "
+                   "🌩️ partial (a probe's), or its probes disagree | "
+                   f"{MIXED_SUBROWS_MARK} sub-rows disagree (some pass, some fail; the note names them) | "
+                   "❌ fail (observed) | "
                    f"{ABSENCE_MARK} documented absence (no request can express it; the footnote names the source) | "
                    f"{NOT_DECISIVE_MARK} not decisive (the footnote says what is missing) | "
                    f"⚠ error (the probe could not finish) | {UNVERIFIED} not measured on any host yet (claimed mark shown, unverified)")
