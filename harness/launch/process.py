@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import IO
 
 from harness.launch.base import EngineStartError, Launcher, RunningEngine, wait_healthy
 
@@ -39,7 +40,7 @@ class ProcessLauncher(Launcher):
 
     def __init__(self, stop_timeout_s: float = 10.0) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
-        self._log_handle = None
+        self._log_handle: IO[bytes] | None = None
         self._stop_timeout_s = stop_timeout_s
         self.running: RunningEngine | None = None
 

@@ -140,9 +140,10 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(str(exc)) from None
     _interrupted_by.clear()
     if threading.current_thread() is threading.main_thread():
-        config.stash[_HANDLERS_KEY] = {
+        previous: dict[int, Any] = {
             signum: signal.signal(signum, _interrupt) for signum in (signal.SIGINT, signal.SIGTERM)
         }
+        config.stash[_HANDLERS_KEY] = previous
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -291,9 +291,11 @@ class EnginePool:
 
     def engine_exit(self) -> str | None:
         """Why the engine this pool started is gone, with its log tail; None while it runs."""
-        if self._current is None or self._current[2] is None or self._current[2].is_running():
+        if self._current is None:
             return None
         _, session, launcher = self._current
+        if launcher is None or launcher.is_running():
+            return None
         return (
             f"the engine exited while probes ran: {launcher.describe_exit()}\n"
             f"--- engine log tail ---\n{session.running.log_tail()}"

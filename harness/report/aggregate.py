@@ -202,10 +202,10 @@ def context_results(records: list[ResultRecord],
     groups: dict[MeasurementContext, list[ResultRecord]] = defaultdict(list)
     for record in records:
         groups[contexts[id(record)]].append(record)
-    contexts = sorted(groups, key=lambda context: context.describe())
-    labels = context_labels(contexts)
+    ordered = sorted(groups, key=lambda context: context.describe())
+    labels = context_labels(ordered)
     results = []
-    for context in contexts:
+    for context in ordered:
         group = sorted(groups[context], key=lambda record: record.probe)
         results.append(ContextResult(context=context, label=labels[context], mark=measured_mark(group),
                                      records=[r for r in group if r.status != Status.NOT_MEASURED],
@@ -316,6 +316,7 @@ def quant_summary(subrows: dict[str, CellResult], claimed: set[str] | None,
     passed = [subrow_name(row) for row, cell in subrows.items() if PASS_MARK in cell.marks]
     failed_rows = {row for row, cell in subrows.items() if cell.marks and set(cell.marks) <= {FAIL_MARK, ABSENCE_MARK}}
     measured = [cell for cell in subrows.values() if cell.marks and set(cell.marks) != {ERROR_MARK}]
+    mark: str | None
     if passed:
         mark, note = PASS_MARK, "passed: " + ", ".join(passed)
     elif measured and claimed is not None and claimed <= failed_rows and len(failed_rows) == len(measured):

@@ -141,7 +141,8 @@ def coverage_section(context: ReportContext) -> ReportSection:
              "broke that keyword."]
     for record in sorted(covered, key=lambda r: (r.engine.name, r.context().describe(), r.finished_at)):
         numbers = record.evidence.numbers
-        shares = numbers.get("shares") if isinstance(numbers.get("shares"), dict) else {}
+        reported = numbers.get("shares")
+        shares = reported if isinstance(reported, dict) else {}
         summary = ", ".join(f"{kind} {shares[kind]:.0%}" for kind in COVERAGE_COLUMNS
                             if isinstance(shares.get(kind), (int, float)))
         lines += ["", f"### {table_cell(record.engine.name)} · {table_cell(str(numbers.get('backend', 'backend not reported')))}",
