@@ -3,6 +3,8 @@ passes, and a forging proxy in front of it (tests/forging_proxy.py), reached in 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,8 +12,9 @@ import pytest
 
 from harness.engines.base import LaunchSpec
 from harness.engines.llamacpp import LlamaCppAdapter
+from harness.paths import REPO_ROOT
 from harness.probing.session import EnginePool, EngineSession
-from harness.records.results import Status
+from harness.records.results import Status, load_records
 from probes.test_json_schema import check_json_schema
 from probes.test_logit_bias import check_logit_bias
 from tests.forging_proxy import ForgingProxy
@@ -57,3 +60,25 @@ def test_json_schema_forged(forged):
     verdict = check_json_schema(session)
     assert verdict.status is Status.FAIL, verdict.evidence.numbers
     assert proxy.forged["json_schema"] == 3 and "not constrained greedy decoding" in verdict.reason
+
+
+def test_attach_mode_forgeries_fail(start_engine, tmp_path: Path):
+    """`infercheck run` attached to the forging proxy, tool calling declared: json_schema, logit_bias and
+    tool_calling all fail, and the records say the declared option was not verified."""
+    honest = start_engine()
+    with ForgingProxy(honest.running.base_url) as proxy:
+        result = subprocess.run(
+            [sys.executable, "-m", "harness.cli.app", "run", "--base-url", proxy.url, "--attach-option",
+             "tool_calling=true", "--results-dir", str(tmp_path), "--no-report",
+             "-k", "logit_bias or tool_calling or (json_schema and not coverage)"],
+            capture_output=True, text=True, timeout=600, cwd=REPO_ROOT,
+        )  # fmt: skip
+    records = {record.probe: record for record in load_records(tmp_path)}
+    assert {probe: record.status for probe, record in records.items()} == {
+        "json_schema": Status.FAIL,
+        "logit_bias": Status.FAIL,
+        "tool_calling": Status.FAIL,
+    }, result.stdout[-3000:]
+    assert proxy.forged["tools"] >= 1 and proxy.forged["json_schema"] == 3 and proxy.forged["logit_bias"] == 2
+    assert records["tool_calling"].launch.options["declared_not_verified"] == {"tool_calling": True}
+    assert "not constrained greedy decoding" in records["tool_calling"].reason

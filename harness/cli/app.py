@@ -60,6 +60,12 @@ def run(
     base_url: str | None = typer.Option(None, help="attach to a running server instead of launching"),
     attach_model: str = typer.Option("llama", help="synthesized model the attached server serves"),
     attach_format: str | None = typer.Option(None, help="its format (default: the adapter's)"),
+    attach_option: list[str] = typer.Option(
+        [],
+        "--attach-option",
+        help="KEY=VALUE: a launch option the attached server was started with (e.g. tool_calling=true), so the "
+        "probes that need it run; recorded as declared, not verified",
+    ),
     results_dir: Path = typer.Option(default_results_dir(), help="where records are written"),
     out_dir: Path = typer.Option(
         default_report_dir(), help="where the report is regenerated (as for `infercheck report`)"
@@ -114,6 +120,8 @@ def run(
         args += ["--base-url", base_url]
     if attach_format:
         args += ["--attach-format", attach_format]
+    for option in attach_option:
+        args += ["--attach-option", option]
     if select:
         args += ["-k", select]
     args += ["--launcher", launcher] + (["--container", container] if container else []) + (["--pull"] if pull else [])

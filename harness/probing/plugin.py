@@ -16,6 +16,7 @@ belongs is written under the spare folder (or printed) and the run says where.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import signal
@@ -48,6 +49,7 @@ from harness.records.results import (
     SAFE_NAME,
     Evidence,
     Exchange,
+    LaunchInfo,
     ResultRecord,
     Status,
     Verdict,
@@ -66,6 +68,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--base-url", default=None, help="attach to a server you started instead of launching one")
     group.addoption("--attach-model", default="llama", help="synthesized model the attached server serves")
     group.addoption("--attach-format", default=None, help="its format (default: the adapter's native format)")
+    group.addoption(
+        "--attach-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a launch option the attached server was started with (e.g. tool_calling=true), so the probes that need "
+        "it run; recorded as declared, not verified",
+    )
     group.addoption(
         "--model-set",
         default=None,
@@ -133,6 +143,9 @@ def pytest_configure(config: pytest.Config) -> None:
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
     config.stash[_VERDICTS_KEY] = []
+    config.stash[_DECLARED_KEY] = attach_options(config.getoption("--attach-option", []) or [])
+    if config.stash[_DECLARED_KEY] and not config.getoption("--base-url", None):
+        raise pytest.UsageError("--attach-option says how an attached server was started: it needs --base-url")
     if config.getoption("--model-set", None):
         try:
             config.stash[_MODEL_SET_KEY] = load_model_set(Path(config.getoption("--model-set")))
@@ -187,6 +200,44 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def _launch_spec(item: pytest.Item) -> LaunchSpec:
     marker = item.get_closest_marker("launch")
     return LaunchSpec(**(marker.kwargs if marker else {}))
+
+
+_DECLARED_KEY = pytest.StashKey[dict[str, Any]]()  # --attach-option: how the attached server says it was started
+_NOT_OPTIONS = ("model", "model_format")  # --attach-model and --attach-format say these
+
+
+def attach_options(values: list[str]) -> dict[str, Any]:
+    """--attach-option KEY=VALUE pairs as LaunchSpec fields (true/false/none/integers parsed)."""
+    fields = {field.name: field for field in dataclasses.fields(LaunchSpec) if field.name not in _NOT_OPTIONS}
+    options: dict[str, Any] = {}
+    for value in values:
+        key, sep, raw = value.partition("=")
+        if not sep or key.strip() not in fields:
+            raise pytest.UsageError(
+                f"--attach-option {value!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(fields))}"
+            )
+        lowered = raw.strip().lower()
+        parsed: Any = {"true": True, "false": False, "none": None}.get(lowered, raw.strip())
+        if isinstance(parsed, str) and parsed.lstrip("-").isdigit():
+            parsed = int(parsed)
+        options[key.strip()] = parsed
+    return options
+
+
+def _with_declared(spec: LaunchSpec, config: pytest.Config) -> LaunchSpec:
+    """In attach mode, the declared options fill the fields a probe leaves at their default: a server started with
+    tool calling serves the probes that do not ask for it too."""
+    declared = config.stash.get(_DECLARED_KEY, {})
+    defaults = LaunchSpec()
+    return replace(spec, **{k: v for k, v in declared.items() if getattr(spec, k) == getattr(defaults, k)})
+
+
+def _declared_launch(launch: LaunchInfo, config: pytest.Config) -> LaunchInfo:
+    """An attached server's launch record with the options its user declared, marked as not verified."""
+    declared = config.stash.get(_DECLARED_KEY, {})
+    if launch.launcher != "attach" or not declared:
+        return launch
+    return launch.model_copy(update={"options": {**launch.options, "declared_not_verified": declared}})
 
 
 def _is_probe(item: pytest.Item) -> bool:
@@ -251,7 +302,11 @@ def _check_results_dir(config: pytest.Config) -> None:
 def run_context(request: pytest.FixtureRequest) -> Any:
     """The run's adapter, models and engine pool; stops every engine at the end."""
     config = request.config
-    attach_spec = LaunchSpec(model=config.getoption("--attach-model"), model_format=config.getoption("--attach-format"))
+    attach_spec = LaunchSpec(
+        model=config.getoption("--attach-model"),
+        model_format=config.getoption("--attach-format"),
+        **config.stash.get(_DECLARED_KEY, {}),
+    )
     try:
         context = RunContext.create(
             engine=config.getoption("--engine"),
@@ -281,7 +336,7 @@ class ProbeRecorder:
     def __init__(self, item: pytest.Item, context: RunContext) -> None:
         self.item = item
         self.context = context
-        self.spec = _launch_spec(item)
+        self.spec = _with_declared(_launch_spec(item), item.config)
         self.session: EngineSession | None = None
         self.started_at = datetime.now(timezone.utc)
         self.record_written: ResultRecord | None = None
@@ -340,7 +395,11 @@ class ProbeRecorder:
             probe=self.probe_id,
             feature=self.feature,
             engine=session.identity if session else self.context.identity(),
-            launch=session.launch if session else self.context.pool.planned_launch(self.spec),
+            launch=(
+                _declared_launch(session.launch, self.item.config)
+                if session
+                else self.context.pool.planned_launch(self.spec)
+            ),
             model=session.model_info() if session else self.context.pool.planned_model(self.spec),
             host=host_info(),
             harness=harness_info(),
