@@ -26,7 +26,7 @@ from harness.outcomes import NotMeasurable, Unsupported
 from harness.paths import REPO_ROOT
 
 GPU_ENGINES = ["TGI", "TensorRT-LLM", "LightLLM", "Fastgen", "ExLlamaV2", "ExLlamaV3", "SGLang"]
-EXTRA_COLUMNS = ["SGLang", "ExLlamaV3"]  # beyond the seed table
+EXTRA_COLUMNS = ["SGLang", "ExLlamaV3", "llama-cpp-python"]  # beyond the seed table
 SEED_COLUMNS = ["vLLM", "TensorRT-LLM", "llama.cpp", "TGI", "LightLLM", "Fastgen", "ExLlamaV2"]
 GRAMMAR = GrammarSpec(gbnf='root ::= "a" [0-9]{1,2}\n', lark='start: "a" /[0-9]/~1..2\n')
 SCHEMA = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
@@ -352,13 +352,13 @@ def test_capabilities_follow_the_adapters():
     assert all(row["container_specs"] for row in table["engines"])
 
 
-def test_engines_command_lists_nine_columns_with_status_and_source():
+def test_engines_command_lists_every_column_with_status_and_source():
     result = subprocess.run(
         [sys.executable, "-m", "harness.cli.app", "engines"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120
     )
     assert result.returncode == 0, result.stderr
     status_lines = result.stdout.split("project status", 1)[1].split("\n\n", 1)[0].splitlines()[1:]
-    assert len(status_lines) == 9
+    assert len(status_lines) == len(SEED_COLUMNS + EXTRA_COLUMNS)
     for name in SEED_COLUMNS + EXTRA_COLUMNS:
         line = next(line for line in status_lines if line.startswith(f"{name} "))
         assert re.search(r" (active|maintenance|dormant|superseded)( since \d{4}-\d\d-\d\d)? +https://", line), line
@@ -379,6 +379,7 @@ def test_status_of_each_column_follows_the_research_notes():
         "llama.cpp",
         "LightLLM",
         "ExLlamaV3",
+        "llama-cpp-python",
     }
     assert all(status.source.startswith("https://") for status in states.values())
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.toolchain import llamacpp
+from harness.toolchain import llama_cpp_python, llamacpp
 
 
 def _fake_build(cache: Path, cmake_args: list[str]) -> None:
@@ -42,3 +42,38 @@ def test_cpu_build_is_portable_on_x86() -> None:
 def test_unknown_backend_is_a_clear_error() -> None:
     with pytest.raises(llamacpp.LlamaCppBuildError, match="unknown llama.cpp backend 'rocm'"):
         llamacpp.cmake_args_for("rocm")
+
+
+def _fake_lcp_install(cache: Path, cmake_args: list[str]) -> Path:
+    root = llama_cpp_python.install_dir(cache, "cpu")
+    (root / "venv" / "bin").mkdir(parents=True)
+    (root / "venv" / "bin" / "python").write_text("")
+    (root / "install.json").write_text(
+        json.dumps({"package_version": llama_cpp_python.PACKAGE_VERSION, "cmake_args": cmake_args})
+    )
+    return root
+
+
+def test_llama_cpp_python_install_is_reused_only_with_todays_flags(tmp_path: Path) -> None:
+    root = _fake_lcp_install(tmp_path, list(llama_cpp_python.cmake_args_for("cpu")))
+    install = llama_cpp_python.find_install(tmp_path, "cpu")
+    assert install is not None and install.python == root / "venv" / "bin" / "python"
+    (root / "install.json").write_text(
+        json.dumps({"package_version": llama_cpp_python.PACKAGE_VERSION, "cmake_args": ["-DGGML_NATIVE=ON"]})
+    )
+    assert llama_cpp_python.find_install(tmp_path, "cpu") is None
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="the portable flags are for x86-64")
+def test_llama_cpp_python_build_is_portable_and_lean() -> None:
+    args = llama_cpp_python.cmake_args_for("cpu")
+    assert "-DGGML_NATIVE=OFF" in args and "-DGGML_AVX2=ON" in args and "-DLLAVA_BUILD=OFF" in args
+    assert llama_cpp_python.install_dir(Path("/c"), "cpu") != llama_cpp_python.install_dir(Path("/c"), "cuda")
+
+
+def test_llama_cpp_python_build_progress_reads_ninja_steps() -> None:
+    seen: list[str] = []
+    on_line = llama_cpp_python._ninja_progress(seen.append)
+    for step in range(1, 141):
+        on_line(f"  [{step}/140] /usr/bin/g++ -c x.cpp")
+    assert seen[0].endswith(" 10%") and seen[-1].endswith(" 100%") and len(seen) == 10

@@ -22,6 +22,7 @@ from harness.records.features import row_for
 _GRAMMAR = GrammarSpec(gbnf='root ::= "a"\n', lark='start: "a"\n')
 _SCHEMA = {"type": "object"}
 _MANY_DEVICES = 8  # capability, not this host: enough devices for every split
+NAME_WIDTH = 16  # the longest column name (llama-cpp-python)
 
 Check = Callable[[EngineAdapter], object]
 
@@ -129,20 +130,20 @@ def render_table(table: dict[str, Any]) -> str:
     for row in table["engines"]:
         specs = ", ".join(row["container_specs"]) or "-"
         lines.append(
-            f"{row['engine']:<13} {row['adapter']:<30} specs: {specs:<24} "
+            f"{row['engine']:<{NAME_WIDTH}} {row['adapter']:<32} specs: {specs:<24} "
             f"runs here: {', '.join(row['host_can_run']) or 'no'}"
         )
     lines += ["", f"project status (checked {table['engines'][0]['status_checked']}):"]
     for row in table["engines"]:
         since = f" since {row['status_since']}" if row["status_since"] else ""
-        lines.append(f"{row['engine']:<13} {row['status'] + since:<24} {row['status_source']}")
+        lines.append(f"{row['engine']:<{NAME_WIDTH}} {row['status'] + since:<24} {row['status_source']}")
     lines += [
         "",
         "probes each adapter can express (yes; no = documented absence; n/p = not probed; --json: reasons):",
-        f"{'':<13} " + " ".join(f"{feature[:11]:>11}" for feature in CHECKS),
+        f"{'':<{NAME_WIDTH}} " + " ".join(f"{feature[:11]:>11}" for feature in CHECKS),
     ]
     lines += [
-        f"{row['engine']:<13} " + " ".join(f"{row['probes'][feature]['mark']:>11}" for feature in CHECKS)
+        f"{row['engine']:<{NAME_WIDTH}} " + " ".join(f"{row['probes'][feature]['mark']:>11}" for feature in CHECKS)
         for row in table["engines"]
     ]
     return "\n".join(lines)

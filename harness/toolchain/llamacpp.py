@@ -94,12 +94,17 @@ def build_dir_for(cache: Path, backend: str) -> Path:
 
 def cmake_args_for(backend: str) -> tuple[str, ...]:
     """The configure flags of one build flavour on this machine's architecture."""
+    return BASE_CMAKE_ARGS + backend_cmake_args(backend)
+
+
+def backend_cmake_args(backend: str) -> tuple[str, ...]:
+    """The ggml flags of one backend on this machine's architecture (also llama-cpp-python's build)."""
     if backend not in BACKEND_CMAKE_ARGS:
         raise LlamaCppBuildError(f"unknown llama.cpp backend {backend!r}; known: {sorted(BACKEND_CMAKE_ARGS)}")
     portable = PORTABLE_X86_CMAKE_ARGS if backend == "cpu" and platform.machine() in ("x86_64", "AMD64") else ()
     archs = os.environ.get("INFERCHECK_CUDA_ARCHITECTURES")  # e.g. 90: one architecture builds in minutes
     arch_args = (f"-DCMAKE_CUDA_ARCHITECTURES={archs}",) if backend == "cuda" and archs else ()
-    return BASE_CMAKE_ARGS + portable + BACKEND_CMAKE_ARGS[backend] + arch_args
+    return portable + BACKEND_CMAKE_ARGS[backend] + arch_args
 
 
 def find_build(cache: Path, backend: str | None = None) -> LlamaCppBuild | None:
