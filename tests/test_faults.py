@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import httpx
 import pytest
@@ -56,6 +57,7 @@ from harness.wire.client import EngineRejected, EngineServerError, EngineTranspo
 from harness.wire.request import ApiRequest
 from harness.wire.streaming import StreamError, stream_request
 from harness.wire.streaming_socket import stream_with_socket
+from tests.silent_engine import silent_engine
 
 CLAIMS = default_report_dir() / "claims.json"
 BOUND_S = 10.0  # every fault below must be reported within this (the deadlines are set to 1-2 s)
@@ -704,3 +706,282 @@ def test_sigint_and_sigterm_stop_the_run_in_one_line_and_record_the_probe(
     assert "Hugging Face Hub is unreachable" in stdout  # the fallback is said, not swallowed by capture
     [record] = load_records(tmp_path)
     assert record.status == Status.ERROR and "interrupted" in record.reason
+
+
+# -- a hung engine (issue 24): first bytes, then silence -----------------------------------------------
+
+
+def _run_attached(url: str, results: Path, select: str, env: dict[str, str], *extra: str) -> tuple[float, Any]:
+    started = time.monotonic()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli.app",
+            "run",
+            "--base-url",
+            url,
+            "--results-dir",
+            str(results),
+            "-k",
+            select,
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env=env,
+        timeout=600,
+    )
+    return time.monotonic() - started, result
+
+
+CHEAP_BASE_PROBES = "openai_api or regex or prefix_caching or ebnf"  # all on the base launch, no reference work
+CHEAP_PROBE_IDS = {"openai_api", "regex", "prefix_caching", "ebnf_grammar"}
+
+
+@pytest.mark.parametrize("mode", ["generation", "all"])
+def test_a_silent_engine_costs_one_request_deadline_not_one_per_probe(mode: str, tmp_path: Path) -> None:
+    """Attach mode against an engine that sends the first bytes of each answer and then nothing ("generation":
+    it still answers its health check and /props; "all": it answers nothing whole): every selected probe has an
+    error record, the later ones at once ("engine stopped answering at ..."), and the whole run ends within the
+    request deadline plus a minute. The report goes beside the results, report/comparison.md is untouched."""
+    request_s = 3.0
+    env = {**os.environ, "INFERCHECK_REQUEST_TIMEOUT_S": f"{request_s:g}", "INFERCHECK_PROBE_TIMEOUT_S": "900"}
+    project_report = default_report_dir() / "comparison.md"
+    before = project_report.read_bytes() if project_report.exists() else None
+    with silent_engine(mode) as url:
+        elapsed, result = _run_attached(url, tmp_path / "r", CHEAP_BASE_PROBES, env)
+    assert "Traceback" not in result.stdout + result.stderr and "INTERNALERROR" not in result.stdout
+    records = load_records(tmp_path / "r")
+    assert {r.probe for r in records} == CHEAP_PROBE_IDS and len(records) == 4, result.stdout[-3000:]
+    assert all(r.status == Status.ERROR and "engine stopped answering at" in r.reason for r in records), [
+        (r.probe, r.reason[:200]) for r in records
+    ]
+    assert url.removeprefix("http://") in records[0].reason or mode == "all"  # the endpoint is named
+    span = (max(r.finished_at for r in records) - min(r.started_at for r in records)).total_seconds()
+    print(f"{mode}: the probes took {span:.1f}s, the run {elapsed:.1f}s")
+    assert span < request_s + 60, f"the probes took {span:.0f}s"  # what the hung engine cost
+    assert elapsed < 300, f"the run took {elapsed:.0f}s"  # start-up included (slow on a loaded host)
+    assert result.returncode == 1
+    assert (tmp_path / "r-report" / "comparison.md").is_file()  # beside the results it used
+    assert (project_report.read_bytes() if project_report.exists() else None) == before
+
+
+def test_liveness_ends_the_probe_at_the_first_read_timeout_when_the_engine_is_hung() -> None:
+    """In process: a read that times out under a liveness watch whose check says "hung" raises EngineStopped (not
+    swallowed by `except Exception`), naming the endpoint; a check that says "alive" leaves the ordinary error."""
+    from harness.deadline import EngineStopped, liveness
+
+    with silent_engine("generation") as url:
+        client = EvidenceClient(url)
+        with within(1 + BOUND_S), probe_deadline(30), liveness(lambda: None):
+            with pytest.raises(EngineTransportError, match=r"ReadTimeout.*after"):
+                client.send(STREAM)
+        with within(1 + BOUND_S), probe_deadline(30), liveness(lambda: "it did not answer /health"):
+            with pytest.raises(EngineStopped, match=rf"engine stopped answering at .*{url}/v1/completions.*health"):
+                try:
+                    client.send(STREAM)
+                except Exception:  # a probe's broad except cannot keep waiting on a hung engine
+                    pass
+            with pytest.raises(EngineStopped):  # and every later wait of that probe ends at once
+                client.send(STREAM)
+        client.close()
+
+
+def test_the_pool_checks_a_silent_engine_and_marks_its_launch_dead(tmp_path: Path) -> None:
+    """pool.hung: a silent engine fails the one-token check within its short deadline; once marked dead, every
+    probe needing that launch gets an error at once, without a health check."""
+    from harness.probing.session import LIVENESS_TIMEOUT_S
+
+    with silent_engine("generation") as url:
+        pool = EnginePool(LlamaCppAdapter(Path("/nonexistent/llama-server")), [], tmp_path, attach_url=url)
+        session = SimpleNamespace(running=SimpleNamespace(base_url=url), spec=LaunchSpec(), served_model="llama")
+        with within(LIVENESS_TIMEOUT_S + BOUND_S):
+            reason = pool.hung(session)  # type: ignore[arg-type]
+        assert reason is not None and "/completion" in reason and "no answer" in reason
+        pool.mark_dead(LaunchSpec(), f"engine stopped answering at now: {reason}")
+        with within(1):
+            with pytest.raises(EngineStartError, match="engine stopped answering"):
+                pool.session(LaunchSpec())
+        assert pool.dead_reason(LaunchSpec(model="mistral")) is None
+
+
+# -- hostile text in every field (issue 24) -----------------------------------------------------------
+
+HOSTILE = (
+    "<img src=x onerror=alert(1)> [x](javascript:alert(1)) <javascript:alert(2)> ![i](data:text/html,x) "
+    '<a href="vbscript:y">'
+)
+
+
+def _hostile_everywhere(data: Any, model: Any, path: tuple = ()) -> Any:
+    """`data` (a record's JSON) with HOSTILE in every string leaf the model still accepts (a field whose
+    validator refuses it, such as the run id, keeps its value: such a record would be skipped on load)."""
+
+    def leaves(value: Any, where: tuple) -> Iterator[tuple]:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                yield from leaves(item, (*where, key))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                yield from leaves(item, (*where, index))
+        elif isinstance(value, str):
+            yield where
+
+    def put(document: Any, where: tuple, text: str) -> None:
+        for part in where[:-1]:
+            document = document[part]
+        document[where[-1]] = text
+
+    changed = 0
+    for where in list(leaves(data, path)):
+        if where == ("feature",):  # a record of no known row is left out of the table, hostile or not
+            continue
+        trial = json.loads(json.dumps(data))
+        put(trial, where, HOSTILE)
+        try:
+            model.model_validate(trial)
+        except ValueError:
+            continue
+        data, changed = trial, changed + 1
+    assert changed > 10
+    return data
+
+
+def _assert_inert(markdown: str) -> None:
+    assert not re.search(r"(?<!\\)<[A-Za-z/!?]", markdown), "raw HTML or an autolink"
+    assert not re.search(r"(?<!\\)\]\(\s*<?\s*(javascript|data|vbscript):", markdown, re.IGNORECASE), "a live link"
+    definition = r"^\s{0,3}\[[^\]]+\]:\s*<?(javascript|data|vbscript):"
+    assert not re.search(definition, markdown, re.IGNORECASE | re.MULTILINE), "a live reference link"
+
+
+def test_hostile_text_in_every_field_of_every_record_kind_stays_inert(tmp_path: Path) -> None:
+    """Every string field of a probe record, of a bench record and of the claims (cells, notes, footnotes,
+    source) set to HTML and script links: the report is written, and none of it is live in comparison.md."""
+    from harness.bench.records import BenchRecord
+    from harness.records.claims import ClaimsTable
+
+    results = tmp_path / "results"
+    probe_template = next(p for p in sorted((REPO_ROOT / "results").rglob("*.json")) if p.name == "openai_api.json")
+    probe = _hostile_everywhere(json.loads(probe_template.read_text()), ResultRecord)
+    (results / "llama.cpp" / "run1").mkdir(parents=True)
+    (results / "llama.cpp" / "run1" / "openai_api.json").write_text(json.dumps(probe))
+    bench_template = next(iter(sorted((REPO_ROOT / "results").rglob("bench.json"))))
+    bench = _hostile_everywhere(json.loads(bench_template.read_text()), BenchRecord)
+    (results / "llama.cpp" / "run2").mkdir(parents=True)
+    (results / "llama.cpp" / "run2" / "bench.json").write_text(json.dumps(bench))
+    claims = json.loads(CLAIMS.read_text())
+    claims["source"] = HOSTILE
+    for note in claims["notes"]:
+        note["text"] += HOSTILE
+    for footnote in claims["footnotes"]:
+        footnote["text"] += HOSTILE + " [r]: javascript:alert(3)\n[r]: javascript:alert(4)"
+    for row in claims["rows"]:
+        for cell in row["cells"].values():
+            cell["raw"] += HOSTILE
+            cell["text"] += HOSTILE
+    ClaimsTable.model_validate(claims)
+    (tmp_path / "claims.json").write_text(json.dumps(claims))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RecordWarning)
+        write_report(tmp_path / "claims.json", results, tmp_path / "report", include_attach=True, allow_dirty=True)
+    assert not [str(w.message) for w in caught if "skipped" in str(w.message)]  # both hostile records were read
+    markdown = (tmp_path / "report" / "comparison.md").read_text()
+    assert "onerror" in markdown  # the hostile text is shown, as text
+    _assert_inert(markdown)
+
+
+def test_a_truncated_fifo_or_symlinked_bench_json_is_skipped_naming_the_file(tmp_path: Path) -> None:
+    """bench.json is read as probe records are: lstat, regular files only, a size limit, a warning naming the
+    file; a FIFO named bench.json does not hang the report."""
+    from harness.bench.records import load_bench_records
+
+    good = next(iter(sorted((REPO_ROOT / "results").rglob("bench.json")))).read_text()
+    for name, make in {
+        "truncated": lambda p: p.write_text(good[: len(good) // 2]),
+        "fifo": lambda p: os.mkfifo(p),
+        "symlink": lambda p: p.symlink_to(tmp_path / "elsewhere.json"),
+        "future": lambda p: p.write_text(json.dumps({**json.loads(good), "schema_version": 99})),
+        "not-json": lambda p: p.write_bytes(b"\xff\xfe"),
+    }.items():
+        (tmp_path / "r" / "llama.cpp" / name).mkdir(parents=True)
+        make(tmp_path / "r" / "llama.cpp" / name / "bench.json")
+    (tmp_path / "elsewhere.json").write_text(good)
+    (tmp_path / "r" / "llama.cpp" / "ok").mkdir()
+    (tmp_path / "r" / "llama.cpp" / "ok" / "bench.json").write_text(good)
+    write_record(_record(), tmp_path / "r" / "llama.cpp" / "run1")
+    with within(BOUND_S), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RecordWarning)
+        assert len(load_bench_records(tmp_path / "r")) == 1
+        write_report(CLAIMS, tmp_path / "r", tmp_path / "report")
+    skipped = " ".join(str(w.message) for w in caught)
+    for name in ("truncated", "fifo", "symlink", "future", "not-json"):
+        assert str(tmp_path / "r" / "llama.cpp" / name / "bench.json") in skipped, name
+    assert (tmp_path / "report" / "comparison.md").is_file()
+
+
+# -- one-line errors and where `run` writes its report (issue 24) --------------------------------------
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> Any:
+    from typer.testing import CliRunner
+
+    from harness.cli.app import app
+
+    return CliRunner().invoke(app, list(args), env=env)
+
+
+def test_run_writes_its_report_beside_the_results_it_used(tmp_path: Path) -> None:
+    from harness.cli.app import report_dir_for
+    from harness.paths import default_results_dir
+
+    assert report_dir_for(default_results_dir()) == default_report_dir()
+    assert report_dir_for(tmp_path / "typo-results") == tmp_path / "typo-results-report"
+
+
+@pytest.mark.parametrize(
+    "args, env, says",
+    [
+        (["run", "--base-url", "http://[::1"], {}, "--base-url"),
+        (["run", "--base-url", f"http://{'a' * 300}:8080"], {}, "--base-url"),
+        (["run", "--base-url", "ftp://127.0.0.1:1"], {}, "--base-url"),
+        (["schema", "--out", "/nonexistent-folder-x/s.json"], {}, "does not exist"),
+        (["run"], {"INFERCHECK_PROBE_TIMEOUT_S": "abc"}, "INFERCHECK_PROBE_TIMEOUT_S='abc' is not a number"),
+        (["run"], {"INFERCHECK_REQUEST_TIMEOUT_S": "1s"}, "INFERCHECK_REQUEST_TIMEOUT_S='1s' is not a number"),
+    ],
+)
+def test_bad_urls_paths_and_deadlines_are_one_line_errors(
+    args: list[str], env: dict[str, str], says: str, tmp_path: Path
+) -> None:
+    if args[0] == "run":
+        args = [*args, "--results-dir", str(tmp_path / "r"), "--out-dir", str(tmp_path / "report")]
+    result = _cli(*args, env=env)
+    assert result.exit_code == 2, result.output
+    assert says in result.output and "Traceback" not in result.output and "INTERNALERROR" not in result.output
+    assert not (tmp_path / "report").exists()
+
+
+def test_a_malformed_deadline_is_a_usage_error_for_pytest_too(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "probes",
+            "-k",
+            "openai_api",
+            "--results-dir",
+            str(tmp_path),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=300,
+        env={**os.environ, "INFERCHECK_PROBE_TIMEOUT_S": "abc"},
+    )
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "INTERNALERROR" not in result.stdout + result.stderr and "is not a number" in result.stderr

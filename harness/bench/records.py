@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
+import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from harness.loadgen import LoadStats, Percentiles, Workload
 from harness.records.results import (
@@ -17,6 +17,8 @@ from harness.records.results import (
     HostInfo,
     LaunchInfo,
     ModelInfo,
+    RecordWarning,
+    read_json_file,
     write_model,
 )
 
@@ -126,12 +128,28 @@ def write_bench_record(record: BenchRecord, run_dir: Path) -> Path:
     return write_model(record, run_dir / BENCH_FILE)
 
 
+MAX_BENCH_BYTES = 32 << 20  # a sweep record is at most megabytes; anything this big is not one of ours
+
+
 def load_bench_records(results_dir: Path) -> list[BenchRecord]:
-    """Every benchmark record under a results folder, in a stable order."""
-    return [
-        BenchRecord.model_validate(json.loads(path.read_text(encoding="utf-8")))
-        for path in sorted(Path(results_dir).rglob(BENCH_FILE))
-    ]
+    """Every benchmark record under a results folder, in a stable order. As probe records are read: a file that is
+    not a readable record (a symlink, FIFO or other non-regular file, too big, truncated, invalid, a newer schema)
+    is skipped with a RecordWarning naming it, never opened when not a regular file."""
+    records = []
+    for path in sorted(Path(results_dir).rglob(BENCH_FILE)):
+        try:
+            data = read_json_file(path, MAX_BENCH_BYTES)
+            version = data.get("schema_version", BENCH_SCHEMA_VERSION) if isinstance(data, dict) else None
+            if not isinstance(version, int) or version > BENCH_SCHEMA_VERSION:
+                raise ValueError(f"schema_version {version!r} is not one this harness reads ({BENCH_SCHEMA_VERSION})")
+            records.append(BenchRecord.model_validate(data))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "record"
+            warnings.warn(f"skipped {path}: {where}: {first['msg']}", RecordWarning, stacklevel=2)
+        except (OSError, ValueError, RecursionError) as exc:
+            warnings.warn(f"skipped {path}: {str(exc).splitlines()[0][:300]}", RecordWarning, stacklevel=2)
+    return records
 
 
 def latest_per_engine(records: list[BenchRecord]) -> list[BenchRecord]:

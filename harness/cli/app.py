@@ -14,8 +14,9 @@ import pytest
 import typer
 from rich.console import Console
 
-from harness.atomic import TMP_PREFIX, check_writable
+from harness.atomic import TMP_PREFIX, check_writable, write_atomic
 from harness.cli.bench import bench_app
+from harness.deadline import check_deadlines
 from harness.engines import UnknownEngineError, get_adapter
 from harness.models.sets import ModelSetError, load_model_set
 from harness.paths import REPO_ROOT, cache_dir, default_report_dir, default_results_dir, default_site_dir
@@ -67,8 +68,10 @@ def run(
         "probes that need it run; recorded as declared, not verified",
     ),
     results_dir: Path = typer.Option(default_results_dir(), help="where records are written"),
-    out_dir: Path = typer.Option(
-        default_report_dir(), help="where the report is regenerated (as for `infercheck report`)"
+    out_dir: Path | None = typer.Option(
+        None,
+        help="where the report is regenerated (default: beside the results used: report/ for the project's "
+        "results folder, <results>-report for any other)",
     ),
     report_dir: Path | None = typer.Option(
         None, "--report-dir", hidden=True, help="deprecated: the old name of --out-dir"
@@ -100,6 +103,11 @@ def run(
     if report_dir is not None:
         console.print("[yellow]warning:[/yellow] --report-dir is deprecated: use --out-dir", highlight=False)
         out_dir = report_dir
+    out_dir = out_dir if out_dir is not None else report_dir_for(results_dir)
+    try:
+        check_deadlines()  # a malformed $INFERCHECK_*_TIMEOUT_S is one line, before any probe and any report
+    except ValueError as exc:
+        _fail(str(exc))
     if base_url:
         _check_reachable(base_url, get_adapter(engine).health_path)
     claims = default_report_dir() / "claims.json"
@@ -146,11 +154,32 @@ def run(
         _fail(f"some probes could not finish (pytest exit {int(code)}); their records say why", code=1)
 
 
+def report_dir_for(results_dir: Path) -> Path:
+    """Where `run` writes the report of `results_dir` unless told: the project's report/ only for the project's
+    results folder; beside any other folder (`<name>-report`), so a run into a new or misspelt folder never
+    rewrites the project's report from that folder alone."""
+    if results_dir.resolve() == default_results_dir().resolve():
+        return default_report_dir()
+    return results_dir.resolve().with_name(f"{results_dir.resolve().name}-report")
+
+
 def _check_reachable(base_url: str, health_path: str) -> None:
     try:
+        url = httpx.URL(base_url)
+        if url.scheme not in ("http", "https") or not url.host:
+            _fail(f"--base-url {base_url[:200]!r}: not an http:// or https:// URL with a host")
         httpx.get(base_url.rstrip("/") + health_path, timeout=5).raise_for_status()
+    except (httpx.ReadTimeout, httpx.RemoteProtocolError, httpx.HTTPStatusError) as exc:
+        # it listens but answers badly: probe it anyway, so every probe's record says what went wrong
+        console.print(
+            f"[yellow]warning:[/yellow] {base_url[:200]}{health_path}: {type(exc).__name__}: {str(exc)[:200]}; "
+            "probing it anyway",
+            highlight=False,
+        )
     except httpx.HTTPError as exc:
-        _fail(f"cannot reach {base_url}{health_path}: {type(exc).__name__}: {exc}")
+        _fail(f"cannot reach {base_url[:200]}{health_path}: {type(exc).__name__}: {str(exc)[:300]}")
+    except (httpx.InvalidURL, ValueError) as exc:  # unclosed [::1, a host label over 63 characters (UnicodeError)
+        _fail(f"--base-url {base_url[:200]!r} is not a usable URL: {str(exc).splitlines()[0][:200]}")
 
 
 @app.command("report")
@@ -272,7 +301,12 @@ def claims_import(
 @app.command()
 def schema(out: Path = typer.Option(default_results_dir() / "record.schema.json", help="output file")) -> None:
     """Write the JSON Schema of a result record."""
-    out.write_text(json.dumps(record_json_schema(), indent=2) + "\n")
+    if not out.parent.is_dir():
+        _fail(f"cannot write {out}: its folder {out.parent} does not exist")
+    try:
+        write_atomic(out, (json.dumps(record_json_schema(), indent=2) + "\n").encode())
+    except OSError as exc:
+        _fail(f"cannot write {out}: {exc.strerror or exc}")
     _progress(f"wrote {out}")
 
 

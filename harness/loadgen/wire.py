@@ -111,7 +111,7 @@ async def exchange(target: Target, payload: bytes, timeout_s: float) -> Exchange
         return record
     record.sent_at = time.perf_counter()
     transport.write(payload)
-    timer = loop.call_later(timeout_s, _expire, record, transport)
+    timer = loop.call_later(timeout_s, _expire, record, transport, f"{target.host}:{target.port}", timeout_s)
     try:
         await done
     except asyncio.CancelledError:
@@ -123,8 +123,8 @@ async def exchange(target: Target, payload: bytes, timeout_s: float) -> Exchange
     return record
 
 
-def _expire(record: Exchange, transport: asyncio.Transport) -> None:
-    record.error = "ReadTimeout: no end of stream within the timeout"
+def _expire(record: Exchange, transport: asyncio.Transport, endpoint: str, timeout_s: float) -> None:
+    record.error = f"ReadTimeout: {endpoint} sent no end of stream within {timeout_s:g}s"
     transport.abort()
 
 

@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 
 from harness.atomic import check_writable
-from harness.deadline import probe_deadline, probe_timeout_s
+from harness.deadline import DeadlineExceeded, EngineStopped, check_deadlines, liveness, probe_deadline, probe_timeout_s
 from harness.docker.specs import SpecError, select_spec
 from harness.engines import UnknownEngineError, adapter_classes
 from harness.engines.base import LaunchSpec
@@ -142,6 +142,10 @@ MARKERS = (
 def pytest_configure(config: pytest.Config) -> None:
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
+    try:
+        check_deadlines()
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
     config.stash[_VERDICTS_KEY] = []
     config.stash[_DECLARED_KEY] = attach_options(config.getoption("--attach-option", []) or [])
     if config.stash[_DECLARED_KEY] and not config.getoption("--base-url", None):
@@ -342,6 +346,7 @@ class ProbeRecorder:
         self.record_written: ResultRecord | None = None
         self._used: list[EngineSession] = []  # every engine session this probe asked for
         self._exchanges: list[Exchange] = []  # what it sent to sessions it has moved on from
+        self.dead: tuple[LaunchSpec, str] | None = None  # the launch found hung while this probe ran, and why
 
     @property
     def probe_id(self) -> str:
@@ -371,6 +376,15 @@ class ProbeRecorder:
             self.session = session
             self.context.last_identity = session.identity
         return session
+
+    def hung(self) -> str | None:
+        """Why an engine this probe used is hung (checked after a read timeout), remembering which; else None."""
+        for session in self._used:
+            reason = self.context.pool.hung(session)
+            if reason is not None:
+                self.dead = (session.spec, reason)
+                return reason
+        return None
 
     def record(self, verdict: Verdict) -> ResultRecord:
         """Write the verdict with full provenance (once per probe)."""
@@ -421,6 +435,10 @@ class ProbeRecorder:
 def probe(request: pytest.FixtureRequest, run_context: RunContext) -> ProbeRecorder:
     """The recorder of one probe."""
     recorder = ProbeRecorder(request.node, run_context)
+    dead = run_context.pool.dead_reason(recorder.spec)
+    if dead is not None:  # its engine stopped answering: an error at once, without the probe's own work
+        recorder.record(Verdict(status=Status.ERROR, reason=dead))
+        pytest.fail(dead, pytrace=False)
     request.node.stash[_RECORDER_KEY] = recorder
     return recorder
 
@@ -435,9 +453,14 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
     if recorder is None:
         return (yield)
     try:
-        with probe_deadline():
+        with probe_deadline(), liveness(recorder.hung):
             result = yield
         _check_interrupted()
+    except EngineStopped as exc:  # a read timed out and the engine no longer answers: the launch is dead
+        if recorder.record_written is None:
+            recorder.record(Verdict(status=Status.ERROR, reason=str(exc)[:2000]))
+        _mark_dead(recorder, str(exc))
+        raise EngineExited(str(exc)) from None
     except Interrupted as exc:
         if recorder.record_written is None:
             recorder.record(Verdict(status=Status.ERROR, reason=f"interrupted ({exc}) while the probe ran"))
@@ -468,11 +491,30 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
                     evidence=Evidence(notes=traceback.format_exception_only(exc)[-1:]),
                 )
             )
+        if _timed_out(exc) and recorder.dead is None and recorder.hung() is not None:  # a client outside wire/
+            _mark_dead(recorder, f"engine stopped answering at {datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ}")
         raise
     if recorder.record_written is None:
         recorder.record(Verdict(status=Status.ERROR, reason="probe finished without a verdict"))
         raise AssertionError("probe finished without recording a verdict")
     return result
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether a probe's error was a wait that ran out (any client's timeout, not the probe's own deadline)."""
+    return not isinstance(exc, DeadlineExceeded) and (
+        isinstance(exc, TimeoutError) or "timeout" in type(exc).__name__.lower() or "timed out" in str(exc)
+    )
+
+
+def _mark_dead(recorder: ProbeRecorder, reason: str) -> None:
+    """Mark the launch found hung dead: each remaining probe that needs it is an error at once."""
+    if recorder.dead is None:
+        return
+    spec, why = recorder.dead
+    full = reason if why in reason else f"{reason}: {why}"
+    recorder.context.pool.mark_dead(spec, full)
+    _say(recorder.item.config)(f"{full[:300]}; launch {spec.key()} is marked dead, its remaining probes are errors")
 
 
 def kernel_missing_verdict(exc: KernelMissing) -> Verdict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,7 @@ from harness.records.results import EngineIdentity, LaunchInfo, ModelInfo
 from harness.wire.client import EvidenceClient
 
 HEALTH_TIMEOUT_S = 5.0  # a reused engine that does not answer its health check this fast is restarted
+LIVENESS_TIMEOUT_S = 10.0  # after a read timeout: an engine that cannot generate one token this fast is hung
 
 if TYPE_CHECKING:
     from harness.docker.runner import ContainerRunner
@@ -85,6 +87,7 @@ class EnginePool:
         self.checkpoints = checkpoints  # set: a model set's real checkpoints replace synthesized models
         self._current: tuple[LaunchSpec, EngineSession, Launcher | None] | None = None
         self._failed: dict[LaunchSpec, EngineStartError] = {}
+        self._dead: dict[LaunchSpec, str] = {}  # launches that stopped answering while probes ran: why
 
     def session_spec(self, spec: LaunchSpec) -> LaunchSpec:
         """`spec` as the pool runs it: the adapter's native format filled in."""
@@ -93,13 +96,16 @@ class EnginePool:
     def session(self, spec: LaunchSpec) -> EngineSession:
         """The engine for `spec`, starting it (and stopping the previous one) if needed."""
         spec = self.session_spec(spec)
+        if (dead := self.dead_reason(spec)) is not None:
+            raise EngineStartError(dead)
         if self._current and self._current[0] == spec and self.engine_exit() is None:
             if self._answers(self._current[1]):
                 return self._current[1]
             if self.attach_url:
-                raise EngineStartError(
-                    f"the attached server at {self.attach_url} stopped answering {self.adapter.health_path}"
+                self.mark_dead(
+                    spec, f"the attached server at {self.attach_url} stopped answering {self.adapter.health_path}"
                 )
+                raise EngineStartError(self.dead_reason(spec) or "")
             self.close()  # hung or stopped (SIGSTOP): the next probe gets a fresh engine
         if spec in self._failed:
             failed = self._failed[spec]
@@ -111,7 +117,12 @@ class EnginePool:
                 raise NotMeasurable(
                     f"attach mode serves one configuration ({self.attach_spec.key()}); this probe needs {spec.key()}"
                 )
-            return self._attach(spec)
+            try:
+                return self._attach(spec)
+            except EngineStartError as exc:  # the one server: every later probe would wait on it again
+                at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+                self.mark_dead(spec, f"engine stopped answering at {at}: {exc}")
+                raise EngineStartError(self.dead_reason(spec) or str(exc)) from None
         self.adapter.check_launchable(spec, self.devices)
         self.close()
         try:
@@ -195,6 +206,40 @@ class EnginePool:
             return httpx.get(url, timeout=HEALTH_TIMEOUT_S).status_code == 200
         except httpx.HTTPError:
             return False
+
+    def hung(self, session: EngineSession) -> str | None:
+        """Why `session`'s engine is hung (after a read timeout): it exited, or it does not answer its health check
+        or a one-token request within LIVENESS_TIMEOUT_S; None when it answers both."""
+        if self._current is not None and self._current[1] is session and (exited := self.engine_exit()):
+            return exited.splitlines()[0]
+        base = session.running.base_url + session.spec.api_prefix
+        request = self.adapter.fixed_length_request(session.served_model, "the cat", 1, stream=False)
+        checks = [("GET", self.adapter.health_path, None), (request.method, request.path, request.body)]
+        try:
+            with httpx.Client(timeout=LIVENESS_TIMEOUT_S) as client:
+                for method, path, body in checks:
+                    started = time.monotonic()
+                    client.request(method, base + path, json=body, headers=request.headers)  # any answer is life
+        except httpx.HTTPError as exc:
+            return (
+                f"the liveness check {method} {base}{path} got no answer within {LIVENESS_TIMEOUT_S:g}s "
+                f"({type(exc).__name__} after {time.monotonic() - started:.1f}s)"
+            )
+        return None
+
+    def dead_reason(self, spec: LaunchSpec) -> str | None:
+        """Why the launch `spec` was marked dead (it stopped answering), or None."""
+        spec = self.session_spec(spec)
+        if spec not in self._dead:
+            return None
+        return f"{self._dead[spec]} (launch {spec.key()} marked dead; not started again)"
+
+    def mark_dead(self, spec: LaunchSpec, reason: str) -> None:
+        """The launch `spec` stopped answering: stop it; each later probe that needs it is an error at once."""
+        spec = self.session_spec(spec)
+        self._dead[spec] = reason
+        if self._current is not None and self._current[0] == spec:
+            self.close()
 
     def _launch(self, spec: LaunchSpec) -> EngineSession:
         model, draft = self._model_for(spec)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import stat
 import warnings
@@ -286,14 +287,28 @@ def load_records(results_dir: Path) -> list[ResultRecord]:
     return records
 
 
-def _read_record(path: Path) -> ResultRecord:
-    """One record file; ValueError (or OSError) when it is not one this harness can trust."""
+def read_json_file(path: Path, max_bytes: int) -> Any:
+    """The JSON in a regular file of at most `max_bytes` (lstat first: a symlink, FIFO or device is never opened);
+    ValueError (or OSError) otherwise, or when it is not UTF-8 JSON."""
     info = path.lstat()
     if not stat.S_ISREG(info.st_mode):
         raise ValueError("not a regular file")
-    if info.st_size > MAX_RECORD_BYTES:
-        raise ValueError(f"{info.st_size} bytes, more than a record's {MAX_RECORD_BYTES}")
-    data = json.loads(path.read_bytes().decode("utf-8"))
+    if info.st_size > max_bytes:
+        raise ValueError(f"{info.st_size} bytes, more than a record's {max_bytes}")
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)  # swapped after lstat: no hang
+    fd = os.open(path, flags)
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            raise ValueError("not a regular file")
+        data = file.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ValueError(f"more than a record's {max_bytes} bytes")
+    return json.loads(data.decode("utf-8"))
+
+
+def _read_record(path: Path) -> ResultRecord:
+    """One record file; ValueError (or OSError) when it is not one this harness can trust."""
+    data = read_json_file(path, MAX_RECORD_BYTES)
     version = data.get("schema_version", SCHEMA_VERSION) if isinstance(data, dict) else SCHEMA_VERSION
     if not isinstance(version, int) or version > SCHEMA_VERSION:
         raise ValueError(f"schema_version {version!r} is newer than this harness reads ({SCHEMA_VERSION})")

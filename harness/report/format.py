@@ -6,9 +6,12 @@ import json
 import re
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from enum import Enum
+from typing import Any, TypeVar
 
-from harness.records.results import ResultRecord
+from pydantic import BaseModel
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 _REF = re.compile(r"\[\^([^\]\s]+)\]")
 NUMBERS_SHOWN = 6
@@ -32,33 +35,60 @@ def record_text(text: str, limit: int = RECORD_TEXT_CHARS) -> str:
     return _MARKUP.sub(r"\\\1", text).replace("://", ":\\/\\/")
 
 
-def inert_record(record: ResultRecord) -> ResultRecord:
-    """The record with every free text the report may show passed through `record_text`."""
-    engine, host, harness = record.engine, record.host, record.harness
-    update: dict[str, Any] = {
-        "reason": record_text(record.reason),
-        "engine": engine.model_copy(update={key: _inert(getattr(engine, key)) for key in (
-            "name", "version", "package", "package_version", "image", "image_digest")}),
-        "host": host.model_copy(update={"hostname": record_text(host.hostname), "cpu": record_text(host.cpu),
-                                        "accelerators": [record_text(a) for a in host.accelerators]}),
-        "harness": harness.model_copy(update={"version": record_text(harness.version),
-                                              "git_commit": _inert(harness.git_commit)}),
-        "evidence": record.evidence.model_copy(update={"numbers": _inert(record.evidence.numbers),
-                                                       "absence_source": _inert(record.evidence.absence_source)}),
-    }
-    if record.launch is not None:
-        update["launch"] = record.launch.model_copy(update={"base_url": _inert(record.launch.base_url)})
-    return record.model_copy(update=update)
+def inert_record(record: ModelT) -> ModelT:
+    """The record (a probe or a bench record, any pydantic model) with every string in it, at any depth, keys
+    included, passed through `record_text`: no field of a record can put markup into the report. Ordinary values
+    (names, versions, ids, launch keys) have no markup characters and come back unchanged."""
+    return _inert_model(record, record_text)
 
 
-def _inert(value: Any) -> Any:
-    """Every string in `value` (nested lists and dicts included) through `record_text`."""
+def inert_claims(table: ModelT) -> ModelT:
+    """A claims table with every string passed through `inert_markdown`: its markdown (footnotes, web links) stays,
+    HTML and links to anything but http(s), mailto or a fragment do not."""
+    return _inert_model(table, inert_markdown)
+
+
+_SAFE_LINK = re.compile(r"(?:https?:|mailto:|#)", re.IGNORECASE)
+_LINK_TARGET = re.compile(r"(\]\(\s*<?)([^)\s>]*)")  # `](target` of an inline link or image
+_REF_DEFINITION = re.compile(r"^(\s*\[[^\]]+\]:\s*)(\S+)", re.MULTILINE)  # `[label]: target`
+
+
+_CODE_SPAN = re.compile(r"(`+[^`]*?`+)")
+
+
+def inert_markdown(text: str) -> str:
+    """Markdown meant as markdown (claims) made inert: `<` escaped as an entity outside code spans (no raw HTML, no
+    autolink), and every link or image target that is not http(s), mailto or a fragment replaced by `#`
+    (javascript:, data:, vbscript:, file:, protocol-relative //)."""
+    text = "".join(
+        part if part.startswith("`") else part.replace("<", "&lt;") for part in _CODE_SPAN.split(text)
+    )  # inside a code span `<` is shown as written, and opens nothing
+
+    def target(match: re.Match[str]) -> str:
+        url = "".join(match[2].split()).replace("\x00", "")
+        return match[1] + (match[2] if _SAFE_LINK.match(url) and not url.startswith("//") else "#")
+
+    return _REF_DEFINITION.sub(target, _LINK_TARGET.sub(target, text))
+
+
+def _inert_model(model: ModelT, inert: Callable[[str], str]) -> ModelT:
+    """A copy (not validated again: an escaped value may no longer pass a field's validator) with every string
+    field, at any depth, through `inert`."""
+    return model.model_copy(update={name: _inert(getattr(model, name), inert) for name in type(model).model_fields})
+
+
+def _inert(value: Any, inert: Callable[[str], str] = record_text) -> Any:
+    """Every string in `value` (nested models, lists and dicts included, keys too) through `inert`."""
+    if isinstance(value, BaseModel):
+        return _inert_model(value, inert)
+    if isinstance(value, Enum):
+        return value
     if isinstance(value, str):
-        return record_text(value)
-    if isinstance(value, list):
-        return [_inert(item) for item in value]
+        return inert(value)
+    if isinstance(value, (list, tuple)):
+        return [_inert(item, inert) for item in value]
     if isinstance(value, dict):
-        return {key: _inert(item) for key, item in value.items()}
+        return {(inert(key) if isinstance(key, str) else key): _inert(item, inert) for key, item in value.items()}
     return value
 
 

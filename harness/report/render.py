@@ -9,14 +9,14 @@ from pathlib import Path
 
 from harness.atomic import write_atomic
 from harness.bench.records import BenchRecord, load_bench_records
-from harness.records.claims import ClaimsTable, load_claims, load_current_claims
 from harness.engines import adapter_classes
+from harness.records.claims import ClaimsTable, load_claims, load_current_claims
+from harness.records.results import ResultRecord, load_records
 from harness.report.context import build_context
 from harness.report.footnotes import footnote_definitions
-from harness.report.format import inert_record
+from harness.report.format import inert_claims, inert_record
 from harness.report.sections import DEFAULT_SECTIONS, SectionRenderer
 from harness.report.table import asterisk_notes, comparison_table, header
-from harness.records.results import ResultRecord, load_records
 
 REPORT_FILE = "comparison.md"
 
@@ -27,6 +27,9 @@ def render_report(claims: ClaimsTable, records: list[ResultRecord], extra_engine
                   now: datetime | None = None, current: ClaimsTable | None = None) -> dict[str, str]:
     """Report file name -> content; the same inputs always give the same bytes (see build_context for `now`)."""
     records = [inert_record(record) for record in records]  # no record text is trusted as markdown
+    bench = [inert_record(record) for record in bench]
+    claims = inert_claims(claims)  # markdown stays markdown; HTML and script links do not
+    current = inert_claims(current) if current is not None else None
     context = build_context(claims, records, extra_engines, results_href, bench, include_attach=include_attach,
                             allow_dirty=allow_dirty, now=now, current=current)
     rendered = [section(context) for section in sections]

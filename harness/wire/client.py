@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from harness.deadline import request_timeout_s
+from harness.deadline import read_timed_out, request_timeout_s
 from harness.records.results import Exchange
 from harness.wire.request import ApiRequest
 
@@ -91,6 +91,8 @@ class EvidenceClient:
                     elapsed_s=elapsed,
                 )
             )
+            if isinstance(exc, httpx.ReadTimeout):
+                read_timed_out(f"{request.method} {self.base_url}{request.path}")  # raises if the engine is hung
             raise EngineTransportError(
                 f"{request.method} {self.base_url}{request.path}: {type(exc).__name__}"
                 f"{f': {exc}' if str(exc) else ''} (after {elapsed:.1f}s)"

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from harness.deadline import request_timeout_s
+from harness.deadline import read_timed_out, request_timeout_s
 from harness.wire.request import ApiRequest
 
 _ERROR_BODY_CHARS = 300
@@ -121,25 +121,34 @@ async def stream_into(client: httpx.AsyncClient, request: ApiRequest, timing: St
         if name.endswith(".send_request_body.started"):
             timing.sent_at = time.perf_counter()
 
-    async with client.stream(
-        request.method,
-        request.path,
-        json=request.body,
-        headers=request.headers,
-        timeout=request_timeout_s(),
-        extensions={"trace": stamp_send},
-    ) as response:
-        if response.status_code >= 400:
-            body = (await response.aread()).decode("utf-8", "replace")
-            raise StreamError(f"HTTP {response.status_code}: {body[:_ERROR_BODY_CHARS]}")
-        decoder = SSEDecoder()
-        arrived = time.perf_counter()
-        async for chunk in response.aiter_raw():
-            arrived = time.perf_counter()
-            for payload in decoder.feed(chunk):
+    arrived = time.perf_counter()
+    try:
+        async with client.stream(
+            request.method,
+            request.path,
+            json=request.body,
+            headers=request.headers,
+            timeout=request_timeout_s(),
+            extensions={"trace": stamp_send},
+        ) as response:
+            if response.status_code >= 400:
+                body = (await response.aread()).decode("utf-8", "replace")
+                raise StreamError(f"HTTP {response.status_code}: {body[:_ERROR_BODY_CHARS]}")
+            decoder = SSEDecoder()
+            async for chunk in response.aiter_raw():
+                arrived = time.perf_counter()
+                for payload in decoder.feed(chunk):
+                    take_event(timing, payload, arrived)
+            for payload in decoder.close():
                 take_event(timing, payload, arrived)
-        for payload in decoder.close():
-            take_event(timing, payload, arrived)
+    except httpx.HTTPError as exc:  # refused, reset, timed out: say where, and check a silent engine
+        endpoint = f"{request.method} {client.base_url}{request.path}"
+        if isinstance(exc, httpx.ReadTimeout):
+            read_timed_out(endpoint)
+        detail = f": {exc}" if str(exc) else ""
+        raise StreamError(
+            f"{endpoint}: {type(exc).__name__}{detail} after {len(timing.token_times)} token(s)"
+        ) from None
     if not timing.finished_at:
         timing.finished_at = arrived
     check_complete(timing, request)

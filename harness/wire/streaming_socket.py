@@ -21,7 +21,7 @@ import time
 import h11
 import httpx
 
-from harness.deadline import remaining_s, request_timeout_s
+from harness.deadline import DeadlineExceeded, read_timed_out, remaining_s, request_timeout_s
 from harness.wire.request import ApiRequest
 from harness.wire.streaming import SSEDecoder, StreamError, StreamTiming, check_complete, take_event
 
@@ -60,6 +60,8 @@ def stream_with_socket(
     try:
         sent_at, stopped = _read(url, message, chunks, timeout_s, first_data, stop)
     except OSError as exc:  # refused, reset, timed out
+        if isinstance(exc, TimeoutError) and not isinstance(exc, DeadlineExceeded):
+            read_timed_out(endpoint)  # raises if the engine is hung
         raise StreamError(f"{endpoint}: {type(exc).__name__}: {exc} after {len(chunks)} read(s)") from None
     finally:
         if first_data is not None:
