@@ -233,3 +233,32 @@ def test_merge_command(artifacts, tmp_path):
         command[:4] + [str(tmp_path / "none")], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300
     )
     assert missing.returncode == 2 and "not a folder" in missing.stderr
+
+
+PAGES = REPO_ROOT / ".github" / "workflows" / "pages.yml"
+
+
+def test_actionlint_accepts_the_pages_workflow():
+    result = subprocess.run([actionlint(), str(PAGES)], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_no_write_token_where_artifacts_are_processed_and_pages_publish_only_main():
+    """Issue 24: the report job checks out without persisting its token (it runs infercheck over uploaded
+    artifacts), and Pages is deployed from main (the merged, reviewed PR), never from the nightly job."""
+    report = yaml.safe_load(WORKFLOW.read_text())["jobs"]["report"]
+    checkout = next(step for step in report["steps"] if step.get("uses", "").startswith("actions/checkout@"))
+    assert checkout["with"]["persist-credentials"] is False
+    nightly = WORKFLOW.read_text()
+    assert "deploy-pages" not in nightly and "upload-pages-artifact" not in nightly
+    pages = yaml.safe_load(PAGES.read_text())
+    assert pages[True]["push"]["branches"] == ["main"]  # yaml reads the key `on` as True
+    assert "schedule" not in pages[True] and "workflow_run" not in pages[True]
+
+
+def test_no_container_spec_passes_hf_token_through():
+    """Issue 24: models are fetched on the host and mounted read-only; no engine image gets HF_TOKEN."""
+    from harness.docker.specs import all_specs
+
+    for spec in all_specs():
+        assert "HF_TOKEN" not in spec.env_passthrough and "HF_TOKEN" not in spec.env, spec.name

@@ -91,7 +91,9 @@ class ContainerSpec(_Strict):
     ulimits: dict[str, int] = Field(default_factory=dict)
     ipc_mode: Literal["host", "private", "shareable"] | None = None
     env: dict[str, str] = Field(default_factory=dict)
-    env_passthrough: list[str] = Field(default_factory=lambda: ["HF_TOKEN"])
+    # host variables the container needs to run (not to fetch: models are fetched on the host and mounted read-only);
+    # none by default, so no secret such as HF_TOKEN reaches an engine image, moving tags included
+    env_passthrough: list[str] = Field(default_factory=list)
     model_mount: str = "/models"
     approx_image_gib: float = Field(gt=0)
     platforms: list[str] = Field(default_factory=lambda: ["linux/amd64"])
