@@ -31,6 +31,7 @@ from probes.test_continuous_batching import check_continuous_batching
 from probes.test_grammar import check_grammar
 from probes.test_logit_bias import check_logit_bias
 from probes.test_model_families import check_matches_reference
+from probes.test_prompt_logprobs import check_prompt_logprobs
 from probes.test_regex import check_regex
 from probes.test_speculative import DRAFT_MODEL
 from probes.test_tool_calling import check_tool_calling
@@ -121,6 +122,16 @@ def test_logit_bias_without_min_tokens(lcp_pool):
     """The same bias without min_tokens (and repeat_penalty 1.0) is honoured as greedy decoding with the bias."""
     verdict = check_logit_bias(_with_adapter(lcp_pool.session(LaunchSpec()), NoPenaltyNoMinTokensAdapter()))
     assert verdict.status is Status.PASS, verdict.evidence.numbers
+
+
+def test_echoed_logprobs_are_one_position_off(lcp_pool):
+    """Measured: echoed prompt tokens come back with log-probabilities far from the reference (partial, not pass).
+    Against the float32 reference each one is the token's log-probability in the next position's distribution
+    (checked to 0.01 nats on two prompts, 2026-12-03): llama.py pairs echoed token i with logits row i, right only
+    when a BOS precedes the prompt (row 0 then predicts the first token); the synthesized tokenizer adds no BOS."""
+    verdict = check_prompt_logprobs(lcp_pool.session(LaunchSpec()))
+    assert verdict.status is Status.PARTIAL, verdict.evidence.numbers
+    assert verdict.evidence.numbers["max_logprob_diff"] > 1.0, verdict.evidence.numbers
 
 
 def test_interrupted_streams(lcp_pool):
