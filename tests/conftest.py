@@ -17,6 +17,23 @@ from harness.toolchain import llamacpp as toolchain
 from harness.toolchain import vllm_cpu
 from tests.docker_support import docker_connection, llama_image  # noqa: F401 (fixtures, one per session)
 
+# Fixtures that build or launch an engine, synthesize models, need Docker or a browser (chromium: tests/
+# test_site_browser.py, installed with apt-get on first use): a test using any of them (directly or through another
+# fixture) is marked `engine` and stays out of the fast lane (`pytest tests -m "not engine"`).
+ENGINE_FIXTURES = frozenset(
+    {"llama_build", "artifacts", "start_engine", "vllm_pool", "docker_connection", "llama_image", "chromium"}
+)
+# Marks that say the same without a fixture (a test that launches infercheck or a browser itself).
+ENGINE_MARKS = ("engine_integration",)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that needs an engine, a synthesized model, Docker or a browser as `engine`."""
+    for item in items:
+        needs_engine = ENGINE_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        if needs_engine or any(item.get_closest_marker(mark) for mark in ENGINE_MARKS):
+            item.add_marker(pytest.mark.engine)
+
 
 @pytest.fixture(scope="session")
 def llama_build() -> toolchain.LlamaCppBuild:
