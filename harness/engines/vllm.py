@@ -24,6 +24,7 @@ from harness.docker.specs import ContainerSpec, PackagePin
 from harness.engines.base import EngineAdapter, GrammarSpec, LaunchSpec, RegexSpec, ResolvedModels
 from harness.engines.stages import Stage, descendants
 from harness.engines.status import EngineStatus
+from harness.host.provenance import isa_level
 from harness.launch.base import RunningEngine
 from harness.models.sets import GGUF_FORMATS
 from harness.outcomes import NotMeasurable, Unsupported
@@ -168,10 +169,16 @@ class VllmCpuAdapter(EngineAdapter):
 
     def _dtype(self, spec: LaunchSpec) -> str:
         """CPU: float32 like the HF reference; the 4-bit CPU kernel (CPUWNA16, for AWQ and GPTQ) takes float16 or
-        bfloat16 activations only (AutoAWQConfig/AutoGPTQConfig.get_supported_act_dtypes).
+        bfloat16 activations only (AutoAWQConfig/AutoGPTQConfig.get_supported_act_dtypes). On an AMX host W8A8 takes
+        the AMX int8 GEMM (check_cpu_sgl_kernel in vllm/model_executor/layers/utils.py picks it from the weights'
+        int8 dtype), which refuses float32 activations ("int8_scaled_mm_with_quant: expect A to be bfloat16 or
+        half", measured at start on this avx512+amx host): bfloat16 there, float32 elsewhere (the level and the
+        dtype are both in the measurement context).
         CUDA: bfloat16 (float16 for AWQ kernels), the dtypes FlashAttention runs in; float32 would rule it out."""
         if self.device == "cuda":
             return "float16" if spec.model_format == "awq" else "bfloat16"
+        if spec.model_format == "w8a8" and isa_level().endswith("+amx"):
+            return "bfloat16"
         return "bfloat16" if spec.model_format in ("awq", "gptq") else "float32"
 
     def compute_dtype(self, spec: LaunchSpec) -> str | None:

@@ -29,6 +29,7 @@ def host_info() -> HostInfo:
     )
 
 
+@lru_cache(maxsize=1)
 def isa_level() -> str:
     """The instruction-set level engines compute with here (part of the measurement context): the first NVIDIA
     GPU's model on a GPU host, `apple-<chip>` on Apple silicon, else the CPU's level (`cpu_isa_level`)."""
