@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from harness.engines.base import LaunchSpec
+from harness.engines.base import GrammarSpec, LaunchSpec
 from harness.engines.llama_cpp_python import LlamaCppPythonAdapter
 from harness.models import ModelArtifact
 from harness.outcomes import NotMeasurable, Unsupported
@@ -44,6 +44,10 @@ class NoRepeatPenaltyAdapter(LlamaCppPythonAdapter):
 
     def greedy_request(self, model: str, prompt: str, max_tokens: int, top_logprobs: int) -> ApiRequest:
         request = super().greedy_request(model, prompt, max_tokens, top_logprobs)
+        return ApiRequest(request.path, {**request.body, "repeat_penalty": 1.0})
+
+    def grammar_request(self, model: str, prompt: str, grammar: GrammarSpec, max_tokens: int) -> ApiRequest:
+        request = super().grammar_request(model, prompt, grammar, max_tokens)  # regex_request comes here too
         return ApiRequest(request.path, {**request.body, "repeat_penalty": 1.0})
 
 
@@ -85,12 +89,13 @@ def test_identity_is_the_pinned_release(lcp_pool):
 
 
 def test_grammar(lcp_pool):
-    verdict = check_grammar(lcp_pool.session(LaunchSpec()))
+    """Judged against the reference's constrained argmax: with repeat_penalty 1.0, as greedy decoding means."""
+    verdict = check_grammar(_with_adapter(lcp_pool.session(LaunchSpec()), NoRepeatPenaltyAdapter()))
     assert verdict.status is Status.PASS, verdict.evidence.numbers
 
 
 def test_regex_as_grammar(lcp_pool):
-    verdict = check_regex(lcp_pool.session(LaunchSpec()))
+    verdict = check_regex(_with_adapter(lcp_pool.session(LaunchSpec()), NoRepeatPenaltyAdapter()))
     assert verdict.status is Status.PASS, verdict.evidence.numbers
 
 
