@@ -985,3 +985,55 @@ def test_a_malformed_deadline_is_a_usage_error_for_pytest_too(tmp_path: Path) ->
     )
     assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout[-2000:] + result.stderr[-2000:]
     assert "INTERNALERROR" not in result.stdout + result.stderr and "is not a number" in result.stderr
+
+
+def test_the_spare_folder_is_private_and_never_a_symlink(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
+    spare = spare_dir()
+    assert spare.is_dir() and spare.stat().st_mode & 0o777 == 0o700 and spare.stat().st_uid == os.getuid()
+    spare.chmod(0o755)
+    assert spare_dir().stat().st_mode & 0o777 == 0o700  # closed again
+    spare.rmdir()
+    (tmp_path / "elsewhere").mkdir()
+    spare.symlink_to(tmp_path / "elsewhere")  # planted by someone else
+    with pytest.raises(OSError, match="not a folder"):
+        spare_dir()
+    (tmp_path / "a-file").write_text("")
+    config = SimpleNamespace(stash={})
+    _write_or_keep(_record(), tmp_path / "a-file" / "run1", config)  # type: ignore[arg-type]
+    assert not list((tmp_path / "elsewhere").iterdir())  # nothing written through the symlink
+    [kept] = list(config.stash.values())[0]
+    assert "not saved anywhere" in kept
+
+
+def test_site_refuses_an_empty_results_folder_and_leaves_the_site(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "index.html").write_text("old")
+    result = _cli(
+        "site", "--results-dir", str(tmp_path / "empty"), "--out-dir", str(tmp_path / "site"), "--claims", str(CLAIMS)
+    )
+    assert result.exit_code == 2 and "no result records" in result.output
+    assert (tmp_path / "site" / "index.html").read_text() == "old"
+
+
+def test_claims_import_is_linear_on_hostile_labels_and_atomic(tmp_path: Path) -> None:
+    from harness.records.claims import import_claims
+
+    seed = (REPO_ROOT / "report" / "claims-source.md").read_text()
+    lines = seed.splitlines()
+    row = next(i for i, line in enumerate(lines) if line.startswith("|") and "---" not in line and i > 3)
+    cells = lines[row].split("|")
+    cells[1] = " " + " " * 40000 + "(" + "[^" * 20000 + " x "
+    lines[row] = "|".join(cells)
+    (tmp_path / "hostile.md").write_text("\n".join(lines) + "\n")
+    with within(5):
+        try:
+            import_claims(tmp_path / "hostile.md", "test", tmp_path / "out")
+        except ValueError:
+            pass  # refused is fine; slow is not
+    assert (
+        not [p.name for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
+        if (tmp_path / "out").exists()
+        else True
+    )

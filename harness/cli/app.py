@@ -204,6 +204,16 @@ def _record_warnings() -> Iterator[None]:
         console.print(f"[yellow]warning:[/yellow] {warning.message}", highlight=False, soft_wrap=True)
 
 
+def _refuse_empty(results_dir: Path, what: str) -> None:
+    """Exit 2 when `results_dir` holds no record at all: an empty or misspelt folder never replaces a report or
+    the site."""
+    if not any(
+        path.name != "record.schema.json" and not path.name.startswith(TMP_PREFIX)
+        for path in results_dir.rglob("*.json")
+    ):
+        _fail(f"no result records under {results_dir}: refusing to write {what} without results")
+
+
 def _write_report(
     claims: Path, results_dir: Path, out_dir: Path, *, include_attach: bool = False, allow_dirty: bool = False
 ) -> None:
@@ -214,11 +224,7 @@ def _write_report(
         _fail(f"claims file not found: {claims} (run `infercheck claims-import`)")
     if not results_dir.is_dir():
         _fail(f"results folder not found: {results_dir}")
-    if not any(
-        path.name != "record.schema.json" and not path.name.startswith(TMP_PREFIX)
-        for path in results_dir.rglob("*.json")
-    ):
-        _fail(f"no result records under {results_dir}: refusing to write a report without results")
+    _refuse_empty(results_dir, "a report")
     try:
         with _record_warnings():
             written = write_report(claims, results_dir, out_dir, include_attach=include_attach, allow_dirty=allow_dirty)
@@ -246,6 +252,7 @@ def site_command(
         _fail(f"claims file not found: {claims} (run `infercheck claims-import`)")
     if not results_dir.is_dir():
         _fail(f"results folder not found: {results_dir}")
+    _refuse_empty(results_dir, "the site")
     try:
         with _record_warnings():
             pages = build_site(claims, results_dir, out_dir, include_attach=include_attach, allow_dirty=allow_dirty)

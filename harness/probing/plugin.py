@@ -20,6 +20,7 @@ import dataclasses
 import os
 import re
 import signal
+import stat
 import sys
 import tempfile
 import threading
@@ -534,8 +535,23 @@ _UNSAVED_KEY = pytest.StashKey[list[str]]()  # records written elsewhere than th
 
 
 def spare_dir() -> Path:
-    """Where records go when their results folder cannot take them."""
-    return Path(tempfile.gettempdir()) / f"infercheck-unsaved-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+    """Where records go when their results folder cannot take them: /tmp/infercheck-unsaved-<uid>, created 0700,
+    and used only when it is a real folder (not a symlink) owned by this user and closed to others; otherwise
+    OSError (the record is then printed at the end instead of written where another user could read or plant it)."""
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    path = Path(tempfile.gettempdir()) / f"infercheck-unsaved-{uid if uid is not None else 'user'}"
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    info = path.lstat()
+    if not stat.S_ISDIR(info.st_mode):
+        raise OSError(f"{path} is not a folder (a symlink or a file): not used for unsaved records")
+    if uid is not None and info.st_uid != uid:
+        raise OSError(f"{path} belongs to user {info.st_uid}, not this one: not used for unsaved records")
+    if info.st_mode & 0o077:  # ours, made by an older infercheck with the umask's mode: close it
+        os.chmod(path, 0o700, follow_symlinks=False)
+    return path
 
 
 def _write_or_keep(record: ResultRecord, run_dir: Path, config: pytest.Config) -> None:
@@ -547,8 +563,8 @@ def _write_or_keep(record: ResultRecord, run_dir: Path, config: pytest.Config) -
         return
     except OSError as exc:
         failure = f"cannot write {run_dir / record.file_name()}: {exc.strerror or exc}"
-    spare = spare_dir() / run_dir.parent.name / run_dir.name
     try:
+        spare = spare_dir() / run_dir.parent.name / run_dir.name
         path = write_record(record, spare)
         unsaved.append(f"{failure}; written to {path} instead")
     except OSError:

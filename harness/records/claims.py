@@ -9,6 +9,8 @@ from typing import Literal, cast, get_args
 
 from pydantic import BaseModel
 
+from harness.atomic import write_atomic
+
 Mark = Literal["✅", "🟠", "🌩️", "🔨", "🗓️", "❓", "❌", "🪦"]  # 🪦: the project is dormant (claims-current.md)
 MARKS: tuple[str, ...] = get_args(Mark)
 CLAIMS_FILE = "claims.json"
@@ -18,8 +20,8 @@ CURRENT_SOURCE_FILE = "claims-current.md"
 CLAIMS_FILES = {"seed": (CLAIMS_FILE, SOURCE_FILE), "current": (CURRENT_CLAIMS_FILE, CURRENT_SOURCE_FILE)}
 
 _VS16 = "\ufe0f"  # emoji variation selector: some marks are written with or without it
-_REF = re.compile(r"\[\^([^\]\s]+)\]")
-_REF_ANNOTATION = re.compile(r"\s*\([^()]*\[\^[^\]\s]+\][^()]*\)")  # "(SOTA[^22])"
+_REF = re.compile(r"\[\^([^\[\]\s]+)\]")  # an id stops at the next bracket: linear on "[^[^[^..." (was quadratic)
+_REF_ANNOTATION = re.compile(r"\([^()]*?\[\^[^\[\]\s()]+\][^()]*\)")  # "(SOTA[^22])"; no leading \s* (quadratic)
 _FOOTNOTE_DEF = re.compile(r"^\[\^([^\]\s]+)\]:\s*(.*)$")
 _NOTE = re.compile(r"^(\*+)([^*\s].*)$")
 _URL = re.compile(r"https?://[^\s<>()\[\]\"']+")
@@ -141,9 +143,9 @@ def import_claims(markdown_path: Path, source: str, out_dir: Path, kind: str = "
     out_dir.mkdir(parents=True, exist_ok=True)
     claims_name, source_name = CLAIMS_FILES[kind]
     claims_path, source_path = out_dir / claims_name, out_dir / source_name
-    claims_path.write_bytes((table.model_dump_json(indent=2) + "\n").encode("utf-8"))
+    write_atomic(claims_path, (table.model_dump_json(indent=2) + "\n").encode("utf-8"))  # never a half-written one
     if not (source_path.exists() and source_path.resolve() == Path(markdown_path).resolve()):
-        source_path.write_bytes(data)
+        write_atomic(source_path, data)
     return [claims_path, source_path]
 
 
