@@ -188,14 +188,20 @@ def check_chunked_prefill(chunked: Callable[[], EngineSession], control: Callabl
     control_session = control()
     sizing = size_prompt(control_session)
     whole = measure_stall(control_session, sizing["prompt_words"])
-    split = measure_stall(chunked(), sizing["prompt_words"])
+    chunked_session = chunked()
+    split = measure_stall(chunked_session, sizing["prompt_words"])
+    flags = chunk_flags(chunked_session)
+    batches = engine_batches(chunked_session)
     evidence = Evidence(
         numbers={
             "sizing": sizing,
             "chunked": split,
             "control": whole,
+            "launch_flags": flags,
+            "engine_batches": {key: value for key, value in batches.items() if key != "log"},
             "thresholds": {"stall_share": STALL_SHARE, "contrast": CONTRAST, "min_prefill_steps": MIN_PREFILL_STEPS},
-        }
+        },
+        engine_log=batches.get("log", []),
     )
     if sizing["prefill_steps"] is None or sizing["prefill_steps"] < MIN_PREFILL_STEPS:
         return Verdict(
@@ -233,12 +239,30 @@ def check_chunked_prefill(chunked: Callable[[], EngineSession], control: Callabl
             f"control's {whole['stall_share']:.0%}: not clearly less, inconclusive",
             evidence=evidence,
         )
+    needed = f"; needs the launch flags `{' '.join(flags)}`" if flags else ""
+    fused = ""
+    if batches.get("mixed"):
+        fused = (
+            f"; the engine's log: {batches['mixed']} prompt chunks shared a forward pass with decode tokens "
+            f"(under n_batch = {batches['n_batch']}), {batches['alone']} went alone"
+        )
     return Verdict(
         status=Status.PASS,
         reason=f"decode kept running during a {tokens}-token prefill: longest gap "
-        f"{share:.0%} of the prefill time alone, against {whole['stall_share']:.0%} with chunking off",
+        f"{share:.0%} of the prefill time alone, against {whole['stall_share']:.0%} with chunking off{needed}{fused}",
         evidence=evidence,
     )
+
+
+def chunk_flags(session: EngineSession) -> list[str]:
+    """The launch flags that set the chunk: every flag of the session's command whose value is the chunk size."""
+    command, chunk = session.launch.command, str(session.spec.prefill_chunk_tokens)
+    return [part for flag, value in zip(command, command[1:]) if value == chunk for part in (flag, value)]
+
+
+def engine_batches(session: EngineSession) -> dict[str, Any]:
+    """How the engine's own log says it batched the prompts (not visible in attach mode)."""
+    return {} if session.running.launcher == "attach" else session.adapter.prefill_batches(session.running)
 
 
 @pytest.mark.cpu

@@ -250,6 +250,11 @@ def test_chunked_prefill(start_engine):
         lambda: start_engine(LaunchSpec(prefill_chunk_tokens=CHUNK_TOKENS)), lambda: start_engine(CONTROL_SPEC)
     )
     assert verdict.status is Status.PASS, verdict.evidence.numbers
+    numbers = verdict.evidence.numbers
+    assert numbers["launch_flags"] == ["--batch-size", "64", "--ubatch-size", "64"], numbers
+    assert "`--batch-size 64 --ubatch-size 64`" in verdict.reason
+    # llama-server's own log: prompt chunks of 63 tokens beside a decode token while the decode ran
+    assert numbers["engine_batches"]["n_batch"] == CHUNK_TOKENS and numbers["engine_batches"]["mixed"] > 0, numbers
 
 
 def test_whole_prompt_prefill(start_engine):

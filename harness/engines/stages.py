@@ -3,15 +3,19 @@
 A split engine runs one process per rank or stage. Whether the split is real, and whether the
 stages work at the same time (pipelining, tensor parallelism) or take turns (a sequential
 split), is read from the processes themselves: their resident memory, and their CPU time
-sampled at a fixed interval while a workload runs. Nothing here asks the engine.
+sampled at a fixed interval while a workload runs, and what a generation does while one of them is
+stopped (SIGSTOP) for a moment. Nothing here asks the engine.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import psutil
@@ -68,6 +72,45 @@ def voluntary_switches(pid: int) -> int | None:
         return int(psutil.Process(pid).num_ctx_switches().voluntary)
     except psutil.Error:
         return None
+
+
+@contextmanager
+def stopped(pid: int) -> Iterator[None]:
+    """The process stopped (SIGSTOP: all its threads, at once, by the kernel) for the block, continued after."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def pause_during(
+    pid: int, workload: Callable[[], object], after_s: float, pause_s: float
+) -> tuple[object, float, float]:
+    """Run `workload` and stop process `pid` for `pause_s` seconds starting `after_s` into it; returns its result
+    and when the pause began and ended (perf_counter). The process is continued whatever happens."""
+    window: list[float] = []
+
+    def pause() -> None:
+        time.sleep(after_s)
+        try:
+            with stopped(pid):
+                window.append(time.perf_counter())
+                time.sleep(pause_s)
+        except ProcessLookupError:  # the stage is gone: no window
+            window.clear()
+            return
+        window.append(time.perf_counter())
+
+    pauser = threading.Thread(target=pause, name="stage-pause", daemon=True)
+    pauser.start()
+    try:
+        result = workload()
+    finally:
+        pauser.join()
+    if len(window) != 2:
+        raise ProcessLookupError(f"process {pid} was gone before it could be paused")
+    return result, window[0], window[1]
 
 
 def descendants(pid: int, title: str) -> list[tuple[int, str]]:
