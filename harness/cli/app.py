@@ -39,9 +39,22 @@ def _progress(message: str) -> None:
     console.print(f"[cyan]•[/cyan] {message}", highlight=False)
 
 
+def _quiet_libraries() -> None:
+    """Setup and run print their own steps: no FutureWarnings from transformers and torch and no weight-loading
+    progress bars. The variables are read when transformers is imported, here and in every child process."""
+    import os
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' "Loading weights" bar follows it
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # its fork warning
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
 @app.command()
 def setup(engine: str = typer.Argument("llama.cpp", help="engine to set up")) -> None:
     """Install the engine (cached), then synthesize the models (llama-quantize makes the GGUF quants)."""
+    _quiet_libraries()
     from harness.models import ensure_models
     from harness.toolchain import llamacpp as toolchain
 
@@ -88,6 +101,7 @@ def run(
     ),
 ) -> None:
     """Run the probes against one engine and record the verdicts; say which cells of the table changed."""
+    _quiet_libraries()
     from harness.report.changes import TableState, describe_changes, table_state
 
     try:
