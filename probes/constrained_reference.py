@@ -61,3 +61,19 @@ def chat_prompt_ids(
     tokenizer = load_reference(hf_dir)[1]
     text = tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True, tokenize=False)
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def word(rng: random.Random) -> str:
+    """A fresh pronounceable lowercase word of 4 or 6 letters."""
+    return "".join(rng.choice("bdfgklmnprstvz") + rng.choice("aeiou") for _ in range(rng.randint(2, 3)))
+
+
+def check_text(
+    session: EngineSession, prompt: str, text: str, gbnf: str, finished: bool, tolerance: float
+) -> dict[str, Any]:
+    """Teacher forcing of a completion `text` of `prompt` under the GBNF language it was asked for (summary)."""
+    from harness.models.constrained import Constraint, teacher_force_text
+
+    hf_dir = reference_dir(session)
+    forced = teacher_force_text(hf_dir, prompt_ids(hf_dir, prompt), text, Constraint("gbnf", gbnf), tolerance, finished)
+    return forced.summary()

@@ -3,6 +3,8 @@
 What an adversary pointed at attach mode would do to pass the constrained probes on validity alone:
 - `response_format` json_schema: dropped; the answer is a minimal instance built from the schema.
 - `tools`: dropped; the answer is a call of the first function with arguments built from its parameter schema.
+- `grammar` (GBNF, what llama-server takes for the grammar and regex probes): dropped; the answer is the first
+  string of the language found by walking it token by token (the lowest allowed token id each step).
 - `logit_bias`: dropped; the unbiased token ids are edited afterwards (banned ids replaced by the most boosted
   token, which also takes the first position) and the text is made from the edited ids by the server's
   /detokenize, so text and ids agree.
@@ -15,6 +17,7 @@ import json
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -50,12 +53,31 @@ def minimal_instance(schema: dict[str, Any]) -> Any:
     return "a" * schema.get("minLength", 1)
 
 
+def grammar_instance(hf_dir: Path, gbnf: str, limit: int = 64) -> str:
+    """A string of the GBNF language: from the start, the lowest allowed token id until the grammar accepts."""
+    import llguidance.hf
+
+    from harness.models.constrained import Constraint, load_reference, matcher
+
+    tokenizer = llguidance.hf.from_tokenizer(load_reference(hf_dir)[1])  # type: ignore[arg-type]
+    found = matcher(hf_dir, Constraint("gbnf", gbnf))
+    text = b""
+    for _ in range(limit):
+        if found.is_accepting():
+            break
+        token = next(t for t in range(tokenizer.vocab_size) if found.validate_tokens([t]) == 1)
+        found.consume_token(token)
+        text += tokenizer.decode_bytes([token])
+    return text.decode()
+
+
 class ForgingProxy:
     """The proxy on 127.0.0.1 in its own thread; a context manager. `forged` counts the answers it made up."""
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, hf_dir: Path | None = None) -> None:
         self.upstream = upstream.rstrip("/")
-        self.forged: dict[str, int] = {"json_schema": 0, "tools": 0, "logit_bias": 0}
+        self.hf_dir = hf_dir  # the tokenizer the grammar walk uses (needed for `grammar` requests only)
+        self.forged: dict[str, int] = {"json_schema": 0, "tools": 0, "logit_bias": 0, "grammar": 0}
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -100,6 +122,17 @@ class ForgingProxy:
             body = {key: value for key, value in body.items() if key != "response_format"}
             self.forged["json_schema"] += 1
             return self._chat_answer(path, body, {"role": "assistant", "content": json.dumps(minimal_instance(schema))})
+        if body.get("grammar") and self.hf_dir is not None:
+            text = grammar_instance(self.hf_dir, body["grammar"])
+            status, payload, content_type = self.forward(
+                "POST", path, {key: value for key, value in body.items() if key != "grammar"}
+            )
+            if status != 200:
+                return status, payload, content_type
+            answer = json.loads(payload)
+            answer["choices"][0].update(text=text, finish_reason="stop")
+            self.forged["grammar"] += 1
+            return status, json.dumps(answer).encode(), "application/json"
         if body.get("tools"):
             function = body["tools"][0]["function"]
             arguments = json.dumps(minimal_instance(function.get("parameters", {})))

@@ -12,11 +12,14 @@ import pytest
 
 from harness.engines.base import LaunchSpec
 from harness.engines.llamacpp import LlamaCppAdapter
+from harness.models import find_artifact
 from harness.paths import REPO_ROOT
 from harness.probing.session import EnginePool, EngineSession
 from harness.records.results import Status, load_records
+from probes.test_grammar import check_grammar
 from probes.test_json_schema import check_json_schema
 from probes.test_logit_bias import check_logit_bias
+from probes.test_regex import check_regex
 from tests.forging_proxy import ForgingProxy
 
 pytestmark = pytest.mark.engine_integration
@@ -82,3 +85,26 @@ def test_attach_mode_forgeries_fail(start_engine, tmp_path: Path):
     assert proxy.forged["tools"] >= 1 and proxy.forged["json_schema"] == 3 and proxy.forged["logit_bias"] == 2
     assert records["tool_calling"].launch.options["declared_not_verified"] == {"tool_calling": True}
     assert "not constrained greedy decoding" in records["tool_calling"].reason
+
+
+@pytest.fixture
+def forged_grammar(
+    start_engine, artifacts, llama_build, tmp_path: Path
+) -> Iterator[tuple[EngineSession, ForgingProxy]]:
+    """The forging proxy with the tokenizer it walks grammars with, attached to."""
+    honest = start_engine()
+    hf_dir = find_artifact(artifacts, "llama", "hf").path
+    with ForgingProxy(honest.running.base_url, hf_dir) as proxy:
+        pool = EnginePool(LlamaCppAdapter(llama_build.server), artifacts, tmp_path / "attach", attach_url=proxy.url)
+        try:
+            yield pool.session(LaunchSpec()), proxy
+        finally:
+            pool.close()
+
+
+@pytest.mark.parametrize("check", [check_grammar, check_regex], ids=["ebnf_grammar", "regex"])
+def test_grammar_and_regex_forged(forged_grammar, check):
+    session, proxy = forged_grammar
+    verdict = check(session)
+    assert verdict.status is Status.FAIL, verdict.evidence.numbers
+    assert proxy.forged["grammar"] >= 2 and "not constrained greedy decoding" in verdict.reason
