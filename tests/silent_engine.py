@@ -54,7 +54,14 @@ class _Handler(socketserver.StreamRequestHandler):
 @contextmanager
 def silent_engine(mode: str = "all") -> Iterator[str]:
     """The fake engine on 127.0.0.1; its base URL."""
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Handler)
+    with serve(_Handler, mode) as url:
+        yield url
+
+
+@contextmanager
+def serve(handler: type[socketserver.BaseRequestHandler], mode: str) -> Iterator[str]:
+    """A threading TCP server on 127.0.0.1 whose handler reads `server.mode` and waits on `server.stop`."""
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     server.mode, server.stop = mode, threading.Event()  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)

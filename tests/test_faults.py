@@ -57,7 +57,7 @@ from harness.wire.client import EngineRejected, EngineServerError, EngineTranspo
 from harness.wire.request import ApiRequest
 from harness.wire.streaming import StreamError, stream_request
 from harness.wire.streaming_socket import stream_with_socket
-from tests.silent_engine import silent_engine
+from tests.silent_engine import serve, silent_engine
 
 CLAIMS = default_report_dir() / "claims.json"
 BOUND_S = 10.0  # every fault below must be reported within this (the deadlines are set to 1-2 s)
@@ -107,17 +107,8 @@ class _Handler(socketserver.BaseRequestHandler):
 @contextmanager
 def fake_server(mode: str) -> Iterator[str]:
     """A server on 127.0.0.1 that misbehaves as `mode` says; its base URL."""
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Handler)
-    server.daemon_threads = True
-    server.mode, server.stop = mode, threading.Event()  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.stop.set()  # type: ignore[attr-defined]
-        server.shutdown()
-        server.server_close()
+    with serve(_Handler, mode) as url:
+        yield url
 
 
 def refused_url() -> str:
@@ -207,10 +198,14 @@ def test_5xx_is_an_error_4xx_a_rejection() -> None:
     assert refused.value.rejected
 
 
-def test_a_500_on_the_constrained_request_is_an_error_not_a_fail() -> None:
+def test_a_500_on_the_constrained_request_is_an_error_not_a_fail(monkeypatch: pytest.MonkeyPatch) -> None:
     """The grammar probe on an engine that crashes on the constrained request: it raises (-> error)."""
+    from probes import test_grammar
     from probes.test_grammar import check_grammar
 
+    # the fake session has no model files: the reference checkpoint and its tolerance are not what is tested
+    monkeypatch.setattr(test_grammar, "reference_dir", lambda session: Path("reference"))
+    monkeypatch.setattr(test_grammar, "near_tie", lambda session: (0.05, {}))
     with fake_server("500") as url:
         session = SimpleNamespace(
             adapter=LlamaCppAdapter(Path("llama-server")),

@@ -228,17 +228,22 @@ def _refuse_empty(results_dir: Path, what: str) -> None:
         _fail(f"no result records under {results_dir}: refusing to write {what} without results")
 
 
+def _check_inputs(claims: Path, results_dir: Path, what: str) -> None:
+    """Stop with one line unless the claims file and a results folder with records exist."""
+    if not claims.exists():
+        _fail(f"claims file not found: {claims} (run `infercheck claims-import`)")
+    if not results_dir.is_dir():
+        _fail(f"results folder not found: {results_dir}")
+    _refuse_empty(results_dir, what)
+
+
 def _write_report(
     claims: Path, results_dir: Path, out_dir: Path, *, include_attach: bool = False, allow_dirty: bool = False
 ) -> None:
     from harness.records.claims import ClaimsParseError
     from harness.report import write_report
 
-    if not claims.exists():
-        _fail(f"claims file not found: {claims} (run `infercheck claims-import`)")
-    if not results_dir.is_dir():
-        _fail(f"results folder not found: {results_dir}")
-    _refuse_empty(results_dir, "a report")
+    _check_inputs(claims, results_dir, "a report")
     try:
         with _record_warnings():
             written = write_report(claims, results_dir, out_dir, include_attach=include_attach, allow_dirty=allow_dirty)
@@ -262,11 +267,7 @@ def site_command(
     from harness.records.claims import ClaimsParseError
     from harness.site import SiteError, build_site
 
-    if not claims.exists():
-        _fail(f"claims file not found: {claims} (run `infercheck claims-import`)")
-    if not results_dir.is_dir():
-        _fail(f"results folder not found: {results_dir}")
-    _refuse_empty(results_dir, "the site")
+    _check_inputs(claims, results_dir, "the site")
     try:
         with _record_warnings():
             pages = build_site(claims, results_dir, out_dir, include_attach=include_attach, allow_dirty=allow_dirty)
