@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import sys
+from collections.abc import Iterator
 
 import pytest
 
@@ -31,7 +32,7 @@ def test_doctor_reports_everything_without_the_docker_sdk(monkeypatch):
 
 
 @pytest.fixture
-def apple_mac(monkeypatch):
+def apple_mac(monkeypatch) -> Iterator[None]:
     """This host as an M3 Max Mac with Metal 3 (platform and the system tools faked)."""
     monkeypatch.setattr(platform, "system", lambda: "Darwin")
     monkeypatch.setattr(platform, "machine", lambda: "arm64")
@@ -47,6 +48,12 @@ def apple_mac(monkeypatch):
     }
     monkeypatch.setattr(apple, "_run", lambda command: answers.get(command[0]))
     monkeypatch.delenv("INFERCHECK_LLAMA_BACKEND", raising=False)
+    cached = (provenance.host_info, provenance.isa_level)  # this host's facts, cached by earlier tests
+    for function in cached:
+        function.cache_clear()
+    yield
+    for function in cached:
+        function.cache_clear()
 
 
 def test_apple_silicon_chip_and_metal_in_provenance(apple_mac, monkeypatch):

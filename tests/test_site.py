@@ -147,19 +147,20 @@ def test_the_repository_s_records_give_a_measured_llama_cpp_column(tmp_path: Pat
     assert any(mark in ("✅", "🟠", "🌩️", "❌", "❌📄") for mark in marks)
 
 
-def test_the_nightly_workflow_publishes_the_site() -> None:
-    jobs = yaml.safe_load((REPO / ".github" / "workflows" / "nightly.yml").read_text())["jobs"]
-    steps = jobs["report"]["steps"]
+def test_the_pages_workflow_publishes_the_site() -> None:
+    """The site is built and deployed from main by its own workflow (the nightly job only opens a pull request)."""
+    jobs = yaml.safe_load((REPO / ".github" / "workflows" / "pages.yml").read_text())["jobs"]
+    steps = jobs["build"]["steps"]
     site = next(index for index, step in enumerate(steps) if "infercheck site --out-dir _site" in step.get("run", ""))
     upload = next(
         step for step in steps[site:] if str(step.get("uses", "")).startswith("actions/upload-pages-artifact")
     )
     assert upload["with"]["path"] == "_site" and upload["with"]["include-hidden-files"] is True
-    assert jobs["pages"]["needs"] == "report" and jobs["pages"]["permissions"] == {
+    assert jobs["deploy"]["needs"] == "build" and jobs["deploy"]["permissions"] == {
         "pages": "write",
         "id-token": "write",
     }
-    assert jobs["pages"]["steps"][0]["uses"].startswith("actions/deploy-pages@")
+    assert jobs["deploy"]["steps"][0]["uses"].startswith("actions/deploy-pages@")
 
 
 def test_without_chromium_or_root_the_browser_test_skips_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
