@@ -10,6 +10,7 @@ import pytest
 from harness.engines.base import EngineAdapter, LaunchSpec
 from harness.engines.llamacpp import LlamaCppAdapter
 from harness.engines.vllm import VllmCpuAdapter
+from harness.host.provenance import host_info
 from harness.models import ModelArtifact, ensure_models
 from harness.paths import cache_dir
 from harness.probing.session import EnginePool, EngineSession
@@ -33,6 +34,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         needs_engine = ENGINE_FIXTURES.intersection(getattr(item, "fixturenames", ()))
         if needs_engine or any(item.get_closest_marker(mark) for mark in ENGINE_MARKS):
             item.add_marker(pytest.mark.engine)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Name the host at the end of the run: verdicts of the CPU engines depend on its instruction-set level, and
+    a CI log shows only its tail."""
+    host = host_info()
+    terminalreporter.write_line(f"host: {host.cpu}, {host.cpu_count} cores, instruction-set level {host.isa_level}")
 
 
 @pytest.fixture(scope="session")
