@@ -2,9 +2,10 @@
 and `logprobs` returns each prompt token's log-probability, compared with HF transformers (float32)
 on the same weights, computed here.
 
-An engine that answers the echo request with an error while the same request without echo works
-refuses the feature: fail, whatever the status code; one that answers 200 without the prompt's
-log-probabilities (the pinned llama-server) fails too. An error on both is an error.
+An engine that refuses the echo request (4xx) while the same request without echo works refuses the
+feature: fail; one that answers 200 without the prompt's log-probabilities (the pinned llama-server) fails
+too. A 5xx is an error whatever the control answers (the engine failed: nothing about the feature), and so is
+an error on both.
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ def _hf_dir(session: EngineSession) -> Path:
 
 
 def _refusal(session: EngineSession, prompt: str, exc: EngineHTTPError) -> Verdict:
-    """The echo request failed: a refusal when the same request without echo works, else an error."""
+    """The echo request failed: a refusal (4xx) when the same request without echo works, else an error."""
+    if not exc.rejected:
+        raise exc  # 5xx: the engine failed (an error verdict), even when the control answers 200
     request = session.adapter.echo_logprobs_request(session.served_model, prompt)
     plain = replace(request, body={key: value for key, value in request.body.items() if key != "echo"})
     try:
@@ -76,7 +79,7 @@ def check_prompt_logprobs(session: EngineSession) -> Verdict:
         request = session.adapter.echo_logprobs_request(session.served_model, prompt)
         try:
             _, response = session.client.send(request)
-        except EngineHTTPError as exc:  # any status: _refusal tells a refusal (control works) from an error
+        except EngineHTTPError as exc:  # _refusal tells a refusal (4xx, control works) from an error
             return _refusal(session, prompt, exc)
         positions = session.adapter.parse_prompt_logprobs(response)
         echoed = positions[: len(expected) + 1]

@@ -8,8 +8,9 @@ that makes one up from the schema) fails.
 The synthesized models know nothing of tools, so only an engine that constrains its output to a tool call
 (as "required" asks) can pass. Their chat template is a tool-capable one (Hermes style, `<tool_call>` JSON),
 as a real tool-using checkpoint's is, so the engine has a tool-call format to apply. A request the engine
-answers with an error while the same chat request without tools works is refused: fail, whatever the status
-code (llama-server started with --no-jinja answers HTTP 500 "tools param requires --jinja flag"). An answer
+refuses (4xx) while the same chat request without tools works is refused: fail. A 5xx is an error, whatever the
+control answers: the engine failed, which says nothing about the feature (llama-server started with --no-jinja
+answers HTTP 500 "tools param requires --jinja flag": an error naming that message). An answer
 cut off by max_tokens is retried with a larger budget and, still cut off, is inconclusive: it may be inside a
 tool call, or in text the engine lets come first (llama-server's grammar for "required" allows content
 before its call marker). Only an answer that ended without a call is "no tool call".
@@ -175,7 +176,9 @@ def _ask(session: EngineSession, prompt: str, tools: list[dict[str, Any]], toler
 
 
 def _refusal(session: EngineSession, request: ApiRequest, exc: EngineHTTPError) -> Verdict:
-    """The tools request failed: a refusal when the same chat without tools works, else an error."""
+    """The tools request failed: a refusal (4xx) when the same chat without tools works, else an error."""
+    if not exc.rejected:
+        raise exc  # 5xx: the engine failed (an error verdict), even when the control answers 200
     body = {key: value for key, value in request.body.items() if key not in ("tools", "tool_choice")}
     try:
         session.client.send(ApiRequest(request.path, body))
@@ -200,7 +203,7 @@ def check_tool_calling(session: EngineSession) -> Verdict:
         tools = declared_tools(seeded(seed, prompt).randbytes(3).hex())
         try:
             outcomes[prompt] = _ask(session, prompt, tools, tolerance)
-        except EngineHTTPError as exc:  # any status: _refusal tells a refusal (control works) from an error
+        except EngineHTTPError as exc:  # _refusal tells a refusal (4xx, control works) from an error
             return _refusal(
                 session, session.adapter.tool_call_request(session.served_model, prompt, tools, BUDGETS[0]), exc
             )

@@ -13,6 +13,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import BinaryIO
 
 _FULL = {
     "/health": {"status": "ok"},
@@ -21,19 +22,24 @@ _FULL = {
 }
 
 
+def read_request(rfile: BinaryIO) -> tuple[str, bytes]:
+    """The path and body of the HTTP request on `rfile` (OSError or ValueError when it is not one)."""
+    line = rfile.readline(65536).decode("latin-1")
+    length = 0
+    while (header := rfile.readline(65536)) not in (b"\r\n", b"\n", b""):
+        name, _, value = header.decode("latin-1").partition(":")
+        if name.strip().lower() == "content-length":
+            length = int(value.strip() or 0)
+    body = rfile.read(length)
+    return (line.split(" ")[1].split("?")[0] if line.count(" ") >= 2 else "/"), body
+
+
 class _Handler(socketserver.StreamRequestHandler):
     def handle(self) -> None:
         try:
-            line = self.rfile.readline(65536).decode("latin-1")
-            length = 0
-            while (header := self.rfile.readline(65536)) not in (b"\r\n", b"\n", b""):
-                name, _, value = header.decode("latin-1").partition(":")
-                if name.strip().lower() == "content-length":
-                    length = int(value.strip() or 0)
-            self.rfile.read(length)
+            path, _ = read_request(self.rfile)
         except (OSError, ValueError):
             return
-        path = line.split(" ")[1].split("?")[0] if line.count(" ") >= 2 else "/"
         mode = self.server.mode  # type: ignore[attr-defined]
         try:
             if mode == "generation" and path in _FULL:

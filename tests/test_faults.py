@@ -57,7 +57,7 @@ from harness.wire.client import EngineRejected, EngineServerError, EngineTranspo
 from harness.wire.request import ApiRequest
 from harness.wire.streaming import StreamError, stream_request
 from harness.wire.streaming_socket import stream_with_socket
-from tests.silent_engine import serve, silent_engine
+from tests.silent_engine import read_request, serve, silent_engine
 
 CLAIMS = default_report_dir() / "claims.json"
 BOUND_S = 10.0  # every fault below must be reported within this (the deadlines are set to 1-2 s)
@@ -215,6 +215,56 @@ def test_a_500_on_the_constrained_request_is_an_error_not_a_fail(monkeypatch: py
         )
         with pytest.raises(EngineServerError):
             check_grammar(session)  # type: ignore[arg-type]
+
+
+class _FeatureHandler(socketserver.StreamRequestHandler):
+    """HTTP `status` to a request whose JSON body has the key `feature`; 200 to any other (the control)."""
+
+    def handle(self) -> None:
+        feature, status = self.server.mode  # type: ignore[attr-defined]
+        _, body = read_request(self.rfile)
+        refused = feature in json.loads(body or b"{}")
+        answer = {"error": {"message": "busy"}} if refused else {"choices": [{"index": 0, "text": "ok"}]}
+        payload = json.dumps(answer).encode()
+        self.wfile.write(
+            f"HTTP/1.1 {status if refused else 200} X\r\nContent-Type: application/json\r\n".encode()
+            + f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
+            + payload
+        )
+
+
+@pytest.mark.parametrize("status", [503, 500, 400])
+@pytest.mark.parametrize("probe", ["tool_calling", "prompt_logprobs"])
+def test_a_5xx_on_the_feature_request_is_an_error_even_when_the_control_works(
+    probe: str, status: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The feature request gets `status`, the same request without the feature 200: a 4xx is a refusal (fail), a
+    5xx an error (the probe raises EngineServerError: the engine failed, which says nothing about the feature)."""
+    from probes import test_prompt_logprobs, test_tool_calling
+
+    monkeypatch.setattr(test_tool_calling, "reference_dir", lambda session: Path("reference"))
+    monkeypatch.setattr(test_tool_calling, "near_tie", lambda session: (0.05, {}))
+    monkeypatch.setattr(test_tool_calling, "run_seed", lambda: 1)
+    monkeypatch.setattr(test_prompt_logprobs, "_hf_dir", lambda session: Path("reference"))
+    monkeypatch.setattr(test_prompt_logprobs, "reference_prompt_logprobs", lambda hf_dir, prompts: [[-1.0]])
+    feature, check = {
+        "tool_calling": ("tools", test_tool_calling.check_tool_calling),
+        "prompt_logprobs": ("echo", test_prompt_logprobs.check_prompt_logprobs),
+    }[probe]
+    with serve(_FeatureHandler, (feature, status)) as url:  # type: ignore[arg-type]
+        session = SimpleNamespace(
+            adapter=LlamaCppAdapter(Path("llama-server")),
+            served_model="m",
+            client=EvidenceClient(url),
+            model=SimpleNamespace(references=[SimpleNamespace(prompt="one two")], source="synthesized"),
+        )
+        if status >= 500:
+            with pytest.raises(EngineServerError, match=f"HTTP {status}"):
+                check(session)  # type: ignore[arg-type]
+            assert len(session.client.exchanges) == 1  # no control sent: its answer could not change the verdict
+        else:
+            verdict = check(session)  # type: ignore[arg-type]
+            assert verdict.status is Status.FAIL and "refused" in verdict.reason, verdict.reason
 
 
 def test_threads_a_probe_starts_cannot_hang_it() -> None:
@@ -1032,3 +1082,69 @@ def test_claims_import_is_linear_on_hostile_labels_and_atomic(tmp_path: Path) ->
         if (tmp_path / "out").exists()
         else True
     )
+
+
+# -- the null engine, peer installs ---------------------------------------------------------------------
+
+
+def test_the_null_engine_answers_a_malformed_request_400_in_one_line() -> None:
+    """Not JSON, not an object, a bad max_tokens or messages, or not HTTP at all: HTTP 400 and one line each,
+    no unhandled task exception, and the engine serves the next request."""
+    engine = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "harness" / "loadgen" / "null_engine.py"), "--ttft", "0", "--itl", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert engine.stdout is not None
+        url = f"http://127.0.0.1:{int(engine.stdout.readline().split()[-1])}"
+        with within(BOUND_S):
+            for body in (
+                b"{not json",
+                b"\xff\xfe",
+                b"[1, 2]",
+                b'{"max_tokens": "lots", "stream": true}',
+                b'{"max_tokens": -3, "stream": true}',
+                b'{"messages": "hi", "stream": true}',
+            ):
+                answer = httpx.post(url + "/v1/chat/completions", content=body, timeout=5)
+                message = answer.json()["error"]["message"]
+                assert answer.status_code == 400 and message and "\n" not in message, (body, answer.text)
+            port = int(url.rsplit(":", 1)[1])
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+                raw = b"".join(iter(lambda: sock.recv(4096), b""))
+            assert raw.startswith(b"HTTP/1.1 400") and b"malformed HTTP request" in raw, raw
+            good = httpx.post(url + "/v1/completions", json={"prompt": "p", "max_tokens": 2, "stream": True}, timeout=5)
+            assert good.status_code == 200 and "[DONE]" in good.text
+    finally:
+        engine.terminate()
+        _, errors = engine.communicate(timeout=10)
+    assert "Traceback" not in errors and "exception" not in errors.lower(), errors
+
+
+def test_a_peer_install_past_its_deadline_is_killed_with_every_process_it_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A "pip" that starts a build and hangs: at the deadline the build is killed too, and the reason says so."""
+    import psutil
+
+    from harness.bench.peers import install
+
+    def fake_venv(folder: Path, **_: object) -> None:
+        python = folder / "bin" / "python"
+        python.parent.mkdir(parents=True)
+        python.write_text(f"#!/bin/sh\nsleep 300 &\necho $! > {tmp_path / 'build.pid'}\nsleep 300\n")
+        python.chmod(0o755)
+
+    monkeypatch.setattr(install.venv, "create", fake_venv)
+    with within(BOUND_S):
+        outcome = install.install_peer(tmp_path, "guidellm", timeout_s=1.5)
+    assert isinstance(outcome, str) and "did not finish within 2 s" in outcome, outcome
+    build = int((tmp_path / "build.pid").read_text())
+    try:
+        assert psutil.Process(build).status() == psutil.STATUS_ZOMBIE  # killed, not yet reaped by init
+    except psutil.NoSuchProcess:
+        pass
+    assert install.find_peer(tmp_path, "guidellm") is None

@@ -18,7 +18,7 @@ from harness.launch.base import RunningEngine
 from harness.models import find_artifact
 from harness.outcomes import NotMeasurable, Unsupported
 from harness.records.results import Status
-from harness.wire.client import EvidenceClient
+from harness.wire.client import EngineServerError, EvidenceClient
 from harness.wire.request import ApiRequest
 from probes.test_attention import PAGED_SPEC, check_flash_attention, check_paged_attention
 from probes.test_beam_search import check_beam_search
@@ -367,9 +367,12 @@ def test_tool_calling_truncated_before_a_call_is_inconclusive(start_engine):
     assert {o["outcome"] for o in verdict.evidence.numbers["outcomes"].values()} == {"truncated"}
 
 
-def test_tool_calling_without_jinja(start_engine):
-    verdict = check_tool_calling(start_engine(LaunchSpec(tool_calling=False)))
-    assert verdict.status is Status.FAIL and "refused" in verdict.reason, verdict.evidence.numbers
+def test_tool_calling_without_jinja_is_an_error(start_engine):
+    """Measured: llama-server started with --no-jinja answers the tools request HTTP 500 "tools param requires
+    --jinja flag" (and the same chat without tools 200). A 5xx is an error (issue 24), never a refusal: the
+    probe raises, and its record names the engine's message."""
+    with pytest.raises(EngineServerError, match="HTTP 500.*jinja"):
+        check_tool_calling(start_engine(LaunchSpec(tool_calling=False)))
 
 
 def test_json_schema_coverage(start_engine):

@@ -96,6 +96,8 @@ class NullEngine:
                 if connection.our_state is h11.MUST_CLOSE:
                     break
                 connection.start_next_cycle()
+        except h11.RemoteProtocolError as exc:  # not HTTP: answered 400 in one line, then closed
+            await _answer_malformed(connection, writer, f"malformed HTTP request: {exc}")
         except (h11.ProtocolError, ConnectionError):
             pass
         finally:
@@ -117,7 +119,12 @@ class NullEngine:
         elif self.pace.fail_every and next(self._requests) % self.pace.fail_every == 0:
             await _send_json(connection, writer, 500, {"error": {"message": "injected failure"}})
         else:
-            await self._stream(connection, writer, _GENERATION_PATHS[path], json.loads(body), arrived)
+            try:
+                params = _params(body)
+            except MalformedRequest as exc:
+                await _send_json(connection, writer, 400, {"error": {"message": str(exc)}})
+                return
+            await self._stream(connection, writer, _GENERATION_PATHS[path], params, arrived)
 
     def _stats(self) -> dict[str, Any]:
         """Its own timings since the last reset: how late it really was, whatever a client measured."""
@@ -133,7 +140,7 @@ class NullEngine:
         if not params.get("stream"):
             await _send_json(connection, writer, 400, {"error": {"message": "the null engine only streams"}})
             return
-        tokens = int(params.get("max_tokens") or params.get("max_completion_tokens") or 16)
+        tokens = params.get("max_tokens") or params.get("max_completion_tokens") or 16
         writer.write(
             connection.send(
                 h11.Response(
@@ -168,6 +175,39 @@ class NullEngine:
         _send_due(connection, writer, due)
         writer.write(connection.send(h11.EndOfMessage()))
         await writer.drain()
+
+
+class MalformedRequest(ValueError):
+    """A generation request the null engine cannot read: answered HTTP 400 with this one line."""
+
+
+def _params(body: bytes) -> dict[str, Any]:
+    """The generation request's JSON object, with what the engine reads checked; MalformedRequest otherwise."""
+    try:
+        params = json.loads(body)
+    except ValueError as exc:  # not JSON, or not UTF-8
+        raise MalformedRequest(f"the body is not JSON: {exc}") from None
+    if not isinstance(params, dict):
+        raise MalformedRequest(f"the body is a JSON {type(params).__name__}, not an object")
+    tokens = params.get("max_tokens") or params.get("max_completion_tokens") or 16
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
+        raise MalformedRequest(f"max_tokens must be a positive integer, not {json.dumps(tokens)[:40]}")
+    messages = params.get("messages", [])
+    if not isinstance(messages, list) or not all(isinstance(message, dict) for message in messages):
+        raise MalformedRequest("messages must be a list of objects")
+    if not isinstance(params.get("stream_options") or {}, dict):
+        raise MalformedRequest("stream_options must be an object")
+    return params
+
+
+async def _answer_malformed(connection: h11.Connection, writer: _Writer, message: str) -> None:
+    """Answer a request h11 could not parse with 400 and one line, when an answer can still be sent."""
+    if connection.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+        return  # mid-answer: the connection just closes
+    try:
+        await _send_json(connection, writer, 400, {"error": {"message": message[:200]}})
+    except (h11.LocalProtocolError, OSError):
+        pass
 
 
 def _send_due(connection: h11.Connection, writer: _Writer, due: list[bytes]) -> None:
