@@ -488,7 +488,7 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
             recorder.record(
                 Verdict(
                     status=Status.ERROR,
-                    reason=f"{type(exc).__name__}: {exc}".strip()[:2000],
+                    reason=error_reason(exc)[:2000],
                     evidence=Evidence(notes=traceback.format_exception_only(exc)[-1:]),
                 )
             )
@@ -499,6 +499,20 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
         recorder.record(Verdict(status=Status.ERROR, reason="probe finished without a verdict"))
         raise AssertionError("probe finished without recording a verdict")
     return result
+
+
+def error_reason(exc: BaseException) -> str:
+    """`Type: message` of a probe's unexpected error, naming the endpoint when an HTTP client outside wire/ raised it
+    (httpx, the openai client: "APITimeoutError: Request timed out." alone says nothing of where)."""
+    reason = f"{type(exc).__name__}: {exc}".strip()
+    try:
+        request = getattr(exc, "request", None)  # httpx.Request; httpx raises RuntimeError when it has none
+    except RuntimeError:
+        request = None
+    url, method = getattr(request, "url", None), getattr(request, "method", None)
+    if url is None or str(url) in reason:
+        return reason
+    return f"{type(exc).__name__}: {method} {url}" + (f": {exc}" if str(exc) else "")
 
 
 def _timed_out(exc: BaseException) -> bool:
