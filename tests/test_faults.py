@@ -37,7 +37,7 @@ from harness.deadline import DeadlineExceeded, probe_deadline
 from harness.engines.base import LaunchSpec
 from harness.engines.llamacpp import LlamaCppAdapter
 from harness.launch.base import EngineStartError, free_port, port_taken
-from harness.models.cache import verify_artifact
+from harness.models.cache import ModelIntegrityError, verify_artifact
 from harness.paths import REPO_ROOT, default_report_dir
 from harness.probing.plugin import _write_or_keep, spare_dir
 from harness.probing.session import HEALTH_TIMEOUT_S, EnginePool
@@ -334,6 +334,84 @@ def test_a_corrupted_model_refuses_the_launch(tmp_path: Path) -> None:
     with pytest.raises(EngineStartError, match="changed since it was built"):
         pool.session(LaunchSpec(model="llama", model_format="f16"))
     assert not (tmp_path / "run" / "logs").exists()  # nothing was started
+
+
+def _same_size_change(path: Path) -> None:
+    """One byte of `path` changed in place, its size and mtime kept."""
+    stat = path.stat()
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 1
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_every_file_of_a_checkpoint_folder_is_hashed_before_a_launch(tmp_path: Path) -> None:
+    """An HF folder: a changed config.json or tokenizer, a file added or one missing refuses the launch, naming the
+    file; so does a folder without its record. Before: only model.safetensors was re-hashed."""
+    from harness.engines.vllm import VllmCpuAdapter
+    from harness.models.build import sha256_file
+    from harness.models.cache import files_record, record_files
+    from harness.models.schema import ModelArtifact
+
+    folder = tmp_path / "llama" / "hf"
+    folder.mkdir(parents=True)
+    files = {"model.safetensors": bytes(4096), "config.json": b'{"vocab_size": 512}', "tokenizer.json": b"{}" * 64}
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    artifact = ModelArtifact(
+        name="llama", family="llama", format="hf", path=folder, sha256=sha256_file(folder / "model.safetensors"),
+        references=[],
+    )  # fmt: skip
+    with pytest.raises(ModelIntegrityError, match="no readable record of its files"):
+        verify_artifact(artifact)
+    record_files(artifact)  # what ensure_models does after the build
+    assert files_record(artifact) == tmp_path / "llama" / "hf.files.json"
+    verify_artifact(artifact)
+    for name in ("config.json", "tokenizer.json"):
+        _same_size_change(folder / name)
+        pool = EnginePool(VllmCpuAdapter(), [artifact], tmp_path / "run")
+        with pytest.raises(EngineStartError, match=f"changed since it was built: {name} differs"):
+            pool.session(LaunchSpec(model="llama", model_format="hf"))
+        (folder / name).write_bytes(files[name])
+    verify_artifact(artifact)
+    (folder / "chat_template.jinja").write_text("{{ messages }}")  # a file the engine would read too
+    with pytest.raises(ModelIntegrityError, match="chat_template.jinja differs"):
+        verify_artifact(artifact)
+    (folder / "chat_template.jinja").unlink()
+    (folder / "tokenizer.json").unlink()
+    with pytest.raises(ModelIntegrityError, match="tokenizer.json differs"):
+        verify_artifact(artifact)
+    assert not (tmp_path / "run" / "logs").exists()  # nothing was started
+
+
+def test_a_hub_checkpoint_is_hashed_by_content_and_again_at_each_launch(tmp_path: Path) -> None:
+    """Hub snapshots link files to blobs named by their sha256: the digest is of the bytes (a blob whose content
+    is not its name's counts as its content), taken at fetch and compared again before each launch."""
+    import hashlib
+
+    from harness.models.checkpoints import CheckpointSource, content_digest
+    from harness.models.sets import ModelSet
+
+    blobs, snapshot = tmp_path / "hub" / "blobs", tmp_path / "hub" / "snapshots" / ("0" * 40)
+    blobs.mkdir(parents=True)
+    snapshot.mkdir(parents=True)
+    for name, data in (("config.json", b"{}"), ("model.safetensors", bytes(2048))):
+        (blobs / hashlib.sha256(data).hexdigest()).write_bytes(data)
+        (snapshot / name).symlink_to(Path("../../blobs") / hashlib.sha256(data).hexdigest())
+    liar = blobs / hashlib.sha256(b"named").hexdigest()
+    liar.write_bytes(b"other bytes")
+    (tmp_path / "one.gguf").symlink_to(liar)
+    assert content_digest(tmp_path / "one.gguf") == hashlib.sha256(b"other bytes").hexdigest()  # not its name
+
+    model_set = ModelSet.model_validate(
+        {"name": "t", "description": "t", "models": {"llama": {"family": "llama", "formats": {"hf": {"repo": "a/b"}}}}}
+    )
+    artifact = CheckpointSource(model_set, tmp_path, fetch=lambda checkpoint, root: snapshot).artifact("llama", "hf")
+    assert artifact is not None and artifact.source == "hf://a/b"
+    verify_artifact(artifact)
+    _same_size_change(snapshot / "config.json")  # through the link: the blob keeps its name, not its bytes
+    with pytest.raises(ModelIntegrityError, match="changed since it was fetched"):
+        verify_artifact(artifact)
 
 
 # -- results folders -----------------------------------------------------------------------------------

@@ -5,14 +5,17 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import importlib.metadata
+import json
 import os
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from harness.atomic import write_atomic
 from harness.models import recipe
 from harness.models.build import build_base, sha256_file
+from harness.models.checkpoints import content_digest, file_digests
 from harness.models.gguf_weights import gguf_encoded_references
 from harness.models.quantize import quantize_gguf
 from harness.models.schema import Manifest, ModelArtifact
@@ -112,6 +115,8 @@ def ensure_models(
         if quantize_bin is not None and manifest.quantizer_sha256 != sha256_file(quantize_bin):
             manifest = _quantize_all(manifest, quantize_bin, report)
             _write_manifest(root, manifest)
+        for artifact in manifest.artifacts:
+            record_files(artifact)
     return [
         artifact
         for artifact in manifest.artifacts
@@ -123,27 +128,65 @@ class ModelIntegrityError(RuntimeError):
     """A model file no longer holds the bytes its manifest names: the engine must not load it."""
 
 
-def weights_file(artifact: ModelArtifact) -> Path:
-    """The file the artifact's sha256 is of: the file itself, or a checkpoint folder's model.safetensors."""
-    return artifact.path / "model.safetensors" if artifact.path.is_dir() else artifact.path
+WEIGHTS = "model.safetensors"  # the file of a checkpoint folder whose sha256 the manifest names
+
+
+def files_record(artifact: ModelArtifact) -> Path:
+    """Where the content sha256 of every file of a checkpoint folder is recorded: beside the folder, not in it."""
+    return artifact.path.with_name(f"{artifact.path.name}.files.json")
+
+
+def record_files(artifact: ModelArtifact) -> None:
+    """Record the sha256 of every file of a synthesized checkpoint folder once (after its build, or the first time
+    a cache built before these records is loaded), if its weights still match the manifest."""
+    record = files_record(artifact)
+    if artifact.source != "synthesized" or not artifact.path.is_dir() or record.exists():
+        return
+    digests = file_digests(artifact.path)
+    if digests.get(WEIGHTS) == artifact.sha256:  # otherwise the launch is refused on the weights
+        write_atomic(record, json.dumps({"files": digests}, indent=2).encode())
 
 
 def verify_artifact(artifact: ModelArtifact) -> None:
-    """Re-hash a synthesized model's weights against the manifest before a launch; ModelIntegrityError on a
-    mismatch (a real checkpoint's digest was taken when it was fetched, this run)."""
-    if artifact.source != "synthesized":
-        return
-    path = weights_file(artifact)
+    """Re-hash every file the engine will read before a launch; ModelIntegrityError on any change. A synthesized
+    file against the manifest; a synthesized folder's weights against the manifest and each of its files (config,
+    tokenizer, ...) against the record made after its build, none added or missing; a real checkpoint by content
+    against the digest taken when it was fetched, this run."""
+    label = f"{artifact.name}/{artifact.format} at {artifact.path}"
     try:
-        actual = sha256_file(path)
+        if artifact.source != "synthesized":
+            actual = content_digest(artifact.path)
+            if actual != artifact.sha256:
+                raise ModelIntegrityError(
+                    f"checkpoint {artifact.source} ({label}) changed since it was fetched (sha256 {actual[:12]}, "
+                    f"at fetch {artifact.sha256[:12]}): refusing to launch"
+                )
+            return
+        digests = file_digests(artifact.path) if artifact.path.is_dir() else {"": sha256_file(artifact.path)}
     except OSError as exc:
-        raise ModelIntegrityError(
-            f"cannot read model {artifact.name}/{artifact.format} at {path}: {exc.strerror or exc}"
-        ) from None
+        raise ModelIntegrityError(f"cannot read model {label}: {exc.strerror or exc}") from None
+    actual = digests.get(WEIGHTS if artifact.path.is_dir() else "", "missing")
     if actual != artifact.sha256:
         raise ModelIntegrityError(
-            f"model {artifact.name}/{artifact.format} at {path} changed since it was built (sha256 {actual[:12]}, "
-            f"manifest {artifact.sha256[:12]}): refusing to launch (delete the models cache to rebuild it)"
+            f"model {label} changed since it was built ({WEIGHTS if artifact.path.is_dir() else 'the file'}: "
+            f"sha256 {actual[:12]}, manifest {artifact.sha256[:12]}): refusing to launch (delete the models cache "
+            "to rebuild it)"
+        )
+    if not artifact.path.is_dir():
+        return
+    try:
+        recorded = json.loads(files_record(artifact).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ModelIntegrityError(
+            f"model {label}: no readable record of its files ({files_record(artifact)}): refusing to launch "
+            "(delete the models cache to rebuild it)"
+        ) from None
+    changed = sorted(name for name in recorded.keys() | digests.keys() if recorded.get(name) != digests.get(name))
+    if changed:
+        raise ModelIntegrityError(
+            f"model {label} changed since it was built: {', '.join(changed)[:300]} "
+            f"{'differs' if len(changed) == 1 else 'differ'} from {files_record(artifact).name} "
+            "(changed, added or missing): refusing to launch (delete the models cache to rebuild it)"
         )
 
 

@@ -38,17 +38,20 @@ def describe(checkpoint: Checkpoint) -> str:
 
 
 def content_digest(path: Path) -> str:
-    """A sha256 naming the checkpoint's content: of the file itself, or, for a snapshot folder, of each
-    file's relative path and the blob it links to (the Hub names LFS blobs by their sha256)."""
-    if path.is_file() and not path.is_symlink():
-        return _file_sha256(path)
+    """A sha256 naming the checkpoint's content, hashed from the bytes (never from a blob's name): of the file
+    itself (through a snapshot's link), or, for a folder, of each file's relative path and content sha256."""
     if path.is_file():
-        blob = path.resolve()
-        return blob.name if len(blob.name) == 64 else _file_sha256(blob)
-    listing = "\n".join(
-        f"{file.relative_to(path)} {file.resolve().name}" for file in sorted(path.rglob("*")) if file.is_file()
-    )
+        return _file_sha256(path)
+    listing = "\n".join(f"{name} {digest}" for name, digest in file_digests(path).items())
     return hashlib.sha256(listing.encode()).hexdigest()
+
+
+def file_digests(folder: Path) -> dict[str, str]:
+    """The content sha256 of every file below `folder` (through links, as an engine reads them), by relative
+    path in sorted order: every file an engine loading the folder may read (weights, config, tokenizer)."""
+    return {
+        file.relative_to(folder).as_posix(): _file_sha256(file) for file in sorted(folder.rglob("*")) if file.is_file()
+    }
 
 
 def _file_sha256(path: Path) -> str:
