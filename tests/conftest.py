@@ -19,10 +19,22 @@ from harness.toolchain import vllm_cpu
 from tests.docker_support import docker_connection, llama_image  # noqa: F401 (fixtures, one per session)
 
 # Fixtures that build or launch an engine, synthesize models, need Docker or a browser (chromium: tests/
-# test_site_browser.py, installed with apt-get on first use): a test using any of them (directly or through another
-# fixture) is marked `engine` and stays out of the fast lane (`pytest tests -m "not engine"`).
+# test_site_browser.py, installed with apt-get on first use), or run an engine's own code (vllm_verdicts,
+# sglang_verdicts: tests/test_contracts.py, in the vLLM CPU venv, the sglang one built on first use): a test using any
+# of them (directly or through another fixture) is marked `engine` and stays out of the fast lane
+# (`pytest tests -m "not engine"`).
 ENGINE_FIXTURES = frozenset(
-    {"llama_build", "artifacts", "start_engine", "vllm_pool", "docker_connection", "llama_image", "chromium"}
+    {
+        "llama_build",
+        "artifacts",
+        "start_engine",
+        "vllm_pool",
+        "docker_connection",
+        "llama_image",
+        "chromium",
+        "vllm_verdicts",
+        "sglang_verdicts",
+    }
 )
 # Marks that say the same without a fixture (a test that launches infercheck or a browser itself).
 ENGINE_MARKS = ("engine_integration",)

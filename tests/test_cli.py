@@ -56,6 +56,17 @@ def test_missing_table(tmp_path: Path):
     assert result.returncode == 2 and "table not found" in _error_line(result)
 
 
+def test_run_names_its_report_folder_out_dir_only():
+    from typer.testing import CliRunner
+
+    from harness.cli.app import app
+
+    result = CliRunner().invoke(app, ["run", "--report-dir", "x", "--no-report"])
+    assert result.exit_code == 2 and "No such option" in result.output  # the old hidden alias is gone
+    result = CliRunner().invoke(app, ["run", "--help"], terminal_width=200)
+    assert "--out-dir" in result.output and "--report-dir" not in result.output
+
+
 @pytest.mark.engine_integration
 def test_missing_model_in_attach_mode(llama_build, artifacts, tmp_path: Path):
     port = free_port()

@@ -651,7 +651,7 @@ def test_a_selection_of_no_probe_fails_and_leaves_the_report_alone(tmp_path: Pat
             "run",
             "--results-dir",
             str(tmp_path / "r"),
-            "--report-dir",
+            "--out-dir",
             str(tmp_path / "report"),
             "-k",
             "no_such_probe_at_all",
@@ -884,6 +884,7 @@ CHEAP_BASE_PROBES = "openai_api or regex or prefix_caching or ebnf"  # all on th
 CHEAP_PROBE_IDS = {"openai_api", "regex", "prefix_caching", "ebnf_grammar"}
 
 
+@pytest.mark.engine_integration  # `infercheck run` makes sure the synthesized models exist (builds them if missing)
 @pytest.mark.parametrize("mode", ["generation", "all"])
 def test_a_silent_engine_costs_one_request_deadline_not_one_per_probe(mode: str, tmp_path: Path) -> None:
     """Attach mode against an engine that sends the first bytes of each answer and then nothing ("generation":

@@ -86,9 +86,6 @@ def run(
         help="where the report is regenerated (default: beside the results used: report/ for the project's "
         "results folder, <results>-report for any other)",
     ),
-    report_dir: Path | None = typer.Option(
-        None, "--report-dir", hidden=True, help="deprecated: the old name of --out-dir"
-    ),
     select: str | None = typer.Option(None, "-k", help="pytest -k expression to pick probes"),
     report: bool = typer.Option(True, help="regenerate the report afterwards"),
     launcher: str = typer.Option("process", help="process, or docker (containers/<name>/spec.yaml)"),
@@ -114,9 +111,6 @@ def run(
         check_writable(results_dir)  # found out now, not after minutes of probing
     except OSError as exc:
         _fail(str(exc.strerror))
-    if report_dir is not None:
-        console.print("[yellow]warning:[/yellow] --report-dir is deprecated: use --out-dir", highlight=False)
-        out_dir = report_dir
     out_dir = out_dir if out_dir is not None else report_dir_for(results_dir)
     try:
         check_deadlines()  # a malformed $INFERCHECK_*_TIMEOUT_S is one line, before any probe and any report
