@@ -95,9 +95,11 @@ def test_closed_loop_measures_the_null_engine_pace(null_url: str) -> None:
     assert PACE.itl_s * 0.3 < stats.tpot_s.p50 < PACE.itl_s * 3
     assert stats.itl_s.count == 8 * 19
     nominal_e2e = PACE.ttft_s + 19 * PACE.itl_s
-    assert nominal_e2e <= stats.e2e_s.p50 < nominal_e2e * 2
+    # its deadlines are absolute, so the last token too may come up to its lead early (a median of 0.1446 s
+    # against a nominal 0.145 s was seen)
+    assert nominal_e2e - MAX_LEAD_S <= stats.e2e_s.p50 < nominal_e2e * 2
     # two waves of four: about twice one request's latency, and the throughputs agree with it
-    assert 2 * nominal_e2e <= stats.duration_s < 5 * nominal_e2e
+    assert 2 * (nominal_e2e - MAX_LEAD_S) <= stats.duration_s < 5 * nominal_e2e
     assert stats.request_throughput == pytest.approx(8 / stats.duration_s)
     assert stats.output_throughput == pytest.approx(160 / stats.duration_s)
     assert stats.total_token_throughput == pytest.approx(256 / stats.duration_s)
