@@ -165,9 +165,14 @@ def sglang_verdicts(tmp_path_factory) -> dict[str, Any]:
         python = sglang_python(cache_dir(), package.version)
     except EnvUnavailable as exc:
         pytest.skip(str(exc))
-    adapter = get_adapter("SGLang")
-    argvs = commands(adapter, tmp_path_factory.mktemp("sglang-contract"))
-    requests = {name: request for name, request in bodies(adapter).items() if request.path.startswith("/v1/")}
+    cpu, gpu = get_adapter("SGLang"), get_adapter("SGLang")  # its CPU path (process launcher) and its GPU image
+    gpu.use_container(spec_named("sglang"))
+    tmp = tmp_path_factory.mktemp("sglang-contract")
+    argvs = {
+        **{f"cpu/{k}": v for k, v in commands(cpu, tmp).items()},
+        **{f"gpu/{k}": v for k, v in commands(gpu, tmp).items()},
+    }
+    requests = {name: request for name, request in bodies(gpu).items() if request.path.startswith("/v1/")}
     verdicts = _check(python, "sglang", [*argvs.values(), BAD_COMMAND], [*requests.values(), BAD_BODY])
     return {
         "commands": dict(zip([*argvs, "control"], verdicts["commands"])),
@@ -207,7 +212,7 @@ def test_vllm_models_accept_every_request_body(vllm_verdicts):
 def test_sglang_accepts_every_launch_command(sglang_verdicts):
     found = sglang_verdicts["commands"]
     assert found.pop("control")["ok"] is False
-    assert {"base", "draft", "tp2", "pp2"} <= set(found)
+    assert {"cpu/base", "gpu/base", "gpu/draft", "gpu/tp2", "gpu/pp2"} <= set(found)
     assert not _refusals(list(found), list(found.values()))
 
 

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from harness.cli.capabilities import engine_table, expressible
+from harness.docker.specs import all_specs
 from harness.engines import adapter_classes, containerized, get_adapter
 from harness.engines.base import GrammarSpec, LaunchSpec, ResolvedModels
 from harness.engines.containerized import ContainerEngineAdapter
@@ -47,6 +48,15 @@ def after(command: list[str], flag: str) -> str:
     return command[command.index(flag) + 1]
 
 
+def gpu_adapter(name: str):
+    """The adapter as a GPU run sees it: told its GPU image (SGLang runs its CPU path when no image is given)."""
+    adapter = get_adapter(name)
+    image = next((spec for spec in all_specs() if spec.engine == name and spec.needs_gpu), None)
+    if image is not None:
+        adapter.use_container(image)
+    return adapter
+
+
 def test_every_column_has_an_adapter_named_like_its_header():
     columns = json.loads((REPO_ROOT / "report" / "claims.json").read_text())["engines"]
     assert columns == SEED_COLUMNS
@@ -57,7 +67,7 @@ def test_every_column_has_an_adapter_named_like_its_header():
 
 @pytest.mark.parametrize("name", GPU_ENGINES)
 def test_no_gpu_means_not_measurable(name):
-    adapter = get_adapter(name)
+    adapter = gpu_adapter(name)
     with pytest.raises(NotMeasurable, match="needs an NVIDIA GPU; this host has 0"):
         adapter.check_launchable(LaunchSpec(), devices=0)
     adapter.check_launchable(LaunchSpec(), devices=1)
@@ -69,7 +79,7 @@ def test_no_gpu_means_not_measurable(name):
 def test_prepare_points_to_the_docker_launcher(name, monkeypatch):
     monkeypatch.setattr(containerized, "gpu_names", lambda: [])
     with pytest.raises(FileNotFoundError, match=f"--engine {name} --launcher docker.*no NVIDIA GPU"):
-        get_adapter(name).prepare()
+        gpu_adapter(name).prepare()
 
 
 def test_prepare_accepts_a_native_install_with_a_gpu(monkeypatch):
@@ -310,7 +320,7 @@ def test_gbnf_becomes_kbnf():
 
 
 def test_sglang(models):
-    adapter = get_adapter("SGLang")
+    adapter = gpu_adapter("SGLang")
     command = adapter.launch_command(
         LaunchSpec(tensor_parallel=2, pipeline_parallel=2, model_format="awq", prefill_chunk_tokens=64), models, 8128
     )

@@ -109,12 +109,16 @@ class ContainerEngineAdapter(EngineAdapter):
             f"{where})"
         )
 
-    def check_launchable(self, spec: LaunchSpec, devices: int) -> None:
-        fmt = spec.model_format or self.native_format
-        for need in launch_needs(spec, fmt):
+    def check_limits(self, spec: LaunchSpec) -> None:
+        """Raise the documented limit (`limits`) that `spec` runs into, if any."""
+        for need in launch_needs(spec, spec.model_format or self.native_format):
             if need in self.limits:
                 kind, reason = self.limits[need]
                 raise kind(reason)
+
+    def check_launchable(self, spec: LaunchSpec, devices: int) -> None:
+        fmt = spec.model_format or self.native_format
+        self.check_limits(spec)
         if devices == 0:
             raise NotMeasurable("needs an NVIDIA GPU; this host has 0")
         split = spec.tensor_parallel * spec.pipeline_parallel
