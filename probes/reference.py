@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from harness.engines.base import GreedyOutput
@@ -55,6 +57,45 @@ def dtype_tolerance(session: EngineSession) -> tuple[Tolerance, dict[str, Any]]:
     }
 
 
+FRESH_CANDIDATES = 2000  # seeded prompts tried at most for a run's fresh references
+
+
+@lru_cache(maxsize=8)
+def seeded_references(
+    hf_dir: Path,
+    seed: int,
+    label: str,
+    count: int,
+    max_tokens: int | None = None,
+    weights: tuple[Path, str, str] | None = None,
+) -> tuple[RefCase, ...]:
+    """`count` float32 greedy references of prompts drawn from `seed` (fresh per run, recorded in the evidence), as
+    robust as the synthesis's own (harness.models.reference.reference_case: every step's top-1/top-2 gap at least
+    MIN_MARGIN, not a loop of a few tokens); with `max_tokens`, only prompts whose tokens and the generated ones
+    stay under it; with `weights` (a file's path, format and digest), of the weights that file encodes instead of the
+    float checkpoint's. NotMeasurable when too few candidates are robust."""
+    from harness.models.constrained import load_reference
+    from harness.models.format_prompts import decoded_model, one_thread, seeded_prompts
+    from harness.models.reference import reference_case
+
+    model, tokenizer = load_reference(hf_dir)
+    if weights is not None:
+        model = decoded_model(hf_dir, *weights)
+    chosen: list[RefCase] = []
+    with one_thread():
+        for prompt in seeded_prompts(seed, label, FRESH_CANDIDATES):
+            ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            if max_tokens is not None and len(ids) + MAX_TOKENS > max_tokens:
+                continue
+            if (case := reference_case(model, tokenizer, prompt)) is not None:
+                chosen.append(case)
+                if len(chosen) == count:
+                    return tuple(chosen)
+    raise NotMeasurable(
+        f"only {len(chosen)} of {FRESH_CANDIDATES} prompts drawn from seed {seed} have a robust reference ({label})"
+    )
+
+
 def require_references(session: EngineSession, references: list[RefCase]) -> None:
     """Not measured when there is nothing to compare with (a model set's real checkpoint)."""
     if not references:
@@ -66,7 +107,12 @@ def require_references(session: EngineSession, references: list[RefCase]) -> Non
 
 def run_greedy(session: EngineSession, case: RefCase) -> GreedyOutput:
     """Greedy-decode one reference prompt on the engine."""
-    request = session.adapter.greedy_request(session.served_model, case.prompt, MAX_TOKENS, TOP_LOGPROBS)
+    return greedy(session, case.prompt, MAX_TOKENS)
+
+
+def greedy(session: EngineSession, prompt: str, max_tokens: int) -> GreedyOutput:
+    """Greedy-decode `prompt` for `max_tokens` tokens on the engine, with top log-probabilities."""
+    request = session.adapter.greedy_request(session.served_model, prompt, max_tokens, TOP_LOGPROBS)
     _, response = session.client.send(request)
     return session.adapter.parse_greedy(response)
 

@@ -1,18 +1,20 @@
 """Model families: Llama, Mistral and Mixtral load and reproduce the HF reference greedy output.
 
-The family row runs the architecture on prompts inside its attention window, so it asks whether the family's
-models run at all. A model with a sliding window (the synthesized Mistral: 64 tokens) has a sub-row
-(`Mistral: sliding window`) that tests the window past its length: its reference prompts are longer than the
-window and chosen so that full attention diverges (harness.models.reference.select_window_references). An engine
-that ignores the window fails the sub-row, and the verdict names that finding: its own log where it states the
-window it ran with, and the same weights computed with full attention, which its outputs then reproduce.
-Mixtral's row keeps its 8-expert, top-2 routing exercised: its references are computed through the router.
+The family row runs the architecture on fresh prompts drawn from a run seed (recorded in the evidence;
+$INFERCHECK_CONSTRAINT_SEED reproduces a run), whose float32 references are computed here, as robust as the
+synthesis's own (so a server replaying published outputs has nothing to replay). Its prompts stay inside the
+attention window, so it asks whether the family's models run at all. A model with a sliding window (the
+synthesized Mistral: 64 tokens) has a sub-row (`Mistral: sliding window`) that tests the window past its length:
+its reference prompts (the synthesis's, fixed) are longer than the window and chosen so that full attention
+diverges (harness.models.reference.select_window_references). An engine that ignores the window fails the sub-row,
+and the verdict names that finding: its own log where it states the window it ran with, and the same weights
+computed with full attention, which its outputs then reproduce. Mixtral's row keeps its 8-expert, top-2 routing
+exercised: its references are computed through the router.
 """
 
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +24,11 @@ from harness.models import RefCase, find_artifact
 from harness.outcomes import NotMeasurable
 from harness.probing.session import EngineSession
 from harness.records.results import Evidence, Status, Verdict
-from probes.reference import compare_to_reference, dtype_tolerance, within
+from probes.constrained_reference import run_seed
+from probes.reference import compare_to_reference, dtype_tolerance, seeded_references, within
 
 IN_WINDOW_MARGIN = 1  # prompt plus generated tokens stay this many tokens under the window (its edge is off by one)
+PROMPTS_PER_MODEL = 4  # fresh prompts per family and run (as many as the synthesis's own references)
 
 
 def check_matches_reference(session: EngineSession, references: list[RefCase]) -> Verdict:
@@ -59,37 +63,24 @@ def sliding_window(session: EngineSession) -> int | None:
     return json.loads((hf_dir / "config.json").read_text()).get("sliding_window")
 
 
-@lru_cache(maxsize=4)
-def _in_window_references(hf_dir: Path, window: int) -> tuple[RefCase, ...]:
-    """The first robust reference cases (the seeded candidate prompts the other families use) whose prompt and
-    generated tokens all fit inside `window`, so the window never cuts anything off."""
-    from harness.models import recipe
-    from harness.models.constrained import load_reference
-    from harness.models.corpus import prompt_candidates
-    from harness.models.reference import reference_case
-
-    model, tokenizer = load_reference(hf_dir)
-    chosen: list[RefCase] = []
-    for prompt in prompt_candidates(recipe.PROMPT_SEED, recipe.PROMPT_POOL):
-        if (
-            len(tokenizer(prompt, add_special_tokens=False)["input_ids"]) + recipe.NEW_TOKENS
-            > window - IN_WINDOW_MARGIN
-        ):
-            continue
-        if (case := reference_case(model, tokenizer, prompt)) is not None:
-            chosen.append(case)
-            if len(chosen) == recipe.PROMPTS_PER_MODEL:
-                break
-    return tuple(chosen)
-
-
-def family_references(session: EngineSession) -> list[RefCase]:
-    """The family row's references: the model's own, or for a windowed model prompts inside its window."""
+def family_references(session: EngineSession, seed: int) -> list[RefCase]:
+    """The family row's references: robust float32 references of prompts drawn from the run's `seed`, for a
+    windowed model only prompts whose prompt and generated tokens fit inside its window (the window never cuts
+    anything off); a real checkpoint's (none: not measured)."""
     window = sliding_window(session)
     hf_dir = _hf_dir(session)
-    if window is None or hf_dir is None:
+    if hf_dir is None or not session.model.references:
         return session.model.references
-    return list(_in_window_references(hf_dir, window))
+    limit = None if window is None else window - IN_WINDOW_MARGIN
+    return list(seeded_references(hf_dir, seed, f"model_family:{session.model.name}", PROMPTS_PER_MODEL, limit))
+
+
+def check_model_family(session: EngineSession) -> Verdict:
+    """The family row on fresh prompts drawn from a run seed (recorded in the evidence)."""
+    seed = run_seed()
+    verdict = check_matches_reference(session, family_references(session, seed))
+    verdict.evidence.numbers["seed"] = seed
+    return Verdict(status=verdict.status, reason=f"{verdict.reason} (seed {seed})", evidence=verdict.evidence)
 
 
 def _full_attention_texts(hf_dir: Path, references: list[RefCase]) -> list[str]:
@@ -162,8 +153,7 @@ def _family(name: str) -> pytest.param:
 @pytest.mark.cpu
 @pytest.mark.parametrize("family", [_family("llama"), _family("mistral"), _family("mixtral")])
 def test_model_family(probe, family):
-    session = probe.engine()
-    probe.record(check_matches_reference(session, family_references(session)))
+    probe.record(check_model_family(probe.engine()))
 
 
 @pytest.mark.cpu

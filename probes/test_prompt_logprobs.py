@@ -1,6 +1,6 @@
 """Prompt log-probabilities (what lm-eval's loglikelihood tasks need): `/v1/completions` with `echo`
 and `logprobs` returns each prompt token's log-probability, compared with HF transformers (float32)
-on the same weights, computed here.
+on the same weights, computed here, on prompts drawn fresh from a run seed (recorded in the evidence).
 
 An engine that refuses the echo request (4xx) while the same request without echo works refuses the
 feature: fail; one that answers 200 without the prompt's log-probabilities (the pinned llama-server) fails
@@ -21,8 +21,18 @@ from harness.outcomes import NotMeasurable
 from harness.probing.session import EngineSession
 from harness.records.results import Evidence, Status, Verdict
 from harness.wire.client import EngineHTTPError
+from probes.constrained_reference import run_seed
 
 MAX_LOGPROB_DIFF = 0.05  # nats, any prompt position (float32 engine vs float32 reference)
+PROMPTS = 4
+
+
+def fresh_prompts(seed: int) -> list[str]:
+    """The run's prompts: word sequences drawn from `seed` (recorded; $INFERCHECK_CONSTRAINT_SEED reproduces them),
+    so no published prompt's log-probabilities can be replayed."""
+    from harness.models.format_prompts import seeded_prompts
+
+    return seeded_prompts(seed, "prompt_logprobs", PROMPTS)
 
 
 def reference_prompt_logprobs(hf_dir: Path, prompts: list[str]) -> list[list[float]]:
@@ -69,10 +79,10 @@ def _refusal(session: EngineSession, prompt: str, exc: EngineHTTPError) -> Verdi
 def check_prompt_logprobs(session: EngineSession) -> Verdict:
     """Every prompt token's echoed log-probability within MAX_LOGPROB_DIFF of the reference -> pass;
     echoed but off -> partial; refused, or prompt tokens missing -> fail."""
-    prompts = [case.prompt for case in session.model.references]
-    if not prompts:
-        raise NotMeasurable(f"{session.model.source} has no reference prompts")
-    reference = reference_prompt_logprobs(_hf_dir(session), prompts)
+    hf_dir = _hf_dir(session)
+    seed = run_seed()
+    prompts = fresh_prompts(seed)
+    reference = reference_prompt_logprobs(hf_dir, prompts)
     diffs: list[float] = []
     per_prompt = []
     for prompt, expected in zip(prompts, reference):
@@ -101,7 +111,7 @@ def check_prompt_logprobs(session: EngineSession) -> Verdict:
         )
     echoed_all = all(math.isfinite(diff) for diff in diffs)
     worst = max(diffs)
-    numbers = {"prompts": per_prompt, "max_logprob_diff": worst, "tolerance": MAX_LOGPROB_DIFF}
+    numbers = {"seed": seed, "prompts": per_prompt, "max_logprob_diff": worst, "tolerance": MAX_LOGPROB_DIFF}
     if not echoed_all:
         return Verdict(
             status=Status.FAIL,
@@ -110,8 +120,8 @@ def check_prompt_logprobs(session: EngineSession) -> Verdict:
         )
     status = Status.PASS if worst <= MAX_LOGPROB_DIFF else Status.PARTIAL
     reason = (
-        f"{len(prompts)} prompts echoed with per-token log-probabilities; max |engine - HF reference| "
-        f"{worst:.4f} nats (tolerance {MAX_LOGPROB_DIFF})"
+        f"{len(prompts)} fresh prompts (seed {seed}) echoed with per-token log-probabilities; max |engine - HF "
+        f"reference| {worst:.4f} nats (tolerance {MAX_LOGPROB_DIFF})"
     )
     return Verdict(status=status, reason=reason, evidence=Evidence(numbers=numbers))
 

@@ -35,7 +35,7 @@ from probes.test_continuous_batching import check_continuous_batching
 from probes.test_grammar import check_grammar
 from probes.test_json_schema import check_json_schema, check_json_schema_coverage
 from probes.test_logit_bias import check_logit_bias
-from probes.test_model_families import check_matches_reference, check_sliding_window, family_references
+from probes.test_model_families import check_matches_reference, check_model_family, check_sliding_window
 from probes.test_openai_api import check_openai_api
 from probes.test_prefix_caching import check_prefix_caching
 from probes.test_prompt_logprobs import check_prompt_logprobs
@@ -214,6 +214,18 @@ def test_tool_calling_without_parser_is_refused(vllm_pool):
     assert verdict.status is Status.FAIL and "refused" in verdict.reason, verdict.evidence.numbers
 
 
+@pytest.mark.parametrize("fmt", ["awq", "gptq"])
+def test_float_model_judged_as_quantized(vllm_pool, artifacts, fmt):
+    """The float checkpoint served and judged as llama's AWQ or GPTQ file (what attaching it with --attach-format
+    claims): on the prompts where the file's weights and the float weights split, it writes the float side. On every
+    host (no 4-bit kernel needed), in the default launch the tests around it share."""
+    session = vllm_pool.session(LaunchSpec())
+    verdict = check_quantized(dataclasses.replace(session, model=find_artifact(artifacts, "llama", fmt)), fmt)
+    numbers = verdict.evidence.numbers
+    assert verdict.status is Status.FAIL, numbers
+    assert numbers["follows"]["float"] > numbers["follows"]["quantized"], numbers
+
+
 def test_json_schema_coverage(vllm_pool):
     verdict = check_json_schema_coverage(vllm_pool.session(LaunchSpec()))
     numbers = verdict.evidence.numbers
@@ -274,8 +286,7 @@ def test_speculative_draft_never_agrees(vllm_pool, no_draft_texts):
 
 @pytest.mark.parametrize("family", ["mistral", "mixtral"])
 def test_model_families(vllm_pool, family):
-    session = vllm_pool.session(LaunchSpec(model=family))
-    verdict = check_matches_reference(session, family_references(session))
+    verdict = check_model_family(vllm_pool.session(LaunchSpec(model=family)))
     assert verdict.status is Status.PASS, verdict.evidence.numbers
 
 
@@ -289,8 +300,8 @@ def test_mistral_sliding_window(vllm_pool):
 def quantized_verdicts(
     vllm_pool: EnginePool, artifacts: list[ModelArtifact]
 ) -> Callable[[str], tuple[Verdict, Verdict]]:
-    """Per format, one launch of llama's checkpoint judged twice: against its own references, and against
-    llama-alt's in the same format (the engine then computes other weights than the references say)."""
+    """Per format, one launch of llama's checkpoint judged twice: as itself, and as llama-alt's file in the same
+    format (the engine then computes other weights than the judged file holds)."""
     measured: dict[str, tuple[Verdict, Verdict]] = {}
 
     def verdicts(fmt: str) -> tuple[Verdict, Verdict]:
@@ -300,8 +311,7 @@ def quantized_verdicts(
             except KernelMissing as exc:  # as the probe plugin records it: a fail in this level's context
                 measured[fmt] = (kernel_missing_verdict(exc), kernel_missing_verdict(exc))
                 return measured[fmt]
-            wrong = find_artifact(artifacts, "llama-alt", fmt).encoded_references
-            other = dataclasses.replace(session, model=session.model.model_copy(update={"encoded_references": wrong}))
+            other = dataclasses.replace(session, model=find_artifact(artifacts, "llama-alt", fmt))
             measured[fmt] = (check_quantized(session, fmt), check_quantized(other, fmt))
         return measured[fmt]
 
