@@ -70,6 +70,6 @@ timeout "$(left)" "$PYTHON" -m harness.cli.app setup llama.cpp > "$OUT/build.log
 say "running the llama.cpp probes ($(left) s left)"
 code=0
 timeout "$(left)" "${PROBES[@]}" > "$OUT/probes.log" 2>&1 || code=$?
-cp -r ~/.cache/infercheck/llama.cpp/*-cuda/build.json "$OUT/" 2>/dev/null || true
+cp ~/.cache/infercheck/llama.cpp/*-cuda-*/build.json "$OUT/" 2>/dev/null || true
 say "probes exit $code (124: out of time); records under $OUT/results, logs in $OUT"
 exit 0

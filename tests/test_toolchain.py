@@ -11,13 +11,13 @@ import pytest
 from harness.toolchain import llama_cpp_python, llamacpp
 
 
-def _fake_build(cache: Path, cmake_args: list[str]) -> None:
+def _fake_build(cache: Path, cmake_args: list[str], include: str | None = llamacpp.LEAN_PROJECT_INCLUDE) -> None:
     root = llamacpp.build_dir_for(cache, "cpu")
     (root / "bin").mkdir(parents=True)
     for target in llamacpp.TARGETS:
         (root / "bin" / target).write_text("")
     (root / "build.json").write_text(
-        json.dumps({"package_version": llamacpp.PACKAGE_VERSION, "cmake_args": cmake_args})
+        json.dumps({"package_version": llamacpp.PACKAGE_VERSION, "cmake_args": cmake_args, "project_include": include})
     )
 
 
@@ -28,9 +28,39 @@ def test_build_with_todays_flags_is_reused(tmp_path: Path) -> None:
 
 
 def test_build_with_other_flags_is_not_reused(tmp_path: Path) -> None:
-    """A cache from an older harness (a `-march=native` build) is rebuilt, not trusted."""
+    """A cache from an older harness (a `-march=native` build, or one without the lean project include) is rebuilt,
+    not trusted."""
     _fake_build(tmp_path, list(llamacpp.BASE_CMAKE_ARGS))
     assert llamacpp.find_build(tmp_path, "cpu") is None
+
+
+def test_build_without_todays_project_include_is_not_reused(tmp_path: Path) -> None:
+    _fake_build(tmp_path, list(llamacpp.cmake_args_for("cpu")), include=None)
+    assert llamacpp.find_build(tmp_path, "cpu") is None
+
+
+def test_each_flag_set_has_its_own_folder() -> None:
+    """A build with other flags goes beside the cached one (a change of flags never deletes a build in use)."""
+    cache = Path("/c")
+    folders = {llamacpp.build_dir_for(cache, backend) for backend in ("cpu", "cuda", "metal")}
+    assert len(folders) == 3 and all(folder.parent == cache / "llama.cpp" for folder in folders)
+    assert llamacpp.project_include_for("cpu") == llamacpp.LEAN_PROJECT_INCLUDE
+    assert llamacpp.project_include_for("cuda") is None and "-DCMAKE_UNITY_BUILD=ON" not in llamacpp.cmake_args_for(
+        "cuda"
+    )
+
+
+def test_build_progress_reads_make_and_ninja_steps() -> None:
+    for lines in (
+        [f"[{percent:3d}%] Building CXX object x.o" for percent in range(101)],
+        [f"[{step}/98] Building CXX object x.o" for step in range(1, 99)],
+    ):
+        seen: list[str] = []
+        on_line = llamacpp.compile_progress(seen.append)
+        for line in lines:
+            on_line(line)
+        on_line("-- Configuring done")
+        assert len(seen) == 10 and seen[0] == "compiling llama.cpp: 10%" and seen[-1].endswith(": 100%"), seen
 
 
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="the portable flags are for x86-64")

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import venv
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.toolchain.llamacpp import backend_cmake_args, default_backend
+from harness.toolchain.llamacpp import backend_cmake_args, compile_progress, default_backend
 from harness.toolchain.logged import pip_progress, run_logged
 
 PACKAGE = "llama-cpp-python"
@@ -139,17 +138,7 @@ def ensure_install(
 def _ninja_progress(progress: Callable[[str], None], step: int = 10) -> Callable[[str], None]:
     """A line handler that reports the build's `[done/all]` steps (scikit-build-core builds with Ninja) every
     `step` percent."""
-    shown = [0]
-
-    def on_line(line: str) -> None:
-        match = re.match(r"\s*\[(\d+)/(\d+)\]", line)
-        if match and int(match.group(2)) > 0:
-            percent = 100 * int(match.group(1)) // int(match.group(2))
-            if percent >= shown[0] + step:
-                shown[0] = percent
-                progress(f"compiling llama.cpp for llama-cpp-python: {percent}%")
-
-    return on_line
+    return compile_progress(progress, step, "llama.cpp for llama-cpp-python")
 
 
 def _run(command: list[str], log: Path, on_line: Callable[[str], None] | None = None) -> None:
