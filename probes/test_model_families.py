@@ -5,8 +5,8 @@ $INFERCHECK_CONSTRAINT_SEED reproduces a run), whose float32 references are comp
 synthesis's own (so a server replaying published outputs has nothing to replay). Its prompts stay inside the
 attention window, so it asks whether the family's models run at all. A model with a sliding window (the
 synthesized Mistral: 64 tokens) has a sub-row (`Mistral: sliding window`) that tests the window past its length:
-its reference prompts (the synthesis's, fixed) are longer than the window and chosen so that full attention
-diverges (harness.models.reference.select_window_references). An engine that ignores the window fails the sub-row,
+its prompts (drawn from the run seed too) are longer than the window and chosen so that full attention diverges
+(`window_references`). An engine that ignores the window fails the sub-row,
 and the verdict names that finding: its own log where it states the window it ran with, and the same weights
 computed with full attention, which its outputs then reproduce. Mixtral's row keeps its 8-expert, top-2 routing
 exercised: its references are computed through the router.
@@ -15,6 +15,7 @@ exercised: its references are computed through the router.
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,42 @@ def check_model_family(session: EngineSession) -> Verdict:
     return Verdict(status=verdict.status, reason=f"{verdict.reason} (seed {seed})", evidence=verdict.evidence)
 
 
+WINDOW_CANDIDATES = 3000  # seeded candidate prompts joined into long ones, at most
+
+
+@lru_cache(maxsize=2)
+def window_references(hf_dir: Path, seed: int) -> tuple[RefCase, ...]:
+    """PROMPTS_PER_MODEL robust references of prompts longer than the model's window (seeded candidates joined until
+    WINDOW_PROMPT_TOKENS long, drawn from `seed`) whose full-attention greedy text differs (what an engine ignoring
+    the window writes, up to near ties: only the window's side is screened, as in the synthesis)."""
+    import torch
+
+    from harness.models import recipe
+    from harness.models.constrained import load_reference
+    from harness.models.format_prompts import one_thread, seeded_prompts
+    from harness.models.reference import _cached_greedy_logits, _full_attention_twin, reference_case
+
+    model, tokenizer = load_reference(hf_dir)
+    twin = _full_attention_twin(model)
+    chosen: list[RefCase] = []
+    words: list[str] = []
+    with one_thread():
+        for candidate in seeded_prompts(seed, "sliding_window", WINDOW_CANDIDATES):
+            words += candidate.split()
+            prompt = " ".join(words)
+            if len(tokenizer(prompt, add_special_tokens=False)["input_ids"]) < recipe.WINDOW_PROMPT_TOKENS:
+                continue
+            words = []
+            if (case := reference_case(model, tokenizer, prompt, cached=True)) is None:
+                continue
+            full = _cached_greedy_logits(twin, case.prompt_ids, min_margin=None) or []
+            if [int(torch.argmax(logits)) for logits in full] != case.greedy_ids:
+                chosen.append(case)
+                if len(chosen) == PROMPTS_PER_MODEL:
+                    return tuple(chosen)
+    raise NotMeasurable(f"only {len(chosen)} robust long prompts drawn from seed {seed} depend on the window")
+
+
 def _full_attention_texts(hf_dir: Path, references: list[RefCase]) -> list[str]:
     """What the same weights generate greedily for each reference prompt with the window switched off."""
     import torch
@@ -111,15 +148,17 @@ def check_sliding_window(session: EngineSession) -> Verdict:
     hf_dir = _hf_dir(session)
     if window is None or hf_dir is None:
         raise NotMeasurable(f"{session.model.name} has no sliding window (or no float32 reference to test it)")
-    verdict = check_matches_reference(session, session.model.references)
-    numbers: dict[str, Any] = verdict.evidence.numbers | {"sliding_window": window}
+    seed = run_seed()
+    references = list(window_references(hf_dir, seed))
+    verdict = check_matches_reference(session, references)
+    numbers: dict[str, Any] = verdict.evidence.numbers | {"sliding_window": window, "seed": seed}
     if verdict.status is not Status.FAIL:
         return Verdict(
             status=verdict.status,
             reason=f"{window}-token sliding window: {verdict.reason}",
             evidence=Evidence(numbers=numbers),
         )
-    full = _full_attention_texts(hf_dir, session.model.references)
+    full = _full_attention_texts(hf_dir, references)
     outputs = numbers["outputs"]
     exact = sum(output["engine"] == theirs for output, theirs in zip(outputs, full))
     # closer to full attention than to the window: a longer common start (measured on llama.cpp: 3 of 4 outputs are
