@@ -28,7 +28,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from harness.models.constrained import Constraint, DialectUnsupported, llamacpp_json_gbnf
+from harness.models.constrained import Constraint, llamacpp_response_format
 from harness.probing.session import EngineSession
 from harness.records.results import Evidence, Status, Verdict
 from harness.wire.client import EngineHTTPError, EngineTransportError
@@ -74,6 +74,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
 PROMPT = "Answer with a JSON object."
 BUDGETS = (200, 800)  # max_tokens of the first try and of the retry after a truncated answer
 OUTCOMES = ("honoured", "rejected", "ignored", "truncated", "error")
+# After teacher forcing (reference_outcome), a valid answer is honoured only where the reference agrees:
+# "unexplained" (a token the constrained argmax would not write: fails the probe), "dialect" (off the reference's
+# copy of the engine's schema language, reported with positions: partial at best), "unchecked" (the reference
+# cannot compile the schema: inconclusive).
+REFERENCE_OUTCOMES = ("unexplained", "dialect", "unchecked")
 
 
 @dataclass
@@ -85,6 +90,8 @@ class SchemaOutcome:
     max_tokens: int
     violated: list[str] = field(default_factory=list)  # the keywords the output broke (jsonschema's validators)
     text: str | None = None  # the answer
+    generated: str | None = None  # what the engine decoded, spelled by its returned tokens (llama.cpp: a fence)
+    generated_ids: list[int] | None = None  # those tokens
     cut_off: bool = False  # it ended at max_tokens
     reference: dict[str, Any] | None = None  # teacher forcing through the reference (harness.models.constrained)
 
@@ -125,6 +132,8 @@ def schema_outcome(session: EngineSession, schema: dict[str, Any], budgets: tupl
     outcome = SchemaOutcome("error", "no request sent", 0)
     for max_tokens in budgets:
         request = session.adapter.json_schema_request(session.served_model, PROMPT, schema, max_tokens)
+        if session.adapter.name == "llama.cpp":  # its tokens: the content is the JSON with the fence parsed away
+            request.body["logprobs"] = True
         try:
             _, response = session.client.send(request)
         except EngineHTTPError as exc:  # 4xx: rejected; a 5xx is an error, never a rejection
@@ -137,10 +146,24 @@ def schema_outcome(session: EngineSession, schema: dict[str, Any], budgets: tupl
         text = session.adapter.completion_text(response)[0] or ""
         cut_off = response["choices"][0].get("finish_reason") == "length"
         kind, broken, detail = _judge(text, schema, cut_off)
-        outcome = SchemaOutcome(kind, detail, max_tokens, violated=broken, text=text, cut_off=cut_off)
+        generated, generated_ids = generated_tokens(response)
+        outcome = SchemaOutcome(
+            kind, detail, max_tokens, violated=broken, text=text, cut_off=cut_off, generated=generated,
+            generated_ids=generated_ids,
+        )  # fmt: skip
         if kind != "truncated":
             return outcome
     return outcome
+
+
+def generated_tokens(response: dict[str, Any]) -> tuple[str | None, list[int] | None]:
+    """The tokens the engine returned with their log-probabilities, and the text their bytes spell."""
+    content = ((response.get("choices") or [{}])[0].get("logprobs") or {}).get("content")
+    if not content or not all(isinstance(entry.get("bytes"), list) for entry in content):
+        return None, None
+    text = b"".join(bytes(entry["bytes"]) for entry in content).decode(errors="replace")
+    ids = [entry.get("id") for entry in content]
+    return text, [int(token) for token in ids] if all(isinstance(token, int) for token in ids) else None
 
 
 def _all_outcomes(session: EngineSession, schemas: dict[str, dict[str, Any]]) -> dict[str, SchemaOutcome]:
@@ -159,7 +182,7 @@ def _verdict_status(counts: Counter[str]) -> Status:
 
 
 def _inconclusive_note(counts: Counter[str]) -> str:
-    parts = [f"{counts[kind]} {kind}" for kind in ("truncated", "error") if counts[kind]]
+    parts = [f"{counts[kind]} {kind}" for kind in ("truncated", "error", "unchecked") if counts[kind]]
     return f" ({', '.join(parts)}: inconclusive, not counted)" if parts else ""
 
 
@@ -189,43 +212,80 @@ def fresh_schemas(seed: int) -> dict[str, dict[str, Any]]:
 
 
 # How each engine compiles a schema, where the reference can say: llama-server with llama.cpp's json-schema-to-grammar
-# (harness.models.constrained.llamacpp_json_gbnf); vLLM with xgrammar, any whitespace around separators (llguidance's
-# flexible whitespace is the nearest).
-def reference_constraint(session: EngineSession, schema: dict[str, Any]) -> Constraint:
-    """The schema compiled in the engine's own dialect (llguidance's flexible JSON where none is reproduced)."""
+# inside its chat parser's optional ```json fence (harness.models.constrained.llamacpp_response_format: exact where
+# its JSON language is reproduced); vLLM with xgrammar, any whitespace around separators (llguidance's flexible
+# whitespace is the nearest: approximate).
+def reference_constraint(session: EngineSession, schema: dict[str, Any]) -> tuple[Constraint, bool]:
+    """The schema compiled in the engine's own dialect, and whether the copy is exact."""
     if session.adapter.name == "llama.cpp":
-        try:
-            return Constraint("gbnf", llamacpp_json_gbnf(schema))
-        except DialectUnsupported:
-            pass
-    return Constraint("json_schema", schema, (("whitespace_flexible", True),))
+        return llamacpp_response_format(schema)
+    return Constraint("json_schema", schema, (("whitespace_flexible", True),)), False
+
+
+def _unfenced(generated: str) -> str:
+    """The JSON a fenced or bare answer holds, as llama-server's chat parser hands it back (content)."""
+    inner = generated.strip()
+    if inner.startswith("```json") and inner.endswith("```"):
+        inner = inner[len("```json") : -len("```")].strip()
+    return inner
+
+
+def formatting_freedom(mismatch: dict[str, Any]) -> bool:
+    """Whether an approximate copy of the engine's dialect may have allowed the reference's token where the engine's
+    own grammar forbids it: whitespace first (llguidance's flexible JSON whitespace repeats, llama.cpp's `space`
+    does not), a comma after the engine's whitespace (llama.cpp allows none between a value and its comma), a string
+    escape (measured: vLLM 0.32 wrote another character where the reference wanted `\\`), or a digit where the
+    engine ended a number (vLLM's number grammar bounds its digits)."""
+    reference = str(mismatch.get("reference_text", ""))[:1]
+    engine = str(mismatch.get("engine_text", "end"))[:1]
+    ended = mismatch.get("engine") == "end" or engine.isspace() or (bool(engine) and engine in ',]}"')
+    ended_number = reference.isdigit() and ended
+    after_space = reference == "," and str(mismatch.get("previous_text", ""))[-1:].isspace()
+    return reference.isspace() or reference == "\\" or ended_number or after_space
 
 
 def reference_outcome(
     session: EngineSession, hf_dir: Any, tolerance: float, schema: dict[str, Any], outcome: SchemaOutcome
 ) -> None:
     """Teacher-force an honoured answer through the reference under the engine's schema dialect: a token the
-    constrained argmax would not emit makes it "unexplained" (valid, but not constrained decoding of these weights);
-    one outside the dialect's grammar, "dialect"."""
-    from harness.models.constrained import teacher_force_text
+    constrained argmax would not emit makes it "unexplained" (valid, but not constrained decoding of these weights),
+    unless the dialect's copy is approximate and the mismatch is a formatting freedom it does not pin down
+    (formatting_freedom);
+    a token outside the dialect's language, or such whitespace, makes it "dialect" (with positions); a schema the
+    reference cannot compile, "unchecked"."""
+    from harness.models.constrained import teacher_force_constrained_ids, teacher_force_text
 
     if outcome.outcome != "honoured" or outcome.text is None:
         return
+    text = outcome.text
+    if outcome.generated is not None:
+        if _unfenced(outcome.generated) != text.strip():
+            outcome.outcome = "unexplained"
+            outcome.detail = f"the returned tokens spell {outcome.generated[:80]!r}, not the answer"
+            return
+        text = outcome.generated
+    constraint, exact = reference_constraint(session, schema)
     ids = chat_prompt_ids(hf_dir, [{"role": "user", "content": PROMPT}])
-    forced = teacher_force_text(
-        hf_dir, ids, outcome.text, reference_constraint(session, schema), tolerance, finished=not outcome.cut_off
-    )
-    outcome.reference = forced.summary()
-    if forced.mismatches or forced.stopped_early:
-        outcome.outcome, outcome.detail = (
-            "unexplained",
-            f"valid, but not the reference's constrained argmax: {(forced.mismatches or [{}])[0]}",
-        )
-    elif forced.disallowed or forced.accepted is False:
-        outcome.outcome, outcome.detail = (
-            "dialect",
-            f"outside the {session.adapter.name} schema dialect at {forced.disallowed[:1]}",
-        )
+    try:
+        if outcome.generated_ids is not None:  # the engine's own tokenization
+            forced = teacher_force_constrained_ids(
+                hf_dir, ids, outcome.generated_ids, constraint, tolerance, finished=not outcome.cut_off
+            )
+        else:
+            forced = teacher_force_text(hf_dir, ids, text, constraint, tolerance, finished=not outcome.cut_off)
+    except ValueError as exc:  # the reference cannot compile it (llguidance: unimplemented keywords)
+        outcome.outcome, outcome.detail = "unchecked", str(exc).splitlines()[0][:200]
+        return
+    outcome.reference = {**forced.summary(), "exact_dialect": exact}
+    whitespace = [entry for entry in forced.mismatches if not exact and formatting_freedom(entry)]
+    unexplained = [entry for entry in forced.mismatches if entry not in whitespace]
+    if unexplained:
+        outcome.outcome = "unexplained"
+        outcome.detail = f"valid, but not the reference's constrained argmax: {unexplained[0]}"
+    elif whitespace or forced.disallowed or forced.accepted is False:
+        outcome.outcome = "dialect"
+        where = (forced.disallowed + whitespace)[:3]
+        outcome.detail = f"off the reference's copy of the {session.adapter.name} schema dialect at {where}"
 
 
 def check_json_schema(session: EngineSession) -> Verdict:
@@ -295,42 +355,102 @@ def keyword_table(outcomes: dict[str, SchemaOutcome], schemas: dict[str, dict[st
     table: dict[str, dict[str, int]] = {}
     for name, outcome in outcomes.items():
         for keyword in sorted(keywords_of(schemas[name])):
-            row = table.setdefault(keyword, {"schemas": 0, **{kind: 0 for kind in OUTCOMES}, "broken": 0})
+            kinds = (*OUTCOMES, *REFERENCE_OUTCOMES)
+            row = table.setdefault(keyword, {"schemas": 0, **{kind: 0 for kind in kinds}, "broken": 0})
             row["schemas"] += 1
             row[outcome.outcome] += 1
             row["broken"] += keyword in outcome.violated
     return table
 
 
-def check_json_schema_coverage(session: EngineSession, schemas: dict[str, dict[str, Any]] = CORPUS) -> Verdict:
-    """The share of the corpus honoured, rejected, ignored; per keyword in evidence.numbers["keywords"]."""
+def fresh_corpus(seed: int) -> dict[str, dict[str, Any]]:
+    """The corpus with its property names and string enum and const values drawn from `seed` (a canned answer
+    cannot know them); each name maps to one fresh word (distinct words, so $defs and required stay consistent);
+    numbers, patterns, formats, bounds and $defs names are the corpus's own."""
+    rng = seeded(seed, "json_schema_coverage")
+    fresh: dict[Any, str] = {}
+
+    def word_for(key: Any) -> str:
+        while key not in fresh:
+            candidate = _word(rng)
+            if candidate not in fresh.values():
+                fresh[key] = candidate
+        return fresh[key]
+
+    def value(item: Any) -> Any:
+        return word_for(("value", item)) if isinstance(item, str) else item
+
+    def rename(node: Any) -> Any:
+        if isinstance(node, list):
+            return [rename(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        renamed = {key: rename(item) for key, item in node.items()}
+        if isinstance(node.get("properties"), dict):
+            renamed["properties"] = {word_for(("name", k)): rename(v) for k, v in node["properties"].items()}
+        if isinstance(node.get("required"), list):
+            renamed["required"] = [word_for(("name", k)) for k in node["required"]]
+        if isinstance(node.get("enum"), list):
+            renamed["enum"] = [value(item) for item in node["enum"]]
+        if "const" in node:
+            renamed["const"] = value(node["const"])
+        return renamed
+
+    return {name: rename(schema) for name, schema in CORPUS.items()}
+
+
+def check_json_schema_coverage(session: EngineSession, schemas: dict[str, dict[str, Any]] | None = None) -> Verdict:
+    """The share of the corpus (fresh names and values from the run seed) honoured, rejected, ignored; per keyword
+    in evidence.numbers["keywords"]. Honoured means valid and what constrained greedy decoding of the reference
+    emits: one valid answer the reference would not write (unexplained) fails the probe; answers off the
+    reference's copy of the engine's dialect count as honoured but make a pass partial."""
+    hf_dir = reference_dir(session)
+    seed = run_seed()
+    tolerance, derivation = near_tie(session)
+    schemas = fresh_corpus(seed) if schemas is None else schemas
     outcomes = _all_outcomes(session, schemas)
+    for name, outcome in outcomes.items():
+        reference_outcome(session, hf_dir, tolerance, schemas[name], outcome)
     counts = Counter(outcome.outcome for outcome in outcomes.values())
-    status = _verdict_status(counts)
-    conclusive = counts["honoured"] + counts["rejected"] + counts["ignored"]
+    status = _verdict_status(Counter({**counts, "honoured": counts["honoured"] + counts["dialect"]}))
+    if counts["unexplained"]:
+        status = Status.FAIL
+    elif status is Status.PASS and counts["dialect"]:
+        status = Status.PARTIAL
     total = len(schemas)
     backend = session.adapter.structured_output_backend(session.running)
+    positions = sum((outcome.reference or {}).get("positions", 0) for outcome in outcomes.values())
+    agreed = sum((outcome.reference or {}).get("agreed", 0) for outcome in outcomes.values())
     reason = (
-        f"{backend}: {counts['honoured']}/{total} schemas honoured, {counts['rejected']} rejected (4xx), "
-        f"{counts['ignored']} silently ignored" + _inconclusive_note(counts)
+        f"{backend}: {counts['honoured']}/{total} schemas honoured (valid and the reference's constrained argmax), "
+        f"{counts['dialect']} off the reference's copy of the dialect, {counts['unexplained']} valid but not the "
+        f"reference's argmax, {counts['rejected']} rejected (4xx), {counts['ignored']} silently ignored"
+        + _inconclusive_note(counts)
+        + f"; {agreed}/{positions} tokens agree (seed {seed})"
     )
-    if not conclusive:
+    if not counts["honoured"] + counts["dialect"] + counts["unexplained"] + counts["rejected"] + counts["ignored"]:
         reason = f"{backend}: no schema answer was conclusive" + _inconclusive_note(counts)
     keywords = keyword_table(outcomes, schemas)
     not_honoured = sorted(keyword for keyword, row in keywords.items() if row["honoured"] < row["schemas"])
+    kinds = (*OUTCOMES, *REFERENCE_OUTCOMES)
     return Verdict(
         status=status,
         reason=reason,
         evidence=Evidence(
             numbers={
                 "backend": backend,
+                "seed": seed,
                 "schemas": total,
-                "counts": {kind: counts[kind] for kind in OUTCOMES},
-                "shares": {kind: round(counts[kind] / total, 3) for kind in OUTCOMES},
+                "positions": positions,
+                "agreed": agreed,
+                "counts": {kind: counts[kind] for kind in kinds},
+                "shares": {kind: round(counts[kind] / total, 3) for kind in kinds},
                 "keywords": keywords,
                 "keywords_not_always_honoured": not_honoured,
                 "budgets": list(BUDGETS),
+                "fresh_schemas": schemas,
                 "outcomes": {name: asdict(outcome) for name, outcome in outcomes.items()},
+                **derivation,
             }
         ),
     )

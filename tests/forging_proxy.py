@@ -1,7 +1,8 @@
 """A forging proxy in front of an honest llama-server: it drops every constraint and builds valid answers itself.
 
 What an adversary pointed at attach mode would do to pass the constrained probes on validity alone:
-- `response_format` json_schema: dropped; the answer is a minimal instance built from the schema.
+- `response_format` json_schema: dropped; the answer is a minimal instance built from the schema (and the
+  unconstrained answer's token log-probabilities are left out).
 - `tools`: dropped; the answer is a call of the first function with arguments built from its parameter schema.
 - `grammar` (GBNF, what llama-server takes for the grammar and regex probes): dropped; the answer is the first
   string of the language found by walking it token by token (the lowest allowed token id each step).
@@ -156,6 +157,7 @@ class ForgingProxy:
             return status, payload, content_type
         answer = json.loads(payload)
         answer["choices"][0].update(message=message, finish_reason=finish)
+        answer["choices"][0].pop("logprobs", None)  # the unconstrained answer's tokens would give it away
         return status, json.dumps(answer).encode(), "application/json"
 
     def _logit_bias(self, path: str, body: dict[str, Any]) -> tuple[int, bytes, str]:

@@ -412,12 +412,27 @@ def test_tool_calling_without_jinja_is_an_error(start_engine):
         check_tool_calling(start_engine(LaunchSpec(tool_calling=False)))
 
 
+# llama.cpp's grammar for some bounds lets through text its own chat parser then refuses (measured: `"maximum": -50`
+# admits "-0", answered with this HTTP 500); which schemas meet it depends on the run seed's property names.
+PARSER_REFUSAL = "does not match the expected peg-native format"
+
+
 def test_json_schema_coverage(start_engine):
+    """Every valid answer is teacher-forced through the reference under llama-server's own schema language (the
+    chat parser's optional ```json fence around llama.cpp's JSON grammar): none is unexplained, and where the copy
+    of that language is exact every valid answer is the reference's constrained argmax; off-dialect answers
+    (approximate copy: llguidance's repeatable whitespace) keep the row partial."""
     verdict = check_json_schema_coverage(start_engine())
     numbers = verdict.evidence.numbers
-    assert verdict.status in (Status.PASS, Status.PARTIAL), numbers["counts"]
-    assert numbers["counts"]["honoured"] >= 0.5 * numbers["schemas"], numbers["counts"]
-    assert numbers["counts"]["error"] == 0, numbers["outcomes"]
+    counts, outcomes = numbers["counts"], numbers["outcomes"]
+    assert verdict.status in (Status.PASS, Status.PARTIAL), counts
+    assert counts["unexplained"] == 0, {n: o["detail"] for n, o in outcomes.items() if o["outcome"] == "unexplained"}
+    assert counts["honoured"] + counts["dialect"] >= 0.5 * numbers["schemas"], counts
+    exact = [o for o in outcomes.values() if (o["reference"] or {}).get("exact_dialect")]
+    assert len(exact) >= 15 and all(o["outcome"] == "honoured" for o in exact), counts
+    assert numbers["agreed"] > 0.8 * numbers["positions"], numbers["positions"]  # measured 0.93-0.99 (7 seeds)
+    errors = [o["detail"] for o in outcomes.values() if o["outcome"] == "error"]
+    assert all(PARSER_REFUSAL in detail for detail in errors), errors
 
 
 def test_json_schema_coverage_unknown_field(start_engine, llama_build):

@@ -135,6 +135,9 @@ def test_keyword_table_counts_broken_keywords():
         "ignored": 1,
         "truncated": 0,
         "error": 0,
+        "unexplained": 0,
+        "dialect": 0,
+        "unchecked": 0,
         "broken": 1,
     }
     assert table["maximum"]["broken"] == 0

@@ -156,8 +156,9 @@ def _judge(
     allowed: np.ndarray | None,
     tolerance: float,
     tokenizer: PreTrainedTokenizerBase,
+    previous: int | None = None,
 ) -> None:
-    """Count one position: agreed, near tie, mismatch or disallowed."""
+    """Count one position: agreed, near tie, mismatch or disallowed (`previous`: the token before it)."""
     check.positions += 1
     if allowed is not None:
         check.informative += int(allowed.sum()) > 1
@@ -174,6 +175,8 @@ def _judge(
         "reference_text": tokenizer.decode([best]),
         "gap": gap,
     }
+    if previous is not None:
+        entry["previous_text"] = tokenizer.decode([previous])
     if token == best:
         check.agreed += 1
     elif allowed is not None and not allowed[token]:
@@ -182,6 +185,71 @@ def _judge(
         check.near_ties.append(entry)
     else:
         check.mismatches.append(entry)
+
+
+def _judge_end(
+    check: ForcedCheck,
+    found: Any,
+    row: torch.Tensor,
+    allowed: np.ndarray,
+    eos: set[int],
+    position: int,
+    tolerance: float,
+    tokenizer: PreTrainedTokenizerBase,
+    finished: bool,
+) -> ForcedCheck:
+    """Where the output ends: the constraint must accept there, and, where the engine ended it (`finished`),
+    ending must be the reference's constrained choice too (within `tolerance`)."""
+    check.accepted = bool(found.is_accepting())
+    if finished and check.accepted:
+        masked = row.masked_fill(~torch.from_numpy(allowed), float("-inf"))
+        best = int(torch.argmax(masked))
+        stop_gap = min((float(masked[best] - masked[token]) for token in eos if allowed[token]), default=None)
+        check.stopped_early = best not in eos and (stop_gap is None or stop_gap > tolerance)
+        if check.stopped_early:
+            check.mismatches.append(
+                {
+                    "position": position,
+                    "engine": "end",
+                    "reference": best,
+                    "reference_text": tokenizer.decode([best]),
+                    "gap": stop_gap,
+                }
+            )
+    return check
+
+
+@torch.no_grad()
+def teacher_force_constrained_ids(
+    hf_dir: Path,
+    prompt_ids: list[int],
+    engine_ids: list[int],
+    constraint: Constraint,
+    tolerance: float,
+    finished: bool = True,
+) -> ForcedCheck:
+    """The engine's own tokens (its tokenization, where it returns them) under `constraint`: each must be the
+    reference's constrained argmax (or within `tolerance` of it), and the output must end where the constraint
+    accepts (`finished`: where the reference ends it too). A token the constraint forbids ends the check."""
+    model, tokenizer = load_reference(hf_dir)
+    found = matcher(hf_dir, constraint)
+    vocab = model.config.vocab_size
+    eos = end_tokens(hf_dir)
+    if engine_ids and engine_ids[-1] in eos:  # the end token the engine stopped on (llama-server returns it)
+        engine_ids, finished = engine_ids[:-1], True
+    check = ForcedCheck()
+    logits = model(input_ids=torch.tensor([prompt_ids + engine_ids])).logits[0].float()
+    for position in range(len(engine_ids) + 1):
+        row = logits[len(prompt_ids) - 1 + position]
+        allowed = _allowed(found, vocab, eos)
+        if position == len(engine_ids):
+            return _judge_end(check, found, row, allowed, eos, position, tolerance, tokenizer, finished)
+        token, previous = engine_ids[position], engine_ids[position - 1] if position else None
+        _judge(check, position, row, token, allowed, tolerance, tokenizer, previous)
+        if not allowed[token] or not found.consume_token(token):
+            check.accepted = False
+            return check
+    return check
 
 
 @torch.no_grad()
@@ -207,19 +275,13 @@ def teacher_force_text(
     check = ForcedCheck()
     output = model(input_ids=torch.tensor([prompt_ids]), use_cache=True)
     position = 0
+    previous: int | None = None
     while True:
         row = output.logits[0, -1].float()
         allowed = _allowed(found, vocab, eos)
         masked = row.masked_fill(~torch.from_numpy(allowed), float("-inf"))
         if not rest:
-            check.accepted = bool(found.is_accepting())
-            if finished and check.accepted:
-                best = int(torch.argmax(masked))
-                stop_gap = min((float(masked[best] - masked[token]) for token in eos if allowed[token]), default=None)
-                check.stopped_early = best not in eos and (stop_gap is None or stop_gap > tolerance)
-                if check.stopped_early:
-                    check.mismatches.append({"position": position, "engine": "end", "reference": best, "gap": stop_gap})
-            return check
+            return _judge_end(check, found, row, allowed, eos, position, tolerance, tokenizer, finished)
         continuing = [token for token in range(vocab) if pieces[token] and rest.startswith(pieces[token])]
         options = [token for token in continuing if allowed[token] and token not in eos]
         if not options:  # nothing the constraint allows continues the text
@@ -229,10 +291,11 @@ def teacher_force_text(
             return check
         best = int(torch.argmax(masked))
         token = best if best in options else max(options, key=lambda t: float(masked[t]))
-        _judge(check, position, row, token, allowed, tolerance, tokenizer)
+        _judge(check, position, row, token, allowed, tolerance, tokenizer, previous)
         if not found.consume_token(token):
             check.accepted = False
             return check
+        previous = token
         rest = rest[len(pieces[token]) :]
         position += 1
         output = model(input_ids=torch.tensor([[token]]), past_key_values=output.past_key_values, use_cache=True)
@@ -296,9 +359,11 @@ def _repeat(item: str, low: int, high: int | None, separator: str | None = None)
     """llama.cpp's _build_repetition: `item` low..high times, `separator` between."""
     if high == 0:
         return ""
+    if low == 0 and high == 1:
+        return f"({item})?"
     if separator is None:
-        return f"({item}){{{low},{'' if high is None else high}}}"
-    rest = f"({separator} {item}){{{max(low - 1, 0)},{'' if high is None else high - 1}}}"
+        return f"({item})*" if low == 0 and high is None else f"({item}){{{low},{'' if high is None else high}}}"
+    rest = _repeat(f"{separator} {item}", max(low - 1, 0), None if high is None else high - 1)
     return f"{item} {rest}" if low > 0 else f"({item} {rest})?"
 
 
@@ -344,3 +409,46 @@ def llamacpp_json_gbnf(schema: dict[str, Any]) -> str:
 
     root = visit(schema)
     return f'root ::= {root}\nspace ::= | " " | "\\n"{{1,2}} [ \\t]{{0,20}}\nchar ::= {LLAMACPP_CHAR}\n'
+
+
+# llama-server (b11434) builds the grammar of a chat request's response_format with its chat parser
+# (common/chat-auto-parser-generator.cpp): whitespace, then the schema's JSON either fenced as ```json ... ``` or
+# bare, with whitespace around it; the reply's content is the JSON alone (the fence and whitespace parsed away).
+LLAMACPP_FENCED = 'space space ("```json" space {json} space "```" | space {json} space)'
+LLAMACPP_DIGITS = 16  # llama.cpp's integral-part: at most 16 digits, bounded or not
+
+
+def _capped_integers(node: Any) -> Any:
+    """`node` with every integer schema bounded to llama.cpp's 16 digits where it leaves a side open."""
+    if isinstance(node, list):
+        return [_capped_integers(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    capped = {key: _capped_integers(value) for key, value in node.items()}
+    if capped.get("type") == "integer":
+        limit = 10**LLAMACPP_DIGITS - 1
+        if "minimum" not in capped and "exclusiveMinimum" not in capped:
+            capped["minimum"] = -limit
+        if "maximum" not in capped and "exclusiveMaximum" not in capped:
+            capped["maximum"] = limit
+    return capped
+
+
+def llamacpp_response_format(schema: dict[str, Any]) -> tuple[Constraint, bool]:
+    """The language llama-server's chat endpoint decodes a json_schema response_format in, and whether it is
+    exact: llama.cpp's own JSON language (llamacpp_json_gbnf) where it reproduces the schema; otherwise llguidance's
+    JSON of the schema with llama.cpp's whitespace and integer digits (an approximation: a mismatch there may be
+    the dialect's)."""
+    try:
+        inner = llamacpp_json_gbnf(schema).replace("root ::= ", "json ::= ", 1)
+        return Constraint("gbnf", f"root ::= {LLAMACPP_FENCED.format(json='json')}\n{inner}"), True
+    except DialectUnsupported:
+        pass
+    options = {"whitespace_flexible": True, "whitespace_pattern": LLAMACPP_WHITESPACE}
+    lark = (
+        f"start: {LLAMACPP_FENCED.format(json='json').replace('space', 'sp')}\n"
+        "sp: SP?\n"
+        f"SP: /{LLAMACPP_WHITESPACE[3:-2]}/\n"
+        f"json: %json {json.dumps({**_capped_integers(schema), 'x-guidance': options})}\n"
+    )
+    return Constraint("lark", lark), False
