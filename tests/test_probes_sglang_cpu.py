@@ -18,6 +18,7 @@ import pytest
 from harness.docker.specs import spec_named
 from harness.engines.base import LaunchSpec, ResolvedModels
 from harness.engines.sglang import CPU_PATH, SglangAdapter
+from harness.launch.base import RunningEngine
 from harness.models import ModelArtifact
 from harness.outcomes import NotMeasurable, Unsupported
 from harness.paths import cache_dir
@@ -82,7 +83,7 @@ def test_cpu_path_refuses_what_needs_kernels(tmp_path: Path):
     assert command[command.index("--device") + 1] == "cpu"
     assert command[command.index("--attention-backend") + 1] == "torch_native"
     assert command[command.index("--dtype") + 1] == "float32" == adapter.compute_dtype(LaunchSpec())
-    assert "--disable-radix-cache" in command
+    assert "--disable-radix-cache" in command and "--enable-cache-report" in command and "--sleep-on-idle" in command
     assert adapter.launch_env(LaunchSpec())["SGLANG_USE_CPU_ENGINE"] == "1"
     build = adapter.cpu_build()
     assert build["path"] == CPU_PATH and build["stand_ins"] == []
@@ -90,6 +91,13 @@ def test_cpu_path_refuses_what_needs_kernels(tmp_path: Path):
     adapter.use_container(spec_named("sglang"))  # its GPU image: the container path, GPUs counted
     with pytest.raises(NotMeasurable, match="needs an NVIDIA GPU"):
         adapter.check_launchable(LaunchSpec(), devices=0)
+
+
+def test_grammar_backend_from_the_logged_server_args(tmp_path: Path):
+    log = tmp_path / "sglang.log"
+    log.write_text("[2026-12-03 13:58:45] server_args={'model_path': 'm', 'grammar_backend': 'xgrammar', 'x': 1}\n")
+    running = RunningEngine(base_url="http://127.0.0.1:9", log_path=log)
+    assert SglangAdapter().structured_output_backend(running) == "SGLang grammar backend=xgrammar"
 
 
 class NoGrammarBackendAdapter(SglangAdapter):

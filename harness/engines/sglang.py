@@ -24,6 +24,7 @@ record's engine build, with the kernel functions that are absent and the stand-i
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -45,12 +46,15 @@ if TYPE_CHECKING:
     from harness.docker.specs import ContainerSpec
 
 # the scheduler's `#running-req` (the decode batch it logs) as a gauge, and its generated-token counter
-# (best effort: not yet measured against a real SGLang; it exports no per-step counter)
+# (both in 0.5.23's /metrics on the CPU path, read 2026-12-03; no per-step counter among them)
 _BATCHING_METRICS = {"batch": "sglang:num_running_reqs", "generated": "sglang:generation_tokens_total"}
 
 SPECULATIVE_STEPS = 3  # draft tokens proposed per verification step (topk 1)
 CPU_SOURCE = f"python/sglang/srt in {sglang_cpu.PACKAGE} {sglang_cpu.PACKAGE_VERSION} (SGLANG_USE_CPU_ENGINE=1)"
 CPU_PATH = "cpu, torch-native path"
+# without a parser it constrains tool_choice=required answers to the calls' JSON but returns them as `content`
+# (serving_chat.py _tool_call_parsing_active: False without --tool-call-parser; measured on the CPU path)
+TOOL_CALL_PARSER = "hermes"
 CPU_KV_TOKENS = 32768  # --max-total-tokens on a shared CPU host (by default it sizes the pool from free memory)
 
 
@@ -117,9 +121,10 @@ class SglangAdapter(ContainerEngineAdapter):
             )
         if spec.model_format not in (None, "hf"):
             raise NotMeasurable(
-                f"SGLang's CPU column probes hf checkpoints only, not {spec.model_format}: its quantized layers are "
-                "kernel paths (start-up warnings here: 'Only CUDA, HIP and XPU support AWQ currently', 'Only CUDA, "
-                f"MUSA and NPU support GGUF quantization currently') ({CPU_SOURCE})"
+                f"not probed: SGLang's CPU column loads hf checkpoints only, not {spec.model_format}; quantized and "
+                "GGUF checkpoints go through its quantization methods, kernel paths there (start-up warnings here: "
+                "'Only CUDA, HIP and XPU support AWQ currently', 'Only CUDA, MUSA and NPU support GGUF quantization "
+                f"currently') ({CPU_SOURCE})"
             )
         if spec.api_prefix or not spec.continuous_batching:
             raise NotMeasurable(f"{self.name} has no switch for this configuration ({spec.key()})")
@@ -198,6 +203,8 @@ class SglangAdapter(ContainerEngineAdapter):
                 "--speculative-num-draft-tokens",
                 str(SPECULATIVE_STEPS + 1),
             ]
+        if spec.tool_calling:
+            command += ["--tool-call-parser", TOOL_CALL_PARSER]
         return command
 
     def _server(self, models: ResolvedModels, port: int, python: str) -> list[str]:
@@ -217,8 +224,10 @@ class SglangAdapter(ContainerEngineAdapter):
             "torch_native",
             "--disable-overlap-schedule",
             "--skip-server-warmup",
+            "--sleep-on-idle",  # without it an idle scheduler took 35% of a core here (top), on a shared 2-core host
             "--random-seed",
             "0",
+            "--enable-cache-report",  # usage.prompt_tokens_details.cached_tokens (off by default)
             "--max-running-requests",
             str(spec.parallel_slots),
             self.kv_budget_flag,
@@ -229,6 +238,8 @@ class SglangAdapter(ContainerEngineAdapter):
             command += ["--chunked-prefill-size", str(spec.prefill_chunk_tokens)]
         if spec.prefix_caching is False:
             command += ["--disable-radix-cache"]
+        if spec.tool_calling:
+            command += ["--tool-call-parser", TOOL_CALL_PARSER]
         return command
 
     # -- feature translation -----------------------------------------------------------
@@ -251,6 +262,11 @@ class SglangAdapter(ContainerEngineAdapter):
             "/v1/completions",
             {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "ebnf": grammar.gbnf},
         )
+
+    def structured_output_backend(self, running: RunningEngine) -> str:
+        """`grammar_backend` from the server_args line it logs at start (xgrammar unless chosen otherwise)."""
+        match = re.search(r"'grammar_backend': '([\w-]+)'", running.log_text())
+        return f"SGLang grammar backend={match.group(1) if match else 'not in the log'}"
 
     def regex_request(self, model: str, prompt: str, regex: RegexSpec, max_tokens: int) -> ApiRequest:
         """`regex`, a top-level CompletionRequest field (entrypoints/openai/protocol.py; structured_outputs.md)."""
