@@ -25,6 +25,7 @@ from harness.paths import cache_dir
 from harness.probing.session import EnginePool, EngineSession
 from harness.records.results import Status
 from harness.toolchain import llama_cpp_python as toolchain
+from harness.wire.client import EngineServerError
 from harness.wire.request import ApiRequest
 from probes.test_attention import check_flash_attention
 from probes.test_continuous_batching import check_continuous_batching
@@ -172,11 +173,12 @@ def test_flash_attention_off(lcp_pool):
     assert verdict.status is Status.FAIL, verdict.evidence.numbers
 
 
-def test_tool_choice_required_is_refused(lcp_pool):
+def test_tool_choice_required_is_an_error(lcp_pool):
     """Measured: with --chat_format chatml-function-calling, tool_choice="required" fails with HTTP 500
-    (llama_chat_format.py chatml_function_calling: `assert ... tool_choice == "auto"`)."""
-    verdict = check_tool_calling(lcp_pool.session(LaunchSpec(tool_calling=True)))
-    assert verdict.status is Status.FAIL and "refused: HTTP 500" in verdict.reason, verdict.evidence.numbers
+    (llama_chat_format.py chatml_function_calling: `assert ... tool_choice == "auto"`). A 5xx is an error (issue
+    24), never a refusal: the probe raises, and its record names the engine's answer."""
+    with pytest.raises(EngineServerError, match="HTTP 500"):
+        check_tool_calling(lcp_pool.session(LaunchSpec(tool_calling=True)))
 
 
 def test_pattern_schema_kills_the_server(lcp_pool):
