@@ -28,7 +28,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from harness.models.constrained import Constraint, llamacpp_response_format
+from harness.models.constrained import Constraint, llamacpp_response_format, map_schema
 from harness.probing.session import EngineSession
 from harness.records.results import Evidence, Status, Verdict
 from harness.wire.client import EngineHTTPError, EngineTransportError
@@ -380,14 +380,9 @@ def fresh_corpus(seed: int) -> dict[str, dict[str, Any]]:
     def value(item: Any) -> Any:
         return word_for(("value", item)) if isinstance(item, str) else item
 
-    def rename(node: Any) -> Any:
-        if isinstance(node, list):
-            return [rename(item) for item in node]
-        if not isinstance(node, dict):
-            return node
-        renamed = {key: rename(item) for key, item in node.items()}
+    def rename(node: dict[str, Any], renamed: dict[str, Any]) -> dict[str, Any]:
         if isinstance(node.get("properties"), dict):
-            renamed["properties"] = {word_for(("name", k)): rename(v) for k, v in node["properties"].items()}
+            renamed["properties"] = {word_for(("name", k)): v for k, v in renamed["properties"].items()}
         if isinstance(node.get("required"), list):
             renamed["required"] = [word_for(("name", k)) for k in node["required"]]
         if isinstance(node.get("enum"), list):
@@ -396,7 +391,7 @@ def fresh_corpus(seed: int) -> dict[str, dict[str, Any]]:
             renamed["const"] = value(node["const"])
         return renamed
 
-    return {name: rename(schema) for name, schema in CORPUS.items()}
+    return {name: map_schema(schema, rename) for name, schema in CORPUS.items()}
 
 
 def check_json_schema_coverage(session: EngineSession, schemas: dict[str, dict[str, Any]] | None = None) -> Verdict:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -418,13 +419,21 @@ LLAMACPP_FENCED = 'space space ("```json" space {json} space "```" | space {json
 LLAMACPP_DIGITS = 16  # llama.cpp's integral-part: at most 16 digits, bounded or not
 
 
-def _capped_integers(node: Any) -> Any:
-    """`node` with every integer schema bounded to llama.cpp's 16 digits where it leaves a side open."""
+def map_schema(node: Any, adjust: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]) -> Any:
+    """`node` rebuilt bottom-up: each object's values mapped first, then `adjust(original, rebuilt)` of it."""
     if isinstance(node, list):
-        return [_capped_integers(item) for item in node]
+        return [map_schema(item, adjust) for item in node]
     if not isinstance(node, dict):
         return node
-    capped = {key: _capped_integers(value) for key, value in node.items()}
+    return adjust(node, {key: map_schema(value, adjust) for key, value in node.items()})
+
+
+def _capped_integers(node: Any) -> Any:
+    """`node` with every integer schema bounded to llama.cpp's 16 digits where it leaves a side open."""
+    return map_schema(node, _cap_integer)
+
+
+def _cap_integer(_original: dict[str, Any], capped: dict[str, Any]) -> dict[str, Any]:
     if capped.get("type") == "integer":
         limit = 10**LLAMACPP_DIGITS - 1
         if "minimum" not in capped and "exclusiveMinimum" not in capped:

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import venv
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.toolchain.environment import VenvInstall, create_venv
 from harness.toolchain.llamacpp import backend_cmake_args, compile_progress, default_backend
 from harness.toolchain.logged import pip_progress, run_logged
 
@@ -39,17 +39,11 @@ class LlamaCppPythonInstallError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class LlamaCppPythonInstall:
+class LlamaCppPythonInstall(VenvInstall):
     """A ready llama-cpp-python environment."""
 
-    root: Path
-    package_version: str
     backend: str
     cmake_args: tuple[str, ...]
-
-    @property
-    def python(self) -> Path:
-        return self.root / "venv" / "bin" / "python"
 
 
 def cmake_args_for(backend: str) -> tuple[str, ...]:
@@ -92,8 +86,7 @@ def ensure_install(
     (root / "install.json").unlink(missing_ok=True)
     cmake_args = cmake_args_for(backend)
     progress(f"creating the llama-cpp-python environment in {root}")
-    venv.EnvBuilder(with_pip=True, clear=True).create(root / "venv")
-    python = str(root / "venv" / "bin" / "python")
+    python = create_venv(root)
     progress(f"building {PACKAGE}=={PACKAGE_VERSION} ({backend}) from source (about 15 minutes on 2 cores)")
     pip_lines = pip_progress(progress)
     compile_lines = _ninja_progress(progress)

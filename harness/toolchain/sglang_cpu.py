@@ -22,12 +22,12 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import venv
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.toolchain import sgl_kernel_cpu_absent
+from harness.toolchain.environment import VenvInstall, create_venv
 from harness.toolchain.logged import pip_progress, run_logged
 from harness.toolchain.vllm_cpu import TORCH_PIN
 
@@ -93,17 +93,11 @@ class SglangInstallError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class SglangCpuInstall:
+class SglangCpuInstall(VenvInstall):
     """A ready SGLang CPU environment."""
 
-    root: Path
-    package_version: str
     absent_kernels: tuple[str, ...]  # sgl_kernel names that raise when called (no CPU build, no stand-in)
     stand_ins: tuple[str, ...]  # sgl_kernel names computed by a stand-in (none)
-
-    @property
-    def python(self) -> Path:
-        return self.root / "venv" / "bin" / "python"
 
 
 def install_dir(cache: Path) -> Path:
@@ -145,8 +139,7 @@ def ensure_install(cache: Path, progress: Callable[[str], None] = print) -> Sgla
     root.mkdir(parents=True, exist_ok=True)
     (root / "install.json").unlink(missing_ok=True)
     progress(f"creating the SGLang CPU environment in {root}")
-    venv.EnvBuilder(with_pip=True, clear=True).create(root / "venv")
-    python = str(root / "venv" / "bin" / "python")
+    python = create_venv(root)
     progress(f"installing the CPU torch ({TORCH_PIN}) and {TORCHVISION_PIN} without its CUDA requirements")
     _run([python, "-m", "pip", "install", TORCH_PIN], root / "torch.log", pip_progress(progress))
     _run([python, "-m", "pip", "install", "--no-deps", TORCHVISION_PIN], root / "torchvision.log")

